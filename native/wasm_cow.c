@@ -1,0 +1,682 @@
+/*
+ * wasm-cow native layer: sealed memfd images and page mapping into
+ * WebAssembly.Memory objects.
+ *
+ * This file is deliberately small and paranoid. It knows nothing about
+ * modules, pools or slots (those live in TypeScript); it only offers six
+ * operations, and it validates every argument before any system call:
+ *
+ *   createImage(bytes)                  -> fd   memfd, filled, sealed
+ *   closeImage(fd)                              close an image we created
+ *   mapImage(memory, fd, offset, length)        MAP_PRIVATE|MAP_FIXED CoW map
+ *   discard(memory, offset, length)             madvise(MADV_DONTNEED)
+ *   mapZero(memory, offset, length)             anonymous MAP_FIXED over a range
+ *   residentPages(memory, offset, length)       pages present or swapped (pagemap)
+ *
+ * Rules every entry point follows:
+ *  - A memory argument must be a genuine WebAssembly.Memory. Its buffer is
+ *    read through the original `WebAssembly.Memory.prototype.buffer` getter
+ *    captured when the addon loads, so a forged object, a subclass overriding
+ *    `buffer`, or a Proxy cannot hand us an arbitrary pointer. The address is
+ *    read again on every call, never cached: V8 may move a memory on grow.
+ *  - Offsets and lengths must be integral JS numbers, multiples of the host
+ *    page size, and the range must lie inside the memory's current byte
+ *    length. Nothing is ever mapped beyond it: pages past the length must
+ *    stay inaccessible so that out-of-bounds accesses keep trapping.
+ *  - An fd must be one this addon created and has not closed; a mapping may
+ *    not be longer than the image (a short file mapping would raise SIGBUS,
+ *    which V8's trap handler does not catch). Images are sealed against
+ *    grow, shrink and write, so the length checked here stays true.
+ *  - We never munmap inside V8's reservation (another allocation could take
+ *    the hole). If a MAP_FIXED mmap fails, the range is re-covered with an
+ *    inaccessible anonymous mapping before the error is thrown.
+ *  - Every failure throws a JS Error with `code` (errno name or
+ *    ERR_WASM_COW_NATIVE_ARG), `errno` and `syscall`.
+ *
+ * Fault injection (tests only): when WASM_COW_FAULT_INJECTION=1 is set in
+ * the environment when the addon loads, `setFault(step, skip)` makes the
+ * named step fail once after `skip` successful passes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+#if !defined(__linux__)
+#error "the wasm-cow native backend is Linux-only; the library falls back to the copy backend"
+#endif
+
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+
+#define REQUIRED_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+/* 2^53: the largest integer a JS number holds exactly. */
+#define MAX_SAFE 9007199254740992.0
+/* Upper bound on one image; the TypeScript layer enforces its own limit. */
+#define MAX_IMAGE_BYTES ((uint64_t)1 << 40)
+
+/* ------------------------------------------------------------------ */
+/* The table of images this addon created.                            */
+/* Process-wide (worker threads share fds), guarded by a mutex.       */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+  int fd;          /* -1 when the entry is free */
+  uint64_t length; /* sealed file length, a multiple of the page size */
+} image_entry;
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static image_entry *table = NULL;
+static size_t table_cap = 0;
+static size_t table_live = 0;
+static size_t page_size = 0;
+
+static int table_add(int fd, uint64_t length) {
+  int ok = 0;
+  pthread_mutex_lock(&table_lock);
+  for (size_t i = 0; i < table_cap; i++) {
+    if (table[i].fd < 0) {
+      table[i].fd = fd;
+      table[i].length = length;
+      table_live++;
+      ok = 1;
+      break;
+    }
+  }
+  if (!ok) {
+    size_t cap = table_cap ? table_cap * 2 : 64;
+    image_entry *grown = realloc(table, cap * sizeof(image_entry));
+    if (grown != NULL) {
+      for (size_t i = table_cap; i < cap; i++) grown[i].fd = -1;
+      grown[table_cap].fd = fd;
+      grown[table_cap].length = length;
+      table = grown;
+      table_cap = cap;
+      table_live++;
+      ok = 1;
+    }
+  }
+  pthread_mutex_unlock(&table_lock);
+  return ok;
+}
+
+/* Returns 1 and the image length when fd is a live image of ours. */
+static int table_find(int fd, uint64_t *length) {
+  int found = 0;
+  pthread_mutex_lock(&table_lock);
+  for (size_t i = 0; i < table_cap; i++) {
+    if (table[i].fd == fd) {
+      *length = table[i].length;
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&table_lock);
+  return found;
+}
+
+static int table_remove(int fd) {
+  int found = 0;
+  pthread_mutex_lock(&table_lock);
+  for (size_t i = 0; i < table_cap; i++) {
+    if (table[i].fd == fd) {
+      table[i].fd = -1;
+      table_live--;
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&table_lock);
+  return found;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fault injection (inert unless enabled by the environment at load). */
+/* ------------------------------------------------------------------ */
+
+enum fault_step {
+  FAULT_NONE = 0,
+  FAULT_MEMFD_CREATE,
+  FAULT_FTRUNCATE,
+  FAULT_WRITE,
+  FAULT_SEAL,
+  FAULT_MMAP,
+  FAULT_MADVISE,
+};
+
+static const char *const fault_names[] = {
+    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise",
+};
+
+static int fault_enabled = 0;
+static _Atomic int fault_armed = FAULT_NONE;
+static _Atomic long fault_skip = 0;
+
+/* Returns 1 when `step` must fail now (and disarms the fault). */
+static int fault_fires(enum fault_step step) {
+  if (!fault_enabled || fault_armed != (int)step) return 0;
+  if (fault_skip > 0) {
+    fault_skip--;
+    return 0;
+  }
+  fault_armed = FAULT_NONE;
+  return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Errors.                                                            */
+/* ------------------------------------------------------------------ */
+
+static const char *errno_code(int err) {
+  switch (err) {
+    case EINVAL: return "EINVAL";
+    case ENOMEM: return "ENOMEM";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case ENOSPC: return "ENOSPC";
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EBADF: return "EBADF";
+    case EAGAIN: return "EAGAIN";
+    case EFAULT: return "EFAULT";
+    case EIO: return "EIO";
+    case ENOSYS: return "ENOSYS";
+    case EFBIG: return "EFBIG";
+    default: return "EUNKNOWN";
+  }
+}
+
+static void set_prop_str(napi_env env, napi_value obj, const char *key, const char *val) {
+  napi_value v;
+  if (napi_create_string_utf8(env, val, NAPI_AUTO_LENGTH, &v) == napi_ok) {
+    napi_set_named_property(env, obj, key, v);
+  }
+}
+
+/* Throws Error(message) with code = errno name, errno = -err, syscall. */
+static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "wasm-cow native: %s failed: %s (%s)", syscall, strerror(err),
+           errno_code(err));
+  napi_value text, error, num;
+  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text) != napi_ok) return NULL;
+  if (napi_create_error(env, NULL, text, &error) != napi_ok) return NULL;
+  set_prop_str(env, error, "code", errno_code(err));
+  set_prop_str(env, error, "syscall", syscall);
+  if (napi_create_int32(env, -err, &num) == napi_ok) napi_set_named_property(env, error, "errno", num);
+  napi_throw(env, error);
+  return NULL;
+}
+
+/* Throws a TypeError/RangeError for a bad argument. */
+static napi_value throw_arg(napi_env env, int range, const char *msg) {
+  if (range) napi_throw_range_error(env, "ERR_WASM_COW_NATIVE_ARG", msg);
+  else napi_throw_type_error(env, "ERR_WASM_COW_NATIVE_ARG", msg);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Argument helpers.                                                  */
+/* ------------------------------------------------------------------ */
+
+/* The genuine WebAssembly.Memory.prototype.buffer getter (per env). */
+typedef struct {
+  napi_ref buffer_getter;
+} addon_data;
+
+/* Reads an integral, non-negative, exactly representable JS number. */
+static int get_size(napi_env env, napi_value value, const char *what, uint64_t *out) {
+  napi_valuetype type;
+  double d;
+  char msg[160];
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number ||
+      napi_get_value_double(env, value, &d) != napi_ok || !isfinite(d) || d < 0 ||
+      d > MAX_SAFE || floor(d) != d) {
+    snprintf(msg, sizeof msg, "%s must be a non-negative integer", what);
+    throw_arg(env, 0, msg);
+    return 0;
+  }
+  *out = (uint64_t)d;
+  return 1;
+}
+
+static int get_page_aligned(napi_env env, napi_value value, const char *what, uint64_t *out) {
+  char msg[160];
+  if (!get_size(env, value, what, out)) return 0;
+  if (*out % page_size != 0) {
+    snprintf(msg, sizeof msg, "%s (%llu) must be a multiple of the page size (%zu)", what,
+             (unsigned long long)*out, page_size);
+    throw_arg(env, 1, msg);
+    return 0;
+  }
+  return 1;
+}
+
+/* Reads an fd argument that must name a live image of ours. */
+static int get_image_fd(napi_env env, napi_value value, int *fd, uint64_t *length) {
+  uint64_t raw;
+  if (!get_size(env, value, "fd", &raw)) return 0;
+  if (raw > INT32_MAX || !table_find((int)raw, length)) {
+    throw_arg(env, 1, "fd is not an open wasm-cow image (closed already, or never created here)");
+    return 0;
+  }
+  *fd = (int)raw;
+  return 1;
+}
+
+/*
+ * Resolves a WebAssembly.Memory to its current base address and byte
+ * length, through the genuine getter. Throws (returns 0) for anything else.
+ */
+static int get_memory(napi_env env, napi_value memory, uint8_t **base, uint64_t *byte_length) {
+  addon_data *data;
+  napi_value getter, buffer;
+  bool is_ab = false, detached = false;
+  void *ptr = NULL;
+  size_t len = 0;
+  napi_valuetype type;
+
+  if (napi_typeof(env, memory, &type) != napi_ok || type != napi_object) {
+    throw_arg(env, 0, "memory must be a WebAssembly.Memory");
+    return 0;
+  }
+  if (napi_get_instance_data(env, (void **)&data) != napi_ok || data == NULL ||
+      napi_get_reference_value(env, data->buffer_getter, &getter) != napi_ok || getter == NULL) {
+    throw_arg(env, 0, "wasm-cow native: WebAssembly.Memory buffer getter unavailable");
+    return 0;
+  }
+  /* The getter's own brand check throws a TypeError for non-memories. */
+  if (napi_call_function(env, memory, getter, 0, NULL, &buffer) != napi_ok) return 0;
+  if (napi_is_arraybuffer(env, buffer, &is_ab) != napi_ok || !is_ab ||
+      napi_is_detached_arraybuffer(env, buffer, &detached) != napi_ok || detached ||
+      napi_get_arraybuffer_info(env, buffer, &ptr, &len) != napi_ok) {
+    throw_arg(env, 0, "memory.buffer is not a live ArrayBuffer");
+    return 0;
+  }
+  if (len > 0 && (ptr == NULL || ((uintptr_t)ptr % page_size) != 0)) {
+    throw_arg(env, 1, "memory base address is not page-aligned");
+    return 0;
+  }
+  *base = (uint8_t *)ptr;
+  *byte_length = len;
+  return 1;
+}
+
+/* Checks that [offset, offset+length) lies inside the memory. */
+static int check_range(napi_env env, uint64_t offset, uint64_t length, uint64_t byte_length) {
+  char msg[200];
+  if (offset > byte_length || length > byte_length - offset) {
+    snprintf(msg, sizeof msg,
+             "range [%llu, %llu + %llu) is outside the memory's current byte length %llu",
+             (unsigned long long)offset, (unsigned long long)offset, (unsigned long long)length,
+             (unsigned long long)byte_length);
+    throw_arg(env, 1, msg);
+    return 0;
+  }
+  return 1;
+}
+
+/* Parses (memory, offset, length) with every check applied. */
+static int get_memory_range(napi_env env, napi_callback_info info, size_t expected, napi_value *argv,
+                            size_t memory_arg, uint8_t **addr, uint64_t *length) {
+  size_t argc = expected;
+  uint8_t *base;
+  uint64_t byte_length, offset;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
+  if (argc < expected) {
+    throw_arg(env, 0, "missing arguments");
+    return 0;
+  }
+  if (!get_page_aligned(env, argv[expected - 2], "offset", &offset)) return 0;
+  if (!get_page_aligned(env, argv[expected - 1], "length", length)) return 0;
+  if (!get_memory(env, argv[memory_arg], &base, &byte_length)) return 0;
+  if (!check_range(env, offset, *length, byte_length)) return 0;
+  *addr = base + offset;
+  return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points.                                                      */
+/* ------------------------------------------------------------------ */
+
+static int page_is_zero(const uint8_t *p, size_t n) {
+  const uint64_t *w = (const uint64_t *)p;
+  for (size_t i = 0; i < n / 8; i++)
+    if (w[i] != 0) return 0;
+  return 1;
+}
+
+/* createImage(bytes: Uint8Array) -> fd. bytes.length: multiple of the page size. */
+static napi_value create_image(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  bool is_typed = false;
+  napi_typedarray_type ta_type;
+  size_t length = 0, byte_offset = 0;
+  void *data = NULL;
+  napi_value ab;
+  int fd, err;
+
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_is_typedarray(env, argv[0], &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, argv[0], &ta_type, &length, &data, &ab, &byte_offset) != napi_ok ||
+      ta_type != napi_uint8_array) {
+    return throw_arg(env, 0, "bytes must be a Uint8Array");
+  }
+  if (length == 0 || length % page_size != 0 || (uint64_t)length > MAX_IMAGE_BYTES) {
+    return throw_arg(env, 1, "image length must be a non-zero multiple of the page size");
+  }
+  if (data == NULL) return throw_arg(env, 0, "bytes is detached");
+
+  if (fault_fires(FAULT_MEMFD_CREATE)) return throw_errno(env, "memfd_create", EMFILE);
+  fd = memfd_create("wasm-cow-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return throw_errno(env, "memfd_create", errno);
+
+  if (fault_fires(FAULT_FTRUNCATE)) {
+    err = ENOSPC;
+    goto fail_ftruncate;
+  }
+  if (ftruncate(fd, (off_t)length) != 0) {
+    err = errno;
+    goto fail_ftruncate;
+  }
+  /* Write only non-zero pages: zero pages stay holes in the file. */
+  for (size_t off = 0; off < length; off += page_size) {
+    const uint8_t *page = (const uint8_t *)data + off;
+    if (page_is_zero(page, page_size)) continue;
+    size_t done = 0;
+    while (done < page_size) {
+      ssize_t n;
+      if (fault_fires(FAULT_WRITE)) {
+        err = ENOSPC;
+        goto fail_write;
+      }
+      n = pwrite(fd, page + done, page_size - done, (off_t)(off + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        err = n < 0 ? errno : EIO;
+        goto fail_write;
+      }
+      done += (size_t)n;
+    }
+  }
+  if (fault_fires(FAULT_SEAL)) {
+    err = EPERM;
+    goto fail_seal;
+  }
+  if (fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) != 0) {
+    err = errno;
+    goto fail_seal;
+  }
+  if (fcntl(fd, F_GET_SEALS) != REQUIRED_SEALS) {
+    err = EPERM;
+    goto fail_seal;
+  }
+  if (!table_add(fd, length)) {
+    close(fd);
+    return throw_errno(env, "malloc", ENOMEM);
+  }
+  if (napi_create_int32(env, fd, &result) != napi_ok) return NULL;
+  return result;
+
+fail_ftruncate:
+  close(fd);
+  return throw_errno(env, "ftruncate", err);
+fail_write:
+  close(fd);
+  return throw_errno(env, "pwrite", err);
+fail_seal:
+  close(fd);
+  return throw_errno(env, "fcntl(F_ADD_SEALS)", err);
+}
+
+/* closeImage(fd) -> undefined. Existing mappings keep the file alive. */
+static napi_value close_image(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int fd;
+  uint64_t length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1) return throw_arg(env, 0, "missing fd");
+  if (!get_image_fd(env, argv[0], &fd, &length)) return NULL;
+  if (!table_remove(fd)) return throw_arg(env, 1, "fd is not an open wasm-cow image");
+  close(fd);
+  return NULL;
+}
+
+/* Re-covers a range whose MAP_FIXED mapping failed, so no hole is left. */
+static void recover_range(uint8_t *addr, size_t length) {
+  mmap(addr, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+}
+
+/* mapImage(memory, fd, offset, length): CoW-map the first `length` bytes of the image. */
+static napi_value map_image(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  uint8_t *addr;
+  uint64_t length, image_length;
+  int fd;
+  if (!get_memory_range(env, info, 4, argv, 0, &addr, &length)) return NULL;
+  if (!get_image_fd(env, argv[1], &fd, &image_length)) return NULL;
+  if (length > image_length) return throw_arg(env, 1, "length exceeds the image's length");
+  if (length == 0) return NULL;
+  if (fault_fires(FAULT_MMAP)) return throw_errno(env, "mmap", ENOMEM);
+  void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  if (p == MAP_FAILED || p != (void *)addr) {
+    int err = p == MAP_FAILED ? errno : EFAULT;
+    recover_range(addr, (size_t)length);
+    return throw_errno(env, "mmap", err);
+  }
+  return NULL;
+}
+
+/* mapZero(memory, offset, length): fresh anonymous zero pages over a range. */
+static napi_value map_zero(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  uint8_t *addr;
+  uint64_t length;
+  if (!get_memory_range(env, info, 3, argv, 0, &addr, &length)) return NULL;
+  if (length == 0) return NULL;
+  if (fault_fires(FAULT_MMAP)) return throw_errno(env, "mmap", ENOMEM);
+  void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED || p != (void *)addr) {
+    int err = p == MAP_FAILED ? errno : EFAULT;
+    recover_range(addr, (size_t)length);
+    return throw_errno(env, "mmap", err);
+  }
+  return NULL;
+}
+
+/* discard(memory, offset, length): drop private pages; they read the image or zero again. */
+static napi_value discard(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  uint8_t *addr;
+  uint64_t length;
+  if (!get_memory_range(env, info, 3, argv, 0, &addr, &length)) return NULL;
+  if (length == 0) return NULL;
+  if (fault_fires(FAULT_MADVISE)) return throw_errno(env, "madvise", EAGAIN);
+  if (madvise(addr, (size_t)length, MADV_DONTNEED) != 0) return throw_errno(env, "madvise", errno);
+  return NULL;
+}
+
+/*
+ * residentPages(memory, offset, length) -> number of pages in the range
+ * that are present or swapped, from /proc/self/pagemap. 0 means the range
+ * was never touched (or was discarded) and reads as zero.
+ */
+static napi_value resident_pages(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  uint8_t *addr;
+  uint64_t length, count = 0;
+  uint64_t entries[512];
+  if (!get_memory_range(env, info, 3, argv, 0, &addr, &length)) return NULL;
+  if (length > 0) {
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return throw_errno(env, "open(/proc/self/pagemap)", errno);
+    uint64_t first = (uintptr_t)addr / page_size, pages = length / page_size;
+    for (uint64_t done = 0; done < pages;) {
+      uint64_t want = pages - done > 512 ? 512 : pages - done;
+      ssize_t n = pread(fd, entries, want * 8, (off_t)((first + done) * 8));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || n % 8 != 0) {
+        int err = n < 0 ? errno : EIO;
+        close(fd);
+        return throw_errno(env, "pread(/proc/self/pagemap)", err);
+      }
+      for (ssize_t i = 0; i < n / 8; i++)
+        if (entries[i] & (3ULL << 62)) count++; /* bit 63 present, bit 62 swapped */
+      done += (uint64_t)n / 8;
+    }
+    close(fd);
+  }
+  if (napi_create_double(env, (double)count, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/* openImages() -> number of images created and not yet closed. */
+static napi_value open_images(napi_env env, napi_callback_info info) {
+  napi_value result;
+  size_t live;
+  (void)info;
+  pthread_mutex_lock(&table_lock);
+  live = table_live;
+  pthread_mutex_unlock(&table_lock);
+  if (napi_create_double(env, (double)live, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/* setFault(step: string | null, skip = 0). Throws unless enabled at load. */
+static napi_value set_fault(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_valuetype type;
+  char name[32];
+  size_t len = 0;
+  uint64_t skip = 0;
+  if (!fault_enabled) {
+    return throw_arg(env, 0, "fault injection is off; set WASM_COW_FAULT_INJECTION=1 before loading");
+  }
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_typeof(env, argv[0], &type) != napi_ok) return throw_arg(env, 0, "missing step");
+  if (type == napi_null || type == napi_undefined) {
+    fault_armed = FAULT_NONE;
+    return NULL;
+  }
+  if (type != napi_string ||
+      napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    return throw_arg(env, 0, "step must be a string");
+  }
+  if (argc >= 2 && !get_size(env, argv[1], "skip", &skip)) return NULL;
+  for (int i = 1; i < (int)(sizeof fault_names / sizeof fault_names[0]); i++) {
+    if (strcmp(name, fault_names[i]) == 0) {
+      fault_skip = (long)skip;
+      fault_armed = i;
+      return NULL;
+    }
+  }
+  return throw_arg(env, 1, "unknown fault step");
+}
+
+static void free_addon_data(napi_env env, void *data, void *hint) {
+  (void)hint;
+  addon_data *d = data;
+  if (d != NULL) {
+    napi_delete_reference(env, d->buffer_getter);
+    free(d);
+  }
+}
+
+/* Looks up Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer').get */
+static napi_value find_buffer_getter(napi_env env) {
+  napi_value global, wasm, memory_ctor, proto, object_ctor, gopd, args[2], desc, getter;
+  napi_valuetype type;
+  if (napi_get_global(env, &global) != napi_ok) return NULL;
+  if (napi_get_named_property(env, global, "WebAssembly", &wasm) != napi_ok) return NULL;
+  if (napi_get_named_property(env, wasm, "Memory", &memory_ctor) != napi_ok) return NULL;
+  if (napi_get_named_property(env, memory_ctor, "prototype", &proto) != napi_ok) return NULL;
+  if (napi_get_named_property(env, global, "Object", &object_ctor) != napi_ok) return NULL;
+  if (napi_get_named_property(env, object_ctor, "getOwnPropertyDescriptor", &gopd) != napi_ok) return NULL;
+  args[0] = proto;
+  if (napi_create_string_utf8(env, "buffer", NAPI_AUTO_LENGTH, &args[1]) != napi_ok) return NULL;
+  if (napi_call_function(env, object_ctor, gopd, 2, args, &desc) != napi_ok) return NULL;
+  if (napi_typeof(env, desc, &type) != napi_ok || type != napi_object) return NULL;
+  if (napi_get_named_property(env, desc, "get", &getter) != napi_ok) return NULL;
+  if (napi_typeof(env, getter, &type) != napi_ok || type != napi_function) return NULL;
+  return getter;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value getter, fn, num;
+  addon_data *data;
+  long ps = sysconf(_SC_PAGESIZE);
+  const char *inject = getenv("WASM_COW_FAULT_INJECTION");
+
+  if (ps <= 0 || (ps & (ps - 1)) != 0) {
+    napi_throw_error(env, NULL, "wasm-cow native: cannot determine the page size");
+    return NULL;
+  }
+  page_size = (size_t)ps;
+  if (inject != NULL && strcmp(inject, "1") == 0) fault_enabled = 1;
+
+  getter = find_buffer_getter(env);
+  if (getter == NULL) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, NULL, "wasm-cow native: WebAssembly.Memory.prototype.buffer not found");
+    return NULL;
+  }
+  data = calloc(1, sizeof *data);
+  if (data == NULL || napi_create_reference(env, getter, 1, &data->buffer_getter) != napi_ok) {
+    free(data);
+    napi_throw_error(env, NULL, "wasm-cow native: out of memory");
+    return NULL;
+  }
+  if (napi_set_instance_data(env, data, free_addon_data, NULL) != napi_ok) {
+    free_addon_data(env, data, NULL);
+    return NULL;
+  }
+
+  static const struct {
+    const char *name;
+    napi_callback cb;
+  } fns[] = {
+      {"createImage", create_image}, {"closeImage", close_image},
+      {"mapImage", map_image},       {"mapZero", map_zero},
+      {"discard", discard},          {"residentPages", resident_pages},
+      {"openImages", open_images},   {"setFault", set_fault},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||
+        napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok)
+      return NULL;
+  }
+  if (napi_create_double(env, (double)page_size, &num) != napi_ok ||
+      napi_set_named_property(env, exports, "pageSize", num) != napi_ok)
+    return NULL;
+  if (napi_get_boolean(env, fault_enabled, &num) != napi_ok ||
+      napi_set_named_property(env, exports, "faultInjection", num) != napi_ok)
+    return NULL;
+  return exports;
+}

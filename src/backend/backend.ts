@@ -1,0 +1,40 @@
+/**
+ * A backend performs the page-level operations of a slot on one
+ * WebAssembly.Memory. Two exist: `native` (memfd + mmap + madvise, through
+ * the addon) and `copy` (portable: copies bytes). Both must leave a memory
+ * with exactly the same contents; only cost differs.
+ */
+import type { FlatImage } from '../image/flatten.js';
+import type { MemoryImage } from '../image/image.js';
+
+export type BackendKind = 'native' | 'copy';
+
+export interface Backend {
+  readonly kind: BackendKind;
+  /** Host page size: images and ranges are aligned to it. */
+  readonly pageSize: number;
+  /**
+   * Turns flattened bytes into an image. The native backend falls back to a
+   * bytes image when a memfd cannot be made (`fallback` says why).
+   */
+  createImage(flat: FlatImage): { image: MemoryImage; fallback: Error | null };
+  /** Makes [image.offset, +length) of a zero range hold the image. */
+  place(memory: WebAssembly.Memory, image: MemoryImage): void;
+  /** Makes [image.offset, +length) read zero again (undoing place). */
+  remove(memory: WebAssembly.Memory, image: MemoryImage): void;
+  /**
+   * Restores [0, length) to its clean state: zero, with `image` (if any) in
+   * place. Returns false when the image did not survive the reset (the
+   * range is then all zero and the image must be placed again).
+   */
+  reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): boolean;
+  /** Gives a retired memory's pages back to the system, where it can. */
+  releasePages(memory: WebAssembly.Memory): void;
+}
+
+/** Copies a bytes image into memory. */
+export function copyImageIn(memory: WebAssembly.Memory, image: MemoryImage): void {
+  const bytes = image.bytes;
+  if (!bytes) throw new Error('wasm-cow internal error: copying an image that has no bytes');
+  new Uint8Array(memory.buffer, image.offset, image.length).set(bytes);
+}

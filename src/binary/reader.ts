@@ -1,0 +1,520 @@
+/**
+ * WebAssembly binary reader.
+ *
+ * Reads just what wasm-cow needs: the section layout, imports, defined
+ * memories, exports, start, data count and data segments (with their offset
+ * expressions evaluated where they are constant). Code, types, tables,
+ * globals, elements and custom sections are located but not decoded: the
+ * rewriter copies them verbatim.
+ *
+ * Every read is bounds-checked against the enclosing section; every LEB128
+ * is checked for overlong and unterminated encodings; no array is sized
+ * from a count read from the input (entries are pushed as they are read, so
+ * an absurd count runs out of bytes first). Any violation throws
+ * `WasmFormatError` with the byte offset. The reader never recurses.
+ */
+import { WasmFormatError } from '../errors.js';
+
+/** Section ids, in the binary format's numbering. */
+export const SectionId = {
+  custom: 0,
+  type: 1,
+  import: 2,
+  function: 3,
+  table: 4,
+  memory: 5,
+  global: 6,
+  export: 7,
+  start: 8,
+  element: 9,
+  code: 10,
+  data: 11,
+  dataCount: 12,
+  tag: 13,
+} as const;
+
+/** Position of each known non-custom section in the required order. */
+const SECTION_ORDER: ReadonlyMap<number, number> = new Map([
+  [SectionId.type, 1],
+  [SectionId.import, 2],
+  [SectionId.function, 3],
+  [SectionId.table, 4],
+  [SectionId.memory, 5],
+  [SectionId.tag, 6],
+  [SectionId.global, 7],
+  [SectionId.export, 8],
+  [SectionId.start, 9],
+  [SectionId.element, 10],
+  [SectionId.dataCount, 11],
+  [SectionId.code, 12],
+  [SectionId.data, 13],
+]);
+
+export interface Section {
+  readonly id: number;
+  /** Offset of the section id byte. */
+  readonly start: number;
+  /** Offset of the first content byte (after the size). */
+  readonly contentStart: number;
+  /** Offset one past the last content byte. */
+  readonly end: number;
+}
+
+export interface MemoryType {
+  /** Initial size in 64 KiB pages. */
+  readonly min: number;
+  /** Maximum size in pages, or null when unbounded. */
+  readonly max: number | null;
+  readonly shared: boolean;
+  readonly memory64: boolean;
+  /** The limits' bytes (flags, min, max) as they stand in the input. */
+  readonly limitsStart: number;
+  readonly limitsEnd: number;
+}
+
+export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag';
+
+export interface ImportEntry {
+  readonly module: string;
+  readonly name: string;
+  readonly kind: ExternKind;
+  /** Set for memory imports. */
+  readonly memory?: MemoryType;
+  /** Set for global imports: value type byte and mutability. */
+  readonly global?: { readonly valType: number; readonly mutable: boolean };
+}
+
+export interface ExportEntry {
+  readonly name: string;
+  readonly kind: ExternKind;
+  readonly index: number;
+}
+
+/** Value type of a constant expression's result. */
+export type ConstType = 'i32' | 'i64' | 'other';
+
+/**
+ * An offset expression, evaluated as far as it can be without instantiating:
+ * `base + constant`, where `base` is the value of an imported global (read
+ * at instantiation) or absent. `dynamic` is set when the expression is none
+ * of these (for example, the product of two globals).
+ */
+export interface OffsetExpr {
+  readonly type: ConstType;
+  /** Constant part, wrapped to the expression's type width. */
+  readonly constant: bigint;
+  /** Index of a global whose value is added to `constant`, or null. */
+  readonly global: number | null;
+  /** True when the value cannot be written as `global + constant`. */
+  readonly dynamic: boolean;
+}
+
+export interface DataSegment {
+  /** Index in the data index space. */
+  readonly index: number;
+  readonly mode: 'active' | 'passive';
+  /** Memory index for active segments (0 for passive ones). */
+  readonly memory: number;
+  /** Offset expression for active segments, null for passive ones. */
+  readonly offset: OffsetExpr | null;
+  /** The segment's bytes: [dataStart, dataEnd) of the input. */
+  readonly dataStart: number;
+  readonly dataEnd: number;
+  /** The whole entry: [start, end) of the input. */
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface ParsedModule {
+  readonly byteLength: number;
+  readonly sections: readonly Section[];
+  readonly imports: readonly ImportEntry[];
+  /** Memory types of the memories the module defines (memory section). */
+  readonly memories: readonly MemoryType[];
+  readonly exports: readonly ExportEntry[];
+  readonly start: number | null;
+  readonly dataCount: number | null;
+  readonly data: readonly DataSegment[];
+  readonly importedMemoryCount: number;
+  readonly importedGlobalCount: number;
+}
+
+const EXTERN_KINDS: readonly ExternKind[] = ['function', 'table', 'memory', 'global', 'tag'];
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const MASK32 = 0xffff_ffffn;
+const MASK64 = 0xffff_ffff_ffff_ffffn;
+
+/** A bounded cursor over the input. */
+class Cursor {
+  pos: number;
+  constructor(
+    readonly bytes: Uint8Array,
+    pos: number,
+    public end: number,
+  ) {
+    this.pos = pos;
+  }
+
+  fail(message: string, at = this.pos): never {
+    throw new WasmFormatError(message, at);
+  }
+
+  get done(): boolean {
+    return this.pos >= this.end;
+  }
+
+  u8(): number {
+    if (this.pos >= this.end) this.fail('unexpected end');
+    return this.bytes[this.pos++]!;
+  }
+
+  /** Unsigned LEB128 of at most `bits` bits, as a number (bits <= 32). */
+  u32(): number {
+    const start = this.pos;
+    let result = 0;
+    for (let i = 0; i < 5; i++) {
+      if (this.pos >= this.end) this.fail('unterminated LEB128', start);
+      const b = this.bytes[this.pos++]!;
+      if (i === 4 && (b & 0xf0) !== 0) this.fail('overlong or out-of-range u32 LEB128', start);
+      result += (b & 0x7f) * 2 ** (7 * i);
+      if ((b & 0x80) === 0) return result;
+    }
+    return this.fail('unterminated LEB128', start);
+  }
+
+  /** Unsigned LEB128 up to 64 bits. */
+  u64(): bigint {
+    const start = this.pos;
+    let result = 0n;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) this.fail('unterminated LEB128', start);
+      const b = this.bytes[this.pos++]!;
+      if (i === 9 && (b & 0xfe) !== 0) this.fail('overlong or out-of-range u64 LEB128', start);
+      result |= BigInt(b & 0x7f) << BigInt(7 * i);
+      if ((b & 0x80) === 0) return result;
+    }
+    return this.fail('unterminated LEB128', start);
+  }
+
+  /** Signed LEB128 of `bits` bits (32, 33 or 64), as a two's complement bigint. */
+  sleb(bits: 32 | 33 | 64): bigint {
+    const start = this.pos;
+    const maxBytes = Math.ceil(bits / 7);
+    let result = 0n;
+    let shift = 0;
+    for (let i = 0; i < maxBytes; i++) {
+      if (this.pos >= this.end) this.fail('unterminated LEB128', start);
+      const b = this.bytes[this.pos++]!;
+      result |= BigInt(b & 0x7f) << BigInt(shift);
+      shift += 7;
+      if (i === maxBytes - 1) {
+        // The unused high bits of the last byte must all equal the sign bit.
+        const used = bits - 7 * (maxBytes - 1);
+        const rest = (b & 0x7f) >> (used - 1);
+        if ((b & 0x80) !== 0 || (rest !== 0 && rest !== 0x7f >> (used - 1))) {
+          this.fail(`overlong or out-of-range s${bits} LEB128`, start);
+        }
+      }
+      if ((b & 0x80) === 0) {
+        if ((b & 0x40) !== 0) result -= 1n << BigInt(shift);
+        return BigInt.asIntN(bits, result);
+      }
+    }
+    return this.fail('unterminated LEB128', start);
+  }
+
+  skip(n: number): void {
+    if (n > this.end - this.pos) this.fail(`length ${n} runs past the end`);
+    this.pos += n;
+  }
+
+  name(): string {
+    const len = this.u32();
+    const at = this.pos;
+    this.skip(len);
+    try {
+      return utf8.decode(this.bytes.subarray(at, at + len));
+    } catch {
+      return this.fail('name is not valid UTF-8', at);
+    }
+  }
+
+  /** A value type; reference types with a heap type operand are accepted. */
+  valType(): number {
+    const t = this.u8();
+    if (t === 0x63 || t === 0x64) this.sleb(33);
+    return t;
+  }
+
+  limits(isMemory: boolean): MemoryType {
+    const limitsStart = this.pos;
+    const flags = this.u8();
+    if (flags > 7) this.fail(`unsupported limits flags 0x${flags.toString(16)}`, limitsStart);
+    const hasMax = (flags & 1) !== 0;
+    const shared = (flags & 2) !== 0;
+    const wide = (flags & 4) !== 0;
+    if (!isMemory && shared) this.fail('shared flag on a table', limitsStart);
+    const read = (): number => (wide ? Number(this.u64()) : this.u32());
+    const min = read();
+    const max = hasMax ? read() : null;
+    return { min, max, shared, memory64: wide, limitsStart, limitsEnd: this.pos };
+  }
+
+  /**
+   * A constant expression, up to and including its `end`. Returns its value
+   * as `global + constant` where it can.
+   */
+  constExpr(): OffsetExpr {
+    type V = { type: ConstType; k: bigint; g: number | null; dyn: boolean };
+    const stack: V[] = [];
+    const pop = (): V => stack.pop() ?? this.fail('constant expression pops an empty stack');
+    const wrap = (type: ConstType, k: bigint): bigint =>
+      type === 'i32' ? k & MASK32 : type === 'i64' ? k & MASK64 : 0n;
+    const binary = (type: ConstType, op: 'add' | 'sub' | 'mul'): void => {
+      const b = pop();
+      const a = pop();
+      const dyn =
+        a.dyn || b.dyn || b.g !== null || (op === 'mul' && a.g !== null) || a.type !== type || b.type !== type;
+      const k = op === 'add' ? a.k + b.k : op === 'sub' ? a.k - b.k : a.k * b.k;
+      stack.push({ type, k: wrap(type, k), g: dyn ? null : a.g, dyn });
+    };
+    const constant = (type: ConstType, k: bigint): void => {
+      stack.push({ type, k: wrap(type, k), g: null, dyn: false });
+    };
+    for (;;) {
+      const at = this.pos;
+      const op = this.u8();
+      switch (op) {
+        case 0x0b: {
+          // end
+          if (stack.length !== 1) {
+            return { type: 'other', constant: 0n, global: null, dynamic: true };
+          }
+          const v = stack[0]!;
+          return { type: v.type, constant: v.k, global: v.g, dynamic: v.dyn };
+        }
+        case 0x41:
+          constant('i32', this.sleb(32));
+          break;
+        case 0x42:
+          constant('i64', this.sleb(64));
+          break;
+        case 0x43:
+          this.skip(4);
+          stack.push({ type: 'other', k: 0n, g: null, dyn: true });
+          break;
+        case 0x44:
+          this.skip(8);
+          stack.push({ type: 'other', k: 0n, g: null, dyn: true });
+          break;
+        case 0x23: {
+          // global.get: its type is known only for imported globals; the
+          // rewriter treats anything else as dynamic.
+          const g = this.u32();
+          stack.push({ type: 'other', k: 0n, g, dyn: false });
+          break;
+        }
+        case 0x6a:
+          binary('i32', 'add');
+          break;
+        case 0x6b:
+          binary('i32', 'sub');
+          break;
+        case 0x6c:
+          binary('i32', 'mul');
+          break;
+        case 0x7c:
+          binary('i64', 'add');
+          break;
+        case 0x7d:
+          binary('i64', 'sub');
+          break;
+        case 0x7e:
+          binary('i64', 'mul');
+          break;
+        case 0xd0:
+          this.sleb(33);
+          stack.push({ type: 'other', k: 0n, g: null, dyn: true });
+          break;
+        case 0xd2:
+          this.u32();
+          stack.push({ type: 'other', k: 0n, g: null, dyn: true });
+          break;
+        case 0xfd: {
+          const sub = this.u32();
+          if (sub !== 12) this.fail(`unsupported constant expression opcode 0xfd ${sub}`, at);
+          this.skip(16);
+          stack.push({ type: 'other', k: 0n, g: null, dyn: true });
+          break;
+        }
+        default:
+          this.fail(`unsupported constant expression opcode 0x${op.toString(16)}`, at);
+      }
+    }
+  }
+
+  expectEnd(what: string): void {
+    if (this.pos !== this.end) this.fail(`${what} section size mismatch`);
+  }
+}
+
+/**
+ * Parses a module's binary. Throws WasmFormatError on malformed input.
+ * `bytes` is not modified and not retained.
+ */
+export function parseModule(bytes: Uint8Array): ParsedModule {
+  const c = new Cursor(bytes, 0, bytes.length);
+  if (bytes.length < 8) c.fail('module is shorter than its 8-byte header', 0);
+  if (bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
+    c.fail('magic number is not \\0asm', 0);
+  }
+  if (bytes[4] !== 1 || bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
+    c.fail('unsupported binary version (expected 1)', 4);
+  }
+  c.pos = 8;
+
+  const sections: Section[] = [];
+  const imports: ImportEntry[] = [];
+  const memories: MemoryType[] = [];
+  const exportsList: ExportEntry[] = [];
+  const data: DataSegment[] = [];
+  let start: number | null = null;
+  let dataCount: number | null = null;
+  let lastOrder = 0;
+
+  while (!c.done) {
+    const sectionStart = c.pos;
+    const id = c.u8();
+    const size = c.u32();
+    const contentStart = c.pos;
+    if (size > bytes.length - contentStart) c.fail(`section ${id} length ${size} runs past the end`, sectionStart);
+    const end = contentStart + size;
+    if (id !== SectionId.custom) {
+      const order = SECTION_ORDER.get(id);
+      if (order === undefined) return c.fail(`unknown section id ${id}`, sectionStart);
+      if (order <= lastOrder) c.fail(`section ${id} is duplicated or out of order`, sectionStart);
+      lastOrder = order;
+    }
+    sections.push({ id, start: sectionStart, contentStart, end });
+    const s = new Cursor(bytes, contentStart, end);
+    switch (id) {
+      case SectionId.custom:
+        s.name();
+        break;
+      case SectionId.import:
+        readImports(s, imports);
+        s.expectEnd('import');
+        break;
+      case SectionId.memory: {
+        const n = s.u32();
+        for (let i = 0; i < n; i++) memories.push(s.limits(true));
+        s.expectEnd('memory');
+        break;
+      }
+      case SectionId.export: {
+        const n = s.u32();
+        for (let i = 0; i < n; i++) {
+          const name = s.name();
+          const kindAt = s.pos;
+          const kind = EXTERN_KINDS[s.u8()] ?? s.fail('unknown export kind', kindAt);
+          exportsList.push({ name, kind, index: s.u32() });
+        }
+        s.expectEnd('export');
+        break;
+      }
+      case SectionId.start:
+        start = s.u32();
+        s.expectEnd('start');
+        break;
+      case SectionId.dataCount:
+        dataCount = s.u32();
+        s.expectEnd('data count');
+        break;
+      case SectionId.data:
+        readData(s, data);
+        s.expectEnd('data');
+        break;
+      default:
+        // Verbatim sections: their contents are V8's to validate.
+        break;
+    }
+    c.pos = end;
+  }
+
+  return {
+    byteLength: bytes.length,
+    sections,
+    imports,
+    memories,
+    exports: exportsList,
+    start,
+    dataCount,
+    data,
+    importedMemoryCount: imports.filter((i) => i.kind === 'memory').length,
+    importedGlobalCount: imports.filter((i) => i.kind === 'global').length,
+  };
+}
+
+function readImports(s: Cursor, out: ImportEntry[]): void {
+  const n = s.u32();
+  for (let i = 0; i < n; i++) {
+    const module = s.name();
+    const name = s.name();
+    const kindAt = s.pos;
+    const kindByte = s.u8();
+    switch (kindByte) {
+      case 0:
+        s.u32();
+        out.push({ module, name, kind: 'function' });
+        break;
+      case 1:
+        s.valType();
+        s.limits(false);
+        out.push({ module, name, kind: 'table' });
+        break;
+      case 2:
+        out.push({ module, name, kind: 'memory', memory: s.limits(true) });
+        break;
+      case 3: {
+        const valType = s.valType();
+        const mutAt = s.pos;
+        const mut = s.u8();
+        if (mut > 1) s.fail('invalid global mutability', mutAt);
+        out.push({ module, name, kind: 'global', global: { valType, mutable: mut === 1 } });
+        break;
+      }
+      case 4:
+        s.u8();
+        s.u32();
+        out.push({ module, name, kind: 'tag' });
+        break;
+      default:
+        s.fail(`unknown import kind ${kindByte}`, kindAt);
+    }
+  }
+}
+
+function readData(s: Cursor, out: DataSegment[]): void {
+  const n = s.u32();
+  for (let i = 0; i < n; i++) {
+    const start = s.pos;
+    const flags = s.u32();
+    let mode: 'active' | 'passive' = 'active';
+    let memory = 0;
+    let offset: OffsetExpr | null = null;
+    if (flags === 0) {
+      offset = s.constExpr();
+    } else if (flags === 1) {
+      mode = 'passive';
+    } else if (flags === 2) {
+      memory = s.u32();
+      offset = s.constExpr();
+    } else {
+      s.fail(`invalid data segment flags ${flags}`, start);
+    }
+    const len = s.u32();
+    const dataStart = s.pos;
+    s.skip(len);
+    out.push({ index: i, mode, memory, offset, dataStart, dataEnd: s.pos, start, end: s.pos });
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Module rewriter.
+ *
+ * Produces a module that behaves as the original except that:
+ *  1. Every memory the original defines is imported instead, from a private
+ *     module name that no import of the original uses, as field "0", "1", ...
+ *     (the defined-memory ordinal). The new imports are appended after all
+ *     original imports, so imported memories keep indices 0..k-1 and the
+ *     formerly defined ones keep k.., exactly as before. No other index
+ *     space changes (memories have their own).
+ *  2. Each active data segment listed in `convert` becomes an empty passive
+ *     segment. Data indices are unchanged (entries are rewritten in place),
+ *     so the data count section stays consistent. An active segment is
+ *     dropped after instantiation; memory.init/data.drop on a dropped
+ *     segment behave exactly as on an empty passive one, so code that uses
+ *     them sees no difference.
+ * Everything else, including code, custom sections and segments not in
+ * `convert`, is copied byte for byte.
+ *
+ * The memory import's limits are copied from the memory section verbatim,
+ * so the import carries exactly the declared type (and V8 validates it just
+ * as it validated the definition).
+ */
+import { type ParsedModule, SectionId } from './reader.js';
+import { concat, name, u32 } from './writer.js';
+
+export interface RewriteOptions {
+  /** Move defined memories to imports from `memoryModule`. */
+  readonly importMemories: boolean;
+  /** Data segment indices to turn into empty passive segments. */
+  readonly convert: ReadonlySet<number>;
+}
+
+export interface RewriteResult {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** The private import module name, or null when no memory was moved. */
+  readonly memoryModule: string | null;
+}
+
+const BASE_MODULE_NAME = 'wasm-cow:memory';
+const EMPTY_PASSIVE = [0x01, 0x00];
+
+/** A module name no import of `parsed` uses. */
+export function privateModuleName(parsed: ParsedModule): string {
+  const used = new Set(parsed.imports.map((i) => i.module));
+  let candidate = BASE_MODULE_NAME;
+  for (let n = 1; used.has(candidate); n++) candidate = `${BASE_MODULE_NAME}#${n}`;
+  return candidate;
+}
+
+export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: RewriteOptions): RewriteResult {
+  const moveMemories = options.importMemories && parsed.memories.length > 0;
+  const memoryModule = moveMemories ? privateModuleName(parsed) : null;
+
+  const memoryImports: number[] = [];
+  if (memoryModule !== null) {
+    parsed.memories.forEach((m, i) => {
+      memoryImports.push(...name(memoryModule), ...name(String(i)), 0x02);
+      for (let p = m.limitsStart; p < m.limitsEnd; p++) memoryImports.push(bytes[p]!);
+    });
+  }
+
+  const chunks: (Uint8Array | number[])[] = [bytes.subarray(0, 8)];
+  const emitSection = (id: number, content: readonly (Uint8Array | readonly number[])[]): void => {
+    const body = concat(content);
+    chunks.push([id, ...u32(body.length)], body);
+  };
+  const hasImportSection = parsed.sections.some((s) => s.id === SectionId.import);
+  let importsEmitted = !moveMemories || hasImportSection;
+  const emitNewImportSection = (): void => {
+    emitSection(SectionId.import, [u32(parsed.memories.length), memoryImports]);
+    importsEmitted = true;
+  };
+
+  for (const section of parsed.sections) {
+    // An import section that did not exist goes before the first section
+    // that must follow it (anything but type and custom sections).
+    if (!importsEmitted && section.id !== SectionId.custom && section.id !== SectionId.type) {
+      emitNewImportSection();
+    }
+    if (section.id === SectionId.import && moveMemories) {
+      const count = parsed.imports.length + parsed.memories.length;
+      // Skip the original count; copy the entries verbatim.
+      let p = section.contentStart;
+      while (bytes[p]! & 0x80) p++;
+      p++;
+      emitSection(SectionId.import, [u32(count), bytes.subarray(p, section.end), memoryImports]);
+    } else if (section.id === SectionId.memory && moveMemories) {
+      // Dropped: its memories are now imports.
+    } else if (section.id === SectionId.data && options.convert.size > 0) {
+      const content: (Uint8Array | readonly number[])[] = [u32(parsed.data.length)];
+      for (const seg of parsed.data) {
+        content.push(options.convert.has(seg.index) ? EMPTY_PASSIVE : bytes.subarray(seg.start, seg.end));
+      }
+      emitSection(SectionId.data, content);
+    } else {
+      chunks.push(bytes.subarray(section.start, section.end));
+    }
+  }
+  if (!importsEmitted) emitNewImportSection();
+  return { bytes: concat(chunks), memoryModule };
+}

@@ -1,0 +1,123 @@
+/**
+ * The engine's internals, shared by Engine, PreparedModule and Lease: the
+ * backend, the pool, the counters and the live-lease accounting. Not part
+ * of the public API.
+ */
+import type { Backend } from './backend/backend.js';
+import { EngineClosedError, PoolExhaustedError } from './errors.js';
+import type { MemoryImage } from './image/image.js';
+import { MemoryPool, type SlotRequest } from './pool.js';
+import { Slot } from './slot.js';
+import { type EngineStats, newCounters, type StatsCounters } from './stats.js';
+
+export interface CoreOptions {
+  readonly maxInstances: number;
+  readonly maxIdle: number;
+  readonly imageSizeLimit: number;
+}
+
+export class EngineCore {
+  readonly backend: Backend;
+  readonly options: CoreOptions;
+  readonly counters: StatsCounters = newCounters();
+  readonly pool: MemoryPool;
+  live = 0;
+  closed = false;
+  /** Images built by this engine's prepared modules, for close(). */
+  readonly #images = new Set<WeakRef<MemoryImage>>();
+  /** Leases dropped without release(): their memories are retired at GC. */
+  readonly #abandoned = new FinalizationRegistry<Slot[]>((slots) => this.#collect(slots));
+
+  constructor(backend: Backend, options: CoreOptions) {
+    this.backend = backend;
+    this.options = options;
+    this.pool = new MemoryPool(backend, options.maxIdle, this.counters);
+  }
+
+  checkOpen(what: string): void {
+    if (this.closed) throw new EngineClosedError(what);
+  }
+
+  /** Reserves one live lease; throws PoolExhaustedError at the limit. */
+  reserve(): void {
+    this.checkOpen('instantiate()');
+    if (this.live >= this.options.maxInstances) throw new PoolExhaustedError(this.options.maxInstances);
+    this.live++;
+  }
+
+  /** Undoes reserve() for an instantiation that failed. */
+  unreserve(): void {
+    this.live--;
+  }
+
+  /** Pooled slots for one instance; on failure, those taken are released. */
+  acquire(requests: readonly SlotRequest[]): Slot[] {
+    const slots: Slot[] = [];
+    try {
+      for (const r of requests) slots.push(this.pool.acquire(r));
+    } catch (e) {
+      this.releaseSlots(slots);
+      throw e;
+    }
+    return slots;
+  }
+
+  /** Fresh, unpooled slots (one-shot instantiation): dropped with their instance. */
+  fresh(requests: readonly SlotRequest[]): Slot[] {
+    return requests.map((r) => {
+      const slot = new Slot(this.backend, r);
+      this.counters.memoriesCreated++;
+      slot.acquire(r.image);
+      if (r.image) this.counters.bytesMapped += r.image.length;
+      return slot;
+    });
+  }
+
+  releaseSlots(slots: readonly Slot[]): void {
+    for (const s of slots) this.pool.release(s, !this.closed);
+  }
+
+  /** Watches a lease so that its memories are retired if it is dropped unreleased. */
+  watch(lease: object, slots: Slot[]): void {
+    this.#abandoned.register(lease, slots, lease);
+  }
+
+  /** A lease was released: stop watching, return its memories. */
+  leaseReleased(lease: object, slots: readonly Slot[]): void {
+    this.#abandoned.unregister(lease);
+    this.live--;
+    this.releaseSlots(slots);
+  }
+
+  #collect(slots: Slot[]): void {
+    this.live--;
+    for (const s of slots) {
+      s.retire();
+      this.counters.retiredMemories++;
+    }
+  }
+
+  trackImage(image: MemoryImage): void {
+    this.#images.add(new WeakRef(image));
+  }
+
+  disposeImage(image: MemoryImage): void {
+    this.pool.dropImage(image);
+    image.dispose();
+  }
+
+  stats(): EngineStats {
+    return { ...this.counters, liveLeases: this.live, idleMemories: this.pool.idle };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pool.clear();
+    for (const ref of this.#images) {
+      const image = ref.deref();
+      if (image) image.dispose();
+    }
+    this.#images.clear();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The engine: a backend, a pool of memories and the prepared modules that
+ * share them.
+ */
+import type { BackendKind } from './backend/backend.js';
+import { CopyBackend } from './backend/copy.js';
+import { NativeBackend } from './backend/native.js';
+import { EngineCore } from './core.js';
+import { BackendUnavailableError, InvalidArgumentError } from './errors.js';
+import { loadBinding } from './native/binding.js';
+import { PreparedModule, toBytes } from './prepared.js';
+import type { EngineStats } from './stats.js';
+
+export interface EngineOptions {
+  /** 'auto' (default): native where the addon loads, else copy. */
+  backend?: 'auto' | BackendKind;
+  /** Live leases allowed at once; instantiate throws PoolExhaustedError past it. Default 1000. */
+  maxInstances?: number;
+  /** Idle memories kept for reuse, over all modules; least recently used go first. Default 64. */
+  maxIdle?: number;
+  /** Largest image, in bytes; a memory whose data spans more is left to V8. Default 1 GiB. */
+  imageSizeLimit?: number;
+}
+
+const GiB = 1024 * 1024 * 1024;
+
+export class Engine {
+  /** The backend in use, as resolved from the `backend` option. */
+  readonly backend: BackendKind;
+  /** Why the native backend is not in use, or null when it is. */
+  readonly nativeUnavailableReason: string | null;
+  readonly #core: EngineCore;
+
+  constructor(options: EngineOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
+    const want = options.backend ?? 'auto';
+    if (want !== 'auto' && want !== 'native' && want !== 'copy') {
+      throw new InvalidArgumentError(`backend must be 'auto', 'native' or 'copy', not ${String(want)}`);
+    }
+    const maxInstances = count(options.maxInstances, 'maxInstances', 1000, 1);
+    const maxIdle = count(options.maxIdle, 'maxIdle', 64, 0);
+    const imageSizeLimit = count(options.imageSizeLimit, 'imageSizeLimit', GiB, 0);
+
+    const load = want === 'copy' ? null : loadBinding();
+    let backend;
+    if (load && load.binding) {
+      backend = new NativeBackend(load.binding);
+      this.nativeUnavailableReason = null;
+    } else {
+      const reason = load ? load.error : "backend 'copy' was asked for";
+      if (want === 'native') throw new BackendUnavailableError(reason);
+      backend = new CopyBackend();
+      this.nativeUnavailableReason = reason;
+    }
+    this.backend = backend.kind;
+    this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit });
+  }
+
+  /**
+   * Analyses, rewrites and compiles a module (synchronously). Images are
+   * built at first instantiation. Throws WebAssembly.CompileError (or
+   * WasmFormatError, a subclass) for an invalid module.
+   */
+  prepare(bytes: BufferSource): PreparedModule {
+    this.#core.checkOpen('prepare()');
+    return new PreparedModule(this.#core, toBytes(bytes));
+  }
+
+  /** A snapshot of the engine's counters. */
+  stats(): EngineStats {
+    return this.#core.stats();
+  }
+
+  /**
+   * Retires the idle memories and closes every image. Live leases keep
+   * working until released; their memories are then dropped, not pooled.
+   */
+  close(): void {
+    this.#core.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function count(value: unknown, name: string, dflt: number, min: number): number {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < min || (!Number.isInteger(value) && value !== Infinity)) {
+    throw new InvalidArgumentError(`${name} must be an integer >= ${min} (or Infinity), not ${String(value)}`);
+  }
+  return value;
+}

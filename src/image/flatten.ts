@@ -1,0 +1,65 @@
+/**
+ * Builds an image's bytes: the memory's initial contents between the first
+ * and the last page that holds a non-zero byte.
+ *
+ *   linear memory:  0 ........ offset ............ offset+length ..... initial size
+ *                   | zero     | image bytes        | zero              |
+ *
+ * `offset` and `length` are multiples of the page size; an all-zero memory
+ * has `length` 0. Segments are applied in order, so later bytes overwrite
+ * earlier ones, as at instantiation.
+ */
+import type { PlacedSegment } from './analyze.js';
+import { roundDown, roundUp } from './analyze.js';
+
+export interface FlatImage {
+  /** Byte offset of the image in linear memory (page multiple). */
+  readonly offset: number;
+  /** Image length in bytes (page multiple, possibly 0). */
+  readonly length: number;
+  /** Exactly `length` bytes. */
+  readonly bytes: Uint8Array;
+}
+
+export function flattenImage(
+  source: Uint8Array,
+  segments: readonly PlacedSegment[],
+  pageSize: number,
+): FlatImage {
+  let lo = Infinity;
+  let hi = 0;
+  for (const s of segments) {
+    if (s.dataEnd === s.dataStart) continue;
+    lo = Math.min(lo, s.offset);
+    hi = Math.max(hi, s.offset + (s.dataEnd - s.dataStart));
+  }
+  if (hi === 0) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
+
+  const start = roundDown(lo, pageSize);
+  const end = roundUp(hi, pageSize);
+  const buf = new Uint8Array(end - start);
+  for (const s of segments) {
+    if (s.dataEnd === s.dataStart) continue;
+    buf.set(source.subarray(s.dataStart, s.dataEnd), s.offset - start);
+  }
+
+  // Trim all-zero pages at both ends.
+  let first = 0;
+  while (first < buf.length && isZero(buf, first, first + pageSize)) first += pageSize;
+  if (first === buf.length) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
+  let last = buf.length;
+  while (isZero(buf, last - pageSize, last)) last -= pageSize;
+  const bytes = first === 0 && last === buf.length ? buf : buf.slice(first, last);
+  return { offset: start + first, length: last - first, bytes };
+}
+
+const ZERO = new Uint8Array(65536);
+
+/** Whether bytes [from, to) of `buf` are all zero. */
+export function isZero(buf: Uint8Array, from: number, to: number): boolean {
+  for (let p = from; p < to; p += ZERO.length) {
+    const n = Math.min(ZERO.length, to - p);
+    if (Buffer.compare(buf.subarray(p, p + n), ZERO.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}

@@ -1,0 +1,68 @@
+/**
+ * Loads the native addon (build/Release/wasm_cow.node) if it was built and
+ * can run here. Everything about it that TypeScript sees is typed below;
+ * the addon validates its own arguments again (it trusts nothing).
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+export interface NativeBinding {
+  /** Host page size in bytes. */
+  readonly pageSize: number;
+  /** Whether setFault works (WASM_COW_FAULT_INJECTION=1 at load). */
+  readonly faultInjection: boolean;
+  /** Creates a sealed memfd holding `bytes`; returns its fd. */
+  createImage(bytes: Uint8Array): number;
+  /** Closes an image fd created by createImage. */
+  closeImage(fd: number): void;
+  /** Maps the first `length` bytes of image `fd` copy-on-write at `offset` of `memory`. */
+  mapImage(memory: WebAssembly.Memory, fd: number, offset: number, length: number): void;
+  /** Maps fresh anonymous zero pages over a range of `memory`. */
+  mapZero(memory: WebAssembly.Memory, offset: number, length: number): void;
+  /** madvise(MADV_DONTNEED) over a range of `memory`. */
+  discard(memory: WebAssembly.Memory, offset: number, length: number): void;
+  /** Pages in the range that are present or swapped out. */
+  residentPages(memory: WebAssembly.Memory, offset: number, length: number): number;
+  /** Images created and not yet closed, process-wide. */
+  openImages(): number;
+  /** Test-only: make `step` fail once after `skip` passes; null disarms. */
+  setFault(step: FaultStep | null, skip?: number): void;
+}
+
+export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise';
+
+export type BindingLoad = { binding: NativeBinding; error: null } | { binding: null; error: string };
+
+let cached: BindingLoad | undefined;
+
+/** The addon, or why it is unavailable. Loaded once per thread. */
+export function loadBinding(): BindingLoad {
+  if (cached) return cached;
+  if (process.platform !== 'linux') {
+    cached = { binding: null, error: `platform ${process.platform} is not Linux` };
+    return cached;
+  }
+  if (process.env['WASM_COW_DISABLE_NATIVE'] === '1') {
+    cached = { binding: null, error: 'WASM_COW_DISABLE_NATIVE=1' };
+    return cached;
+  }
+  const require = createRequire(import.meta.url);
+  // src/native/ or dist/native/ (or out/src/native/ in development).
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    join(here, '..', '..', 'build', 'Release', 'wasm_cow.node'),
+    join(here, '..', '..', '..', 'build', 'Release', 'wasm_cow.node'),
+  ];
+  const errors: string[] = [];
+  for (const path of candidates) {
+    try {
+      cached = { binding: require(path) as NativeBinding, error: null };
+      return cached;
+    } catch (e) {
+      errors.push((e as Error).message.split('\n')[0] ?? String(e));
+    }
+  }
+  cached = { binding: null, error: `addon not built or not loadable (${errors.join('; ')})` };
+  return cached;
+}

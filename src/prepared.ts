@@ -1,0 +1,295 @@
+/**
+ * A prepared module: analysed once, rewritten and compiled, instantiated
+ * many times.
+ */
+import { parseModule, type ParsedModule } from './binary/reader.js';
+import { rewriteModule } from './binary/rewriter.js';
+import type { EngineCore } from './core.js';
+import { InvalidArgumentError, WasmCowError, WasmFormatError } from './errors.js';
+import { analyzeMemories, type ExclusionCode, type MemoryPlan, rewritableMemories } from './image/analyze.js';
+import { flattenImage } from './image/flatten.js';
+import type { MemoryImage } from './image/image.js';
+import { Lease } from './lease.js';
+import type { SlotRequest } from './pool.js';
+import type { Slot } from './slot.js';
+
+/** What happened to one of the module's memories. */
+export interface MemoryInfo {
+  /** Memory index in the module (imports first). */
+  readonly index: number;
+  /** Whether the module imports this memory. */
+  readonly imported: boolean;
+  readonly initialPages: number;
+  readonly maximumPages: number | null;
+  /** Where the image lies in linear memory; length 0 for an all-zero memory. Null when excluded. */
+  readonly image: { readonly offset: number; readonly length: number } | null;
+  /** Why the memory has no image (it then behaves exactly as native). Null when imaged. */
+  readonly excluded: { readonly code: ExclusionCode; readonly message: string } | null;
+}
+
+/** Imports as `WebAssembly.Instance` takes them. */
+export type Imports = WebAssembly.Imports;
+
+export class PreparedModule {
+  /** The compiled module V8 instantiates (the rewrite, or the original when nothing was rewritten). */
+  readonly module: WebAssembly.Module;
+  /** Size in bytes of the module V8 compiled (after the rewrite). */
+  readonly compiledSize: number;
+  readonly #core: EngineCore;
+  readonly #plans: MemoryPlan[];
+  /** Module name our memory imports come from, or null when memories stay defined. */
+  readonly #memoryModule: string | null;
+  readonly #userImports: number;
+  /** The input bytes, kept until the images are built. */
+  #source: Uint8Array | null;
+  /** One entry per defined memory that we supply: its image, or null for zero. */
+  #requests: SlotRequest[] | null = null;
+  #images: MemoryImage[] = [];
+  #disposed = false;
+
+  /** @internal Use engine.prepare(). */
+  constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>) {
+    this.#core = core;
+    let parsed: ParsedModule | null = null;
+    let parseError: WasmFormatError | null = null;
+    try {
+      parsed = parseModule(input);
+    } catch (e) {
+      if (!(e instanceof WasmFormatError)) throw e;
+      parseError = e;
+    }
+
+    if (parsed === null) {
+      // We could not read it. If V8 cannot either, say where it is malformed;
+      // if V8 can, run it exactly as native.
+      this.module = compileOriginalOr(input, parseError!);
+      this.#plans = [];
+      this.#memoryModule = null;
+      this.#userImports = WebAssembly.Module.imports(this.module).length;
+      this.#source = null;
+      this.#requests = [];
+      this.compiledSize = input.length;
+      this.#unparsed = parseError!.message;
+      return;
+    }
+
+    const plans = analyzeMemories(parsed, {
+      sizeLimit: core.options.imageSizeLimit,
+      pageSize: core.backend.pageSize,
+    });
+    const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
+    const convert = new Set<number>();
+    for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
+
+    let module: WebAssembly.Module | null = null;
+    let memoryModule: string | null = null;
+    let size = input.length;
+    if (importMemories || convert.size > 0) {
+      const rewritten = rewriteModule(input, parsed, { importMemories, convert });
+      try {
+        module = new WebAssembly.Module(rewritten.bytes);
+        memoryModule = rewritten.memoryModule;
+        size = rewritten.bytes.length;
+      } catch {
+        module = null;
+      }
+      // The rewrite must not change what validates: check the original too.
+      if (module !== null && !WebAssembly.validate(input)) module = null;
+      if (module === null) {
+        // Either the original is invalid (compiling it throws V8's own
+        // error) or our rewrite is at fault: then run the original as is.
+        module = new WebAssembly.Module(input);
+        this.#plans = plans.map((p) =>
+          p.imported
+            ? p
+            : { ...p, excluded: { code: 'rewrite-rejected', message: 'V8 rejected the rewritten module; the original runs as is' } },
+        );
+      } else {
+        this.#plans = plans;
+      }
+    } else {
+      module = new WebAssembly.Module(input);
+      this.#plans = plans;
+    }
+    this.module = module;
+    this.compiledSize = size;
+    this.#memoryModule = memoryModule;
+    this.#userImports = parsed.imports.length;
+    this.#source = memoryModule !== null ? input : null;
+    if (memoryModule === null) this.#requests = [];
+  }
+
+  #unparsed: string | null = null;
+
+  /**
+   * Each memory of the module: its image or why it has none. Reading this
+   * builds the images if no instantiation has yet.
+   */
+  get memories(): MemoryInfo[] {
+    const requests = this.#ensureImages();
+    let defined = 0;
+    return this.#plans.map((p) => {
+      const base = {
+        index: p.index,
+        imported: p.imported,
+        initialPages: p.type.min,
+        maximumPages: p.type.max,
+      };
+      const req = !p.imported && this.#memoryModule !== null ? requests[defined++] : undefined;
+      if (p.excluded) return { ...base, image: null, excluded: { ...p.excluded } };
+      const img = req?.image ?? null;
+      return { ...base, image: img ? { offset: img.offset, length: img.length } : { offset: 0, length: 0 }, excluded: null };
+    });
+  }
+
+  /** The module's imports, as WebAssembly.Module.imports would list them for the original. */
+  get imports(): WebAssembly.ModuleImportDescriptor[] {
+    const all = WebAssembly.Module.imports(this.module);
+    return this.#memoryModule === null ? all : all.filter((d) => d.module !== this.#memoryModule);
+  }
+
+  get exports(): WebAssembly.ModuleExportDescriptor[] {
+    return WebAssembly.Module.exports(this.module);
+  }
+
+  /** Why the module could not be read (it then runs as is), or null. */
+  get unparsedReason(): string | null {
+    return this.#unparsed;
+  }
+
+  /**
+   * Instantiates synchronously on pooled memories. Errors are those of
+   * `new WebAssembly.Instance` (LinkError, RuntimeError, ...) plus
+   * PoolExhaustedError and EngineClosedError.
+   */
+  instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
+    this.#checkUsable();
+    this.#core.reserve();
+    let slots: Slot[] = [];
+    try {
+      slots = this.#core.acquire(this.#ensureImages());
+      const instance = new WebAssembly.Instance(this.module, this.#importObject(imports, slots));
+      this.#core.counters.instantiations++;
+      return new Lease<T>(this.#core, instance, slots);
+    } catch (e) {
+      this.#core.releaseSlots(slots);
+      this.#core.unreserve();
+      throw e;
+    }
+  }
+
+  /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
+  async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
+    this.#checkUsable();
+    this.#core.reserve();
+    let slots: Slot[] = [];
+    try {
+      slots = this.#core.acquire(this.#ensureImages());
+      const instance = await WebAssembly.instantiate(this.module, this.#importObject(imports, slots));
+      this.#core.counters.instantiations++;
+      return new Lease<T>(this.#core, instance, slots);
+    } catch (e) {
+      this.#core.releaseSlots(slots);
+      this.#core.unreserve();
+      throw e;
+    }
+  }
+
+  /**
+   * @internal One-shot instantiation on fresh, unpooled memories (for the
+   * drop-in `instantiate()`): the memories live and die with the instance.
+   */
+  async instantiateUnpooled(imports?: Imports): Promise<WebAssembly.Instance> {
+    this.#checkUsable();
+    const slots = this.#core.fresh(this.#ensureImages());
+    const instance = await WebAssembly.instantiate(this.module, this.#importObject(imports, slots));
+    this.#core.counters.instantiations++;
+    return instance;
+  }
+
+  /**
+   * Closes the module's images. Live leases keep working; idle memories
+   * holding an image are cleared. Further instantiation throws.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const image of this.#images) this.#core.disposeImage(image);
+    this.#images = [];
+    this.#source = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #checkUsable(): void {
+    this.#core.checkOpen('instantiate()');
+    if (this.#disposed) {
+      throw new InvalidArgumentError('this PreparedModule was disposed; prepare the module again to instantiate it');
+    }
+  }
+
+  /** Builds the images on first use; returns the slot requests. */
+  #ensureImages(): SlotRequest[] {
+    if (this.#requests) return this.#requests;
+    const source = this.#source;
+    if (source === null) throw new WasmCowError('ERR_WASM_COW_INVALID_ARGUMENT', 'wasm-cow internal error: no source');
+    const backend = this.#core.backend;
+    const requests: SlotRequest[] = [];
+    const built: MemoryImage[] = [];
+    for (const p of this.#plans) {
+      if (p.imported) continue;
+      let image: MemoryImage | null = null;
+      if (!p.excluded) {
+        const flat = flattenImage(source, p.segments, backend.pageSize);
+        if (flat.length > 0) {
+          const made = backend.createImage(flat);
+          image = made.image;
+          built.push(image);
+          this.#core.trackImage(image);
+          this.#core.counters.imagesBuilt++;
+          if (made.fallback) this.#core.counters.imageFallbacks++;
+        }
+      }
+      requests.push({ initialPages: p.type.min, maximumPages: p.type.max, image });
+    }
+    this.#images = built;
+    this.#requests = requests;
+    this.#source = null;
+    return requests;
+  }
+
+  #importObject(imports: Imports | undefined, slots: readonly Slot[]): Imports | undefined {
+    if (this.#memoryModule === null) return imports;
+    const isObject = (typeof imports === 'object' && imports !== null) || typeof imports === 'function';
+    if (!isObject && (imports !== undefined || this.#userImports > 0)) {
+      // Let V8 throw exactly the TypeError it throws natively.
+      return imports;
+    }
+    const ns: Record<string, WebAssembly.Memory> = Object.create(null);
+    for (let i = 0; i < slots.length; i++) ns[i] = slots[i]!.memory;
+    const io: Imports = isObject ? Object.create(imports as object) : Object.create(null);
+    Object.defineProperty(io, this.#memoryModule, { value: ns, enumerable: true });
+    return io;
+  }
+}
+
+function compileOriginalOr(input: Uint8Array<ArrayBuffer>, parseError: WasmFormatError): WebAssembly.Module {
+  let module: WebAssembly.Module;
+  try {
+    module = new WebAssembly.Module(input);
+  } catch (e) {
+    throw new WasmFormatError(parseError.message.replace(/ at byte offset \d+$/, ''), parseError.offset, { cause: e });
+  }
+  return module;
+}
+
+/** Copies caller bytes (they may change after prepare returns). */
+export function toBytes(source: unknown): Uint8Array<ArrayBuffer> {
+  if (source instanceof ArrayBuffer) return new Uint8Array(source.slice(0));
+  if (ArrayBuffer.isView(source)) {
+    return new Uint8Array(source.buffer as ArrayBuffer, source.byteOffset, source.byteLength).slice();
+  }
+  throw new InvalidArgumentError('module bytes must be a Uint8Array, another ArrayBufferView or an ArrayBuffer');
+}

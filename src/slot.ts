@@ -1,0 +1,149 @@
+/**
+ * A slot: one pooled WebAssembly.Memory and what we know of its pages.
+ *
+ * This is the reference design's `MemFdSlot` / `MemoryImageSlot`, adapted to
+ * memories that V8 owns. Wasmtime carves slots out of one reservation it
+ * made itself and can mprotect them to any size; here V8 makes the
+ * reservation (about 8 GiB, PROT_NONE) when we call `new WebAssembly.Memory`
+ * and only V8 may change protections or free it. So:
+ *
+ *  - A slot's size is fixed for life: its memory is created with the
+ *    requested initial and maximum pages and a memory cannot shrink in JS.
+ *    The pool only reuses a slot for the same (initial, maximum); a memory
+ *    that grew is retired, never reset to the wrong size.
+ *  - We never touch anything at or beyond the memory's byte length, and
+ *    never munmap: undoing an image maps anonymous zero pages over it.
+ *  - The base address is never cached: every native call resolves the
+ *    memory's buffer again (V8 may move a memory on grow when it runs
+ *    without guard regions).
+ *
+ * Layout of a clean slot (base = start of memory.buffer, read per call):
+ *
+ *   base                                                initialBytes     ~8 GiB
+ *   |<-- image.offset -->|<---- image.length ---->|<-- rest -->|<-- reservation -->|
+ *   +--------------------+------------------------+------------+-------------------+
+ *   | anonymous zero     | MAP_PRIVATE memfd CoW  | anon. zero | PROT_NONE (V8's;  |
+ *   | (V8's own mapping) | (native) / copied bytes| (V8's)     | grow target)      |
+ *   +--------------------+------------------------+------------+-------------------+
+ *
+ * With no image the whole accessible range is V8's anonymous zero memory.
+ *
+ * State machine:
+ *
+ *           create()                acquire(image)                release()
+ *   (none) ---------> clean ------------------------------> leased -----------> clean
+ *                       ^   fast path: image === this.image   |   reset OK
+ *                       |   otherwise: remove old, place new   |
+ *                       +--------------------------------------+
+ *                                                              | grew, or a reset or
+ *                       any state --------------------------> retired  mapping failed
+ *
+ *  - clean:   contents are exactly `image` at image.offset and zero elsewhere
+ *             in [0, initialBytes); byteLength === initialBytes; no buffer
+ *             handed out before the reset is still attached.
+ *  - leased:  a tenant owns the memory; any byte below byteLength may differ.
+ *  - retired: the memory is dropped (V8 frees it, and our mappings with it,
+ *             at GC); nothing may use the slot again.
+ */
+import type { Backend } from './backend/backend.js';
+import type { MemoryImage } from './image/image.js';
+import { WASM_PAGE } from './image/analyze.js';
+import { takeMemoryAllocationFault } from './fault.js';
+
+export type SlotState = 'clean' | 'leased' | 'retired';
+
+/** Size class of a slot: memories are reusable only within one. */
+export interface SlotSize {
+  readonly initialPages: number;
+  readonly maximumPages: number | null;
+}
+
+export const sizeKey = (size: SlotSize): string => `${size.initialPages}:${size.maximumPages ?? ''}`;
+
+export class Slot {
+  /** The pooled memory. Created for `size`, never replaced. */
+  readonly memory: WebAssembly.Memory;
+  readonly size: SlotSize;
+  /** sizeKey(size), cached: the pool indexes idle slots by it. */
+  readonly key: string;
+  /** initialPages * 64 KiB: byteLength of the memory whenever it is clean. */
+  readonly initialBytes: number;
+  /**
+   * The image the memory holds when clean, or null for all zero. While
+   * leased, the image that was clean at acquire (the tenant may have
+   * written over it). Never an image of length 0.
+   */
+  image: MemoryImage | null = null;
+  state: SlotState = 'clean';
+  readonly #backend: Backend;
+
+  constructor(backend: Backend, size: SlotSize) {
+    this.#backend = backend;
+    this.size = size;
+    this.key = sizeKey(size);
+    this.initialBytes = size.initialPages * WASM_PAGE;
+    takeMemoryAllocationFault();
+    const descriptor: WebAssembly.MemoryDescriptor = { initial: size.initialPages };
+    if (size.maximumPages !== null) descriptor.maximum = size.maximumPages;
+    this.memory = new WebAssembly.Memory(descriptor);
+  }
+
+  /**
+   * clean -> leased, holding `image`. The fast path (same image) makes no
+   * system call. On failure the slot is retired and the error rethrown.
+   */
+  acquire(image: MemoryImage | null): boolean {
+    if (this.state !== 'clean') throw new Error(`wasm-cow internal error: acquire of a ${this.state} slot`);
+    const fast = this.image === image;
+    if (!fast) {
+      try {
+        if (this.image !== null) this.#backend.remove(this.memory, this.image);
+        this.image = null;
+        if (image !== null) this.#backend.place(this.memory, image);
+        this.image = image;
+      } catch (e) {
+        this.retire();
+        throw e;
+      }
+    }
+    this.state = 'leased';
+    return fast;
+  }
+
+  /**
+   * leased -> clean: discard what the tenant wrote and detach every buffer
+   * it may hold. Returns false (and retires the slot) when the memory grew
+   * or the reset failed.
+   */
+  reset(): boolean {
+    if (this.state !== 'leased') throw new Error(`wasm-cow internal error: reset of a ${this.state} slot`);
+    const length = this.memory.buffer.byteLength;
+    if (length !== this.initialBytes) {
+      this.retire();
+      return false;
+    }
+    try {
+      if (!this.#backend.reset(this.memory, this.image, length)) this.image = null;
+      if (this.image?.disposed) {
+        // Its module is gone: free the image's pages rather than keep them.
+        this.#backend.remove(this.memory, this.image);
+        this.image = null;
+      }
+    } catch {
+      this.retire();
+      return false;
+    }
+    // grow(0) detaches the current ArrayBuffer; the next tenant gets a new one.
+    this.memory.grow(0);
+    this.state = 'clean';
+    return true;
+  }
+
+  /** Any state -> retired. Gives pages back now; V8 frees the rest at GC. */
+  retire(): void {
+    if (this.state === 'retired') return;
+    this.state = 'retired';
+    this.#backend.releasePages(this.memory);
+    this.image = null;
+  }
+}

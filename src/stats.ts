@@ -1,0 +1,41 @@
+/** Counters an engine keeps; `engine.stats()` returns a snapshot. */
+export interface EngineStats {
+  /** Instances created through the engine (leases and one-shot). */
+  instantiations: number;
+  /** Instantiations that reused a pooled memory. */
+  pooledReuses: number;
+  /** Pooled reuses that found the same image already in place (no system call). */
+  fastPathHits: number;
+  /** Images built (one per imaged memory of a prepared module, at first use). */
+  imagesBuilt: number;
+  /** Images kept as bytes because a memfd could not be made. */
+  imageFallbacks: number;
+  /** Bytes of image placed into memories (mapped, or copied on the copy backend). */
+  bytesMapped: number;
+  /** Memories reset and returned to the pool. */
+  resets: number;
+  /** Memories dropped: grew, failed a reset, over the idle bound, or at close. */
+  retiredMemories: number;
+  /** WebAssembly.Memory objects created. */
+  memoriesCreated: number;
+  /** Leases not yet released. */
+  liveLeases: number;
+  /** Idle memories in the pool. */
+  idleMemories: number;
+}
+
+export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
+
+export function newCounters(): StatsCounters {
+  return {
+    instantiations: 0,
+    pooledReuses: 0,
+    fastPathHits: 0,
+    imagesBuilt: 0,
+    imageFallbacks: 0,
+    bytesMapped: 0,
+    resets: 0,
+    retiredMemories: 0,
+    memoriesCreated: 0,
+  };
+}
