@@ -273,10 +273,12 @@ class Cursor {
     const binary = (type: ConstType, op: 'add' | 'sub' | 'mul'): void => {
       const b = pop();
       const a = pop();
-      const dyn =
-        a.dyn || b.dyn || b.g !== null || (op === 'mul' && a.g !== null) || a.type !== type || b.type !== type;
+      // A global's type is checked by the caller (only imported globals
+      // have one we know), so a global operand passes as either width.
+      const typed = (v: V): boolean => v.type === type || (v.g !== null && v.type === 'other');
+      const dyn = a.dyn || b.dyn || b.g !== null || (op === 'mul' && a.g !== null) || !typed(a) || !typed(b);
       const k = op === 'add' ? a.k + b.k : op === 'sub' ? a.k - b.k : a.k * b.k;
-      stack.push({ type, k: wrap(type, k), g: dyn ? null : a.g, dyn });
+      stack.push({ type: a.g !== null && !dyn ? 'other' : type, k: wrap(type, k), g: dyn ? null : a.g, dyn });
     };
     const constant = (type: ConstType, k: bigint): void => {
       stack.push({ type, k: wrap(type, k), g: null, dyn: false });

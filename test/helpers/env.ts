@@ -1,0 +1,29 @@
+import { createHash } from 'node:crypto';
+import type { BackendKind } from '../../src/index.js';
+import { loadBinding, type NativeBinding } from '../../src/native/binding.js';
+
+/** The addon; tests that need it fail (not skip) on Linux when it is missing. */
+export function binding(): NativeBinding {
+  const load = loadBinding();
+  if (!load.binding) throw new Error(`native addon unavailable: ${load.error}`);
+  return load.binding;
+}
+
+/** Backends to run a suite on: both on Linux, copy elsewhere. */
+export const BACKENDS: BackendKind[] = process.platform === 'linux' ? ['native', 'copy'] : ['copy'];
+
+export function digest(memory: WebAssembly.Memory): string {
+  return createHash('sha256').update(new Uint8Array(memory.buffer)).digest('hex');
+}
+
+export function memoryOf(instance: WebAssembly.Instance, name = 'mem'): WebAssembly.Memory {
+  const m = instance.exports[name];
+  if (!(m instanceof WebAssembly.Memory)) throw new Error(`export ${name} is not a memory`);
+  return m;
+}
+
+/** Exported functions, typed loosely for tests. */
+export type Fn = (...args: number[]) => number;
+export function fns(exports: WebAssembly.Exports): Record<string, Fn> {
+  return exports as unknown as Record<string, Fn>;
+}
