@@ -40,6 +40,11 @@ function section(id: number, body: number[]): number[] {
   return [id, ...uleb(body.length), ...body];
 }
 
+/** out.push(...items) without the argument-count limit. */
+function append(out: number[], items: ArrayLike<number>): void {
+  for (let i = 0; i < items.length; i++) out.push(items[i]!);
+}
+
 function vec(items: number[][]): number[] {
   return [...uleb(items.length), ...items.flat()];
 }
@@ -135,28 +140,29 @@ export function buildModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
   });
 
   const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-  out.push(...section(1, vec(types)));
-  if (imports.length) out.push(...section(2, vec(imports)));
-  if (funcTypes.length) out.push(...section(3, vec(funcTypes.map((t) => uleb(t)))));
-  if (spec.memories?.length) out.push(...section(5, vec(spec.memories.map(limits))));
+  append(out, section(1, vec(types)));
+  if (imports.length) append(out, section(2, vec(imports)));
+  if (funcTypes.length) append(out, section(3, vec(funcTypes.map((t) => uleb(t)))));
+  if (spec.memories?.length) append(out, section(5, vec(spec.memories.map(limits))));
   if (spec.globals?.length) {
-    out.push(...section(6, vec(spec.globals.map((g) => [g.type, g.mutable ? 1 : 0, ...g.init, 0x0b]))));
+    append(out, section(6, vec(spec.globals.map((g) => [g.type, g.mutable ? 1 : 0, ...g.init, 0x0b]))));
   }
-  if (exports.length) out.push(...section(7, vec(exports)));
-  if (spec.start !== undefined) out.push(...section(8, uleb(spec.start)));
+  if (exports.length) append(out, section(7, vec(exports)));
+  if (spec.start !== undefined) append(out, section(8, uleb(spec.start)));
   const data = spec.data ?? [];
-  if (spec.dataCount) out.push(...section(12, uleb(data.length)));
+  if (spec.dataCount) append(out, section(12, uleb(data.length)));
   if (spec.funcs?.length) {
     const bodies = spec.funcs.map((f) => {
       const locals = f.locals?.length ? [1, ...uleb(f.locals.length), f.locals[0]!] : [0];
       const body = [...locals, ...f.body, 0x0b];
       return [...uleb(body.length), ...body];
     });
-    out.push(...section(10, vec(bodies)));
+    append(out, section(10, vec(bodies)));
   }
   if (data.length) {
-    out.push(
-      ...section(
+    append(
+      out,
+      section(
         11,
         vec(
           data.map((d) => {
@@ -170,7 +176,7 @@ export function buildModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
       ),
     );
   }
-  for (const c of spec.custom ?? []) out.push(...section(0, [...str(c.name), ...c.bytes]));
+  for (const c of spec.custom ?? []) append(out, section(0, [...str(c.name), ...c.bytes]));
   return new Uint8Array(out);
 }
 
