@@ -14,6 +14,7 @@ export interface CoreOptions {
   readonly maxInstances: number;
   readonly maxIdle: number;
   readonly imageSizeLimit: number;
+  readonly memoryReuseLimit: number;
 }
 
 export class EngineCore {
@@ -31,7 +32,7 @@ export class EngineCore {
   constructor(backend: Backend, options: CoreOptions) {
     this.backend = backend;
     this.options = options;
-    this.pool = new MemoryPool(backend, options.maxIdle, this.counters);
+    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit);
   }
 
   checkOpen(what: string): void {

@@ -20,6 +20,14 @@ export interface EngineOptions {
   maxIdle?: number;
   /** Largest image, in bytes; a memory whose data spans more is left to V8. Default 1 GiB. */
   imageSizeLimit?: number;
+  /**
+   * Tenants one pooled memory serves before it is replaced by a new one.
+   * Default 64. V8 remembers every instance that used a memory until GC,
+   * and the `memory.grow(0)` that detaches a released tenant's buffers walks
+   * that list, so a memory's reset slows with each reuse; a new memory every
+   * 64 tenants keeps it under a microsecond, for about 0.2 µs a tenant.
+   */
+  memoryReuseLimit?: number;
 }
 
 const GiB = 1024 * 1024 * 1024;
@@ -40,6 +48,7 @@ export class Engine {
     const maxInstances = count(options.maxInstances, 'maxInstances', 1000, 1);
     const maxIdle = count(options.maxIdle, 'maxIdle', 64, 0);
     const imageSizeLimit = count(options.imageSizeLimit, 'imageSizeLimit', GiB, 0);
+    const memoryReuseLimit = count(options.memoryReuseLimit, 'memoryReuseLimit', 64, 1);
 
     const load = want === 'copy' ? null : loadBinding();
     let backend;
@@ -53,7 +62,7 @@ export class Engine {
       this.nativeUnavailableReason = reason;
     }
     this.backend = backend.kind;
-    this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit });
+    this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit, memoryReuseLimit });
   }
 
   /**

@@ -10,7 +10,8 @@
  *      its old image and one to place the new one;
  *   3. a new slot (a new WebAssembly.Memory).
  * Released slots are reset and become idle; past `maxIdle` idle slots the
- * least recently used one is retired.
+ * least recently used one is retired, and so is a slot that has served
+ * `maxUses` tenants (see Slot.uses for why).
  *
  * Invariants: every slot in the indexes is clean and appears in all three
  * (`#all`, its size set, its image set) or in none of them.
@@ -35,10 +36,13 @@ export class MemoryPool {
   readonly #bySize = new Map<string, Set<Slot>>();
   readonly #byImage = new Map<ImageKey, Set<Slot>>();
 
-  constructor(backend: Backend, maxIdle: number, stats: StatsCounters) {
+  readonly #maxUses: number;
+
+  constructor(backend: Backend, maxIdle: number, stats: StatsCounters, maxUses = Infinity) {
     this.#backend = backend;
     this.#maxIdle = maxIdle;
     this.#stats = stats;
+    this.#maxUses = maxUses;
   }
 
   get idle(): number {
@@ -71,15 +75,18 @@ export class MemoryPool {
     return slot;
   }
 
-  /** Resets a leased slot and keeps it idle, or retires it. */
+  /**
+   * Resets a leased slot and keeps it idle, or retires it (when `keep` is
+   * false, the slot has served `maxUses` tenants, the pool keeps no idle
+   * slots, or the reset fails).
+   */
   release(slot: Slot, keep = true): void {
     if (slot.state !== 'leased') return;
-    const ok = slot.reset();
-    if (ok) this.#stats.resets++;
-    if (!ok || !keep || this.#maxIdle === 0) {
+    if (!keep || slot.uses >= this.#maxUses || this.#maxIdle === 0 || !slot.reset()) {
       this.#retire(slot);
       return;
     }
+    this.#stats.resets++;
     this.#index(slot);
     while (this.#all.size > this.#maxIdle) {
       const oldest = first(this.#all)!;

@@ -75,6 +75,14 @@ export class Slot {
    */
   image: MemoryImage | null = null;
   state: SlotState = 'clean';
+  /**
+   * Tenants served so far. V8 keeps every instance that ever used a memory
+   * in a list on the memory (cleared only by GC), and `memory.grow`, which
+   * reset() uses to detach buffers, walks that whole list: a memory's reset
+   * gets slower with each tenant. The pool retires a slot after a bounded
+   * number of uses to keep that walk short.
+   */
+  uses = 0;
   readonly #backend: Backend;
 
   constructor(backend: Backend, size: SlotSize) {
@@ -107,6 +115,7 @@ export class Slot {
       }
     }
     this.state = 'leased';
+    this.uses++;
     return fast;
   }
 

@@ -1,0 +1,101 @@
+/**
+ * Side-by-side instantiation benchmark of one module, in one process:
+ *   native  new WebAssembly.Instance of the original module
+ *   fresh   engine, a new memory each time (no reuse)
+ *   pooled  engine, pooled steady state (instantiate, touch, release)
+ *   floor   new WebAssembly.Instance of the rewritten module given a ready
+ *           memory and no data: what V8 itself costs
+ * Each iteration also "touches" the instance (writes one byte into its data,
+ * where it has any) so that copy-on-write is paid for where it applies.
+ */
+import { Engine } from '../engine.js';
+import type { BackendKind } from '../backend/backend.js';
+import { measure, type Timing } from './measure.js';
+
+export type Touch = (exports: WebAssembly.Exports) => void;
+
+export interface CompareOptions {
+  readonly imports?: WebAssembly.Imports;
+  /** Writes into the instance's memory once per iteration. */
+  readonly touch?: Touch;
+  /** Time budget per variant, ms. */
+  readonly budgetMs?: number;
+  readonly maxIterations?: number;
+  readonly backend?: BackendKind | 'auto';
+  /** Variants to skip (e.g. native for sizes where it is too slow). */
+  readonly skip?: readonly Variant[];
+}
+
+export type Variant = 'native' | 'fresh' | 'pooled' | 'floor';
+
+export interface CompareResult {
+  readonly backend: BackendKind;
+  readonly timings: Partial<Record<Variant, Timing>>;
+  /** native median / pooled median. */
+  readonly speedup: number | null;
+  /** pooled median / floor median. */
+  readonly overFloor: number | null;
+}
+
+/** Stub imports: every imported function returns 0, globals 0, memories and tables fresh. */
+export function stubImports(module: WebAssembly.Module): WebAssembly.Imports {
+  const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
+  for (const d of WebAssembly.Module.imports(module)) {
+    const ns = (imports[d.module] ??= {});
+    if (d.kind === 'function') ns[d.name] = () => 0;
+    else if (d.kind === 'global') ns[d.name] = 0;
+    else if (d.kind === 'memory') ns[d.name] = new WebAssembly.Memory({ initial: 0 });
+    else if (d.kind === 'table') ns[d.name] = new WebAssembly.Table({ initial: 0, element: 'anyfunc' });
+  }
+  return imports;
+}
+
+export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: CompareOptions = {}): CompareResult {
+  const { imports = {}, touch = () => {}, budgetMs = 1000, maxIterations = 5000, skip = [] } = options;
+  const opts = { budgetMs, maxIterations, minIterations: 10, warmup: 3 };
+  const timings: Partial<Record<Variant, Timing>> = {};
+  const original = new WebAssembly.Module(bytes);
+
+  const pooledEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16 });
+  const freshEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16, maxIdle: 0 });
+  const prepared = pooledEngine.prepare(bytes);
+  const preparedFresh = freshEngine.prepare(bytes);
+
+  if (!skip.includes('native')) {
+    timings.native = measure(() => touch(new WebAssembly.Instance(original, imports).exports), opts);
+  }
+  if (!skip.includes('fresh')) {
+    timings.fresh = measure(() => {
+      const lease = preparedFresh.instantiate(imports);
+      touch(lease.instance.exports);
+      lease.release();
+    }, opts);
+  }
+  if (!skip.includes('pooled')) {
+    timings.pooled = measure(() => {
+      const lease = prepared.instantiate(imports);
+      touch(lease.instance.exports);
+      lease.release();
+    }, opts);
+  }
+  if (!skip.includes('floor')) {
+    // The rewritten module, its memories supplied ready (no data in them).
+    const own = new Set(prepared.imports.map((d) => `${d.module}\0${d.name}`));
+    const io: Record<string, Record<string, WebAssembly.ImportValue>> = Object.create(imports as object);
+    for (const d of WebAssembly.Module.imports(prepared.module)) {
+      if (d.kind !== 'memory' || own.has(`${d.module}\0${d.name}`)) continue;
+      const info = prepared.memories.filter((m) => !m.imported)[Number(d.name)]!;
+      const descriptor: WebAssembly.MemoryDescriptor = { initial: info.initialPages };
+      if (info.maximumPages !== null) descriptor.maximum = info.maximumPages;
+      if (!Object.prototype.hasOwnProperty.call(io, d.module)) io[d.module] = {};
+      io[d.module]![d.name] = new WebAssembly.Memory(descriptor);
+    }
+    timings.floor = measure(() => touch(new WebAssembly.Instance(prepared.module, io).exports), opts);
+  }
+  const backend = pooledEngine.backend;
+  pooledEngine.close();
+  freshEngine.close();
+  const speedup = timings.native && timings.pooled ? timings.native.median / timings.pooled.median : null;
+  const overFloor = timings.floor && timings.pooled ? timings.pooled.median / timings.floor.median : null;
+  return { backend, timings, speedup, overFloor };
+}

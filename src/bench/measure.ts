@@ -1,0 +1,76 @@
+/**
+ * Timing and memory measurement for the benchmarks and the CLI.
+ * Times are wall-clock per iteration (process.hrtime), in microseconds.
+ */
+import { readFileSync } from 'node:fs';
+
+export interface Timing {
+  /** Iterations measured (after warm-up). */
+  readonly n: number;
+  readonly median: number;
+  readonly p99: number;
+  readonly mean: number;
+  readonly min: number;
+}
+
+export interface MeasureOptions {
+  /** Iterations run and discarded first. */
+  warmup?: number;
+  /** Stop after this many measured iterations... */
+  maxIterations?: number;
+  /** ...or once this much time has been spent, but not before minIterations. */
+  budgetMs?: number;
+  minIterations?: number;
+}
+
+/** Runs `fn` repeatedly and summarises the per-iteration times. */
+export function measure(fn: () => void, options: MeasureOptions = {}): Timing {
+  const { warmup = 5, maxIterations = 2000, budgetMs = 1000, minIterations = 20 } = options;
+  for (let i = 0; i < warmup; i++) fn();
+  const times: number[] = [];
+  const deadline = performance.now() + budgetMs;
+  while (times.length < maxIterations && (times.length < minIterations || performance.now() < deadline)) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    times.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  return summarize(times);
+}
+
+export function summarize(times: number[]): Timing {
+  const sorted = [...times].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
+  return { n: sorted.length, median: at(0.5), p99: at(0.99), mean, min: sorted[0]! };
+}
+
+export interface MemoryUsage {
+  /** Resident set size, bytes. */
+  readonly rss: number;
+  /** Proportional set size, bytes (Linux; equals rss elsewhere). */
+  readonly pss: number;
+}
+
+/** RSS and PSS of this process, from /proc/self/smaps_rollup where it exists. */
+export function memoryUsage(): MemoryUsage {
+  try {
+    const text = readFileSync('/proc/self/smaps_rollup', 'utf8');
+    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+    return { rss: kb('Rss'), pss: kb('Pss') };
+  } catch {
+    const rss = process.memoryUsage.rss();
+    return { rss, pss: rss };
+  }
+}
+
+export const fmtUs = (us: number): string =>
+  us >= 1000 ? `${(us / 1000).toFixed(us >= 10000 ? 1 : 2)} ms` : `${us.toFixed(us >= 100 ? 0 : us >= 10 ? 1 : 2)} µs`;
+
+export const fmtBytes = (b: number): string =>
+  Math.abs(b) >= 1024 ** 3
+    ? `${(b / 1024 ** 3).toFixed(2)} GiB`
+    : Math.abs(b) >= 1024 ** 2
+      ? `${(b / 1024 ** 2).toFixed(1)} MiB`
+      : `${(b / 1024).toFixed(0)} KiB`;
+
+export const fmtRatio = (r: number): string => (r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`);
