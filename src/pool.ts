@@ -23,6 +23,8 @@ import type { StatsCounters } from './stats.js';
 
 export interface SlotRequest extends SlotSize {
   readonly image: MemoryImage | null;
+  /** The module exports this memory: release must detach its buffers. */
+  readonly exported: boolean;
 }
 
 type ImageKey = MemoryImage | string;
@@ -63,7 +65,7 @@ export class MemoryPool {
     }
     let fast: boolean;
     try {
-      fast = slot.acquire(request.image);
+      fast = slot.acquire(request.image, request.exported);
     } catch (e) {
       // The slot retired itself.
       this.#stats.retiredMemories++;

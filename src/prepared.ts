@@ -46,6 +46,8 @@ export class PreparedModule {
   #requests: SlotRequest[] | null = null;
   #images: MemoryImage[] = [];
   #disposed = false;
+  /** Indices of the memories the module exports. */
+  #exportedMemories = new Set<number>();
 
   /** @internal Use engine.prepare(). */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>) {
@@ -73,6 +75,7 @@ export class PreparedModule {
       return;
     }
 
+    for (const e of parsed.exports) if (e.kind === 'memory') this.#exportedMemories.add(e.index);
     const plans = analyzeMemories(parsed, {
       sizeLimit: core.options.imageSizeLimit,
       pageSize: core.backend.pageSize,
@@ -252,7 +255,7 @@ export class PreparedModule {
           if (made.fallback) this.#core.counters.imageFallbacks++;
         }
       }
-      requests.push({ initialPages: p.type.min, maximumPages: p.type.max, image });
+      requests.push({ initialPages: p.type.min, maximumPages: p.type.max, image, exported: this.#exportedMemories.has(p.index) });
     }
     this.#images = built;
     this.#requests = requests;

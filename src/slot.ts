@@ -83,6 +83,13 @@ export class Slot {
    * number of uses to keep that walk short.
    */
   uses = 0;
+  /**
+   * Whether reset() must detach the tenant's ArrayBuffers (memory.grow(0)).
+   * Only a memory the module exports can have been reached from JS; V8's
+   * grow costs microseconds (tens for a GiB-sized memory), so a memory no
+   * one could see skips it.
+   */
+  detachOnReset = true;
   readonly #backend: Backend;
 
   constructor(backend: Backend, size: SlotSize) {
@@ -100,7 +107,7 @@ export class Slot {
    * clean -> leased, holding `image`. The fast path (same image) makes no
    * system call. On failure the slot is retired and the error rethrown.
    */
-  acquire(image: MemoryImage | null): boolean {
+  acquire(image: MemoryImage | null, detach = true): boolean {
     if (this.state !== 'clean') throw new Error(`wasm-cow internal error: acquire of a ${this.state} slot`);
     const fast = this.image === image;
     if (!fast) {
@@ -115,6 +122,7 @@ export class Slot {
       }
     }
     this.state = 'leased';
+    this.detachOnReset = detach;
     this.uses++;
     return fast;
   }
@@ -143,7 +151,7 @@ export class Slot {
       return false;
     }
     // grow(0) detaches the current ArrayBuffer; the next tenant gets a new one.
-    this.memory.grow(0);
+    if (this.detachOnReset) this.memory.grow(0);
     this.state = 'clean';
     return true;
   }

@@ -72,16 +72,26 @@ for (const kind of BACKENDS) {
     assert.equal(slot.memory.buffer.byteLength, 65536);
   });
 
+  test(`a memory no one could see keeps its buffer (no detach cost) (${kind})`, () => {
+    const slot = new Slot(backend, { initialPages: 1, maximumPages: null });
+    slot.acquire(null, false);
+    const buf = slot.memory.buffer;
+    new Uint8Array(buf)[5] = 5;
+    slot.reset();
+    assert.equal(buf.byteLength, 65536);
+    assert.equal(new Uint8Array(buf)[5], 0, 'reset all the same');
+  });
+
   test(`a memory that grew is retired, never reused (${kind})`, () => {
     const counters = newCounters();
     const pool = new MemoryPool(backend, 10, counters);
-    const s1 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null });
+    const s1 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null, exported: true });
     s1.memory.grow(1);
     pool.release(s1);
     assert.equal(s1.state, 'retired');
     assert.equal(pool.idle, 0);
     assert.equal(counters.retiredMemories, 1);
-    const s2 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null });
+    const s2 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null, exported: true });
     assert.notEqual(s2.memory, s1.memory);
     assert.equal(s2.memory.buffer.byteLength, 65536);
     pool.release(s2);
@@ -93,25 +103,25 @@ for (const kind of BACKENDS) {
     const counters = newCounters();
     const pool = new MemoryPool(backend, 10, counters);
     const size = { initialPages: 1, maximumPages: null };
-    const sa = pool.acquire({ ...size, image: a });
-    const sb = pool.acquire({ ...size, image: b });
-    const other = pool.acquire({ initialPages: 2, maximumPages: null, image: null });
+    const sa = pool.acquire({ ...size, image: a, exported: true });
+    const sb = pool.acquire({ ...size, image: b, exported: true });
+    const other = pool.acquire({ initialPages: 2, maximumPages: null, image: null, exported: true });
     pool.release(sa);
     pool.release(sb);
     pool.release(other);
     assert.equal(pool.idle, 3);
     // Image b is asked for: its own slot comes back, untouched (fast path).
-    const again = pool.acquire({ ...size, image: b });
+    const again = pool.acquire({ ...size, image: b, exported: true });
     assert.equal(again, sb);
     assert.equal(counters.fastPathHits, 1);
     // Image a's slot is now the only idle one of size 1: a new image takes it.
     const c = backend.createImage({ offset: 0, length: PAGE, bytes: pageOf(0xcc) }).image;
-    const sc = pool.acquire({ ...size, image: c });
+    const sc = pool.acquire({ ...size, image: c, exported: true });
     assert.equal(sc, sa);
     assert.equal(new Uint8Array(sc.memory.buffer)[0], 0xcc);
     assert.equal(new Uint8Array(sc.memory.buffer)[PAGE], 0, 'image a was removed');
     // Size 1 has no idle slot left: a new memory, not the size-2 one.
-    const fresh = pool.acquire({ ...size, image: null });
+    const fresh = pool.acquire({ ...size, image: null, exported: true });
     assert.notEqual(fresh, other);
     assert.equal(fresh.memory.buffer.byteLength, 65536);
     assert.equal(counters.memoriesCreated, 4);
@@ -124,7 +134,7 @@ for (const kind of BACKENDS) {
   test(`pool idle bound: least recently used idle memories are retired (${kind})`, () => {
     const counters = newCounters();
     const pool = new MemoryPool(backend, 2, counters);
-    const slots = [1, 2, 3, 4].map(() => pool.acquire({ initialPages: 1, maximumPages: null, image: null }));
+    const slots = [1, 2, 3, 4].map(() => pool.acquire({ initialPages: 1, maximumPages: null, image: null, exported: true }));
     for (const s of slots) pool.release(s);
     assert.equal(pool.idle, 2);
     assert.deepEqual(
@@ -137,13 +147,13 @@ for (const kind of BACKENDS) {
   test(`disposing an image clears the idle slots that hold it (${kind})`, () => {
     const a = imageA();
     const pool = new MemoryPool(backend, 4, newCounters());
-    const s = pool.acquire({ initialPages: 1, maximumPages: null, image: a });
+    const s = pool.acquire({ initialPages: 1, maximumPages: null, image: a, exported: true });
     pool.release(s);
     a.dispose();
     pool.dropImage(a);
     assert.equal(s.image, null);
     assert.equal(new Uint8Array(s.memory.buffer)[PAGE], 0);
     // Still pooled, as a zero memory of its size.
-    assert.equal(pool.acquire({ initialPages: 1, maximumPages: null, image: null }), s);
+    assert.equal(pool.acquire({ initialPages: 1, maximumPages: null, image: null, exported: true }), s);
   });
 }

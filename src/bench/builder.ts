@@ -160,25 +160,33 @@ export function buildModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
     });
     append(out, section(10, vec(bodies)));
   }
+  // The data section is assembled from typed-array chunks: segments can be
+  // hundreds of MiB, too large for a number[].
+  let dataSection: Uint8Array[] = [];
   if (data.length) {
-    append(
-      out,
-      section(
-        11,
-        vec(
-          data.map((d) => {
-            const bytes = [...uleb(d.bytes.length), ...d.bytes];
-            if (d.passive) return [0x01, ...bytes];
-            const off = offsetExpr(d.offset ?? 0);
-            if (d.memory) return [0x02, ...uleb(d.memory), ...off, ...bytes];
-            return [0x00, ...off, ...bytes];
-          }),
-        ),
-      ),
-    );
+    const body: Uint8Array[] = [new Uint8Array(uleb(data.length))];
+    for (const d of data) {
+      const head = d.passive
+        ? [0x01]
+        : d.memory
+          ? [0x02, ...uleb(d.memory), ...offsetExpr(d.offset ?? 0)]
+          : [0x00, ...offsetExpr(d.offset ?? 0)];
+      body.push(new Uint8Array([...head, ...uleb(d.bytes.length)]));
+      body.push(d.bytes instanceof Uint8Array ? d.bytes : new Uint8Array(d.bytes));
+    }
+    const size = body.reduce((n, c) => n + c.length, 0);
+    dataSection = [new Uint8Array([11, ...uleb(size)]), ...body];
   }
-  for (const c of spec.custom ?? []) append(out, section(0, [...str(c.name), ...c.bytes]));
-  return new Uint8Array(out);
+  const custom: number[] = [];
+  for (const c of spec.custom ?? []) append(custom, section(0, [...str(c.name), ...c.bytes]));
+  const parts = [new Uint8Array(out), ...dataSection, new Uint8Array(custom)];
+  const result = new Uint8Array(parts.reduce((n, c) => n + c.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    result.set(p, pos);
+    pos += p.length;
+  }
+  return result;
 }
 
 /** Standard exported functions over memory 0. */

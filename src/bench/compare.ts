@@ -11,6 +11,7 @@
 import { Engine } from '../engine.js';
 import type { BackendKind } from '../backend/backend.js';
 import { measure, type Timing } from './measure.js';
+import { parseModule } from '../binary/reader.js';
 
 export type Touch = (exports: WebAssembly.Exports) => void;
 
@@ -37,15 +38,29 @@ export interface CompareResult {
   readonly overFloor: number | null;
 }
 
-/** Stub imports: every imported function returns 0, globals 0, memories and tables fresh. */
-export function stubImports(module: WebAssembly.Module): WebAssembly.Imports {
+/**
+ * Stub imports for a module: functions that return 0, globals 0, tables
+ * and memories of the declared initial size. Enough to instantiate most
+ * modules; a module whose start function needs real imports will trap.
+ */
+export function stubImports(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Imports {
+  const parsed = parseModule(bytes);
   const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
+  const module = new WebAssembly.Module(bytes);
+  let memoryIndex = 0;
+  const memories = parsed.imports.filter((i) => i.kind === 'memory');
   for (const d of WebAssembly.Module.imports(module)) {
     const ns = (imports[d.module] ??= {});
     if (d.kind === 'function') ns[d.name] = () => 0;
     else if (d.kind === 'global') ns[d.name] = 0;
-    else if (d.kind === 'memory') ns[d.name] = new WebAssembly.Memory({ initial: 0 });
     else if (d.kind === 'table') ns[d.name] = new WebAssembly.Table({ initial: 0, element: 'anyfunc' });
+    else if (d.kind === 'memory') {
+      const type = memories[memoryIndex++]?.memory;
+      const descriptor: WebAssembly.MemoryDescriptor = { initial: type?.min ?? 0 };
+      if (type?.max != null) descriptor.maximum = type.max;
+      if (type?.shared) descriptor.shared = true;
+      ns[d.name] = new WebAssembly.Memory(descriptor);
+    }
   }
   return imports;
 }
