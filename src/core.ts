@@ -100,7 +100,16 @@ export class EngineCore {
 
   trackImage(image: MemoryImage): void {
     this.#images.add(new WeakRef(image));
+    // Drop references to images already disposed or collected, now and then.
+    if (this.#images.size >= this.#pruneAt) {
+      for (const ref of this.#images) {
+        const i = ref.deref();
+        if (!i || i.disposed) this.#images.delete(ref);
+      }
+      this.#pruneAt = Math.max(64, this.#images.size * 2);
+    }
   }
+  #pruneAt = 64;
 
   disposeImage(image: MemoryImage): void {
     this.pool.dropImage(image);

@@ -1,0 +1,132 @@
+/**
+ * Injected faults: every native step (memfd creation, sizing, writing,
+ * sealing, mmap, madvise) and V8 failing to allocate a memory. The engine
+ * must fall back or throw a clear error, keep the pool consistent, never
+ * leak a file descriptor and never hand out a memory with wrong contents.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { digest, memoryOf } from './helpers/env.js';
+import { buildModule, pseudoRandomBytes, stdFuncs } from './helpers/wasm.js';
+
+// Must be set before the addon and src/fault.ts load: both read it once.
+process.env['WASM_COW_FAULT_INJECTION'] = '1';
+const { Engine, NativeError } = await import('../src/index.js');
+const { loadBinding } = await import('../src/native/binding.js');
+const { injectMemoryAllocationFaults } = await import('../src/fault.js');
+
+const linux = process.platform === 'linux';
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+const moduleWith = (seed: number) =>
+  buildModule({
+    memories: [{ min: 2, max: 4, export: 'mem' }],
+    funcs: stdFuncs,
+    data: [{ offset: 4096, bytes: pseudoRandomBytes(3 * 4096 + 10, seed) }],
+  });
+const A = moduleWith(1);
+const B = moduleWith(2);
+const nativeDigest = (bytes: Uint8Array<ArrayBuffer>) => digest(memoryOf(new WebAssembly.Instance(new WebAssembly.Module(bytes))));
+const DA = nativeDigest(A);
+const DB = nativeDigest(B);
+
+test('fault injection is on in this file', { skip: !linux && 'native backend only' }, () => {
+  assert.equal(loadBinding().binding!.faultInjection, true);
+});
+
+if (linux) {
+  const b = loadBinding().binding!;
+
+  for (const [step, skip] of [
+    ['memfd_create', 0],
+    ['ftruncate', 0],
+    ['write', 0],
+    ['write', 2],
+    ['seal', 0],
+  ] as const) {
+    test(`${step} fails (after ${skip} passes): the image falls back to bytes, contents exact, no fd leaked`, () => {
+      const engine = new Engine({ backend: 'native' });
+      const fds = openFds();
+      const images = b.openImages();
+      const p = engine.prepare(A);
+      b.setFault(step, skip);
+      for (let i = 0; i < 3; i++) {
+        const lease = p.instantiate();
+        assert.equal(digest(memoryOf(lease.instance)), DA);
+        new Uint8Array(memoryOf(lease.instance).buffer).fill(0xff, 4096, 4100);
+        lease.release();
+      }
+      b.setFault(null);
+      assert.equal(engine.stats().imageFallbacks, 1);
+      assert.equal(b.openImages(), images);
+      assert.equal(openFds(), fds);
+      engine.close();
+    });
+  }
+
+  test('mmap fails placing an image: NativeError, pool consistent, next instance exact', () => {
+    const engine = new Engine({ backend: 'native', maxInstances: 1 });
+    const p = engine.prepare(A);
+    p.instantiate().release(); // build the image
+    const q = engine.prepare(B);
+    b.setFault('mmap');
+    assert.throws(
+      () => q.instantiate(),
+      (e: unknown) => e instanceof NativeError && e.code === 'ERR_WASM_COW_NATIVE' && e.syscall === 'mmap' && /mapping|unmapping/.test(e.message),
+    );
+    assert.equal(engine.stats().liveLeases, 0);
+    assert.ok(engine.stats().retiredMemories >= 1, 'the slot that failed is retired');
+    for (const [prep, d] of [
+      [q, DB],
+      [p, DA],
+      [q, DB],
+    ] as const) {
+      const lease = prep.instantiate();
+      assert.equal(digest(memoryOf(lease.instance)), d);
+      lease.release();
+    }
+    engine.close();
+  });
+
+  test('mmap fails on a fresh memory: NativeError, nothing leaked', () => {
+    const engine = new Engine({ backend: 'native' });
+    const p = engine.prepare(A);
+    b.setFault('mmap');
+    assert.throws(() => p.instantiate(), NativeError);
+    const lease = p.instantiate();
+    assert.equal(digest(memoryOf(lease.instance)), DA);
+    lease.release();
+    assert.equal(engine.stats().liveLeases, 0);
+    engine.close();
+  });
+
+  test('madvise fails on reset: release does not throw, the memory is retired, next tenant exact', () => {
+    const engine = new Engine({ backend: 'native' });
+    const p = engine.prepare(A);
+    const lease = p.instantiate();
+    new Uint8Array(memoryOf(lease.instance).buffer).fill(0xee, 0, 65536);
+    b.setFault('madvise');
+    lease.release();
+    assert.equal(engine.stats().retiredMemories, 1);
+    assert.equal(engine.stats().idleMemories, 0);
+    const next = p.instantiate();
+    assert.equal(digest(memoryOf(next.instance)), DA);
+    next.release();
+    engine.close();
+  });
+}
+
+for (const backend of linux ? (['native', 'copy'] as const) : (['copy'] as const)) {
+  test(`V8 fails to allocate a memory: RangeError, pool consistent (${backend})`, () => {
+    const engine = new Engine({ backend, maxInstances: 1 });
+    const p = engine.prepare(A);
+    injectMemoryAllocationFaults(1);
+    assert.throws(() => p.instantiate(), RangeError);
+    assert.equal(engine.stats().liveLeases, 0);
+    const lease = p.instantiate();
+    assert.equal(digest(memoryOf(lease.instance)), DA);
+    lease.release();
+    engine.close();
+  });
+}
