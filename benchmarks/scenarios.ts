@@ -3,8 +3,8 @@
  * layouts, and real modules from npm (devDependencies).
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { buildModule, pseudoRandomBytes, stdFuncs, type DataSpec } from '../src/bench/builder.js';
 import { stubImports, type Touch } from '../src/bench/compare.js';
 
@@ -82,16 +82,11 @@ const REAL: Record<string, string> = {
 
 /** Real modules from node_modules, with stub imports; missing ones are skipped. */
 export function realModules(): Scenario[] {
-  const require = createRequire(import.meta.url);
+  // out/benchmarks/ -> the repository's node_modules (devDependencies).
+  const root = fileURLToPath(new URL('../../node_modules/', import.meta.url));
   const out: Scenario[] = [];
   for (const [name, path] of Object.entries(REAL)) {
-    let file: string;
-    try {
-      const pkg = path.startsWith('@') ? path.split('/').slice(0, 2).join('/') : path.split('/')[0]!;
-      file = join(dirname(require.resolve(`${pkg}/package.json`)), path.slice(pkg.length + 1));
-    } catch {
-      continue;
-    }
+    const file = join(root, path);
     if (!existsSync(file)) continue;
     const bytes = new Uint8Array(readFileSync(file));
     out.push({
@@ -125,6 +120,6 @@ function activeDataBytes(bytes: Uint8Array): number {
 
 export function label(bytes: number): string {
   if (bytes === 0) return '0 B';
-  if (bytes >= MiB) return `${bytes / MiB} MiB`;
-  return `${bytes / 1024} KiB`;
+  if (bytes >= MiB) return `${+(bytes / MiB).toFixed(1)} MiB`;
+  return `${+(bytes / 1024).toFixed(1)} KiB`;
 }

@@ -49,6 +49,7 @@ import type { Backend } from './backend/backend.js';
 import type { MemoryImage } from './image/image.js';
 import { WASM_PAGE } from './image/analyze.js';
 import { takeMemoryAllocationFault } from './fault.js';
+import { bufferOf, watchBuffer } from './memory.js';
 
 export type SlotState = 'clean' | 'leased' | 'retired';
 
@@ -85,11 +86,15 @@ export class Slot {
   uses = 0;
   /**
    * Whether reset() must detach the tenant's ArrayBuffers (memory.grow(0)).
-   * Only a memory the module exports can have been reached from JS; V8's
-   * grow costs microseconds (tens for a GiB-sized memory), so a memory no
-   * one could see skips it.
+   * Only a memory the module exports can be reached from JS, and only if
+   * JS read its `buffer` during the lease can anyone hold a view of it
+   * (`bufferRead`, set by a watch on the property). V8's grow costs
+   * microseconds, and tens of them for large memories (the new buffer's
+   * size counts as external memory and provokes a GC), so a memory no one
+   * could have seen skips it.
    */
   detachOnReset = true;
+  bufferRead = false;
   readonly #backend: Backend;
 
   constructor(backend: Backend, size: SlotSize) {
@@ -101,6 +106,9 @@ export class Slot {
     const descriptor: WebAssembly.MemoryDescriptor = { initial: size.initialPages };
     if (size.maximumPages !== null) descriptor.maximum = size.maximumPages;
     this.memory = new WebAssembly.Memory(descriptor);
+    watchBuffer(this.memory, () => {
+      this.bufferRead = true;
+    });
   }
 
   /**
@@ -134,7 +142,7 @@ export class Slot {
    */
   reset(): boolean {
     if (this.state !== 'leased') throw new Error(`wasm-cow internal error: reset of a ${this.state} slot`);
-    const length = this.memory.buffer.byteLength;
+    const length = bufferOf(this.memory).byteLength;
     if (length !== this.initialBytes) {
       this.retire();
       return false;
@@ -151,7 +159,8 @@ export class Slot {
       return false;
     }
     // grow(0) detaches the current ArrayBuffer; the next tenant gets a new one.
-    if (this.detachOnReset) this.memory.grow(0);
+    if (this.detachOnReset && this.bufferRead) this.memory.grow(0);
+    this.bufferRead = false;
     this.state = 'clean';
     return true;
   }

@@ -6,6 +6,7 @@ import type { Backend } from '../src/backend/backend.js';
 import { MemoryPool } from '../src/pool.js';
 import { Slot } from '../src/slot.js';
 import { newCounters } from '../src/stats.js';
+import { bufferOf } from '../src/memory.js';
 import { BACKENDS, binding } from './helpers/env.js';
 
 const PAGE = 4096;
@@ -70,6 +71,20 @@ for (const kind of BACKENDS) {
     slot.reset();
     assert.equal(buf.byteLength, 0);
     assert.equal(slot.memory.buffer.byteLength, 65536);
+  });
+
+  test(`only a buffer JS has read is detached (${kind})`, () => {
+    const slot = new Slot(backend, { initialPages: 1, maximumPages: null });
+    const genuine = () => bufferOf(slot.memory);
+    slot.acquire(null, true);
+    const unseen = genuine();
+    slot.reset();
+    assert.equal(unseen.byteLength, 65536, 'nobody read memory.buffer: no grow(0) needed');
+    slot.acquire(null, true);
+    const seen = slot.memory.buffer;
+    slot.reset();
+    assert.equal(seen.byteLength, 0, 'read through the property: detached');
+    assert.equal(Object.getOwnPropertyDescriptor(slot.memory, 'buffer')?.configurable, false);
   });
 
   test(`a memory no one could see keeps its buffer (no detach cost) (${kind})`, () => {

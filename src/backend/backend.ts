@@ -6,6 +6,7 @@
  */
 import type { FlatImage } from '../image/flatten.js';
 import type { MemoryImage } from '../image/image.js';
+import { bufferOf } from '../memory.js';
 
 export type BackendKind = 'native' | 'copy';
 
@@ -36,5 +37,5 @@ export interface Backend {
 export function copyImageIn(memory: WebAssembly.Memory, image: MemoryImage): void {
   const bytes = image.bytes;
   if (!bytes) throw new Error('wasm-cow internal error: copying an image that has no bytes');
-  new Uint8Array(memory.buffer, image.offset, image.length).set(bytes);
+  new Uint8Array(bufferOf(memory), image.offset, image.length).set(bytes);
 }

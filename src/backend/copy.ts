@@ -11,6 +11,7 @@ import type { Backend } from './backend.js';
 import { copyImageIn } from './backend.js';
 import type { FlatImage } from '../image/flatten.js';
 import { MemoryImage } from '../image/image.js';
+import { bufferOf } from '../memory.js';
 
 const CHUNK = 65536;
 const ZERO = Buffer.alloc(CHUNK);
@@ -32,11 +33,11 @@ export class CopyBackend implements Backend {
   }
 
   remove(memory: WebAssembly.Memory, image: MemoryImage): void {
-    new Uint8Array(memory.buffer, image.offset, image.length).fill(0);
+    new Uint8Array(bufferOf(memory), image.offset, image.length).fill(0);
   }
 
   reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): boolean {
-    const mem = Buffer.from(memory.buffer, 0, length);
+    const mem = Buffer.from(bufferOf(memory), 0, length);
     const bytes = image?.bytes ?? null;
     const imgStart = bytes && image ? image.offset : 0;
     const imgEnd = bytes && image ? image.offset + image.length : 0;

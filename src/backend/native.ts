@@ -9,6 +9,7 @@ import { NativeError } from '../errors.js';
 import type { FlatImage } from '../image/flatten.js';
 import { MemoryImage } from '../image/image.js';
 import type { NativeBinding } from '../native/binding.js';
+import { bufferOf } from '../memory.js';
 
 export class NativeBackend implements Backend {
   readonly kind = 'native' as const;
@@ -67,7 +68,7 @@ export class NativeBackend implements Backend {
 
   releasePages(memory: WebAssembly.Memory): void {
     try {
-      this.#binding.discard(memory, 0, memory.buffer.byteLength);
+      this.#binding.discard(memory, 0, bufferOf(memory).byteLength);
     } catch {
       // Best effort: the pages go when V8 frees the memory.
     }
