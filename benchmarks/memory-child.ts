@@ -11,7 +11,7 @@ import { synthetic } from './scenarios.js';
 const [mode = 'engine', nArg = '1', kArg = '1'] = process.argv.slice(2);
 const n = Number(nArg);
 const k = Number(kArg);
-const scenario = synthetic(16 * 1024 * 1024);
+let scenario: { bytes: Uint8Array<ArrayBuffer> } | null = synthetic(16 * 1024 * 1024);
 const store8 = (e: WebAssembly.Exports) => e['store8'] as (a: number, v: number) => void;
 const touch = (e: WebAssembly.Exports) => {
   for (let p = 0; p < k; p++) store8(e)(65536 + p * 4096, 1);
@@ -21,7 +21,7 @@ const keep: unknown[] = [];
 let engine: Engine | null = null;
 let instantiate: () => WebAssembly.Exports;
 if (mode === 'native') {
-  const module = new WebAssembly.Module(scenario.bytes);
+  const module = new WebAssembly.Module(scenario!.bytes);
   instantiate = () => {
     const i = new WebAssembly.Instance(module, {});
     keep.push(i);
@@ -29,7 +29,7 @@ if (mode === 'native') {
   };
 } else {
   engine = new Engine({ maxInstances: n + 1 });
-  const prepared = engine.prepare(scenario.bytes);
+  const prepared = engine.prepare(scenario!.bytes);
   prepared.instantiate().release(); // build the image before the baseline
   instantiate = () => {
     const l: Lease = prepared.instantiate();
@@ -37,9 +37,13 @@ if (mode === 'native') {
     return l.instance.exports;
   };
 }
+scenario = null;
+// Let the garbage of building the module and its image go first.
 const gc = (globalThis as { gc?: () => void }).gc;
-gc?.();
-gc?.();
+for (let i = 0; i < 4; i++) {
+  gc?.();
+  await new Promise((r) => setTimeout(r, 50));
+}
 const before = memoryUsage();
 for (let i = 0; i < n; i++) touch(instantiate());
 const after = memoryUsage();
