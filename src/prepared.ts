@@ -166,36 +166,46 @@ export class PreparedModule {
    * PoolExhaustedError and EngineClosedError.
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
-    this.#checkUsable();
-    this.#core.reserve();
-    let slots: Slot[] = [];
+    const slots = this.#begin();
     try {
-      slots = this.#core.acquire(this.#ensureImages());
-      const instance = new WebAssembly.Instance(this.module, this.#importObject(imports, slots));
-      this.#core.counters.instantiations++;
-      return new Lease<T>(this.#core, instance, slots);
+      return this.#finish<T>(new WebAssembly.Instance(this.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
-      this.#core.releaseSlots(slots);
-      this.#core.unreserve();
-      throw e;
+      throw this.#fail(slots, e);
     }
   }
 
   /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
+    const slots = this.#begin();
+    try {
+      return this.#finish<T>(await WebAssembly.instantiate(this.module, this.#importObject(imports, slots)), slots);
+    } catch (e) {
+      throw this.#fail(slots, e);
+    }
+  }
+
+  /** Takes an instance slot and the memories (undoing both on failure). */
+  #begin(): Slot[] {
     this.#checkUsable();
     this.#core.reserve();
-    let slots: Slot[] = [];
     try {
-      slots = this.#core.acquire(this.#ensureImages());
-      const instance = await WebAssembly.instantiate(this.module, this.#importObject(imports, slots));
-      this.#core.counters.instantiations++;
-      return new Lease<T>(this.#core, instance, slots);
+      return this.#core.acquire(this.#ensureImages());
     } catch (e) {
-      this.#core.releaseSlots(slots);
       this.#core.unreserve();
       throw e;
     }
+  }
+
+  #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[]): Lease<T> {
+    this.#core.counters.instantiations++;
+    return new Lease<T>(this.#core, instance, slots);
+  }
+
+  /** Instantiation failed: the memories go back (reset), the slot is freed. */
+  #fail(slots: Slot[], error: unknown): unknown {
+    this.#core.releaseSlots(slots);
+    this.#core.unreserve();
+    return error;
   }
 
   /**
