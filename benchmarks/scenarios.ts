@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildModule, pseudoRandomBytes, stdFuncs, type DataSpec } from '../src/bench/builder.js';
-import { stubImports, type Touch } from '../src/bench/compare.js';
+import { stubImports, touchExportedMemory, type Touch } from '../src/bench/compare.js';
 
 export interface Scenario {
   readonly name: string;
@@ -100,16 +100,6 @@ export function realModules(): Scenario[] {
   }
   return out;
 }
-
-/** Writes one byte into page 0 of the first exported memory, if any. */
-const touchExportedMemory: Touch = (exports) => {
-  for (const v of Object.values(exports)) {
-    if (v instanceof WebAssembly.Memory) {
-      new Uint8Array(v.buffer, 0, 1)[0] = 1;
-      return;
-    }
-  }
-};
 
 import { parseModule } from '../src/binary/reader.js';
 function activeDataBytes(bytes: Uint8Array): number {

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { parseModule } from './binary/reader.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from './bench/builder.js';
-import { compareInstantiation, stubImports, type CompareResult } from './bench/compare.js';
+import { compareInstantiation, stubImports, touchExportedMemory, type CompareResult } from './bench/compare.js';
 import { fmtBytes, fmtRatio, fmtUs, type Timing } from './bench/measure.js';
 import { Engine } from './engine.js';
 
@@ -193,20 +193,11 @@ function bench({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer> }
     );
   }
   process.stderr.write(`benchmarking ${path} (native, fresh, pooled, floor; about 1 s each) ...\n`);
-  const result = compareInstantiation(bytes, { imports, maxIterations, touch: touchMemory });
+  const result = compareInstantiation(bytes, { imports, maxIterations, touch: touchExportedMemory });
   if (json) process.stdout.write(`${JSON.stringify({ file: path, ...result }, null, 2)}\n`);
   else process.stdout.write(`${table([[path, result]])}\n`);
   return EXIT.ok;
 }
-
-const touchMemory = (exports: WebAssembly.Exports): void => {
-  for (const v of Object.values(exports)) {
-    if (v instanceof WebAssembly.Memory) {
-      if (v.buffer.byteLength > 0) new Uint8Array(v.buffer, 0, 1)[0] = 1;
-      return;
-    }
-  }
-};
 
 function demo(json: boolean): number {
   const MiB = 1024 * 1024;

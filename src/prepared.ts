@@ -5,7 +5,7 @@
 import { parseModule, type ParsedModule } from './binary/reader.js';
 import { rewriteModule } from './binary/rewriter.js';
 import type { EngineCore } from './core.js';
-import { InvalidArgumentError, WasmCowError, WasmFormatError } from './errors.js';
+import { InvalidArgumentError, WasmFormatError } from './errors.js';
 import { analyzeMemories, type ExclusionCode, type MemoryPlan, rewritableMemories } from './image/analyze.js';
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
@@ -46,6 +46,8 @@ export class PreparedModule {
   #requests: SlotRequest[] | null = null;
   #images: MemoryImage[] = [];
   #disposed = false;
+  /** Why the module could not be read (it then runs as is), or null. */
+  #unparsed: string | null = null;
   /** Indices of the memories the module exports. */
   #exportedMemories = new Set<number>();
 
@@ -121,8 +123,6 @@ export class PreparedModule {
     this.#source = memoryModule !== null ? input : null;
     if (memoryModule === null) this.#requests = [];
   }
-
-  #unparsed: string | null = null;
 
   /**
    * Each memory of the module: its image or why it has none. Reading this
@@ -247,7 +247,7 @@ export class PreparedModule {
   #ensureImages(): SlotRequest[] {
     if (this.#requests) return this.#requests;
     const source = this.#source;
-    if (source === null) throw new WasmCowError('ERR_WASM_COW_INVALID_ARGUMENT', 'wasm-cow internal error: no source');
+    if (source === null) throw new Error('wasm-cow internal error: images requested without a source');
     const backend = this.#core.backend;
     const requests: SlotRequest[] = [];
     const built: MemoryImage[] = [];

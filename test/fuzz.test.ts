@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/index.js';
+import { stubImports } from '../src/bench/compare.js';
 import { BACKENDS, digest } from './helpers/env.js';
 import { buildModule, dropFunc, I32, initFunc, pseudoRandomBytes, rng, stdFuncs, uleb, type ModuleSpec } from './helpers/wasm.js';
 
@@ -128,18 +129,6 @@ function concat(...parts: ArrayLike<number>[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-function stubs(module: WebAssembly.Module): WebAssembly.Imports {
-  const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
-  for (const d of WebAssembly.Module.imports(module)) {
-    const ns = (imports[d.module] ??= {});
-    if (d.kind === 'function') ns[d.name] = () => 0;
-    else if (d.kind === 'global') ns[d.name] = 0;
-    else if (d.kind === 'memory') ns[d.name] = new WebAssembly.Memory({ initial: 1, maximum: 3 });
-    else if (d.kind === 'table') ns[d.name] = new WebAssembly.Table({ initial: 0, element: 'anyfunc' });
-  }
-  return imports;
-}
-
 const outcome = (e: unknown) => (e instanceof Error ? `${e.constructor.name}: ${e.message}` : String(e));
 
 /** What an instance shows: its exports and the contents of its memories. */
@@ -173,7 +162,7 @@ function check(engine: Engine, bytes: Uint8Array<ArrayBuffer>): string | null {
   } catch (e) {
     return `V8 accepts but prepare threw ${outcome(e)}`;
   }
-  const imports = stubs(nativeModule);
+  const imports = stubImports(bytes, nativeModule);
   let native: string;
   try {
     native = `ok ${observe(new WebAssembly.Instance(nativeModule, imports))}`;
@@ -181,7 +170,7 @@ function check(engine: Engine, bytes: Uint8Array<ArrayBuffer>): string | null {
     native = outcome(e);
   }
   let ours: string;
-  const imports2 = stubs(nativeModule);
+  const imports2 = stubImports(bytes, nativeModule);
   try {
     const lease = prepared.instantiate(imports2);
     ours = `ok ${observe(lease.instance)}`;

@@ -9,9 +9,10 @@
  * where it has any) so that copy-on-write is paid for where it applies.
  */
 import { Engine } from '../engine.js';
+import type { PreparedModule } from '../prepared.js';
 import type { BackendKind } from '../backend/backend.js';
 import { measure, type Timing } from './measure.js';
-import { parseModule } from '../binary/reader.js';
+import { type ImportEntry, parseModule } from '../binary/reader.js';
 
 export type Touch = (exports: WebAssembly.Exports) => void;
 
@@ -43,12 +44,20 @@ export interface CompareResult {
  * and memories of the declared initial size. Enough to instantiate most
  * modules; a module whose start function needs real imports will trap.
  */
-export function stubImports(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Imports {
-  const parsed = parseModule(bytes);
+export function stubImports(
+  bytes: Uint8Array<ArrayBuffer>,
+  module: WebAssembly.Module = new WebAssembly.Module(bytes),
+): WebAssembly.Imports {
   const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
-  const module = new WebAssembly.Module(bytes);
   let memoryIndex = 0;
-  const memories = parsed.imports.filter((i) => i.kind === 'memory');
+  // Memory limits are not in WebAssembly.Module.imports(): read them from the
+  // binary (a module V8 accepts but we cannot read gets 1 page).
+  let memories: ImportEntry[] = [];
+  try {
+    memories = parseModule(bytes).imports.filter((i) => i.kind === 'memory');
+  } catch {
+    memories = [];
+  }
   for (const d of WebAssembly.Module.imports(module)) {
     const ns = (imports[d.module] ??= {});
     if (d.kind === 'function') ns[d.name] = () => 0;
@@ -56,7 +65,7 @@ export function stubImports(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Imports
     else if (d.kind === 'table') ns[d.name] = new WebAssembly.Table({ initial: 0, element: 'anyfunc' });
     else if (d.kind === 'memory') {
       const type = memories[memoryIndex++]?.memory;
-      const descriptor: WebAssembly.MemoryDescriptor = { initial: type?.min ?? 0 };
+      const descriptor: WebAssembly.MemoryDescriptor = { initial: type?.min ?? 1 };
       if (type?.max != null) descriptor.maximum = type.max;
       if (type?.shared) descriptor.shared = true;
       ns[d.name] = new WebAssembly.Memory(descriptor);
@@ -64,6 +73,16 @@ export function stubImports(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Imports
   }
   return imports;
 }
+
+/** Writes one byte into page 0 of the first exported memory, if it has any. */
+export const touchExportedMemory: Touch = (exports) => {
+  for (const v of Object.values(exports)) {
+    if (v instanceof WebAssembly.Memory) {
+      if (v.buffer.byteLength > 0) new Uint8Array(v.buffer, 0, 1)[0] = 1;
+      return;
+    }
+  }
+};
 
 export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: CompareOptions = {}): CompareResult {
   const { imports = {}, touch = () => {}, budgetMs = 1000, maxIterations = 5000, skip = [] } = options;
@@ -79,20 +98,13 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   if (!skip.includes('native')) {
     timings.native = measure(() => touch(new WebAssembly.Instance(original, imports).exports), opts);
   }
-  if (!skip.includes('fresh')) {
-    timings.fresh = measure(() => {
-      const lease = preparedFresh.instantiate(imports);
-      touch(lease.instance.exports);
-      lease.release();
-    }, opts);
-  }
-  if (!skip.includes('pooled')) {
-    timings.pooled = measure(() => {
-      const lease = prepared.instantiate(imports);
-      touch(lease.instance.exports);
-      lease.release();
-    }, opts);
-  }
+  const cycle = (p: PreparedModule) => () => {
+    const lease = p.instantiate(imports);
+    touch(lease.instance.exports);
+    lease.release();
+  };
+  if (!skip.includes('fresh')) timings.fresh = measure(cycle(preparedFresh), opts);
+  if (!skip.includes('pooled')) timings.pooled = measure(cycle(prepared), opts);
   if (!skip.includes('floor')) {
     // The rewritten module, its memories supplied ready (no data in them).
     const own = new Set(prepared.imports.map((d) => `${d.module}\0${d.name}`));

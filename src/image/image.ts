@@ -28,6 +28,8 @@ const fdFinalizer = new FinalizationRegistry<{ fd: number; binding: NativeBindin
 export class MemoryImage {
   readonly offset: number;
   readonly length: number;
+  /** Where the image lives; fixed for life (a disposed memfd image stays 'memfd': its mappings read it). */
+  readonly storage: ImageStorage;
   #fd: number | null;
   #bytes: Uint8Array | null;
   #binding: NativeBinding | null;
@@ -39,6 +41,7 @@ export class MemoryImage {
     this.#fd = fd;
     this.#bytes = bytes;
     this.#binding = binding;
+    this.storage = fd !== null ? 'memfd' : 'bytes';
   }
 
   static fromMemfd(offset: number, length: number, fd: number, binding: NativeBinding): MemoryImage {
@@ -49,10 +52,6 @@ export class MemoryImage {
 
   static fromBytes(offset: number, bytes: Uint8Array): MemoryImage {
     return new MemoryImage(offset, bytes.length, null, bytes, null);
-  }
-
-  get storage(): ImageStorage {
-    return this.#fd !== null || (this.#disposed && this.#binding) ? 'memfd' : 'bytes';
   }
 
   /** The memfd, or null for a bytes image or once disposed. */
