@@ -10,6 +10,9 @@
  *   closeImage(fd)                              close an image we created
  *   mapImage(memory, fd, offset, length)        MAP_PRIVATE|MAP_FIXED CoW map
  *   discard(memory, offset, length)             madvise(MADV_DONTNEED)
+ *   resetRange(memory, length, fd, imageOffset, imageLength, keep)
+ *                                               restore dirty pages by hand when few
+ *                                               (PAGEMAP_SCAN), else madvise
  *   mapZero(memory, offset, length)             anonymous MAP_FIXED over a range
  *   residentPages(memory, offset, length)       pages present or swapped (pagemap)
  *
@@ -42,10 +45,12 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,6 +75,23 @@
 #define F_SEAL_GROW 0x0004
 #define F_SEAL_WRITE 0x0008
 #endif
+
+/* PAGEMAP_SCAN (Linux 6.7); defined here for older headers. */
+#ifndef PAGEMAP_SCAN
+struct page_region {
+  uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_FILE (1ULL << 2)
+#define PAGE_IS_PRESENT (1ULL << 3)
+#define PAGE_IS_SWAPPED (1ULL << 4)
+#define PAGE_IS_PFNZERO (1ULL << 5)
+#endif
+#define SCAN_REGIONS 64
 
 #define REQUIRED_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 /* 2^53: the largest integer a JS number holds exactly. */
@@ -164,10 +186,12 @@ enum fault_step {
   FAULT_SEAL,
   FAULT_MMAP,
   FAULT_MADVISE,
+  FAULT_PAGEMAP_SCAN,
+  FAULT_PREAD,
 };
 
 static const char *const fault_names[] = {
-    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise",
+    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "pread",
 };
 
 static int fault_enabled = 0;
@@ -521,6 +545,150 @@ static napi_value discard(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* /proc/self/pagemap, opened once; -1 when unavailable, -2 before the first try. */
+static _Atomic int pagemap_fd = -2;
+/* Cleared when the kernel does not know PAGEMAP_SCAN. */
+static _Atomic int pagemap_scan_ok = 1;
+
+static int get_pagemap_fd(void) {
+  int fd = pagemap_fd;
+  if (fd != -2) return fd;
+  fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  int expected = -2;
+  if (!atomic_compare_exchange_strong(&pagemap_fd, &expected, fd < 0 ? -1 : fd)) {
+    if (fd >= 0) close(fd); /* another thread won */
+  }
+  return pagemap_fd;
+}
+
+/*
+ * Finds the pages of [addr, addr+length) the tenant made private: present
+ * or swapped, neither the image's own file pages nor the shared zero page.
+ * Returns the number of such pages (filling `regions`, `*count`), or -1
+ * when there are more than `max_pages`, too many regions, or no scan.
+ */
+static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, struct page_region *regions,
+                          int *count) {
+  int fd = get_pagemap_fd();
+  if (fd < 0 || !pagemap_scan_ok || fault_fires(FAULT_PAGEMAP_SCAN)) return -1;
+  struct pm_scan_arg arg;
+  memset(&arg, 0, sizeof arg);
+  arg.size = sizeof arg;
+  arg.start = (uintptr_t)addr;
+  arg.end = (uintptr_t)addr + length;
+  arg.vec = (uintptr_t)regions;
+  arg.vec_len = SCAN_REGIONS;
+  arg.max_pages = max_pages + 1;
+  arg.category_inverted = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  arg.category_mask = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  int n = ioctl(fd, PAGEMAP_SCAN, &arg);
+  if (n < 0) {
+    if (errno == ENOTTY || errno == EINVAL) pagemap_scan_ok = 0;
+    return -1;
+  }
+  if (n == SCAN_REGIONS && arg.walk_end < arg.end) return -1;
+  uint64_t pages = 0;
+  for (int i = 0; i < n; i++) pages += (regions[i].end - regions[i].start) / page_size;
+  if (pages > max_pages) return -1;
+  *count = n;
+  return (int64_t)pages;
+}
+
+/* Copies image bytes [file_off, file_off+len) of `fd` to `dst`. */
+static int restore_from_image(int fd, uint8_t *dst, uint64_t file_off, uint64_t len) {
+  uint64_t done = 0;
+  while (done < len) {
+    if (fault_fires(FAULT_PREAD)) {
+      errno = EIO;
+      return -1;
+    }
+    ssize_t n = pread(fd, dst + done, (size_t)(len - done), (off_t)(file_off + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) {
+      memset(dst + done, 0, (size_t)(len - done)); /* beyond EOF reads zero (never, with sealed sizes) */
+      return 0;
+    }
+    done += (uint64_t)n;
+  }
+  return 0;
+}
+
+/*
+ * resetRange(memory, length, fd, imageOffset, imageLength, keep) -> number
+ *
+ * Returns [0, length) of a memory to its clean state: the image (from image
+ * fd `fd`, at [imageOffset, +imageLength)) and zero elsewhere. fd is -1 for
+ * a memory without an image. When the tenant dirtied at most `keep` bytes
+ * (found with PAGEMAP_SCAN), they are rewritten in place (memset, or pread
+ * from the image) and stay resident, so the next tenant does not fault
+ * them in again; returns the bytes so restored. Otherwise, or when the scan
+ * is unavailable, madvise(MADV_DONTNEED) over the range; returns -1.
+ */
+static napi_value reset_range(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], result;
+  uint8_t *base;
+  uint64_t byte_length, length, image_offset, image_length, keep, fd_length = 0;
+  int fd = -1;
+  napi_valuetype type;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 6) return throw_arg(env, 0, "missing arguments");
+  if (!get_page_aligned(env, argv[1], "length", &length)) return NULL;
+  if (napi_typeof(env, argv[2], &type) != napi_ok) return NULL;
+  if (type == napi_number) {
+    double d;
+    if (napi_get_value_double(env, argv[2], &d) != napi_ok) return NULL;
+    if (d == -1) fd = -1;
+    else if (!get_image_fd(env, argv[2], &fd, &fd_length)) return NULL;
+  } else {
+    return throw_arg(env, 0, "fd must be an image fd or -1");
+  }
+  if (!get_page_aligned(env, argv[3], "imageOffset", &image_offset)) return NULL;
+  if (!get_page_aligned(env, argv[4], "imageLength", &image_length)) return NULL;
+  if (!get_page_aligned(env, argv[5], "keep", &keep)) return NULL;
+  if (fd >= 0 && image_length > fd_length) return throw_arg(env, 1, "imageLength exceeds the image's length");
+  if (fd < 0 && image_length != 0) return throw_arg(env, 1, "imageLength must be 0 without an image fd");
+  if (image_offset > length || image_length > length - image_offset) {
+    return throw_arg(env, 1, "the image range lies outside [0, length)");
+  }
+  if (!get_memory(env, argv[0], &base, &byte_length)) return NULL;
+  if (!check_range(env, 0, length, byte_length)) return NULL;
+
+  double restored = -1;
+  if (length > 0 && keep > 0) {
+    struct page_region regions[SCAN_REGIONS];
+    int count = 0;
+    int64_t pages = scan_dirty(base, length, keep / page_size, regions, &count);
+    if (pages >= 0) {
+      for (int i = 0; i < count; i++) {
+        uint64_t s = regions[i].start - (uintptr_t)base, e = regions[i].end - (uintptr_t)base;
+        if (e > length || s >= e) { /* never outside the range: use madvise instead */
+          pages = -1;
+          break;
+        }
+        uint64_t is = image_offset, ie = image_offset + image_length;
+        if (s < is) memset(base + s, 0, (size_t)((e < is ? e : is) - s)); /* before the image */
+        uint64_t a = s > is ? s : is, b = e < ie ? e : ie;                /* inside it */
+        if (a < b && restore_from_image(fd, base + a, a - is, b - a) != 0) {
+          return throw_errno(env, "pread", errno);
+        }
+        a = s > ie ? s : ie; /* after the image */
+        if (a < e) memset(base + a, 0, (size_t)(e - a));
+      }
+      if (pages >= 0) restored = (double)pages * (double)page_size;
+    }
+  }
+  if (restored < 0 && length > 0) {
+    if (fault_fires(FAULT_MADVISE)) return throw_errno(env, "madvise", EAGAIN);
+    if (madvise(base, (size_t)length, MADV_DONTNEED) != 0) return throw_errno(env, "madvise", errno);
+  }
+  if (napi_create_double(env, restored, &result) != napi_ok) return NULL;
+  return result;
+}
+
 /*
  * residentPages(memory, offset, length) -> number of pages in the range
  * that are present or swapped, from /proc/self/pagemap. 0 means the range
@@ -665,6 +833,7 @@ NAPI_MODULE_INIT() {
       {"createImage", create_image}, {"closeImage", close_image},
       {"mapImage", map_image},       {"mapZero", map_zero},
       {"discard", discard},          {"residentPages", resident_pages},
+      {"resetRange", reset_range},
       {"openImages", open_images},   {"setFault", set_fault},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

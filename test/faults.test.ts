@@ -102,7 +102,7 @@ if (linux) {
   });
 
   test('madvise fails on reset: release does not throw, the memory is retired, next tenant exact', () => {
-    const engine = new Engine({ backend: 'native' });
+    const engine = new Engine({ backend: 'native', keepResident: 0 });
     const p = engine.prepare(A);
     const lease = p.instantiate();
     new Uint8Array(memoryOf(lease.instance).buffer).fill(0xee, 0, 65536);
@@ -110,6 +110,42 @@ if (linux) {
     lease.release();
     assert.equal(engine.stats().retiredMemories, 1);
     assert.equal(engine.stats().idleMemories, 0);
+    const next = p.instantiate();
+    assert.equal(digest(memoryOf(next.instance)), DA);
+    next.release();
+    engine.close();
+  });
+}
+
+if (linux) {
+  const b = loadBinding().binding!;
+  const dirty = (lease: { instance: WebAssembly.Instance }, pages: number) => {
+    const v = new Uint8Array(memoryOf(lease.instance).buffer);
+    for (let p = 0; p < pages; p++) v[p * 4096 + 7] = 0xee;
+  };
+
+  test('pagemap_scan fails on reset: madvise instead, next tenant exact', () => {
+    const engine = new Engine({ backend: 'native' });
+    const p = engine.prepare(A);
+    const lease = p.instantiate();
+    dirty(lease, 3);
+    b.setFault('pagemap_scan');
+    lease.release();
+    assert.equal(engine.stats().retiredMemories, 0, 'nothing failed that matters');
+    const next = p.instantiate();
+    assert.equal(digest(memoryOf(next.instance)), DA);
+    next.release();
+    engine.close();
+  });
+
+  test('pread fails restoring image pages: release does not throw, the memory is retired, next tenant exact', () => {
+    const engine = new Engine({ backend: 'native' });
+    const p = engine.prepare(A);
+    const lease = p.instantiate();
+    dirty(lease, 3); // pages 1 and 2 lie in the image
+    b.setFault('pread');
+    lease.release();
+    assert.equal(engine.stats().retiredMemories, 1);
     const next = p.instantiate();
     assert.equal(digest(memoryOf(next.instance)), DA);
     next.release();

@@ -10,7 +10,7 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, type PreparedModule } from '../src/index.js';
+import { Engine, type BackendKind, type PreparedModule } from '../src/index.js';
 import { BACKENDS, digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, I32, pseudoRandomBytes, rng, stdFuncs, type ModuleSpec } from './helpers/wasm.js';
 
@@ -37,11 +37,17 @@ const specs: ModuleSpec[] = [
 ];
 const imports = { env: { base: 7777 } };
 
-for (const backend of BACKENDS) {
-  test(`isolation: ${CYCLES} seeded tenants, every fresh memory equals native (${backend}, seed ${SEED})`, () => {
+// The native backend twice: rewriting dirty pages in place (default) and
+// always discarding them (keepResident 0).
+const configs = BACKENDS.flatMap((backend): { backend: BackendKind; keepResident: number }[] =>
+  backend === 'native' ? [{ backend, keepResident: 128 * 1024 }, { backend, keepResident: 0 }] : [{ backend, keepResident: 0 }],
+);
+
+for (const { backend, keepResident } of configs) {
+  test(`isolation: ${CYCLES} seeded tenants, every fresh memory equals native (${backend}, keepResident ${keepResident}, seed ${SEED})`, () => {
     const random = rng(SEED);
     const int = (n: number) => Math.floor(random() * n);
-    const engine = new Engine({ backend, maxIdle: 4, memoryReuseLimit: 50 });
+    const engine = new Engine({ backend, maxIdle: 4, memoryReuseLimit: 50, keepResident });
     const modules = specs.map((spec) => {
       const bytes = buildModule(spec);
       const native = new WebAssembly.Instance(new WebAssembly.Module(bytes), imports);

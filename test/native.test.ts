@@ -85,6 +85,51 @@ if (linux) {
     b.closeImage(fd);
   });
 
+  test('resetRange: few dirty pages are rewritten in place and stay resident; many are discarded', () => {
+    const img = imageBytes(2, 9);
+    const fd = b.createImage(img);
+    const m = new WebAssembly.Memory({ initial: 4 });
+    const len = 4 * 65536;
+    b.mapImage(m, fd, 4 * PAGE, 2 * PAGE); // image at pages 4..5
+    const v = new Uint8Array(m.buffer);
+    const clean = () => {
+      for (let p = 0; p < len / PAGE; p++) {
+        const want = p === 4 || p === 5 ? img[(p - 4) * PAGE + 3] : 0;
+        if (v[p * PAGE + 3] !== want) return `page ${p}`;
+      }
+      return 'clean';
+    };
+    // Nothing written: nothing to do.
+    assert.equal(b.resetRange(m, len, fd, 4 * PAGE, 2 * PAGE, 16 * PAGE), 0);
+    // Three pages: one before, one inside, one after the image.
+    for (const p of [0, 5, 9]) v[p * PAGE + 3] = 0xee;
+    assert.equal(b.resetRange(m, len, fd, 4 * PAGE, 2 * PAGE, 16 * PAGE), 3 * PAGE);
+    assert.equal(clean(), 'clean');
+    assert.equal(b.residentPages(m, 0, PAGE), 1, 'restored in place: still resident');
+    // Over the budget: madvise, nothing stays.
+    for (let p = 0; p < 20; p++) v[p * PAGE + 3] = 0xee;
+    assert.equal(b.resetRange(m, len, fd, 4 * PAGE, 2 * PAGE, 16 * PAGE), -1);
+    assert.equal(b.residentPages(m, 0, len), 0);
+    assert.equal(clean(), 'clean');
+    // keep 0: always madvise. No image: fd -1.
+    v[3] = 1;
+    assert.equal(b.resetRange(m, len, fd, 4 * PAGE, 2 * PAGE, 0), -1);
+    assert.equal(clean(), 'clean');
+    const z = new WebAssembly.Memory({ initial: 1 });
+    new Uint8Array(z.buffer)[3] = 1;
+    assert.equal(b.resetRange(z, 65536, -1, 0, 0, 16 * PAGE), PAGE);
+    assert.equal(new Uint8Array(z.buffer)[3], 0);
+    // Bad arguments.
+    assert.throws(() => b.resetRange(m, len + PAGE, fd, 0, PAGE, 0), /outside the memory/);
+    assert.throws(() => b.resetRange(m, len, fd, 0, 3 * PAGE, 0), /exceeds the image/);
+    assert.throws(() => b.resetRange(m, len, -1, 0, PAGE, 0), /without an image fd/);
+    assert.throws(() => b.resetRange(m, PAGE, fd, PAGE, PAGE, 0), /outside \[0, length\)/);
+    assert.throws(() => b.resetRange(m, len, 99999, 0, 0, 0), /not an open wasm-cow image/);
+    assert.throws(() => b.resetRange(m, len, fd, 0, 0, 100), /multiple of the page size/);
+    assert.throws(() => b.resetRange({} as WebAssembly.Memory, len, fd, 0, 0, 0), TypeError);
+    b.closeImage(fd);
+  });
+
   test('the memory is resolved through the genuine buffer getter', () => {
     const fd = b.createImage(imageBytes(1, 4));
     const real = new WebAssembly.Memory({ initial: 1 });

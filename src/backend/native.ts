@@ -1,7 +1,10 @@
 /**
  * The native backend: images live in sealed memfds and are mapped
- * MAP_PRIVATE|MAP_FIXED over a memory's pages; reset is madvise(DONTNEED),
- * whose cost follows the pages the tenant dirtied.
+ * MAP_PRIVATE|MAP_FIXED over a memory's pages. Reset finds the pages the
+ * tenant dirtied (PAGEMAP_SCAN); up to `keepResident` bytes of them are
+ * rewritten in place and stay resident (the next tenant does not fault them
+ * in again), more are dropped with madvise(DONTNEED). Either way the cost
+ * follows the pages dirtied, not the memory's size.
  */
 import type { Backend } from './backend.js';
 import { copyImageIn } from './backend.js';
@@ -15,10 +18,13 @@ export class NativeBackend implements Backend {
   readonly kind = 'native' as const;
   readonly pageSize: number;
   readonly #binding: NativeBinding;
+  /** Dirty bytes a reset may rewrite in place (page multiple); 0: always madvise. */
+  readonly #keepResident: number;
 
-  constructor(binding: NativeBinding) {
+  constructor(binding: NativeBinding, keepResident = 0) {
     this.#binding = binding;
     this.pageSize = binding.pageSize;
+    this.#keepResident = Math.floor(keepResident / binding.pageSize) * binding.pageSize;
   }
 
   createImage(flat: FlatImage): { image: MemoryImage; fallback: Error | null } {
@@ -58,12 +64,19 @@ export class NativeBackend implements Backend {
 
   reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): boolean {
     try {
+      if (image === null || image.fd !== null) {
+        const fd = image?.fd ?? -1;
+        this.#binding.resetRange(memory, length, fd, image?.offset ?? 0, image?.length ?? 0, this.#keepResident);
+        return true;
+      }
+      // A bytes image, or a memfd image already disposed (no fd to restore
+      // from): drop every private page.
       this.#binding.discard(memory, 0, length);
     } catch (e) {
       throw new NativeError('resetting a memory', e);
     }
     // A memfd mapping reads the image again; copied bytes are gone.
-    return image === null || image.storage === 'memfd';
+    return image.storage === 'memfd';
   }
 
   releasePages(memory: WebAssembly.Memory): void {

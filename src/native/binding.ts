@@ -22,6 +22,13 @@ export interface NativeBinding {
   mapZero(memory: WebAssembly.Memory, offset: number, length: number): void;
   /** madvise(MADV_DONTNEED) over a range of `memory`. */
   discard(memory: WebAssembly.Memory, offset: number, length: number): void;
+  /**
+   * Restores [0, length) of `memory` to the image `fd` (-1: none) at
+   * [imageOffset, +imageLength) and zero elsewhere: by hand when the tenant
+   * dirtied at most `keep` bytes (returns the bytes restored, which stay
+   * resident), else with madvise (returns -1).
+   */
+  resetRange(memory: WebAssembly.Memory, length: number, fd: number, imageOffset: number, imageLength: number, keep: number): number;
   /** Pages in the range that are present or swapped out. */
   residentPages(memory: WebAssembly.Memory, offset: number, length: number): number;
   /** Images created and not yet closed, process-wide. */
@@ -30,7 +37,7 @@ export interface NativeBinding {
   setFault(step: FaultStep | null, skip?: number): void;
 }
 
-export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise';
+export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise' | 'pagemap_scan' | 'pread';
 
 export type BindingLoad = { binding: NativeBinding; error: null } | { binding: null; error: string };
 
