@@ -562,13 +562,14 @@ static int get_pagemap_fd(void) {
 }
 
 /*
- * Finds the pages of [addr, addr+length) the tenant made private: present
- * or swapped, neither the image's own file pages nor the shared zero page.
+ * Finds the pages of [addr, addr+length) that hold data: present or
+ * swapped, but not the shared zero page, nor (when `file_pages_clean`) a
+ * file page, i.e. a page of our own image not written since it was mapped.
  * Returns the number of such pages (filling `regions`, `*count`), or -1
  * when there are more than `max_pages`, too many regions, or no scan.
  */
 static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, struct page_region *regions,
-                          int *count) {
+                          int *count, int file_pages_clean) {
   int fd = get_pagemap_fd();
   if (fd < 0 || !pagemap_scan_ok || fault_fires(FAULT_PAGEMAP_SCAN)) return -1;
   struct pm_scan_arg arg;
@@ -579,8 +580,9 @@ static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, st
   arg.vec = (uintptr_t)regions;
   arg.vec_len = SCAN_REGIONS;
   arg.max_pages = max_pages + 1;
-  arg.category_inverted = PAGE_IS_FILE | PAGE_IS_PFNZERO;
-  arg.category_mask = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  uint64_t clean = PAGE_IS_PFNZERO | (file_pages_clean ? PAGE_IS_FILE : 0);
+  arg.category_inverted = clean;
+  arg.category_mask = clean;
   arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
   arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
   int n = ioctl(fd, PAGEMAP_SCAN, &arg);
@@ -661,7 +663,7 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
   if (length > 0 && keep > 0) {
     struct page_region regions[SCAN_REGIONS];
     int count = 0;
-    int64_t pages = scan_dirty(base, length, keep / page_size, regions, &count);
+    int64_t pages = scan_dirty(base, length, keep / page_size, regions, &count, 1);
     if (pages >= 0) {
       for (int i = 0; i < count; i++) {
         uint64_t s = regions[i].start - (uintptr_t)base, e = regions[i].end - (uintptr_t)base;
@@ -686,6 +688,28 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
     if (madvise(base, (size_t)length, MADV_DONTNEED) != 0) return throw_errno(env, "madvise", errno);
   }
   if (napi_create_double(env, restored, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/*
+ * touchedPages(memory, offset, length) -> 0 when no page of the range holds
+ * anything (never written, or only read: the zero page), a positive number
+ * when some does, -1 when the kernel cannot tell (no PAGEMAP_SCAN).
+ */
+static napi_value touched_pages(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  uint8_t *addr;
+  uint64_t length;
+  struct page_region regions[SCAN_REGIONS];
+  int count = 0;
+  if (!get_memory_range(env, info, 3, argv, 0, &addr, &length)) return NULL;
+  int64_t pages = 0;
+  if (length > 0) {
+    pages = scan_dirty(addr, length, 0, regions, &count, 0);
+    /* -1 from the scan means "more than 0" or "unknown": tell them apart. */
+    if (pages < 0) pages = (pagemap_fd >= 0 && pagemap_scan_ok) ? 1 : -1;
+  }
+  if (napi_create_double(env, (double)pages, &result) != napi_ok) return NULL;
   return result;
 }
 
@@ -833,7 +857,7 @@ NAPI_MODULE_INIT() {
       {"createImage", create_image}, {"closeImage", close_image},
       {"mapImage", map_image},       {"mapZero", map_zero},
       {"discard", discard},          {"residentPages", resident_pages},
-      {"resetRange", reset_range},
+      {"resetRange", reset_range},   {"touchedPages", touched_pages},
       {"openImages", open_images},   {"setFault", set_fault},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

@@ -6,7 +6,8 @@ import { parseModule, type ParsedModule } from './binary/reader.js';
 import { rewriteModule } from './binary/rewriter.js';
 import type { EngineCore } from './core.js';
 import { InvalidArgumentError, WasmFormatError } from './errors.js';
-import { analyzeMemories, type ExclusionCode, type MemoryPlan, rewritableMemories } from './image/analyze.js';
+import { type Attempt, ConditionalImages } from './conditional.js';
+import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { Lease } from './lease.js';
@@ -25,6 +26,14 @@ export interface MemoryInfo {
   readonly image: { readonly offset: number; readonly length: number } | null;
   /** Why the memory has no image (it then behaves exactly as native). Null when imaged. */
   readonly excluded: { readonly code: ExclusionCode; readonly message: string } | null;
+  /**
+   * Null when the image is fixed. 'position-independent': the image depends
+   * on imported globals and is resolved at each instantiation; 'imported-untouched':
+   * the image is mapped into the caller's memory when that range of it is
+   * untouched. `image` is then the one the last instantiation used (null
+   * before the first, or when its check failed and V8 applied the segments).
+   */
+  readonly condition: MemoryCondition | null;
 }
 
 /** Imports as `WebAssembly.Instance` takes them. */
@@ -50,6 +59,8 @@ export class PreparedModule {
   #unparsed: string | null = null;
   /** Indices of the memories the module exports. */
   #exportedMemories = new Set<number>();
+  /** Images resolved at each instantiation, or null when there are none. */
+  #conditional: ConditionalImages | null = null;
 
   /** @internal Use engine.prepare(). */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>) {
@@ -81,6 +92,7 @@ export class PreparedModule {
     const plans = analyzeMemories(parsed, {
       sizeLimit: core.options.imageSizeLimit,
       pageSize: core.backend.pageSize,
+      mapImported: core.backend.kind === 'native',
     });
     const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
     const convert = new Set<number>();
@@ -122,6 +134,9 @@ export class PreparedModule {
     this.#userImports = parsed.imports.length;
     this.#source = memoryModule !== null ? input : null;
     if (memoryModule === null) this.#requests = [];
+    if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
+      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans);
+    }
   }
 
   /**
@@ -139,9 +154,19 @@ export class PreparedModule {
         maximumPages: p.type.max,
       };
       const req = !p.imported && this.#memoryModule !== null ? requests[defined++] : undefined;
-      if (p.excluded) return { ...base, image: null, excluded: { ...p.excluded } };
+      if (p.excluded) return { ...base, image: null, excluded: { ...p.excluded }, condition: null };
+      if (p.condition !== null) {
+        const last = this.#conditional?.lastImage.get(p.index);
+        const image = last === undefined ? null : last ? { offset: last.offset, length: last.length } : { offset: 0, length: 0 };
+        return { ...base, image, excluded: null, condition: p.condition };
+      }
       const img = req?.image ?? null;
-      return { ...base, image: img ? { offset: img.offset, length: img.length } : { offset: 0, length: 0 }, excluded: null };
+      return {
+        ...base,
+        image: img ? { offset: img.offset, length: img.length } : { offset: 0, length: 0 },
+        excluded: null,
+        condition: null,
+      };
     });
   }
 
@@ -166,34 +191,48 @@ export class PreparedModule {
    * PoolExhaustedError and EngineClosedError.
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
-    const slots = this.#begin();
+    const { slots, module, attempt } = this.#begin(imports, true);
     try {
-      return this.#finish<T>(new WebAssembly.Instance(this.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(new WebAssembly.Instance(module, this.#importObject(imports, slots)), slots);
     } catch (e) {
-      throw this.#fail(slots, e);
+      throw this.#fail(slots, attempt, e);
     }
   }
 
   /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
-    const slots = this.#begin();
+    const { slots, module, attempt } = this.#begin(imports, false);
     try {
-      return this.#finish<T>(await WebAssembly.instantiate(this.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(await WebAssembly.instantiate(module, this.#importObject(imports, slots)), slots);
     } catch (e) {
-      throw this.#fail(slots, e);
+      throw this.#fail(slots, attempt, e);
     }
   }
 
-  /** Takes an instance slot and the memories (undoing both on failure). */
-  #begin(): Slot[] {
+  /**
+   * Takes an instance slot and the memories, resolving conditional images
+   * (undoing all of it on failure).
+   */
+  #begin(imports: unknown, sync: boolean): { slots: Slot[]; module: WebAssembly.Module; attempt: Attempt | null } {
     this.#checkUsable();
     this.#core.reserve();
+    let attempt: Attempt | null = null;
     try {
-      return this.#core.acquire(this.#ensureImages());
+      const { requests, module } = (attempt = this.#resolve(imports, sync));
+      this.#conditional?.place(attempt);
+      return { slots: this.#core.acquire(requests), module, attempt };
     } catch (e) {
+      if (attempt) this.#conditional?.unplace(attempt.placed);
       this.#core.unreserve();
       throw e;
     }
+  }
+
+  /** The compiled form and memories for one instantiation. */
+  #resolve(imports: unknown, sync: boolean): Attempt {
+    const requests = this.#ensureImages();
+    if (this.#conditional === null) return { module: this.module, requests, placed: [] };
+    return this.#conditional.resolve(imports, this.module, requests, sync);
   }
 
   #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[]): Lease<T> {
@@ -202,8 +241,9 @@ export class PreparedModule {
   }
 
   /** Instantiation failed: the memories go back (reset), the slot is freed. */
-  #fail(slots: Slot[], error: unknown): unknown {
+  #fail(slots: Slot[], attempt: Attempt | null, error: unknown): unknown {
     this.#core.releaseSlots(slots);
+    if (attempt) this.#conditional?.failed(attempt, error);
     this.#core.unreserve();
     return error;
   }
@@ -214,10 +254,17 @@ export class PreparedModule {
    */
   async instantiateUnpooled(imports?: Imports): Promise<WebAssembly.Instance> {
     this.#checkUsable();
-    const slots = this.#core.fresh(this.#ensureImages());
-    const instance = await WebAssembly.instantiate(this.module, this.#importObject(imports, slots));
-    this.#core.counters.instantiations++;
-    return instance;
+    const attempt = this.#resolve(imports, false);
+    this.#conditional?.place(attempt);
+    try {
+      const slots = this.#core.fresh(attempt.requests);
+      const instance = await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots));
+      this.#core.counters.instantiations++;
+      return instance;
+    } catch (e) {
+      this.#conditional?.failed(attempt, e);
+      throw e;
+    }
   }
 
   /**
@@ -230,6 +277,7 @@ export class PreparedModule {
     for (const image of this.#images) this.#core.disposeImage(image);
     this.#images = [];
     this.#source = null;
+    this.#conditional?.dispose();
   }
 
   [Symbol.dispose](): void {
@@ -254,7 +302,8 @@ export class PreparedModule {
     for (const p of this.#plans) {
       if (p.imported) continue;
       let image: MemoryImage | null = null;
-      if (!p.excluded) {
+      // Conditional images are resolved per instantiation (conditional.ts).
+      if (!p.excluded && p.condition === null) {
         const flat = flattenImage(source, p.segments, backend.pageSize);
         if (flat.length > 0) {
           const made = backend.createImage(flat);

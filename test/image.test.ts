@@ -11,7 +11,7 @@ const PAGE = 4096;
 const plan = (data: DataSpec[], min = 4, extra: Parameters<typeof buildModule>[0] = {}, sizeLimit = 1 << 30) => {
   const bytes = buildModule({ memories: [{ min }], data, ...extra });
   const parsed = parseModule(bytes);
-  const plans = analyzeMemories(parsed, { sizeLimit, pageSize: PAGE });
+  const plans = analyzeMemories(parsed, { sizeLimit, pageSize: PAGE, mapImported: true });
   return { bytes, plans };
 };
 
@@ -65,12 +65,31 @@ test('interior zero pages stay in the image', () => {
   assert.equal(img.bytes[PAGE * 3], 2);
 });
 
-test('exclusion: dynamic offset', () => {
-  const { plans } = plan([{ offset: 0, bytes: [1] }, { offset: { global: 0 }, bytes: [1] }], 1, {
-    importGlobals: [{ module: 'env', name: 'g' }],
+test('exclusion: an offset from a mutable, i64 or defined global is dynamic', () => {
+  for (const g of [{ mutable: true }, { type: 0x7e }]) {
+    const { plans } = plan([{ offset: 0, bytes: [1] }, { offset: { global: 0 }, bytes: [1] }], 1, {
+      importGlobals: [{ module: 'env', name: 'g', ...g }],
+    });
+    assert.equal(plans[0]!.excluded?.code, 'dynamic-offset');
+    assert.match(plans[0]!.excluded!.message, /segment 1/);
+  }
+  const defined = plan([{ offset: { global: 0 }, bytes: [1] }], 1, { globals: [{ type: 0x7f, init: [0x41, 0] }] });
+  assert.equal(defined.plans[0]!.excluded?.code, 'dynamic-offset');
+});
+
+test('position-independent data: an imaged memory with a condition', () => {
+  const { plans } = plan([{ offset: 0, bytes: [1] }, { offset: { global: 0, add: 8 }, bytes: [1] }], 1, {
+    importGlobals: [{ module: 'env', name: '__memory_base' }],
   });
-  assert.equal(plans[0]!.excluded?.code, 'dynamic-offset');
-  assert.match(plans[0]!.excluded!.message, /segment 1/);
+  assert.equal(plans[0]!.excluded, null);
+  assert.equal(plans[0]!.condition, 'position-independent');
+  assert.deepEqual(
+    plans[0]!.segments.map((s) => [s.offset, s.global ?? null]),
+    [
+      [0, null],
+      [8, 0],
+    ],
+  );
 });
 
 test('exclusion: a segment that may end beyond the initial size', () => {
@@ -91,12 +110,18 @@ test('exclusion: image over the size limit', () => {
 
 test('exclusion: shared memory; imported memory', () => {
   const shared = parseModule(buildModule({ memories: [{ min: 1, max: 1, shared: true }] }));
-  const sp = analyzeMemories(shared, { sizeLimit: 1 << 30, pageSize: PAGE });
+  const sp = analyzeMemories(shared, { sizeLimit: 1 << 30, pageSize: PAGE, mapImported: true });
   assert.equal(sp[0]!.excluded?.code, 'shared');
   const imported = parseModule(buildModule({ importMemory: { module: 'env', name: 'm', min: 1 } }));
-  const ip = analyzeMemories(imported, { sizeLimit: 1 << 30, pageSize: PAGE });
+  const ip = analyzeMemories(imported, { sizeLimit: 1 << 30, pageSize: PAGE, mapImported: true });
   assert.equal(ip[0]!.imported, true);
-  assert.equal(ip[0]!.excluded?.code, 'imported');
+  assert.equal(ip[0]!.excluded?.code, 'imported', 'no data for it');
+  const withData = parseModule(buildModule({ importMemory: { module: 'env', name: 'm', min: 1 }, data: [{ offset: 70000, bytes: [1] }] }));
+  const wp = analyzeMemories(withData, { sizeLimit: 1 << 30, pageSize: PAGE, mapImported: true });
+  assert.equal(wp[0]!.excluded, null);
+  assert.equal(wp[0]!.condition, 'imported-untouched', 'bounds are checked against the memory given');
+  const copyBackend = analyzeMemories(withData, { sizeLimit: 1 << 30, pageSize: PAGE, mapImported: false });
+  assert.equal(copyBackend[0]!.excluded?.code, 'imported');
 });
 
 test('exclusion: an i64 offset on a 32-bit memory is left to V8 (which rejects it)', () => {
@@ -118,17 +143,21 @@ for (const backend of BACKENDS) {
         maximumPages: 3,
         image: { offset: 69632, length: 4096 },
         excluded: null,
+        condition: null,
       },
     ]);
-    const dynamic = engine.prepare(
+    const pic = engine.prepare(
       buildModule({
         importGlobals: [{ module: 'env', name: 'g' }],
         memories: [{ min: 1 }],
         data: [{ offset: { global: 0 }, bytes: [1] }],
       }),
     );
-    assert.equal(dynamic.memories[0]!.image, null);
-    assert.equal(dynamic.memories[0]!.excluded?.code, 'dynamic-offset');
+    assert.equal(pic.memories[0]!.image, null, 'resolved at instantiation');
+    assert.equal(pic.memories[0]!.excluded, null);
+    assert.equal(pic.memories[0]!.condition, 'position-independent');
+    pic.instantiate({ env: { g: 8192 } }).release();
+    assert.deepEqual(pic.memories[0]!.image, { offset: 8192, length: 4096 });
     const limited = new Engine({ backend, imageSizeLimit: 4096 });
     const big = limited.prepare(buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: new Uint8Array(4097).fill(1) }] }));
     assert.equal(big.memories[0]!.excluded?.code, 'too-large');

@@ -29,6 +29,11 @@ export interface Backend {
    * range is then all zero and the image must be placed again).
    */
   reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): boolean;
+  /**
+   * Whether no page of [offset, +length) holds anything (never written, or
+   * only read). False when it cannot tell.
+   */
+  isUntouched(memory: WebAssembly.Memory, offset: number, length: number): boolean;
   /** Gives a retired memory's pages back to the system, where it can. */
   releasePages(memory: WebAssembly.Memory): void;
 }

@@ -79,6 +79,10 @@ export class NativeBackend implements Backend {
     return image.storage === 'memfd';
   }
 
+  isUntouched(memory: WebAssembly.Memory, offset: number, length: number): boolean {
+    return this.#binding.touchedPages(memory, offset, length) === 0;
+  }
+
   releasePages(memory: WebAssembly.Memory): void {
     try {
       this.#binding.discard(memory, 0, bufferOf(memory).byteLength);

@@ -32,12 +32,27 @@ export interface Exclusion {
   readonly message: string;
 }
 
-/** A segment placed at a constant offset of its memory. */
+/**
+ * A segment and where it goes: at `offset`, plus the value of imported
+ * global `global` when that is not null (position-independent data).
+ */
 export interface PlacedSegment {
   readonly offset: number;
+  readonly global?: number | null;
   readonly dataStart: number;
   readonly dataEnd: number;
 }
+
+/**
+ * When an image can be used only after a check at instantiation:
+ *  - 'position-independent': some segments sit at `global.get` of an
+ *    imported immutable i32 global; the image is built per resolved value;
+ *  - 'imported-untouched': the memory is imported; the image is mapped into
+ *    it when the image's range of it is untouched (all zero, never written).
+ * When the check fails the instance is made as native would (V8 applies the
+ * segments).
+ */
+export type MemoryCondition = 'position-independent' | 'imported-untouched';
 
 export interface MemoryPlan {
   /** Memory index (imports first, as in the module). */
@@ -50,12 +65,45 @@ export interface MemoryPlan {
   readonly segments: readonly PlacedSegment[];
   /** For imaged memories: data indices of those segments (to convert). */
   readonly segmentIndices: readonly number[];
+  /** Null when the image is fixed at prepare; see MemoryCondition. */
+  readonly condition: MemoryCondition | null;
 }
 
 export interface AnalyzeOptions {
   /** Largest image span in bytes. */
   readonly sizeLimit: number;
   readonly pageSize: number;
+  /** Whether images may be mapped into imported memories (native backend). */
+  readonly mapImported: boolean;
+}
+
+/**
+ * Resolves a plan's segments for one instantiation: absolute offsets from
+ * the imported globals' values (u32), checked against the memory's size in
+ * bytes and the size limit. Null when some segment would not fit: the
+ * instance must then be made as native would, and trap as native does.
+ */
+export function resolveSegments(
+  segments: readonly PlacedSegment[],
+  globalValue: (global: number) => number,
+  memoryBytes: number,
+  options: Pick<AnalyzeOptions, 'sizeLimit' | 'pageSize'>,
+): PlacedSegment[] | null {
+  const out: PlacedSegment[] = [];
+  let lo = Infinity;
+  let hi = 0;
+  for (const seg of segments) {
+    const offset = seg.global == null ? seg.offset : (globalValue(seg.global) + seg.offset) % 2 ** 32;
+    const len = seg.dataEnd - seg.dataStart;
+    if (offset + len > memoryBytes) return null;
+    if (len > 0) {
+      lo = Math.min(lo, offset);
+      hi = Math.max(hi, offset + len);
+    }
+    out.push({ offset, dataStart: seg.dataStart, dataEnd: seg.dataEnd });
+  }
+  if (hi > 0 && roundUp(hi, options.pageSize) - roundDown(lo, options.pageSize) > options.sizeLimit) return null;
+  return out;
 }
 
 const exclusion = (code: ExclusionCode, message: string): Exclusion => ({ code, message });
@@ -79,17 +127,25 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
     else byMemory.set(seg.memory, [seg]);
   }
 
+  const globals = parsed.imports.filter((i) => i.kind === 'global').map((i) => i.global!);
+  const none = { segments: [], segmentIndices: [], condition: null };
   let index = 0;
   for (const imp of parsed.imports) {
     if (imp.kind !== 'memory' || !imp.memory) continue;
-    plans.push({
-      index: index++,
-      imported: true,
-      type: imp.memory,
-      excluded: exclusion('imported', 'the memory is imported; its segments are applied by V8 as usual'),
-      segments: [],
-      segmentIndices: [],
-    });
+    const memIndex = index++;
+    const base = { index: memIndex, imported: true, type: imp.memory };
+    const segs = byMemory.get(memIndex) ?? [];
+    const own =
+      imp.memory.shared || imp.memory.memory64
+        ? exclusion('imported', 'the memory is imported (shared or memory64); its segments are applied by V8 as usual')
+        : segs.length === 0
+          ? exclusion('imported', 'the memory is imported and the module has no data for it')
+          : !options.mapImported
+            ? exclusion('imported', 'the memory is imported; this backend leaves its segments to V8')
+            : null;
+    const result = own ?? placeSegments(segs, imp.memory, options, globals, true);
+    if ('code' in result) plans.push({ ...base, ...none, excluded: result });
+    else plans.push({ ...base, excluded: null, ...result, condition: 'imported-untouched' });
   }
   const moduleBlock = rewritableMemories(parsed);
   for (const type of parsed.memories) {
@@ -101,20 +157,33 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
         ? exclusion('memory64', 'memory64 memories are left to V8')
         : moduleBlock;
     if (own) {
-      plans.push({ ...base, excluded: own, segments: [], segmentIndices: [] });
+      plans.push({ ...base, ...none, excluded: own });
       continue;
     }
-    const result = placeSegments(byMemory.get(memIndex) ?? [], type, options);
-    if ('code' in result) plans.push({ ...base, excluded: result, segments: [], segmentIndices: [] });
-    else plans.push({ ...base, excluded: null, ...result });
+    const result = placeSegments(byMemory.get(memIndex) ?? [], type, options, globals, false);
+    if ('code' in result) plans.push({ ...base, ...none, excluded: result });
+    else {
+      const relative = result.segments.some((seg) => seg.global != null);
+      plans.push({ ...base, excluded: null, ...result, condition: relative ? 'position-independent' : null });
+    }
   }
   return plans;
 }
 
+/**
+ * Checks a memory's segments. Offsets must be i32 constants, or
+ * `global.get` (plus a constant) of an imported immutable i32 global.
+ * Constant segments of a defined memory are bounds- and size-checked now;
+ * everything else at instantiation, when the values are known
+ * (`deferBounds` for imported memories, whose actual size may exceed the
+ * declared minimum).
+ */
 function placeSegments(
   segments: readonly DataSegment[],
   type: MemoryType,
   options: AnalyzeOptions,
+  globals: readonly { readonly valType: number; readonly mutable: boolean }[],
+  deferBounds: boolean,
 ): Exclusion | { segments: PlacedSegment[]; segmentIndices: number[] } {
   const initialBytes = type.min * WASM_PAGE;
   const placed: PlacedSegment[] = [];
@@ -122,15 +191,26 @@ function placeSegments(
   let hi = 0;
   for (const seg of segments) {
     const off = seg.offset;
-    if (off === null || off.dynamic || off.global !== null) {
-      return exclusion('dynamic-offset', `data segment ${seg.index} has an offset computed from a global`);
+    if (off === null || off.dynamic) {
+      return exclusion('dynamic-offset', `data segment ${seg.index} has an offset computed at instantiation`);
+    }
+    if (off.global !== null) {
+      const g = globals[off.global];
+      if (!g || g.valType !== 0x7f || g.mutable) {
+        return exclusion(
+          'dynamic-offset',
+          `data segment ${seg.index} has an offset computed from global ${off.global}, which is not an imported immutable i32`,
+        );
+      }
+      placed.push({ offset: Number(off.constant), global: off.global, dataStart: seg.dataStart, dataEnd: seg.dataEnd });
+      continue;
     }
     if (off.type !== 'i32') {
       return exclusion('invalid-offset', `data segment ${seg.index} has an offset that is not an i32 constant`);
     }
     const offset = Number(off.constant);
     const len = seg.dataEnd - seg.dataStart;
-    if (offset + len > initialBytes) {
+    if (!deferBounds && offset + len > initialBytes) {
       return exclusion(
         'out-of-bounds',
         `data segment ${seg.index} ends at ${offset + len}, beyond the initial size ${initialBytes}; instantiation traps as native`,

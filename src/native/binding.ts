@@ -29,6 +29,8 @@ export interface NativeBinding {
    * resident), else with madvise (returns -1).
    */
   resetRange(memory: WebAssembly.Memory, length: number, fd: number, imageOffset: number, imageLength: number, keep: number): number;
+  /** 0 when no page of the range holds anything; > 0 when some does; -1 when unknown. */
+  touchedPages(memory: WebAssembly.Memory, offset: number, length: number): number;
   /** Pages in the range that are present or swapped out. */
   residentPages(memory: WebAssembly.Memory, offset: number, length: number): number;
   /** Images created and not yet closed, process-wide. */
