@@ -16,6 +16,7 @@ import { fmtBytes, fmtRatio, fmtUs, summarize, type Timing } from '../src/bench/
 import { lineChartSvg } from '../src/bench/svg.js';
 import { Engine } from '../src/index.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from '../src/bench/builder.js';
+import { coldStart } from './cold-start.js';
 import { label, realModules, sparse, synthetic, tinySegments, type Scenario } from './scenarios.js';
 
 const args = process.argv.slice(2);
@@ -147,6 +148,10 @@ for (const mode of ['native', 'engine'] as const) {
   }
 }
 
+// 5. Emscripten cold start.
+log('cold start: sql.js and QuickJS ...');
+const cold = await coldStart(quick ? 20 : 100);
+
 // Output.
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmtBytes(totalmem())}, Linux ${safe(() => execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim())}, Node ${process.version}`;
 const backend = rows[0]?.result.backend ?? 'unknown';
@@ -196,6 +201,9 @@ for (const threads of [1, 2]) {
   const e = throughput.find((t) => t.mode === 'engine' && t.threads === threads)!;
   md.push(`| ${threads} | ${n.perSecond.toFixed(0)} | ${e.perSecond.toFixed(0)} | ${fmtRatio(e.perSecond / n.perSecond)} |`);
 }
+md.push('', '## Emscripten cold start: fresh module instance to first result (median / p99)', '');
+md.push('| work | native | wasm-cow | ratio (median) |', '|---|---|---|---|');
+for (const c of cold) md.push(`| ${c.module} | ${cell(c.native)} | ${cell(c.engine)} | ${fmtRatio(c.native.median / c.engine.median)} faster |`);
 md.push('');
 
 const synth = rows.filter((r) => r.kind === 'synthetic' && r.dataBytes > 0 && r.scenario.startsWith('synthetic'));
@@ -216,7 +224,7 @@ const svg = lineChartSvg({
 for (const p of [jsonPath, mdPath, svgPath]) mkdirSync(dirname(p), { recursive: true });
 writeFileSync(
   jsonPath,
-  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, throughput }, null, 2),
+  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, throughput, coldStart: cold }, null, 2),
 );
 writeFileSync(mdPath, md.join('\n'));
 writeFileSync(svgPath, svg);
