@@ -17,10 +17,14 @@ console.log('backend:', engine.backend, '| memories:', JSON.stringify(prepared.m
 
 let t0 = performance.now();
 for (let i = 0; i < 10_000; i++) {
-  using lease = prepared.instantiate();
-  const { load8, store8 } = lease.exports;
-  if (load8(65536 + i) !== data[i]) throw new Error('wrong data');
-  store8(65536 + i, 0); // private to this tenant
+  const lease = prepared.instantiate();
+  try {
+    const { load8, store8 } = lease.exports;
+    if (load8(65536 + i) !== data[i]) throw new Error('wrong data');
+    store8(65536 + i, 0); // private to this tenant
+  } finally {
+    lease.release();
+  }
 }
 const perCow = (performance.now() - t0) / 10_000;
 
