@@ -69,6 +69,10 @@ const child = (mode: string, n: number, k: number): MemRow => {
   const out = execFileSync(process.execPath, ['--expose-gc', join(here, 'memory-child.js'), mode, String(n), String(k)], {
     encoding: 'utf8',
     maxBuffer: 1 << 20,
+    // A fixed mmap threshold: glibc then returns large freed blocks (the
+    // module's bytes) at once, instead of at some later point during the
+    // measurement, which made the baseline drift by tens of MiB.
+    env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072' },
   });
   return JSON.parse(out) as MemRow;
 };

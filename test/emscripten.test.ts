@@ -83,12 +83,29 @@ test('the adapter serves one instantiation and revokes on release', async () => 
   const engine = new Engine();
   const prepared = engine.prepare(SQL_WASM);
   const adapter = emscriptenAdapter(prepared);
-  await freshInitSqlJs()({ instantiateWasm: adapter.instantiateWasm });
+  let glueImports: WebAssembly.Imports | undefined;
+  await freshInitSqlJs()({
+    instantiateWasm: (imports: WebAssembly.Imports, receive: (i: WebAssembly.Instance) => unknown) => {
+      glueImports = imports;
+      return adapter.instantiateWasm(imports, receive);
+    },
+  });
   assert.ok(adapter.lease);
   const exports = adapter.lease.exports;
   assert.throws(() => adapter.instantiateWasm({}, () => {}), /one instantiation/);
   adapter.release();
   assert.equal(adapter.lease, null);
+  // A glue that fails in its callback does not leave the lease live.
+  const failing = emscriptenAdapter(prepared);
+  assert.throws(
+    () =>
+      failing.instantiateWasm(glueImports!, () => {
+        throw new Error('glue failed');
+      }),
+    /glue failed/,
+  );
+  assert.equal(failing.lease, null);
+  assert.equal(engine.stats().liveLeases, 0);
   const fn = Object.values(exports).find((v) => typeof v === 'function') as () => void;
   assert.throws(() => fn(), ReleasedInstanceError);
   engine.close();

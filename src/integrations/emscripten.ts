@@ -41,9 +41,14 @@ export class EmscriptenAdapter {
     }
     if (typeof receiveInstance !== 'function') throw new InvalidArgumentError('instantiateWasm needs Emscripten’s callback');
     this.#used = true;
-    this.#lease = this.#prepared.instantiate(imports);
-    receiveInstance(this.#lease.instance, this.#prepared.module);
-    return this.#lease.instance.exports;
+    const lease = (this.#lease = this.#prepared.instantiate(imports));
+    try {
+      receiveInstance(lease.instance, this.#prepared.module);
+    } catch (e) {
+      this.release(); // the glue failed to set up: nothing will use the instance
+      throw e;
+    }
+    return lease.instance.exports;
   };
 
   /** The lease, once Emscripten has instantiated (null before, and after release). */
