@@ -17,6 +17,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/index.js';
 import { stubImports } from '../src/bench/compare.js';
+import { concat } from '../src/binary/writer.js';
 import { BACKENDS, digest } from './helpers/env.js';
 import { buildModule, dropFunc, I32, initFunc, pseudoRandomBytes, rng, stdFuncs, uleb, type ModuleSpec } from './helpers/wasm.js';
 
@@ -99,17 +100,17 @@ function mutate(seed: Uint8Array, random: () => number): Uint8Array<ArrayBuffer>
       // Overlong LEB128: a byte becomes a continued, zero-extended encoding.
       const at = 8 + int(b.length - 8);
       const v = b[at]! & 0x7f;
-      return concat(b.subarray(0, at), [v | 0x80, 0x80, 0x80, 0x00], b.subarray(at + 1));
+      return concat([b.subarray(0, at), [v | 0x80, 0x80, 0x80, 0x00], b.subarray(at + 1)]);
     }
     case 3: {
       // A huge count or length.
       const at = 8 + int(b.length - 8);
-      return concat(b.subarray(0, at), uleb([0xffffffff, 0x7fffffff, 0x10000, 0xfffffff0][int(4)]!), b.subarray(at + 1));
+      return concat([b.subarray(0, at), uleb([0xffffffff, 0x7fffffff, 0x10000, 0xfffffff0][int(4)]!), b.subarray(at + 1)]);
     }
     case 4: {
       // Random bytes spliced in.
       const at = 8 + int(b.length - 8);
-      return concat(b.subarray(0, at), pseudoRandomBytes(1 + int(16), int(1 << 30) + 1), b.subarray(at));
+      return concat([b.subarray(0, at), pseudoRandomBytes(1 + int(16), int(1 << 30) + 1), b.subarray(at)]);
     }
     default: {
       // A byte set to a boundary value.
@@ -117,16 +118,6 @@ function mutate(seed: Uint8Array, random: () => number): Uint8Array<ArrayBuffer>
       return b;
     }
   }
-}
-
-function concat(...parts: ArrayLike<number>[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
 }
 
 const outcome = (e: unknown) => (e instanceof Error ? `${e.constructor.name}: ${e.message}` : String(e));

@@ -4,6 +4,7 @@
  * imports and a few standard functions. Used by the tests, the benchmarks
  * and `wasm-cow demo` (which generates its example modules with it).
  */
+import { concat } from '../binary/writer.js';
 
 export const I32 = 0x7f;
 export const I64 = 0x7e;
@@ -179,14 +180,7 @@ export function buildModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
   }
   const custom: number[] = [];
   for (const c of spec.custom ?? []) append(custom, section(0, [...str(c.name), ...c.bytes]));
-  const parts = [new Uint8Array(out), ...dataSection, new Uint8Array(custom)];
-  const result = new Uint8Array(parts.reduce((n, c) => n + c.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    result.set(p, pos);
-    pos += p.length;
-  }
-  return result;
+  return concat([out, ...dataSection, custom]);
 }
 
 /** Standard exported functions over memory 0. */
