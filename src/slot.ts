@@ -136,7 +136,8 @@ export class Slot {
   }
 
   /**
-   * leased -> clean: discard what the tenant wrote and detach every buffer
+   * leased -> clean: restore what the tenant wrote (the backend's reset:
+   * dirty pages rewritten in place or discarded) and detach every buffer
    * it may hold. Returns false (and retires the slot) when the memory grew
    * or the reset failed.
    */
