@@ -628,6 +628,8 @@ static int restore_from_image(int fd, uint8_t *dst, uint64_t file_off, uint64_t 
  * from the image) and stay resident, so the next tenant does not fault
  * them in again; returns the bytes so restored. Otherwise, or when the scan
  * is unavailable, madvise(MADV_DONTNEED) over the range; returns -1.
+ * When the memory's byte length is not `length` (it grew), touches nothing
+ * and returns -2: the caller must not reuse the memory.
  */
 static napi_value reset_range(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -657,7 +659,10 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
     return throw_arg(env, 1, "the image range lies outside [0, length)");
   }
   if (!get_memory(env, argv[0], &base, &byte_length)) return NULL;
-  if (!check_range(env, 0, length, byte_length)) return NULL;
+  if (byte_length != length) {
+    if (napi_create_double(env, -2, &result) != napi_ok) return NULL;
+    return result;
+  }
 
   double restored = -1;
   if (length > 0 && keep > 0) {

@@ -25,6 +25,8 @@ export interface SlotRequest extends SlotSize {
   readonly image: MemoryImage | null;
   /** The module exports this memory: release must detach its buffers. */
   readonly exported: boolean;
+  /** sizeKey() of this request, when precomputed (it is on the hot path). */
+  readonly key?: string;
 }
 
 type ImageKey = MemoryImage | string;
@@ -53,7 +55,7 @@ export class MemoryPool {
 
   /** A leased slot holding `request.image`, clean. Throws what V8 or the backend throws. */
   acquire(request: SlotRequest): Slot {
-    const key = sizeKey(request);
+    const key = request.key ?? sizeKey(request);
     let slot = first(this.#byImage.get(imageKey(request.image, key)));
     if (slot === undefined) slot = first(this.#bySize.get(key));
     const reused = slot !== undefined;

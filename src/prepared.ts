@@ -12,7 +12,7 @@ import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { Lease } from './lease.js';
 import type { SlotRequest } from './pool.js';
-import type { Slot } from './slot.js';
+import { type Slot, sizeKey } from './slot.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -59,6 +59,8 @@ export class PreparedModule {
   #unparsed: string | null = null;
   /** Indices of the memories the module exports. */
   #exportedMemories = new Set<number>();
+  /** The import object last made for a (single-memory) slot, by slot. */
+  readonly #ioCache = new WeakMap<Slot, { imports: Imports | undefined; io: Imports }>();
   /** Images resolved at each instantiation, or null when there are none. */
   #conditional: ConditionalImages | null = null;
 
@@ -314,7 +316,8 @@ export class PreparedModule {
           if (made.fallback) this.#core.counters.imageFallbacks++;
         }
       }
-      requests.push({ initialPages: p.type.min, maximumPages: p.type.max, image, exported: this.#exportedMemories.has(p.index) });
+      const size = { initialPages: p.type.min, maximumPages: p.type.max };
+      requests.push({ ...size, key: sizeKey(size), image, exported: this.#exportedMemories.has(p.index) });
     }
     this.#images = built;
     this.#requests = requests;
@@ -329,10 +332,17 @@ export class PreparedModule {
       // Let V8 throw exactly the TypeError it throws natively.
       return imports;
     }
+    // One memory and the same imports object as last time with this slot:
+    // the import object made then is still right (its prototype is the
+    // caller's object, read live), so reuse it.
+    const only = slots.length === 1 ? slots[0]! : null;
+    const cached = only ? this.#ioCache.get(only) : undefined;
+    if (cached && cached.imports === imports) return cached.io;
     const ns: Record<string, WebAssembly.Memory> = Object.create(null);
     for (let i = 0; i < slots.length; i++) ns[i] = slots[i]!.memory;
     const io: Imports = isObject ? Object.create(imports as object) : Object.create(null);
     Object.defineProperty(io, this.#memoryModule, { value: ns, enumerable: true });
+    if (only) this.#ioCache.set(only, { imports, io });
     return io;
   }
 }

@@ -49,7 +49,7 @@ import type { Backend } from './backend/backend.js';
 import type { MemoryImage } from './image/image.js';
 import { WASM_PAGE } from './image/analyze.js';
 import { takeMemoryAllocationFault } from './fault.js';
-import { bufferOf, watchBuffer } from './memory.js';
+import { watchBuffer } from './memory.js';
 
 export type SlotState = 'clean' | 'leased' | 'retired';
 
@@ -143,13 +143,14 @@ export class Slot {
    */
   reset(): boolean {
     if (this.state !== 'leased') throw new Error(`wasm-cow internal error: reset of a ${this.state} slot`);
-    const length = bufferOf(this.memory).byteLength;
-    if (length !== this.initialBytes) {
-      this.retire();
-      return false;
-    }
     try {
-      if (!this.#backend.reset(this.memory, this.image, length)) this.image = null;
+      // The backend checks the length: a memory that grew is never reused.
+      const r = this.#backend.reset(this.memory, this.image, this.initialBytes);
+      if (r === 'grown') {
+        this.retire();
+        return false;
+      }
+      if (r === 'lost') this.image = null;
       if (this.image?.disposed) {
         // Its module is gone: free the image's pages rather than keep them.
         this.#backend.remove(this.memory, this.image);

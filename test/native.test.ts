@@ -120,7 +120,12 @@ if (linux) {
     assert.equal(b.resetRange(z, 65536, -1, 0, 0, 16 * PAGE), PAGE);
     assert.equal(new Uint8Array(z.buffer)[3], 0);
     // Bad arguments.
-    assert.throws(() => b.resetRange(m, len + PAGE, fd, 0, PAGE, 0), /outside the memory/);
+    // A length that is not the memory's (it grew, or was never that size): -2, nothing touched.
+    v[3] = 1;
+    assert.equal(b.resetRange(m, len + 65536, fd, 0, PAGE, 16 * PAGE), -2);
+    assert.equal(b.resetRange(m, len - 65536, fd, 0, PAGE, 16 * PAGE), -2);
+    assert.equal(v[3], 1);
+    v[3] = 0;
     assert.throws(() => b.resetRange(m, len, fd, 0, 3 * PAGE, 0), /exceeds the image/);
     assert.throws(() => b.resetRange(m, len, -1, 0, PAGE, 0), /without an image fd/);
     assert.throws(() => b.resetRange(m, PAGE, fd, PAGE, PAGE, 0), /outside \[0, length\)/);

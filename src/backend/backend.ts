@@ -10,6 +10,8 @@ import { bufferOf } from '../memory.js';
 
 export type BackendKind = 'native' | 'copy';
 
+export type ResetResult = 'kept' | 'lost' | 'grown';
+
 export interface Backend {
   readonly kind: BackendKind;
   /** Host page size: images and ranges are aligned to it. */
@@ -25,10 +27,11 @@ export interface Backend {
   remove(memory: WebAssembly.Memory, image: MemoryImage): void;
   /**
    * Restores [0, length) to its clean state: zero, with `image` (if any) in
-   * place. Returns false when the image did not survive the reset (the
-   * range is then all zero and the image must be placed again).
+   * place. 'kept': done; 'lost': done, but the image did not survive (the
+   * range is all zero and the image must be placed again); 'grown': the
+   * memory's byte length is not `length`, nothing was done.
    */
-  reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): boolean;
+  reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): ResetResult;
   /**
    * Whether no page of [offset, +length) holds anything (never written, or
    * only read). False when it cannot tell.

@@ -7,7 +7,7 @@
  * page maps the shared zero page: an idle pooled memory keeps no more
  * resident memory than its tenant dirtied.
  */
-import type { Backend } from './backend.js';
+import type { Backend, ResetResult } from './backend.js';
 import { copyImageIn } from './backend.js';
 import type { FlatImage } from '../image/flatten.js';
 import { MemoryImage } from '../image/image.js';
@@ -36,8 +36,10 @@ export class CopyBackend implements Backend {
     new Uint8Array(bufferOf(memory), image.offset, image.length).fill(0);
   }
 
-  reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): boolean {
-    const mem = Buffer.from(bufferOf(memory), 0, length);
+  reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): ResetResult {
+    const buffer = bufferOf(memory);
+    if (buffer.byteLength !== length) return 'grown';
+    const mem = Buffer.from(buffer, 0, length);
     const bytes = image?.bytes ?? null;
     const imgStart = bytes && image ? image.offset : 0;
     const imgEnd = bytes && image ? image.offset + image.length : 0;
@@ -54,7 +56,7 @@ export class CopyBackend implements Backend {
         if (b < end) restore(mem, b, end, null, 0);
       }
     }
-    return true;
+    return 'kept';
   }
 
   isUntouched(): boolean {

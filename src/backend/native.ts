@@ -6,7 +6,7 @@
  * in again), more are dropped with madvise(DONTNEED). Either way the cost
  * follows the pages dirtied, not the memory's size.
  */
-import type { Backend } from './backend.js';
+import type { Backend, ResetResult } from './backend.js';
 import { copyImageIn } from './backend.js';
 import { NativeError } from '../errors.js';
 import type { FlatImage } from '../image/flatten.js';
@@ -62,21 +62,22 @@ export class NativeBackend implements Backend {
     }
   }
 
-  reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): boolean {
+  reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): ResetResult {
     try {
       if (image === null || image.fd !== null) {
         const fd = image?.fd ?? -1;
-        this.#binding.resetRange(memory, length, fd, image?.offset ?? 0, image?.length ?? 0, this.#keepResident);
-        return true;
+        const r = this.#binding.resetRange(memory, length, fd, image?.offset ?? 0, image?.length ?? 0, this.#keepResident);
+        return r === -2 ? 'grown' : 'kept';
       }
       // A bytes image, or a memfd image already disposed (no fd to restore
       // from): drop every private page.
+      if (bufferOf(memory).byteLength !== length) return 'grown';
       this.#binding.discard(memory, 0, length);
     } catch (e) {
       throw new NativeError('resetting a memory', e);
     }
     // A memfd mapping reads the image again; copied bytes are gone.
-    return image.storage === 'memfd';
+    return image.storage === 'memfd' ? 'kept' : 'lost';
   }
 
   isUntouched(memory: WebAssembly.Memory, offset: number, length: number): boolean {

@@ -26,7 +26,8 @@ export interface NativeBinding {
    * Restores [0, length) of `memory` to the image `fd` (-1: none) at
    * [imageOffset, +imageLength) and zero elsewhere: by hand when the tenant
    * dirtied at most `keep` bytes (returns the bytes restored, which stay
-   * resident), else with madvise (returns -1).
+   * resident), else with madvise (returns -1). Returns -2, touching nothing,
+   * when the memory's byte length is not `length` (it grew).
    */
   resetRange(memory: WebAssembly.Memory, length: number, fd: number, imageOffset: number, imageLength: number, keep: number): number;
   /** 0 when no page of the range holds anything; > 0 when some does; -1 when unknown. */
