@@ -21,11 +21,12 @@ export interface EngineOptions {
   /** Largest image, in bytes; a memory whose data spans more is left to V8. Default 1 GiB. */
   imageSizeLimit?: number;
   /**
-   * Tenants one pooled memory serves before it is replaced by a new one.
-   * Default 64. V8 remembers every instance that used a memory until GC,
-   * and the `memory.grow(0)` that detaches a released tenant's buffers walks
-   * that list, so a memory's reset slows with each reuse; a new memory every
-   * 64 tenants keeps it under a microsecond, for about 0.2 µs a tenant.
+   * Tenants one pooled memory serves before it is replaced by a new one,
+   * counted only when a release must detach the tenant's buffers (its JS
+   * read `memory.buffer`). Default 64. V8 remembers every instance that used
+   * a memory until GC, and the `memory.grow(0)` that detaches buffers walks
+   * that list, so such a reset slows with each reuse; a new memory every 64
+   * tenants keeps it under a microsecond.
    */
   memoryReuseLimit?: number;
   /**

@@ -11,7 +11,8 @@
  *   3. a new slot (a new WebAssembly.Memory).
  * Released slots are reset and become idle; past `maxIdle` idle slots the
  * least recently used one is retired, and so is a slot that has served
- * `maxUses` tenants (see Slot.uses for why).
+ * `maxUses` tenants when its reset would have to detach buffers (see
+ * Slot.uses for why).
  *
  * Invariants: every slot in the indexes is clean and appears in all three
  * (`#all`, its size set, its image set) or in none of them.
@@ -81,12 +82,13 @@ export class MemoryPool {
 
   /**
    * Resets a leased slot and keeps it idle, or retires it (when `keep` is
-   * false, the slot has served `maxUses` tenants, the pool keeps no idle
-   * slots, or the reset fails).
+   * false, the slot has served `maxUses` tenants and must detach buffers,
+   * the pool keeps no idle slots, or the reset fails).
    */
   release(slot: Slot, keep = true): void {
     if (slot.state !== 'leased') return;
-    if (!keep || slot.uses >= this.#maxUses || this.#maxIdle === 0 || !slot.reset()) {
+    const worn = slot.uses >= this.#maxUses && slot.needsDetach;
+    if (!keep || worn || this.#maxIdle === 0 || !slot.reset()) {
       this.#retire(slot);
       return;
     }

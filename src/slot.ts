@@ -79,9 +79,10 @@ export class Slot {
   /**
    * Tenants served so far. V8 keeps every instance that ever used a memory
    * in a list on the memory (cleared only by GC), and `memory.grow`, which
-   * reset() uses to detach buffers, walks that whole list: a memory's reset
-   * gets slower with each tenant. The pool retires a slot after a bounded
-   * number of uses to keep that walk short.
+   * reset() uses to detach buffers, walks that whole list: such a reset
+   * gets slower with each tenant. The pool retires a slot that has served
+   * many tenants when its reset would need that grow; a reset without it
+   * does not care how long the list is.
    */
   uses = 0;
   /**
@@ -95,6 +96,11 @@ export class Slot {
    */
   detachOnReset = true;
   bufferRead = false;
+
+  /** Whether reset() will call memory.grow(0), whose cost grows with `uses`. */
+  get needsDetach(): boolean {
+    return this.detachOnReset && this.bufferRead;
+  }
   readonly #backend: Backend;
 
   constructor(backend: Backend, size: SlotSize) {
@@ -161,7 +167,7 @@ export class Slot {
       return false;
     }
     // grow(0) detaches the current ArrayBuffer; the next tenant gets a new one.
-    if (this.detachOnReset && this.bufferRead) this.memory.grow(0);
+    if (this.needsDetach) this.memory.grow(0);
     this.bufferRead = false;
     this.state = 'clean';
     return true;
