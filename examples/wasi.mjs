@@ -1,5 +1,6 @@
 // A WASI program (C, 8 MiB of initialised static data) run 100 times, each
-// in a fresh instance on a pooled memory.
+// in a fresh instance on a pooled memory. Run it from the repository (it
+// uses the test fixture test/fixtures/wasi/static-data.wasm).
 //   node examples/wasi.mjs
 import { readFileSync } from 'node:fs';
 import { WASI } from 'node:wasi';
