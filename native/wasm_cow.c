@@ -107,6 +107,9 @@ struct pm_scan_arg {
 typedef struct {
   int fd;          /* -1 when the entry is free */
   uint64_t length; /* sealed file length, a multiple of the page size */
+  /* A read-only shared view of the whole image, to restore pages from
+     without a system call; NULL when it could not be mapped (pread then). */
+  const uint8_t *view;
 } image_entry;
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -115,13 +118,14 @@ static size_t table_cap = 0;
 static size_t table_live = 0;
 static size_t page_size = 0;
 
-static int table_add(int fd, uint64_t length) {
+static int table_add(int fd, uint64_t length, const uint8_t *view) {
   int ok = 0;
   pthread_mutex_lock(&table_lock);
   for (size_t i = 0; i < table_cap; i++) {
     if (table[i].fd < 0) {
       table[i].fd = fd;
       table[i].length = length;
+      table[i].view = view;
       table_live++;
       ok = 1;
       break;
@@ -134,6 +138,7 @@ static int table_add(int fd, uint64_t length) {
       for (size_t i = table_cap; i < cap; i++) grown[i].fd = -1;
       grown[table_cap].fd = fd;
       grown[table_cap].length = length;
+      grown[table_cap].view = view;
       table = grown;
       table_cap = cap;
       table_live++;
@@ -159,11 +164,35 @@ static int table_find(int fd, uint64_t *length) {
   return found;
 }
 
-static int table_remove(int fd) {
+/*
+ * Copies [off, off+len) of image fd's view to dst under the table lock (so
+ * the view cannot be unmapped meanwhile). Returns 0, or -1 when fd has no
+ * view (the caller reads the file instead) or the range is not inside it.
+ */
+static int table_copy_from_view(int fd, uint8_t *dst, uint64_t off, uint64_t len) {
+  int done = -1;
+  pthread_mutex_lock(&table_lock);
+  for (size_t i = 0; i < table_cap; i++) {
+    if (table[i].fd == fd) {
+      if (table[i].view != NULL && off <= table[i].length && len <= table[i].length - off) {
+        memcpy(dst, table[i].view + off, (size_t)len);
+        done = 0;
+      }
+      break;
+    }
+  }
+  pthread_mutex_unlock(&table_lock);
+  return done;
+}
+
+static int table_remove(int fd, const uint8_t **view, uint64_t *length) {
   int found = 0;
   pthread_mutex_lock(&table_lock);
   for (size_t i = 0; i < table_cap; i++) {
     if (table[i].fd == fd) {
+      *view = table[i].view;
+      *length = table[i].length;
+      table[i].view = NULL;
       table[i].fd = -1;
       table_live--;
       found = 1;
@@ -187,11 +216,11 @@ enum fault_step {
   FAULT_MMAP,
   FAULT_MADVISE,
   FAULT_PAGEMAP_SCAN,
-  FAULT_PREAD,
+  FAULT_RESTORE,
 };
 
 static const char *const fault_names[] = {
-    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "pread",
+    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "restore",
 };
 
 static int fault_enabled = 0;
@@ -458,9 +487,14 @@ static napi_value create_image(napi_env env, napi_callback_info info) {
     err = EPERM;
     goto fail_seal;
   }
-  if (!table_add(fd, length)) {
-    close(fd);
-    return throw_errno(env, "malloc", ENOMEM);
+  {
+    void *v = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+    const uint8_t *view = v == MAP_FAILED ? NULL : (const uint8_t *)v;
+    if (!table_add(fd, length, view)) {
+      if (view != NULL) munmap((void *)view, length);
+      close(fd);
+      return throw_errno(env, "malloc", ENOMEM);
+    }
   }
   if (napi_create_int32(env, fd, &result) != napi_ok) return NULL;
   return result;
@@ -485,7 +519,9 @@ static napi_value close_image(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 1) return throw_arg(env, 0, "missing fd");
   if (!get_image_fd(env, argv[0], &fd, &length)) return NULL;
-  if (!table_remove(fd)) return throw_arg(env, 1, "fd is not an open wasm-cow image");
+  const uint8_t *view = NULL;
+  if (!table_remove(fd, &view, &length)) return throw_arg(env, 1, "fd is not an open wasm-cow image");
+  if (view != NULL) munmap((void *)view, length);
   close(fd);
   return NULL;
 }
@@ -601,11 +637,12 @@ static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, st
 /* Copies image bytes [file_off, file_off+len) of `fd` to `dst`. */
 static int restore_from_image(int fd, uint8_t *dst, uint64_t file_off, uint64_t len) {
   uint64_t done = 0;
+  if (fault_fires(FAULT_RESTORE)) {
+    errno = EIO;
+    return -1;
+  }
+  if (table_copy_from_view(fd, dst, file_off, len) == 0) return 0;
   while (done < len) {
-    if (fault_fires(FAULT_PREAD)) {
-      errno = EIO;
-      return -1;
-    }
     ssize_t n = pread(fd, dst + done, (size_t)(len - done), (off_t)(file_off + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -1;
@@ -624,7 +661,7 @@ static int restore_from_image(int fd, uint8_t *dst, uint64_t file_off, uint64_t 
  * Returns [0, length) of a memory to its clean state: the image (from image
  * fd `fd`, at [imageOffset, +imageLength)) and zero elsewhere. fd is -1 for
  * a memory without an image. When the tenant dirtied at most `keep` bytes
- * (found with PAGEMAP_SCAN), they are rewritten in place (memset, or pread
+ * (found with PAGEMAP_SCAN), they are rewritten in place (memset, or a copy
  * from the image) and stay resident, so the next tenant does not fault
  * them in again; returns the bytes so restored. Otherwise, or when the scan
  * is unavailable, madvise(MADV_DONTNEED) over the range; returns -1.
@@ -680,7 +717,7 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
         if (s < is) memset(base + s, 0, (size_t)((e < is ? e : is) - s)); /* before the image */
         uint64_t a = s > is ? s : is, b = e < ie ? e : ie;                /* inside it */
         if (a < b && restore_from_image(fd, base + a, a - is, b - a) != 0) {
-          return throw_errno(env, "pread", errno);
+          return throw_errno(env, "restore from image", errno);
         }
         a = s > ie ? s : ie; /* after the image */
         if (a < e) memset(base + a, 0, (size_t)(e - a));

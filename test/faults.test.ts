@@ -138,12 +138,12 @@ if (linux) {
     engine.close();
   });
 
-  test('pread fails restoring image pages: release does not throw, the memory is retired, next tenant exact', () => {
+  test('restoring image pages fails: release does not throw, the memory is retired, next tenant exact', () => {
     const engine = new Engine({ backend: 'native' });
     const p = engine.prepare(A);
     const lease = p.instantiate();
     dirty(lease, 3); // pages 1 and 2 lie in the image
-    b.setFault('pread');
+    b.setFault('restore');
     lease.release();
     assert.equal(engine.stats().retiredMemories, 1);
     const next = p.instantiate();

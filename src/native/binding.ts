@@ -40,7 +40,7 @@ export interface NativeBinding {
   setFault(step: FaultStep | null, skip?: number): void;
 }
 
-export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise' | 'pagemap_scan' | 'pread';
+export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise' | 'pagemap_scan' | 'restore';
 
 export type BindingLoad = { binding: NativeBinding; error: null } | { binding: null; error: string };
 
