@@ -85,8 +85,8 @@ export const touchExportedMemory: Touch = (exports) => {
 };
 
 export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: CompareOptions = {}): CompareResult {
-  const { imports = {}, touch = () => {}, budgetMs = 1000, maxIterations = 5000, skip = [] } = options;
-  const opts = { budgetMs, maxIterations, minIterations: 10, warmup: 3 };
+  const { imports = {}, touch = () => {}, budgetMs = 1000, maxIterations = 100_000, skip = [] } = options;
+  const opts = { budgetMs, maxIterations, minIterations: 10 };
   const timings: Partial<Record<Variant, Timing>> = {};
   const original = new WebAssembly.Module(bytes);
 

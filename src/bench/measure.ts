@@ -14,8 +14,10 @@ export interface Timing {
 }
 
 export interface MeasureOptions {
-  /** Iterations run and discarded first. */
+  /** At most this many iterations are run and discarded first... */
   warmup?: number;
+  /** ...or as many as fit in this many ms (but at least 3): the JIT and the heap reach their steady state. */
+  warmupMs?: number;
   /** Stop after this many measured iterations... */
   maxIterations?: number;
   /** ...or once this much time has been spent, but not before minIterations. */
@@ -25,8 +27,9 @@ export interface MeasureOptions {
 
 /** Runs `fn` repeatedly and summarises the per-iteration times. */
 export function measure(fn: () => void, options: MeasureOptions = {}): Timing {
-  const { warmup = 5, maxIterations = 2000, budgetMs = 1000, minIterations = 20 } = options;
-  for (let i = 0; i < warmup; i++) fn();
+  const { warmup = 1000, warmupMs = 200, maxIterations = 2000, budgetMs = 1000, minIterations = 20 } = options;
+  const warmEnd = performance.now() + warmupMs;
+  for (let i = 0; i < warmup && (i < 3 || performance.now() < warmEnd); i++) fn();
   const times: number[] = [];
   const deadline = performance.now() + budgetMs;
   while (times.length < maxIterations && (times.length < minIterations || performance.now() < deadline)) {
