@@ -53,6 +53,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <node_api.h>
@@ -107,6 +109,10 @@ struct pm_scan_arg {
 typedef struct {
   int fd;          /* -1 when the entry is free */
   uint64_t length; /* sealed file length, a multiple of the page size */
+  /* Unique per createImage (never reused, unlike fd numbers): a queued
+     reset names its image by (fd, gen), so a closed fd that the kernel
+     hands out again is never mistaken for the image it replaced. */
+  uint64_t gen;
   /* A read-only shared view of the whole image, to restore pages from
      without a system call; NULL when it could not be mapped (pread then). */
   const uint8_t *view;
@@ -116,16 +122,19 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static image_entry *table = NULL;
 static size_t table_cap = 0;
 static size_t table_live = 0;
+static uint64_t table_gen = 0;
 static size_t page_size = 0;
 
 static int table_add(int fd, uint64_t length, const uint8_t *view) {
   int ok = 0;
   pthread_mutex_lock(&table_lock);
+  uint64_t gen = ++table_gen;
   for (size_t i = 0; i < table_cap; i++) {
     if (table[i].fd < 0) {
       table[i].fd = fd;
       table[i].length = length;
       table[i].view = view;
+      table[i].gen = gen;
       table_live++;
       ok = 1;
       break;
@@ -139,6 +148,7 @@ static int table_add(int fd, uint64_t length, const uint8_t *view) {
       grown[table_cap].fd = fd;
       grown[table_cap].length = length;
       grown[table_cap].view = view;
+      grown[table_cap].gen = gen;
       table = grown;
       table_cap = cap;
       table_live++;
@@ -149,13 +159,14 @@ static int table_add(int fd, uint64_t length, const uint8_t *view) {
   return ok;
 }
 
-/* Returns 1 and the image length when fd is a live image of ours. */
-static int table_find(int fd, uint64_t *length) {
+/* Returns 1, the image length and generation when fd is a live image of ours. */
+static int table_find(int fd, uint64_t *length, uint64_t *gen) {
   int found = 0;
   pthread_mutex_lock(&table_lock);
   for (size_t i = 0; i < table_cap; i++) {
     if (table[i].fd == fd) {
       *length = table[i].length;
+      if (gen != NULL) *gen = table[i].gen;
       found = 1;
       break;
     }
@@ -165,24 +176,39 @@ static int table_find(int fd, uint64_t *length) {
 }
 
 /*
- * Copies [off, off+len) of image fd's view to dst under the table lock (so
- * the view cannot be unmapped meanwhile). Returns 0, or -1 when fd has no
- * view (the caller reads the file instead) or the range is not inside it.
+ * Copies image bytes [off, off+len) of image (fd, gen) to dst, from its
+ * shared view, or with pread when it has none. Runs under the table lock,
+ * so the image cannot be closed (nor its view unmapped, nor its fd number
+ * reused) meanwhile. Returns 0, or an errno: EBADF when (fd, gen) is no
+ * longer open, EINVAL when the range is not inside the image.
  */
-static int table_copy_from_view(int fd, uint8_t *dst, uint64_t off, uint64_t len) {
-  int done = -1;
+static int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint64_t len) {
+  int err = EBADF;
   pthread_mutex_lock(&table_lock);
   for (size_t i = 0; i < table_cap; i++) {
-    if (table[i].fd == fd) {
-      if (table[i].view != NULL && off <= table[i].length && len <= table[i].length - off) {
-        memcpy(dst, table[i].view + off, (size_t)len);
-        done = 0;
+    if (table[i].fd != fd || table[i].gen != gen) continue;
+    if (off > table[i].length || len > table[i].length - off) {
+      err = EINVAL;
+    } else if (table[i].view != NULL) {
+      memcpy(dst, table[i].view + off, (size_t)len);
+      err = 0;
+    } else {
+      uint64_t done = 0;
+      err = 0;
+      while (done < len) {
+        ssize_t n = pread(fd, dst + done, (size_t)(len - done), (off_t)(off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { /* the file is sealed at `length`: a short read is an I/O error */
+          err = n < 0 ? errno : EIO;
+          break;
+        }
+        done += (uint64_t)n;
       }
-      break;
     }
+    break;
   }
   pthread_mutex_unlock(&table_lock);
-  return done;
+  return err;
 }
 
 static int table_remove(int fd, const uint8_t **view, uint64_t *length) {
@@ -229,13 +255,10 @@ static _Atomic long fault_skip = 0;
 
 /* Returns 1 when `step` must fail now (and disarms the fault). */
 static int fault_fires(enum fault_step step) {
-  if (!fault_enabled || fault_armed != (int)step) return 0;
-  if (fault_skip > 0) {
-    fault_skip--;
-    return 0;
-  }
-  fault_armed = FAULT_NONE;
-  return 1;
+  if (!fault_enabled || atomic_load(&fault_armed) != (int)step) return 0;
+  if (atomic_fetch_sub(&fault_skip, 1) > 0) return 0;
+  int expected = (int)step; /* the reset thread may race us: only one caller fails */
+  return atomic_compare_exchange_strong(&fault_armed, &expected, FAULT_NONE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -295,8 +318,11 @@ static napi_value throw_arg(napi_env env, int range, const char *msg) {
 /* ------------------------------------------------------------------ */
 
 /* The genuine WebAssembly.Memory.prototype.buffer getter (per env). */
+typedef struct reset_queue reset_queue;
+static void reap_jobs(napi_env env, reset_queue *q);
 typedef struct {
   napi_ref buffer_getter;
+  reset_queue *queue; /* made by resetInit, freed with the environment */
 } addon_data;
 
 /* Reads an integral, non-negative, exactly representable JS number. */
@@ -328,10 +354,10 @@ static int get_page_aligned(napi_env env, napi_value value, const char *what, ui
 }
 
 /* Reads an fd argument that must name a live image of ours. */
-static int get_image_fd(napi_env env, napi_value value, int *fd, uint64_t *length) {
+static int get_image_fd(napi_env env, napi_value value, int *fd, uint64_t *length, uint64_t *gen) {
   uint64_t raw;
   if (!get_size(env, value, "fd", &raw)) return 0;
-  if (raw > INT32_MAX || !table_find((int)raw, length)) {
+  if (raw > INT32_MAX || !table_find((int)raw, length, gen)) {
     throw_arg(env, 1, "fd is not an open wasm-cow image (closed already, or never created here)");
     return 0;
   }
@@ -360,6 +386,8 @@ static int get_memory(napi_env env, napi_value memory, uint8_t **base, uint64_t 
     throw_arg(env, 0, "wasm-cow native: WebAssembly.Memory buffer getter unavailable");
     return 0;
   }
+  /* Any call on the JS thread lets go of the memories finished resets kept alive. */
+  if (data->queue != NULL) reap_jobs(env, data->queue);
   /* The getter's own brand check throws a TypeError for non-memories. */
   if (napi_call_function(env, memory, getter, 0, NULL, &buffer) != napi_ok) return 0;
   if (napi_is_arraybuffer(env, buffer, &is_ab) != napi_ok || !is_ab ||
@@ -518,7 +546,7 @@ static napi_value close_image(napi_env env, napi_callback_info info) {
   uint64_t length;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 1) return throw_arg(env, 0, "missing fd");
-  if (!get_image_fd(env, argv[0], &fd, &length)) return NULL;
+  if (!get_image_fd(env, argv[0], &fd, &length, NULL)) return NULL;
   const uint8_t *view = NULL;
   if (!table_remove(fd, &view, &length)) return throw_arg(env, 1, "fd is not an open wasm-cow image");
   if (view != NULL) munmap((void *)view, length);
@@ -538,7 +566,7 @@ static napi_value map_image(napi_env env, napi_callback_info info) {
   uint64_t length, image_length;
   int fd;
   if (!get_memory_range(env, info, 4, argv, 0, &addr, &length)) return NULL;
-  if (!get_image_fd(env, argv[1], &fd, &image_length)) return NULL;
+  if (!get_image_fd(env, argv[1], &fd, &image_length, NULL)) return NULL;
   if (length > image_length) return throw_arg(env, 1, "length exceeds the image's length");
   if (length == 0) return NULL;
   if (fault_fires(FAULT_MMAP)) return throw_errno(env, "mmap", ENOMEM);
@@ -634,102 +662,481 @@ static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, st
   return (int64_t)pages;
 }
 
-/* Copies image bytes [file_off, file_off+len) of `fd` to `dst`. */
-static int restore_from_image(int fd, uint8_t *dst, uint64_t file_off, uint64_t len) {
-  uint64_t done = 0;
-  if (fault_fires(FAULT_RESTORE)) {
-    errno = EIO;
-    return -1;
+/* ------------------------------------------------------------------ */
+/* Resetting a memory: the same work inline (resetRange) or queued to  */
+/* this environment's reset thread (resetBegin).                       */
+/* ------------------------------------------------------------------ */
+
+/* One reset, fully validated: every field was checked on the JS thread. */
+typedef struct {
+  uint8_t *base;         /* the memory's base address, page-aligned */
+  uint64_t length;       /* bytes to reset: the memory's byte length when checked */
+  int fd;                /* image fd, -1 for none */
+  uint64_t gen;          /* the image's generation (with fd names it exactly) */
+  uint64_t image_offset; /* [image_offset, +image_length) lies inside [0, length) */
+  uint64_t image_length; /* <= the image's sealed length; 0 without an image */
+  uint64_t keep;         /* dirty bytes that may be rewritten in place */
+} reset_args;
+
+/*
+ * Returns [0, length) to its clean state: the image at [image_offset,
+ * +image_length), zero elsewhere. When the tenant dirtied at most `keep`
+ * bytes (found with PAGEMAP_SCAN) they are rewritten in place (memset, or a
+ * copy from the image) and stay resident, so the next tenant does not fault
+ * them in again; *restored = bytes so rewritten. Otherwise, or without the
+ * scan, madvise(MADV_DONTNEED) over the range; *restored = -1.
+ * Returns 0, or an errno when the range's contents are no longer known (the
+ * caller must not reuse the memory).
+ */
+static int reset_pages(const reset_args *a, double *restored) {
+  *restored = -1;
+  if (a->length == 0) {
+    *restored = 0;
+    return 0;
   }
-  if (table_copy_from_view(fd, dst, file_off, len) == 0) return 0;
-  while (done < len) {
-    ssize_t n = pread(fd, dst + done, (size_t)(len - done), (off_t)(file_off + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -1;
-    if (n == 0) {
-      memset(dst + done, 0, (size_t)(len - done)); /* beyond EOF reads zero (never, with sealed sizes) */
+  if (a->keep > 0) {
+    struct page_region regions[SCAN_REGIONS];
+    int count = 0;
+    int64_t pages = scan_dirty(a->base, a->length, a->keep / page_size, regions, &count, 1);
+    for (int i = 0; pages >= 0 && i < count; i++) {
+      /* Never outside the range (the kernel would not say so): madvise instead. */
+      if (regions[i].start < (uintptr_t)a->base || regions[i].end > (uintptr_t)a->base + a->length ||
+          regions[i].start >= regions[i].end)
+        pages = -1;
+    }
+    if (pages >= 0) {
+      uint64_t is = a->image_offset, ie = a->image_offset + a->image_length;
+      for (int i = 0; i < count; i++) {
+        uint64_t s = regions[i].start - (uintptr_t)a->base, e = regions[i].end - (uintptr_t)a->base;
+        if (s < is) memset(a->base + s, 0, (size_t)((e < is ? e : is) - s)); /* before the image */
+        uint64_t from = s > is ? s : is, to = e < ie ? e : ie;               /* inside it */
+        if (from < to) {
+          if (fault_fires(FAULT_RESTORE)) return EIO;
+          int err = table_restore(a->fd, a->gen, a->base + from, from - is, to - from);
+          if (err != 0) return err;
+        }
+        from = s > ie ? s : ie; /* after the image */
+        if (from < e) memset(a->base + from, 0, (size_t)(e - from));
+      }
+      *restored = (double)pages * (double)page_size;
       return 0;
     }
-    done += (uint64_t)n;
   }
+  if (fault_fires(FAULT_MADVISE)) return EAGAIN;
+  if (madvise(a->base, (size_t)a->length, MADV_DONTNEED) != 0) return errno;
   return 0;
+}
+
+/*
+ * Reads (memory, length, fd, imageOffset, imageLength, keep) from argv[0..5]
+ * into *a. Returns 1, with *grown set when the memory's byte length is not
+ * `length` (then nothing may be done to it); 0 with an exception pending.
+ */
+static int get_reset_args(napi_env env, napi_value *argv, reset_args *a, int *grown) {
+  napi_valuetype type;
+  uint64_t byte_length, fd_length = 0;
+  memset(a, 0, sizeof *a);
+  a->fd = -1;
+  *grown = 0;
+  if (!get_page_aligned(env, argv[1], "length", &a->length)) return 0;
+  if (napi_typeof(env, argv[2], &type) != napi_ok) return 0;
+  if (type != napi_number) {
+    throw_arg(env, 0, "fd must be an image fd or -1");
+    return 0;
+  }
+  double d;
+  if (napi_get_value_double(env, argv[2], &d) != napi_ok) return 0;
+  if (d != -1 && !get_image_fd(env, argv[2], &a->fd, &fd_length, &a->gen)) return 0;
+  if (!get_page_aligned(env, argv[3], "imageOffset", &a->image_offset)) return 0;
+  if (!get_page_aligned(env, argv[4], "imageLength", &a->image_length)) return 0;
+  if (!get_page_aligned(env, argv[5], "keep", &a->keep)) return 0;
+  if (a->fd >= 0 && a->image_length > fd_length) {
+    throw_arg(env, 1, "imageLength exceeds the image's length");
+    return 0;
+  }
+  if (a->fd < 0 && a->image_length != 0) {
+    throw_arg(env, 1, "imageLength must be 0 without an image fd");
+    return 0;
+  }
+  if (a->image_offset > a->length || a->image_length > a->length - a->image_offset) {
+    throw_arg(env, 1, "the image range lies outside [0, length)");
+    return 0;
+  }
+  if (!get_memory(env, argv[0], &a->base, &byte_length)) return 0;
+  *grown = byte_length != a->length;
+  return 1;
 }
 
 /*
  * resetRange(memory, length, fd, imageOffset, imageLength, keep) -> number
  *
- * Returns [0, length) of a memory to its clean state: the image (from image
- * fd `fd`, at [imageOffset, +imageLength)) and zero elsewhere. fd is -1 for
- * a memory without an image. When the tenant dirtied at most `keep` bytes
- * (found with PAGEMAP_SCAN), they are rewritten in place (memset, or a copy
- * from the image) and stay resident, so the next tenant does not fault
- * them in again; returns the bytes so restored. Otherwise, or when the scan
- * is unavailable, madvise(MADV_DONTNEED) over the range; returns -1.
- * When the memory's byte length is not `length` (it grew), touches nothing
- * and returns -2: the caller must not reuse the memory.
+ * Resets [0, length) of a memory now (see reset_pages): fd is the image's
+ * fd (-1 for none), at [imageOffset, +imageLength). Returns the bytes
+ * rewritten in place, or -1 when madvise was used. When the memory's byte
+ * length is not `length` (it grew), touches nothing and returns -2: the
+ * caller must not reuse the memory.
  */
 static napi_value reset_range(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6], result;
-  uint8_t *base;
-  uint64_t byte_length, length, image_offset, image_length, keep, fd_length = 0;
-  int fd = -1;
-  napi_valuetype type;
+  reset_args a;
+  int grown;
+  double restored = -2;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 6) return throw_arg(env, 0, "missing arguments");
-  if (!get_page_aligned(env, argv[1], "length", &length)) return NULL;
-  if (napi_typeof(env, argv[2], &type) != napi_ok) return NULL;
-  if (type == napi_number) {
-    double d;
-    if (napi_get_value_double(env, argv[2], &d) != napi_ok) return NULL;
-    if (d == -1) fd = -1;
-    else if (!get_image_fd(env, argv[2], &fd, &fd_length)) return NULL;
-  } else {
-    return throw_arg(env, 0, "fd must be an image fd or -1");
-  }
-  if (!get_page_aligned(env, argv[3], "imageOffset", &image_offset)) return NULL;
-  if (!get_page_aligned(env, argv[4], "imageLength", &image_length)) return NULL;
-  if (!get_page_aligned(env, argv[5], "keep", &keep)) return NULL;
-  if (fd >= 0 && image_length > fd_length) return throw_arg(env, 1, "imageLength exceeds the image's length");
-  if (fd < 0 && image_length != 0) return throw_arg(env, 1, "imageLength must be 0 without an image fd");
-  if (image_offset > length || image_length > length - image_offset) {
-    return throw_arg(env, 1, "the image range lies outside [0, length)");
-  }
-  if (!get_memory(env, argv[0], &base, &byte_length)) return NULL;
-  if (byte_length != length) {
-    if (napi_create_double(env, -2, &result) != napi_ok) return NULL;
-    return result;
-  }
-
-  double restored = -1;
-  if (length > 0 && keep > 0) {
-    struct page_region regions[SCAN_REGIONS];
-    int count = 0;
-    int64_t pages = scan_dirty(base, length, keep / page_size, regions, &count, 1);
-    if (pages >= 0) {
-      for (int i = 0; i < count; i++) {
-        uint64_t s = regions[i].start - (uintptr_t)base, e = regions[i].end - (uintptr_t)base;
-        if (e > length || s >= e) { /* never outside the range: use madvise instead */
-          pages = -1;
-          break;
-        }
-        uint64_t is = image_offset, ie = image_offset + image_length;
-        if (s < is) memset(base + s, 0, (size_t)((e < is ? e : is) - s)); /* before the image */
-        uint64_t a = s > is ? s : is, b = e < ie ? e : ie;                /* inside it */
-        if (a < b && restore_from_image(fd, base + a, a - is, b - a) != 0) {
-          return throw_errno(env, "restore from image", errno);
-        }
-        a = s > ie ? s : ie; /* after the image */
-        if (a < e) memset(base + a, 0, (size_t)(e - a));
-      }
-      if (pages >= 0) restored = (double)pages * (double)page_size;
-    }
-  }
-  if (restored < 0 && length > 0) {
-    if (fault_fires(FAULT_MADVISE)) return throw_errno(env, "madvise", EAGAIN);
-    if (madvise(base, (size_t)length, MADV_DONTNEED) != 0) return throw_errno(env, "madvise", errno);
+  if (!get_reset_args(env, argv, &a, &grown)) return NULL;
+  if (!grown) {
+    int err = reset_pages(&a, &restored);
+    if (err != 0) return throw_errno(env, err == EAGAIN ? "madvise" : "restore from image", err);
   }
   if (napi_create_double(env, restored, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/*
+ * The reset queue of one Node.js environment (the main thread, or one
+ * worker thread), and the thread that drains it.
+ *
+ * A released memory's reset is queued here so that the JS thread can go on
+ * at once; the next tenant of that memory is served only after the reset
+ * finished, which JS learns from a status cell it owns:
+ *
+ *   status[cell]:  0 free (JS's)  --resetBegin-->  1 pending
+ *                  1 pending      --reset done-->  2 done, or -errno failed
+ *                  2 / -errno     --JS reads it, writes 0-->  0 free
+ *
+ * The status cells are an Int32Array over a SharedArrayBuffer given once by
+ * resetInit: it cannot be detached, so the thread may write it; we hold a
+ * reference to it until the environment ends.
+ *
+ * Jobs live in a ring; the counters only grow (an index is counter %
+ * QUEUE_CAP), and  reaped <= tail <= reaped + QUEUE_CAP :
+ *
+ *   [reaped, tail)  queued, running or done; each job's `tag` says which,
+ *                   and which job (its counter) the ring slot holds:
+ *
+ *     (i, QUEUED) --reset thread or resetWait claims it (CAS)--> (i, RUNNING)
+ *     (i, RUNNING) --the claimer finished, status written-----> (i, DONE)
+ *     (i, DONE) --reaped in order on the JS thread (its memory reference
+ *                 deleted: Node-API is not thread-safe)-------> slot free
+ *
+ * A claim names the job's counter, so a thread that fell behind can never
+ * claim a newer job that reused the slot (whose fields it may not see yet):
+ * the CAS that wins also acquires the fields published with the tag.
+ *
+ * The reset thread takes jobs in order, skipping those the JS thread
+ * claimed: a JS thread that needs a memory back and finds its reset not
+ * started does it itself, so it never waits on a thread that is not
+ * running. The reset thread runs at SCHED_IDLE priority: it uses cores
+ * that would otherwise idle and never takes one from JS (when all cores
+ * are busy, JS ends up resetting inline, as without the queue).
+ *
+ * Only the JS thread writes `tail` and `reaped`. A queued job holds a
+ * strong reference to its memory, so V8 cannot free the pages while they
+ * are written. The reset writes only inside [base, base + length) as
+ * checked on the JS thread, and only memories whose whole 4 GiB range is
+ * reserved are queued (see memory_is_stable): such a memory never moves,
+ * even if someone grows it meanwhile. JS hands out a memory again only
+ * after its cell left pending.
+ */
+#define QUEUE_CAP 256
+#define STATUS_FREE 0
+#define STATUS_PENDING 1
+#define STATUS_DONE 2
+#define JOB_QUEUED 1
+#define JOB_RUNNING 2
+#define JOB_DONE 3
+#define TAG(i, state) (((i) << 2) | (uint64_t)(state))
+/* After its last job the thread polls this long before it sleeps (a wake-up costs the JS thread a system call). */
+#define SPIN_NS 50000
+
+typedef struct {
+  reset_args args;
+  uint32_t cell;
+  _Atomic uint64_t tag; /* TAG(counter, JOB_*); 0 when the slot is free */
+  napi_ref memory;   /* keeps the memory alive until deleted on the JS thread */
+} reset_job;
+
+struct reset_queue {
+  pthread_mutex_t lock;     /* for the two condition variables */
+  pthread_cond_t work;      /* the thread sleeps here when the queue is empty */
+  pthread_cond_t finished;  /* resetWait sleeps here */
+  pthread_t thread;
+  int started;              /* JS thread only */
+  _Atomic int stopping;
+  _Atomic int sleeping;     /* the thread is (about to be) waiting on `work` */
+  _Atomic int waiters;      /* JS threads in resetWait */
+  _Atomic uint64_t tail;
+  _Atomic uint64_t reaped;  /* written by the JS thread only */
+  reset_job jobs[QUEUE_CAP];
+  _Atomic int32_t *status;  /* the cells */
+  uint32_t cells;
+  napi_ref status_ref;
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Runs job number i, which its caller claimed, then publishes the outcome. */
+static void run_job(reset_queue *q, reset_job *job, uint64_t i) {
+  double restored;
+  int err = reset_pages(&job->args, &restored);
+  atomic_store_explicit(&q->status[job->cell], err != 0 ? -err : STATUS_DONE, memory_order_release);
+  atomic_store(&job->tag, TAG(i, JOB_DONE)); /* seq_cst, then read waiters: resetWait does the reverse */
+  if (atomic_load(&q->waiters) > 0) {
+    pthread_mutex_lock(&q->lock);
+    pthread_cond_broadcast(&q->finished);
+    pthread_mutex_unlock(&q->lock);
+  }
+}
+
+/* Claims job number i if it is still queued (and still in its slot). */
+static int claim(reset_job *job, uint64_t i) {
+  uint64_t expected = TAG(i, JOB_QUEUED);
+  return atomic_compare_exchange_strong(&job->tag, &expected, TAG(i, JOB_RUNNING));
+}
+
+static void *reset_thread(void *arg) {
+  reset_queue *q = arg;
+  struct sched_param idle = {0};
+  pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle); /* best effort */
+  pthread_setname_np(pthread_self(), "wasm-cow-reset");
+  uint64_t next = 0; /* the next job to look at (the ring starts at 0) */
+  for (;;) {
+    if (atomic_load(&q->stopping)) return NULL;
+    /* Jobs before `reaped` are done (the JS thread did them): skip them. */
+    uint64_t reaped = atomic_load(&q->reaped);
+    if (next < reaped) next = reaped;
+    if (atomic_load_explicit(&q->tail, memory_order_acquire) <= next) {
+      uint64_t until = now_ns() + SPIN_NS;
+      for (unsigned i = 1; atomic_load_explicit(&q->tail, memory_order_acquire) <= next; i++) {
+        cpu_relax();
+        if ((i & 63) == 0 && now_ns() > until) break;
+      }
+      if (atomic_load(&q->tail) > next) continue;
+      pthread_mutex_lock(&q->lock);
+      atomic_store(&q->sleeping, 1); /* then check tail: resetBegin stores tail, then reads sleeping */
+      while (atomic_load(&q->tail) <= next && !atomic_load(&q->stopping)) pthread_cond_wait(&q->work, &q->lock);
+      atomic_store(&q->sleeping, 0);
+      pthread_mutex_unlock(&q->lock);
+      continue;
+    }
+    reset_job *job = &q->jobs[next % QUEUE_CAP];
+    if (claim(job, next)) run_job(q, job, next);
+    next++;
+  }
+}
+
+/* Deletes the memory references of finished jobs, oldest first (JS thread). */
+static void reap_jobs(napi_env env, reset_queue *q) {
+  uint64_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+  for (uint64_t i = q->reaped; i < tail; i = q->reaped) {
+    reset_job *job = &q->jobs[i % QUEUE_CAP];
+    if (atomic_load_explicit(&job->tag, memory_order_acquire) != TAG(i, JOB_DONE)) break;
+    napi_delete_reference(env, job->memory);
+    job->memory = NULL;
+    atomic_store(&job->tag, 0);
+    atomic_store(&q->reaped, i + 1);
+  }
+}
+
+/* Stops the thread and drops every reference (environment teardown). */
+static void reset_queue_free(napi_env env, reset_queue *q) {
+  if (q == NULL) return;
+  if (q->started) {
+    pthread_mutex_lock(&q->lock);
+    atomic_store(&q->stopping, 1);
+    pthread_cond_broadcast(&q->work);
+    pthread_cond_broadcast(&q->finished);
+    pthread_mutex_unlock(&q->lock);
+    pthread_join(q->thread, NULL);
+  }
+  /* Jobs that never ran simply leave their memory as it is. */
+  for (uint64_t i = q->reaped; i < atomic_load(&q->tail); i++) {
+    if (q->jobs[i % QUEUE_CAP].memory != NULL) napi_delete_reference(env, q->jobs[i % QUEUE_CAP].memory);
+  }
+  if (q->status_ref != NULL) napi_delete_reference(env, q->status_ref);
+  pthread_mutex_destroy(&q->lock);
+  pthread_cond_destroy(&q->work);
+  pthread_cond_destroy(&q->finished);
+  free(q);
+}
+
+static reset_queue *get_queue(napi_env env) {
+  addon_data *data;
+  if (napi_get_instance_data(env, (void **)&data) != napi_ok || data == NULL || data->queue == NULL) {
+    throw_arg(env, 0, "resetInit() was not called in this thread");
+    return NULL;
+  }
+  return data->queue;
+}
+
+/* resetInit(status: Int32Array over a SharedArrayBuffer): once per environment. */
+static napi_value reset_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], ab;
+  bool is_typed = false, is_ab = true;
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void *cells = NULL;
+  addon_data *data;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (napi_get_instance_data(env, (void **)&data) != napi_ok || data == NULL) return throw_arg(env, 0, "no addon data");
+  if (data->queue != NULL) return throw_arg(env, 0, "resetInit() was already called in this thread");
+  if (argc < 1 || napi_is_typedarray(env, argv[0], &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, argv[0], &type, &length, &cells, &ab, &offset) != napi_ok ||
+      type != napi_int32_array || napi_is_arraybuffer(env, ab, &is_ab) != napi_ok) {
+    return throw_arg(env, 0, "status must be an Int32Array");
+  }
+  /* A typed array's buffer is an ArrayBuffer (detachable: refused) or a SharedArrayBuffer. */
+  if (is_ab) return throw_arg(env, 0, "status must be backed by a SharedArrayBuffer");
+  if (length == 0 || length > (1u << 20) || cells == NULL || ((uintptr_t)cells % sizeof(int32_t)) != 0) {
+    return throw_arg(env, 1, "status must hold 1 to 2^20 aligned cells");
+  }
+  reset_queue *q = calloc(1, sizeof *q);
+  if (q == NULL) return throw_errno(env, "malloc", ENOMEM);
+  if (pthread_mutex_init(&q->lock, NULL) != 0 || pthread_cond_init(&q->work, NULL) != 0 ||
+      pthread_cond_init(&q->finished, NULL) != 0 || napi_create_reference(env, argv[0], 1, &q->status_ref) != napi_ok) {
+    free(q); /* (a failed init leaves nothing to destroy worth the trouble) */
+    return throw_errno(env, "pthread init", ENOMEM);
+  }
+  q->status = (_Atomic int32_t *)cells;
+  q->cells = (uint32_t)length;
+  data->queue = q;
+  return NULL;
+}
+
+/*
+ * Whether the memory at base can never move: its whole 4 GiB range (the
+ * most a 32-bit memory can grow to) is mapped, i.e. V8 reserved it with
+ * guard regions and grows it in place. msync(MS_ASYNC) does nothing but
+ * fail with ENOMEM when part of the range is unmapped.
+ */
+static int memory_is_stable(uint8_t *base) {
+  return msync(base, (size_t)1 << 32, MS_ASYNC) == 0;
+}
+
+static const napi_type_tag stable_memory_tag = {0x7761736d2d636f77ULL, 0x737461626c650001ULL};
+
+/*
+ * resetBegin(memory, length, fd, imageOffset, imageLength, keep, cell) -> number
+ *
+ * Queues the reset resetRange would do. Returns 0 when queued (status[cell]
+ * is then pending until the reset thread is done); -2 when the memory's
+ * byte length is not `length` (nothing queued; do not reuse it); -3 when it
+ * cannot be queued now (queue full, no thread) and -4 when this memory can
+ * never be (its address is not stable): reset it with resetRange instead.
+ */
+static napi_value reset_begin(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7], result;
+  reset_args a;
+  int grown;
+  uint64_t cell;
+  double ret = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 7) return throw_arg(env, 0, "missing arguments");
+  reset_queue *q = get_queue(env);
+  if (q == NULL) return NULL;
+  if (!get_size(env, argv[6], "cell", &cell)) return NULL;
+  if (cell >= q->cells) return throw_arg(env, 1, "cell is outside the status array");
+  if (atomic_load(&q->status[cell]) != STATUS_FREE) return throw_arg(env, 1, "cell is not free");
+  if (!get_reset_args(env, argv, &a, &grown)) return NULL;
+  bool tagged = false;
+  if (grown) {
+    ret = -2;
+  } else if (napi_check_object_type_tag(env, argv[0], &stable_memory_tag, &tagged) != napi_ok) {
+    return NULL;
+  } else if (!tagged && a.length > 0 &&
+             (!memory_is_stable(a.base) || napi_type_tag_object(env, argv[0], &stable_memory_tag) != napi_ok)) {
+    ret = -4;
+  } else if (atomic_load(&q->tail) - q->reaped >= QUEUE_CAP) {
+    ret = -3;
+  } else {
+    if (!q->started) {
+      if (pthread_create(&q->thread, NULL, reset_thread, q) != 0) ret = -3;
+      else q->started = 1;
+    }
+    uint64_t t = atomic_load(&q->tail);
+    reset_job *job = &q->jobs[t % QUEUE_CAP];
+    if (ret == 0 && napi_create_reference(env, argv[0], 1, &job->memory) != napi_ok) return NULL;
+    if (ret == 0) {
+      job->args = a;
+      job->cell = (uint32_t)cell;
+      atomic_store_explicit(&q->status[cell], STATUS_PENDING, memory_order_relaxed);
+      atomic_store_explicit(&job->tag, TAG(t, JOB_QUEUED), memory_order_release); /* publishes the fields */
+      atomic_store(&q->tail, t + 1); /* publishes the job; then read sleeping (see reset_thread) */
+      if (atomic_load(&q->sleeping)) {
+        pthread_mutex_lock(&q->lock);
+        pthread_cond_signal(&q->work);
+        pthread_mutex_unlock(&q->lock);
+      }
+    }
+  }
+  if (napi_create_double(env, ret, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/*
+ * resetWait(cell) -> number: returns status[cell] once it is no longer
+ * pending (2 done, -errno failed). A reset the thread has not started is
+ * done here and now. Returns 1 at once if the cell is pending but no job
+ * names it (a caller's mistake, not a reason to hang).
+ */
+static napi_value reset_wait(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  uint64_t cell;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  reset_queue *q = get_queue(env);
+  if (q == NULL) return NULL;
+  if (argc < 1 || !get_size(env, argv[0], "cell", &cell)) return NULL;
+  if (cell >= q->cells) return throw_arg(env, 1, "cell is outside the status array");
+  _Atomic int32_t *s = &q->status[cell];
+  reset_job *job = NULL;
+  uint64_t index = 0;
+  if (atomic_load_explicit(s, memory_order_acquire) == STATUS_PENDING) {
+    /* The job naming this cell that is not done (this thread wrote every job's cell). */
+    uint64_t tail = atomic_load(&q->tail);
+    for (uint64_t i = q->reaped; i < tail; i++) {
+      reset_job *j = &q->jobs[i % QUEUE_CAP];
+      if (j->cell == cell && atomic_load(&j->tag) != TAG(i, JOB_DONE)) {
+        job = j;
+        index = i;
+        break;
+      }
+    }
+  }
+  if (job != NULL && claim(job, index)) {
+    run_job(q, job, index); /* not started: do it here */
+  } else if (job != NULL) {
+    /* Running on the reset thread: it will not be long, unless that
+       thread lost its core (it runs at idle priority), so spin briefly,
+       then sleep and leave the core to it. */
+#define RUNNING() (atomic_load_explicit(&job->tag, memory_order_acquire) != TAG(index, JOB_DONE))
+    for (unsigned i = 0; i < 2000 && RUNNING(); i++) cpu_relax();
+    if (RUNNING()) {
+      pthread_mutex_lock(&q->lock);
+      atomic_fetch_add(&q->waiters, 1);
+      while (RUNNING() && !atomic_load(&q->stopping)) pthread_cond_wait(&q->finished, &q->lock);
+      atomic_fetch_sub(&q->waiters, 1);
+      pthread_mutex_unlock(&q->lock);
+    }
+#undef RUNNING
+  }
+  reap_jobs(env, q);
+  if (napi_create_int32(env, atomic_load_explicit(s, memory_order_acquire), &result) != napi_ok) return NULL;
   return result;
 }
 
@@ -837,6 +1244,7 @@ static void free_addon_data(napi_env env, void *data, void *hint) {
   (void)hint;
   addon_data *d = data;
   if (d != NULL) {
+    reset_queue_free(env, d->queue);
     napi_delete_reference(env, d->buffer_getter);
     free(d);
   }
@@ -901,6 +1309,8 @@ NAPI_MODULE_INIT() {
       {"discard", discard},          {"residentPages", resident_pages},
       {"resetRange", reset_range},   {"touchedPages", touched_pages},
       {"openImages", open_images},   {"setFault", set_fault},
+      {"resetInit", reset_init},     {"resetBegin", reset_begin},
+      {"resetWait", reset_wait},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||

@@ -30,6 +30,29 @@ export interface NativeBinding {
    * when the memory's byte length is not `length` (it grew).
    */
   resetRange(memory: WebAssembly.Memory, length: number, fd: number, imageOffset: number, imageLength: number, keep: number): number;
+  /**
+   * Gives this thread's reset queue its status cells (an Int32Array over a
+   * SharedArrayBuffer). Once per thread, before resetBegin.
+   */
+  resetInit(status: Int32Array): void;
+  /**
+   * Queues what resetRange does, for this thread's reset thread. Returns 0
+   * when queued (status[cell] is 1 until done: 2 done, -errno failed); -2
+   * when the memory's byte length is not `length` (nothing queued); -3 when
+   * it cannot be queued now and -4 when this memory never can be (use
+   * resetRange).
+   */
+  resetBegin(
+    memory: WebAssembly.Memory,
+    length: number,
+    fd: number,
+    imageOffset: number,
+    imageLength: number,
+    keep: number,
+    cell: number,
+  ): number;
+  /** Waits until status[cell] is no longer pending; returns it. */
+  resetWait(cell: number): number;
   /** 0 when no page of the range holds anything; > 0 when some does; -1 when unknown. */
   touchedPages(memory: WebAssembly.Memory, offset: number, length: number): number;
   /** Pages in the range that are present or swapped out. */
