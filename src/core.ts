@@ -15,6 +15,8 @@ export interface CoreOptions {
   readonly maxIdle: number;
   readonly imageSizeLimit: number;
   readonly memoryReuseLimit: number;
+  /** Queue resets to the backend's thread where it has one. */
+  readonly backgroundReset: boolean;
 }
 
 export class EngineCore {
@@ -32,7 +34,7 @@ export class EngineCore {
   constructor(backend: Backend, options: CoreOptions) {
     this.backend = backend;
     this.options = options;
-    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit);
+    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit, options.backgroundReset);
   }
 
   checkOpen(what: string): void {
@@ -117,6 +119,7 @@ export class EngineCore {
   }
 
   stats(): EngineStats {
+    this.pool.drain();
     return { ...this.counters, liveLeases: this.live, idleMemories: this.pool.idle };
   }
 

@@ -37,6 +37,13 @@ export interface EngineOptions {
    * discards with madvise.
    */
   keepResident?: number;
+  /**
+   * Native backend: reset released memories on a background thread (one
+   * per Node.js thread), so that release() returns at once and the reset
+   * runs on another core. A memory is handed out again only once its reset
+   * is done. Default true; false resets inside release().
+   */
+  backgroundReset?: boolean;
 }
 
 const GiB = 1024 * 1024 * 1024;
@@ -59,11 +66,15 @@ export class Engine {
     const imageSizeLimit = count(options.imageSizeLimit, 'imageSizeLimit', GiB, 0);
     const memoryReuseLimit = count(options.memoryReuseLimit, 'memoryReuseLimit', 64, 1);
     const keepResident = count(options.keepResident, 'keepResident', 128 * 1024, 0);
+    const background = options.backgroundReset ?? true;
+    if (typeof background !== 'boolean') {
+      throw new InvalidArgumentError(`backgroundReset must be a boolean, not ${String(background)}`);
+    }
 
     const load = want === 'copy' ? null : loadBinding();
     let backend;
     if (load && load.binding) {
-      backend = new NativeBackend(load.binding, keepResident);
+      backend = new NativeBackend(load.binding, keepResident, background);
       this.nativeUnavailableReason = null;
     } else {
       const reason = load ? load.error : "backend 'copy' was asked for";
@@ -72,7 +83,13 @@ export class Engine {
       this.nativeUnavailableReason = reason;
     }
     this.backend = backend.kind;
-    this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit, memoryReuseLimit });
+    this.#core = new EngineCore(backend, {
+      maxInstances,
+      maxIdle,
+      imageSizeLimit,
+      memoryReuseLimit,
+      backgroundReset: backend.kind === 'native' && backend.backgroundReset,
+    });
   }
 
   /**

@@ -14,8 +14,21 @@
  * `maxUses` tenants when its reset would have to detach buffers (see
  * Slot.uses for why).
  *
+ * With background resets (native backend), a released slot's reset is
+ * queued to the addon's reset thread and the slot waits in `#resetting`
+ * until it is done; each acquire and release first settles the resets that
+ * ended (a read of a status cell each, no system call). Resets mostly end
+ * in order, so settling stops at the first still running. When a request
+ * finds no idle slot but its own memory is still being reset, the pool
+ * makes one more memory rather than wait, so a module instantiated in a
+ * loop alternates between two memories, one in use while the other is
+ * reset; with two of them still resetting it waits for the older one
+ * (the addon then does that reset on this thread if the reset thread has
+ * not started it). Resetting slots count against `maxIdle` too.
+ *
  * Invariants: every slot in the indexes is clean and appears in all three
- * (`#all`, its size set, its image set) or in none of them.
+ * (`#all`, its size set, its image set) or in none of them. Every slot in
+ * `#resetting` is in state 'resetting' and in no index, oldest first.
  */
 import type { Backend } from './backend/backend.js';
 import type { MemoryImage } from './image/image.js';
@@ -41,23 +54,33 @@ export class MemoryPool {
   readonly #bySize = new Map<string, Set<Slot>>();
   readonly #byImage = new Map<ImageKey, Set<Slot>>();
 
-  readonly #maxUses: number;
+  /** Released slots whose reset runs on the backend's thread, oldest first. */
+  readonly #resetting: Slot[] = [];
 
-  constructor(backend: Backend, maxIdle: number, stats: StatsCounters, maxUses = Infinity) {
+  readonly #maxUses: number;
+  /** Whether releases queue their reset to the backend's thread. */
+  readonly #background: boolean;
+
+  constructor(backend: Backend, maxIdle: number, stats: StatsCounters, maxUses = Infinity, background = false) {
     this.#backend = backend;
     this.#maxIdle = maxIdle;
     this.#stats = stats;
     this.#maxUses = maxUses;
+    this.#background = background && backend.beginReset !== undefined;
   }
 
+  /** Idle slots, counting those still being reset. */
   get idle(): number {
-    return this.#all.size;
+    return this.#all.size + this.#resetting.length;
   }
 
   /** A leased slot holding `request.image`, clean. Throws what V8 or the backend throws. */
   acquire(request: SlotRequest): Slot {
     const key = request.key ?? sizeKey(request);
-    let slot = first(this.#byImage.get(imageKey(request.image, key)));
+    const ikey = imageKey(request.image, key);
+    if (this.#resetting.length > 0) this.#settle(false);
+    let slot = first(this.#byImage.get(ikey));
+    if (slot === undefined && this.#resetting.length > 1 && this.#waitForOwn(ikey)) slot = first(this.#byImage.get(ikey));
     if (slot === undefined) slot = first(this.#bySize.get(key));
     const reused = slot !== undefined;
     if (slot === undefined) {
@@ -88,11 +111,63 @@ export class MemoryPool {
   release(slot: Slot, keep = true): void {
     if (slot.state !== 'leased') return;
     const worn = slot.uses >= this.#maxUses && slot.needsDetach;
-    if (!keep || worn || this.#maxIdle === 0 || !slot.reset()) {
+    if (!keep || worn || this.#maxIdle === 0) {
       this.#retire(slot);
       return;
     }
+    if (this.#resetting.length > 0) this.#settle(false);
+    // Resets waiting count as idle memories: past the bound, finish the
+    // oldest here (the reset thread only gets idle cores, maybe none).
+    if (this.#resetting.length > 0 && this.#resetting.length >= this.#maxIdle) {
+      this.#resetting[0]!.settle(true);
+      this.#settle(false);
+    }
+    const state = slot.release(this.#background);
+    if (state === 'resetting') this.#resetting.push(slot);
+    else this.#adopt(slot, false);
+  }
+
+  /**
+   * Settles the resets that ended (all of them, waiting, with `wait`).
+   * The reset thread works in order: stop at the first still running.
+   */
+  #settle(wait: boolean): void {
+    const list = this.#resetting;
+    let n = 0;
+    while (n < list.length && list[n]!.settle(wait)) n++;
+    if (n === 0) return;
+    const done = list.splice(0, n);
+    for (const slot of done) this.#adopt(slot, true);
+  }
+
+  /**
+   * No idle slot holds this image: if two or more of those being reset do,
+   * the reset thread is behind; wait for the oldest of them (and all queued
+   * before it) rather than make yet another memory. Returns whether it waited.
+   */
+  #waitForOwn(ikey: ImageKey): boolean {
+    let oldest = -1;
+    let count = 0;
+    for (let i = 0; i < this.#resetting.length; i++) {
+      const s = this.#resetting[i]!;
+      if (imageKey(s.image, s.key) !== ikey) continue;
+      if (oldest < 0) oldest = i;
+      count++;
+    }
+    if (count < 2) return false;
+    this.#resetting[oldest]!.settle(true);
+    this.#settle(false); // everything queued before it has ended too
+    return true;
+  }
+
+  /** A released slot whose reset ended: idle if clean, else counted as retired. */
+  #adopt(slot: Slot, background: boolean): void {
+    if (slot.state !== 'clean') {
+      this.#stats.retiredMemories++;
+      return;
+    }
     this.#stats.resets++;
+    if (background) this.#stats.backgroundResets++;
     this.#index(slot);
     while (this.#all.size > this.#maxIdle) {
       const oldest = first(this.#all)!;
@@ -101,8 +176,14 @@ export class MemoryPool {
     }
   }
 
+  /** Waits for every queued reset and settles it (so counts are exact). */
+  drain(): void {
+    if (this.#resetting.length > 0) this.#settle(true);
+  }
+
   /** A disposed image: its idle slots go back to zero (or are retired). */
   dropImage(image: MemoryImage): void {
+    this.drain(); // a queued reset may be restoring from this image
     const slots = this.#byImage.get(image);
     if (!slots) return;
     for (const slot of [...slots]) {
@@ -117,8 +198,9 @@ export class MemoryPool {
     }
   }
 
-  /** Retires every idle slot. */
+  /** Retires every idle slot (waiting for queued resets first). */
   clear(): void {
+    this.drain();
     for (const slot of [...this.#all]) {
       this.#unindex(slot);
       this.#retire(slot);

@@ -31,27 +31,33 @@
  * State machine:
  *
  *           create()                acquire(image)                release()
- *   (none) ---------> clean ------------------------------> leased -----------> clean
- *                       ^   fast path: image === this.image   |   reset OK
- *                       |   otherwise: remove old, place new   |
- *                       +--------------------------------------+
- *                                                              | grew, or a reset or
- *                       any state --------------------------> retired  mapping failed
+ *   (none) ---------> clean ------------------------------> leased ------------+
+ *                       ^   fast path: image === this.image   |                |
+ *                       |   otherwise: remove old, place new   | reset inline   | reset queued to the
+ *                       +--------------------------------------+ OK             | backend's thread
+ *                       |                                                      v
+ *                       +------------------ settle(): reset done ------- resetting
  *
- *  - clean:   contents are exactly `image` at image.offset and zero elsewhere
- *             in [0, initialBytes); byteLength === initialBytes; no buffer
- *             handed out before the reset is still attached.
- *  - leased:  a tenant owns the memory; any byte below byteLength may differ.
- *  - retired: the memory is dropped (V8 frees it, and our mappings with it,
- *             at GC); nothing may use the slot again.
- */
+ *                       any state --------------------------> retired   (grew, a reset or
+ *                                                                         mapping failed)
+ *
+ *  - clean:     contents are exactly `image` at image.offset and zero
+ *               elsewhere in [0, initialBytes); byteLength === initialBytes;
+ *               no buffer handed out before the reset is still attached.
+ *  - leased:    a tenant owns the memory; any byte below byteLength may differ.
+ *  - resetting: the backend's reset thread is restoring the pages; buffers
+ *               are already detached. Nothing may touch the memory (the
+ *               pool hands it out only after settle() saw the reset end).
+ *  - retired:   the memory is dropped (V8 frees it, and our mappings with it,
+ *               at GC); nothing may use the slot again.
+  */
 import type { Backend } from './backend/backend.js';
 import type { MemoryImage } from './image/image.js';
 import { WASM_PAGE } from './image/analyze.js';
 import { takeMemoryAllocationFault } from './fault.js';
-import { watchBuffer } from './memory.js';
+import { bufferOf, watchBuffer } from './memory.js';
 
-export type SlotState = 'clean' | 'leased' | 'retired';
+export type SlotState = 'clean' | 'leased' | 'resetting' | 'retired';
 
 /** Size class of a slot: memories are reusable only within one. */
 export interface SlotSize {
@@ -102,6 +108,8 @@ export class Slot {
     return this.detachOnReset && this.bufferRead;
   }
   readonly #backend: Backend;
+  /** While resetting: the backend's ticket for the queued reset. -1 otherwise. */
+  #ticket = -1;
 
   constructor(backend: Backend, size: SlotSize) {
     this.#backend = backend;
@@ -142,6 +150,52 @@ export class Slot {
   }
 
   /**
+   * Ends a lease. With `background`, and a backend that can, the reset is
+   * queued to the backend's thread: leased -> resetting. Otherwise it is
+   * done now (see reset()): leased -> clean, or retired. Either way the
+   * tenant's buffers are detached before this returns.
+   */
+  release(background: boolean): SlotState {
+    if (this.state !== 'leased') throw new Error(`wasm-cow internal error: release of a ${this.state} slot`);
+    if (background && this.#backend.beginReset) {
+      let ticket: number | 'grown' | null;
+      try {
+        ticket = this.#backend.beginReset(this.memory, this.image, this.initialBytes);
+      } catch {
+        ticket = 'grown'; // cannot happen with valid arguments; never reuse the memory then
+      }
+      if (ticket === 'grown') {
+        this.retire();
+        return this.state;
+      }
+      if (ticket !== null) {
+        this.#ticket = ticket;
+        this.#detach();
+        this.state = 'resetting';
+        return this.state;
+      }
+    }
+    this.reset();
+    return this.state;
+  }
+
+  /**
+   * resetting -> clean (or retired, if the reset failed or the memory grew
+   * meanwhile) once the queued reset ended; with `wait`, waits for it.
+   * Returns false while it is still running. Any other state: true.
+   */
+  settle(wait: boolean): boolean {
+    if (this.state !== 'resetting') return true;
+    const outcome = wait ? this.#backend.waitReset!(this.#ticket) : this.#backend.pollReset!(this.#ticket);
+    if (outcome === 'pending') return false;
+    this.#ticket = -1;
+    this.state = 'clean';
+    if (outcome === 'failed' || bufferOf(this.memory).byteLength !== this.initialBytes) this.retire();
+    else this.#dropDisposedImage();
+    return true;
+  }
+
+  /**
    * leased -> clean: restore what the tenant wrote (the backend's reset:
    * dirty pages rewritten in place or discarded) and detach every buffer
    * it may hold. Returns false (and retires the slot) when the memory grew
@@ -157,25 +211,43 @@ export class Slot {
         return false;
       }
       if (r === 'lost') this.image = null;
-      if (this.image?.disposed) {
-        // Its module is gone: free the image's pages rather than keep them.
-        this.#backend.remove(this.memory, this.image);
-        this.image = null;
-      }
     } catch {
       this.retire();
       return false;
     }
-    // grow(0) detaches the current ArrayBuffer; the next tenant gets a new one.
+    this.#detach();
+    this.state = 'clean';
+    return this.#dropDisposedImage();
+  }
+
+  /** grow(0) detaches the current ArrayBuffer; the next tenant gets a new one. */
+  #detach(): void {
     if (this.needsDetach) this.memory.grow(0);
     this.bufferRead = false;
-    this.state = 'clean';
-    return true;
+  }
+
+  /** A clean slot whose image's module is gone frees the image's pages rather than keep them. */
+  #dropDisposedImage(): boolean {
+    if (!this.image?.disposed) return true;
+    try {
+      this.#backend.remove(this.memory, this.image);
+      this.image = null;
+      return true;
+    } catch {
+      this.retire();
+      return false;
+    }
+  }
+
+  isRetired(): boolean {
+    return this.state === 'retired';
   }
 
   /** Any state -> retired. Gives pages back now; V8 frees the rest at GC. */
   retire(): void {
     if (this.state === 'retired') return;
+    // The reset thread must be done with the pages (settle may retire the slot itself).
+    if (this.state === 'resetting' && (this.settle(true), this.isRetired())) return;
     this.state = 'retired';
     this.#backend.releasePages(this.memory);
     this.image = null;

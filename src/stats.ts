@@ -14,6 +14,8 @@ export interface EngineStats {
   bytesMapped: number;
   /** Memories reset and returned to the pool. */
   resets: number;
+  /** Of `resets`, those done on the background reset thread. */
+  backgroundResets: number;
   /** Memories dropped: grew, failed a reset, over the idle bound, or at close. */
   retiredMemories: number;
   /** WebAssembly.Memory objects created. */
@@ -35,6 +37,7 @@ export function newCounters(): StatsCounters {
     imageFallbacks: 0,
     bytesMapped: 0,
     resets: 0,
+    backgroundResets: 0,
     retiredMemories: 0,
     memoriesCreated: 0,
   };

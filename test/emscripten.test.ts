@@ -41,7 +41,9 @@ for (const backend of BACKENDS) {
     const s = engine.stats();
     assert.equal(s.instantiations, RUNS);
     assert.equal(s.liveLeases, 0);
-    assert.ok(s.pooledReuses >= RUNS - Math.ceil(RUNS / 64) - 1, `pooled: ${s.pooledReuses}`);
+    // New memories: one per 64 tenants (they read memory.buffer), plus the
+    // second one background resets may alternate with, plus one of margin.
+    assert.ok(s.pooledReuses >= RUNS - Math.ceil(RUNS / 64) - 3, `pooled: ${s.pooledReuses}`);
     engine.close();
   });
 }

@@ -101,20 +101,22 @@ if (linux) {
     engine.close();
   });
 
-  test('madvise fails on reset: release does not throw, the memory is retired, next tenant exact', () => {
-    const engine = new Engine({ backend: 'native', keepResident: 0 });
-    const p = engine.prepare(A);
-    const lease = p.instantiate();
-    new Uint8Array(memoryOf(lease.instance).buffer).fill(0xee, 0, 65536);
-    b.setFault('madvise');
-    lease.release();
-    assert.equal(engine.stats().retiredMemories, 1);
-    assert.equal(engine.stats().idleMemories, 0);
-    const next = p.instantiate();
-    assert.equal(digest(memoryOf(next.instance)), DA);
-    next.release();
-    engine.close();
-  });
+  for (const backgroundReset of [true, false]) {
+    test(`madvise fails on reset: release does not throw, the memory is retired, next tenant exact (background reset: ${backgroundReset})`, () => {
+      const engine = new Engine({ backend: 'native', keepResident: 0, backgroundReset });
+      const p = engine.prepare(A);
+      const lease = p.instantiate();
+      new Uint8Array(memoryOf(lease.instance).buffer).fill(0xee, 0, 65536);
+      b.setFault('madvise');
+      lease.release();
+      assert.equal(engine.stats().retiredMemories, 1);
+      assert.equal(engine.stats().idleMemories, 0);
+      const next = p.instantiate();
+      assert.equal(digest(memoryOf(next.instance)), DA);
+      next.release();
+      engine.close();
+    });
+  }
 }
 
 if (linux) {
@@ -124,33 +126,36 @@ if (linux) {
     for (let p = 0; p < pages; p++) v[p * 4096 + 7] = 0xee;
   };
 
-  test('pagemap_scan fails on reset: madvise instead, next tenant exact', () => {
-    const engine = new Engine({ backend: 'native' });
-    const p = engine.prepare(A);
-    const lease = p.instantiate();
-    dirty(lease, 3);
-    b.setFault('pagemap_scan');
-    lease.release();
-    assert.equal(engine.stats().retiredMemories, 0, 'nothing failed that matters');
-    const next = p.instantiate();
-    assert.equal(digest(memoryOf(next.instance)), DA);
-    next.release();
-    engine.close();
-  });
+  for (const backgroundReset of [true, false]) {
+    test(`pagemap_scan fails on reset: madvise instead, next tenant exact (background reset: ${backgroundReset})`, () => {
+      const engine = new Engine({ backend: 'native', backgroundReset });
+      const p = engine.prepare(A);
+      const lease = p.instantiate();
+      dirty(lease, 3);
+      b.setFault('pagemap_scan');
+      lease.release();
+      assert.equal(engine.stats().retiredMemories, 0, 'nothing failed that matters');
+      assert.equal(engine.stats().backgroundResets, backgroundReset ? 1 : 0, 'reset where asked');
+      const next = p.instantiate();
+      assert.equal(digest(memoryOf(next.instance)), DA);
+      next.release();
+      engine.close();
+    });
 
-  test('restoring image pages fails: release does not throw, the memory is retired, next tenant exact', () => {
-    const engine = new Engine({ backend: 'native' });
-    const p = engine.prepare(A);
-    const lease = p.instantiate();
-    dirty(lease, 3); // pages 1 and 2 lie in the image
-    b.setFault('restore');
-    lease.release();
-    assert.equal(engine.stats().retiredMemories, 1);
-    const next = p.instantiate();
-    assert.equal(digest(memoryOf(next.instance)), DA);
-    next.release();
-    engine.close();
-  });
+    test(`restoring image pages fails: release does not throw, the memory is retired, next tenant exact (background reset: ${backgroundReset})`, () => {
+      const engine = new Engine({ backend: 'native', backgroundReset });
+      const p = engine.prepare(A);
+      const lease = p.instantiate();
+      dirty(lease, 3); // pages 1 and 2 lie in the image
+      b.setFault('restore');
+      lease.release();
+      assert.equal(engine.stats().retiredMemories, 1);
+      const next = p.instantiate();
+      assert.equal(digest(memoryOf(next.instance)), DA);
+      next.release();
+      engine.close();
+    });
+  }
 }
 
 for (const backend of linux ? (['native', 'copy'] as const) : (['copy'] as const)) {

@@ -37,17 +37,26 @@ const specs: ModuleSpec[] = [
 ];
 const imports = { env: { base: 7777 } };
 
-// The native backend twice: rewriting dirty pages in place (default) and
-// always discarding them (keepResident 0).
-const configs = BACKENDS.flatMap((backend): { backend: BackendKind; keepResident: number }[] =>
-  backend === 'native' ? [{ backend, keepResident: 128 * 1024 }, { backend, keepResident: 0 }] : [{ backend, keepResident: 0 }],
+// The native backend three times: rewriting dirty pages in place (default)
+// or always discarding them (keepResident 0), on the background reset
+// thread (default) or inside release().
+type Config = { backend: BackendKind; keepResident: number; backgroundReset: boolean };
+const configs = BACKENDS.flatMap((backend): Config[] =>
+  backend === 'native'
+    ? [
+        { backend, keepResident: 128 * 1024, backgroundReset: true },
+        { backend, keepResident: 0, backgroundReset: true },
+        { backend, keepResident: 128 * 1024, backgroundReset: false },
+      ]
+    : [{ backend, keepResident: 0, backgroundReset: false }],
 );
 
-for (const { backend, keepResident } of configs) {
-  test(`isolation: ${CYCLES} seeded tenants, every fresh memory equals native (${backend}, keepResident ${keepResident}, seed ${SEED})`, () => {
+for (const { backend, keepResident, backgroundReset } of configs) {
+  const name = `${backend}, keepResident ${keepResident}, background reset ${backgroundReset}`;
+  test(`isolation: ${CYCLES} seeded tenants, every fresh memory equals native (${name}, seed ${SEED})`, () => {
     const random = rng(SEED);
     const int = (n: number) => Math.floor(random() * n);
-    const engine = new Engine({ backend, maxIdle: 4, memoryReuseLimit: 50, keepResident });
+    const engine = new Engine({ backend, maxIdle: 4, memoryReuseLimit: 50, keepResident, backgroundReset });
     const modules = specs.map((spec) => {
       const bytes = buildModule(spec);
       const native = new WebAssembly.Instance(new WebAssembly.Module(bytes), imports);
@@ -84,6 +93,8 @@ for (const { backend, keepResident } of configs) {
     assert.equal(s.liveLeases, 0);
     assert.ok(s.pooledReuses > CYCLES / 2, `pooled reuses: ${s.pooledReuses}`);
     assert.ok(grew > 0 && trapped > 0);
+    if (backgroundReset && backend === 'native') assert.ok(s.backgroundResets > CYCLES / 2, `background resets: ${s.backgroundResets}`);
+    else assert.equal(s.backgroundResets, 0);
     console.log(`${backend}: ${CYCLES} tenants, ${grew} grew, ${trapped} trapped, stats ${JSON.stringify(s)}`);
     engine.close();
   });

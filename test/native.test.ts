@@ -20,6 +20,7 @@ test('the addon loads on Linux', { skip: !linux && 'the native backend is Linux-
 
 if (linux) {
   const b = binding();
+  const status = new Int32Array(new SharedArrayBuffer(128 * 4));
 
   test('an image is a sealed memfd: no write, no resize', () => {
     const fd = b.createImage(imageBytes(2, 1));
@@ -133,6 +134,105 @@ if (linux) {
     assert.throws(() => b.resetRange(m, len, fd, 0, 0, 100), /multiple of the page size/);
     assert.throws(() => b.resetRange({} as WebAssembly.Memory, len, fd, 0, 0, 0), TypeError);
     b.closeImage(fd);
+  });
+
+  test('resetInit takes one Int32Array over a SharedArrayBuffer, once per thread', () => {
+    const m = new WebAssembly.Memory({ initial: 1 });
+    assert.throws(() => b.resetBegin(m, 65536, -1, 0, 0, 0, 0), /resetInit\(\) was not called/);
+    assert.throws(() => b.resetWait(0), /resetInit\(\) was not called/);
+    assert.throws(() => b.resetInit(new Int32Array(16)), /SharedArrayBuffer/);
+    assert.throws(() => b.resetInit(new Uint8Array(new SharedArrayBuffer(64)) as never), /Int32Array/);
+    assert.throws(() => b.resetInit(new Int32Array(new SharedArrayBuffer(0))), /cells/);
+    assert.throws(() => b.resetInit(undefined as never), /Int32Array/);
+    b.resetInit(status);
+    assert.throws(() => b.resetInit(new Int32Array(new SharedArrayBuffer(64))), /already called/);
+  });
+
+  test('resetBegin queues what resetRange does; resetWait returns when it is done', () => {
+    const img = imageBytes(2, 11);
+    const fd = b.createImage(img);
+    const m = new WebAssembly.Memory({ initial: 4 });
+    const len = 4 * 65536;
+    b.mapImage(m, fd, 4 * PAGE, 2 * PAGE);
+    const v = new Uint8Array(m.buffer);
+    const clean = () => {
+      for (let p = 0; p < len / PAGE; p++) {
+        const want = p === 4 || p === 5 ? img[(p - 4) * PAGE + 3] : 0;
+        if (v[p * PAGE + 3] !== want) return `page ${p}`;
+      }
+      return 'clean';
+    };
+    const queued = (keep: number, cell = 3) => {
+      assert.equal(b.resetBegin(m, len, fd, 4 * PAGE, 2 * PAGE, keep, cell), 0);
+      assert.ok(Atomics.load(status, cell) === 1 || Atomics.load(status, cell) === 2);
+      assert.equal(b.resetWait(cell), 2);
+      assert.equal(Atomics.load(status, cell), 2, 'the cell says done until we free it');
+      Atomics.store(status, cell, 0);
+    };
+    for (const p of [0, 5, 9]) v[p * PAGE + 3] = 0xee;
+    queued(16 * PAGE);
+    assert.equal(clean(), 'clean');
+    assert.equal(b.residentPages(m, 0, PAGE), 1, 'rewritten in place: still resident');
+    for (let p = 0; p < 20; p++) v[p * PAGE + 3] = 0xee;
+    queued(16 * PAGE);
+    assert.equal(b.residentPages(m, 0, len), 0, 'over the budget: discarded');
+    assert.equal(clean(), 'clean');
+    v[3] = 1;
+    queued(0);
+    assert.equal(clean(), 'clean');
+    // More jobs than the ring holds, one after another: indices wrap, references are dropped.
+    for (let i = 0; i < 600; i++) {
+      v[((i % 16) + 1) * PAGE] = 0xee;
+      queued(16 * PAGE, i % 7);
+      if (clean() !== 'clean') assert.fail(`job ${i}: ${clean()}`);
+    }
+    // The memory grew (or never had that length): -2, nothing queued, nothing touched.
+    v[3] = 1;
+    assert.equal(b.resetBegin(m, len + 65536, fd, 0, PAGE, 16 * PAGE, 3), -2);
+    assert.equal(Atomics.load(status, 3), 0);
+    assert.equal(v[3], 1);
+    v[3] = 0;
+    // Bad arguments throw and queue nothing.
+    assert.throws(() => b.resetBegin(m, len, fd, 0, 0, 0, status.length), { name: 'RangeError', message: /outside the status array/ });
+    assert.throws(() => b.resetBegin(m, len, fd, 0, 0, 0, -1), /cell must be a non-negative integer/);
+    Atomics.store(status, 9, 1);
+    assert.throws(() => b.resetBegin(m, len, fd, 0, 0, 0, 9), /cell is not free/);
+    assert.equal(b.resetWait(9), 1, 'pending with nothing queued: returns instead of hanging');
+    Atomics.store(status, 9, 0);
+    assert.throws(() => b.resetBegin({} as WebAssembly.Memory, len, fd, 0, 0, 0, 3), TypeError);
+    assert.throws(() => b.resetBegin(m, len, fd, 0, 3 * PAGE, 0, 3), /exceeds the image/);
+    assert.throws(() => b.resetBegin(m, len, 99999, 0, 0, 0, 3), /not an open wasm-cow image/);
+    assert.throws(() => b.resetWait(status.length), /outside the status array/);
+    assert.equal(Atomics.load(status, 3), 0);
+    b.closeImage(fd);
+    assert.throws(() => b.resetBegin(m, len, fd, 4 * PAGE, 2 * PAGE, 0, 3), /not an open wasm-cow image/);
+  });
+
+  test('queued resets taken back by the JS thread or run by the reset thread: each runs once, every memory clean', () => {
+    const memories = Array.from({ length: 64 }, () => new WebAssembly.Memory({ initial: 1 }));
+    const views = memories.map((m) => new Uint8Array(m.buffer));
+    for (let round = 0; round < 200; round++) {
+      // Each memory gets pages written, then all resets are queued at once...
+      memories.forEach((m, i) => {
+        for (let p = 0; p < 1 + ((i + round) % 4); p++) views[i]![((i + p + round) % 16) * PAGE + 1] = 0xee;
+        assert.equal(b.resetBegin(m, 65536, -1, 0, 0, 16 * PAGE, 64 + i), 0);
+      });
+      // ...and waited for in an order that differs from the queue's: the
+      // JS thread does the ones the reset thread has not started yet.
+      for (let k = 0; k < 64; k++) {
+        const i = round % 2 ? 63 - k : (k * 37) % 64;
+        assert.equal(b.resetWait(64 + i), 2);
+        Atomics.store(status, 64 + i, 0);
+      }
+      memories.forEach((_, i) => {
+        for (let p = 0; p < 16; p++) if (views[i]![p * PAGE + 1] !== 0) assert.fail(`round ${round}, memory ${i}, page ${p}`);
+      });
+    }
+  });
+
+  test('the reset thread has a name and is one per thread', () => {
+    const names = fs.readdirSync('/proc/self/task').map((t) => fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim());
+    assert.equal(names.filter((n) => n === 'wasm-cow-reset').length, 1);
   });
 
   test('the memory is resolved through the genuine buffer getter', () => {

@@ -172,3 +172,123 @@ for (const kind of BACKENDS) {
     assert.equal(pool.acquire({ initialPages: 1, maximumPages: null, image: null, exported: true }), s);
   });
 }
+
+// Background resets (native backend): the reset runs on the addon's reset
+// thread; the slot waits in 'resetting' until the pool settles it.
+if (BACKENDS.includes('native')) {
+  const backend = new NativeBackend(binding(), 16 * PAGE, true);
+  const image = () => backend.createImage({ offset: PAGE, length: 2 * PAGE, bytes: pageOf(0xaa, 2) }).image;
+  const request = (img: ReturnType<typeof image> | null) => ({ initialPages: 1, maximumPages: 2, image: img, exported: true });
+  const expectClean = (slot: Slot, img: boolean) => {
+    const v = new Uint8Array(bufferOf(slot.memory));
+    for (let p = 0; p < 16; p++) {
+      const want = img && (p === 1 || p === 2) ? 0xaa : 0;
+      if (v[p * PAGE + 9] !== want) assert.fail(`page ${p} holds ${v[p * PAGE + 9]}, not ${want}`);
+    }
+  };
+
+  test('background reset: release leaves the slot resetting, buffers detached; settle makes it clean', () => {
+    assert.equal(backend.backgroundReset, true);
+    const img = image();
+    const slot = new Slot(backend, request(img));
+    slot.acquire(img, true);
+    const buf = slot.memory.buffer;
+    for (let p = 0; p < 16; p++) new Uint8Array(buf)[p * PAGE + 9] = 0xee;
+    assert.equal(slot.release(true), 'resetting');
+    assert.equal(buf.byteLength, 0, 'detached at release, before the reset ends');
+    assert.throws(() => slot.acquire(img), /acquire of a resetting slot/);
+    assert.equal(slot.settle(true), true);
+    assert.equal(slot.state, 'clean');
+    expectClean(slot, true);
+    // Inline when asked: straight to clean.
+    slot.acquire(img, true);
+    new Uint8Array(bufferOf(slot.memory))[9] = 1;
+    assert.equal(slot.release(false), 'clean');
+    expectClean(slot, true);
+    img.dispose();
+  });
+
+  test('background reset: a memory grown during the reset is retired when settled', () => {
+    const slot = new Slot(backend, request(null));
+    slot.acquire(null, true);
+    const memory = slot.memory;
+    new Uint8Array(memory.buffer)[9] = 1;
+    assert.equal(slot.release(true), 'resetting');
+    memory.grow(1); // a stale holder of the memory
+    slot.settle(true);
+    assert.equal(slot.state, 'retired');
+  });
+
+  test('background reset: retiring a resetting slot waits for the reset first', () => {
+    const slot = new Slot(backend, request(null));
+    slot.acquire(null, true);
+    new Uint8Array(slot.memory.buffer).fill(1, 0, 8 * PAGE);
+    slot.release(true);
+    slot.retire();
+    assert.equal(slot.state, 'retired');
+  });
+
+  test('background reset: a module in a loop alternates between two memories, every tenant clean', () => {
+    const img = image();
+    const counters = newCounters();
+    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const seen = new Set<Slot>();
+    for (let i = 0; i < 2000; i++) {
+      const slot = pool.acquire(request(img));
+      seen.add(slot);
+      expectClean(slot, true);
+      const v = new Uint8Array(bufferOf(slot.memory));
+      for (let p = 0; p < 1 + (i % 5); p++) v[((i + p) % 16) * PAGE + 9] = 0xee;
+      pool.release(slot);
+    }
+    pool.drain();
+    assert.ok(seen.size >= 2 && seen.size <= 3, `memories used: ${seen.size}`);
+    assert.equal(counters.memoriesCreated, seen.size);
+    assert.equal(counters.resets, 2000);
+    assert.equal(counters.backgroundResets, 2000);
+    assert.equal(pool.idle, seen.size);
+    pool.clear();
+    img.dispose();
+  });
+
+  test('background reset: with two memories of an image still resetting, acquire waits for the older', () => {
+    const img = image();
+    const counters = newCounters();
+    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const big = { ...request(img), initialPages: 256, maximumPages: null };
+    const [a, b] = [pool.acquire(big), pool.acquire(big)];
+    // 16 MiB dirty each: resets of a millisecond or so, both still running at the next acquire.
+    for (const s of [a, b]) new Uint8Array(bufferOf(s.memory)).fill(0xee);
+    pool.release(a);
+    pool.release(b);
+    const c = pool.acquire(big);
+    assert.ok(c === a || c === b, 'one of the two, not a third memory');
+    assert.equal(counters.memoriesCreated, 2);
+    expectClean(c, true);
+    pool.release(c);
+    pool.clear();
+    img.dispose();
+  });
+
+  test('background reset: dropping an image or clearing the pool waits for queued resets', () => {
+    const img = image();
+    const counters = newCounters();
+    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const s = pool.acquire(request(img));
+    new Uint8Array(bufferOf(s.memory)).fill(0xee, 0, 16 * PAGE);
+    pool.release(s);
+    pool.dropImage(img);
+    img.dispose();
+    assert.equal(s.state, 'clean');
+    assert.equal(s.image, null);
+    expectClean(s, false);
+    const t = pool.acquire(request(null));
+    assert.equal(t, s, 'pooled on as a zero memory');
+    new Uint8Array(bufferOf(t.memory))[9] = 1;
+    pool.release(t);
+    pool.clear();
+    assert.equal(t.state, 'retired');
+    assert.equal(pool.idle, 0);
+    assert.equal(counters.resets, 2);
+  });
+}

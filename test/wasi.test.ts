@@ -48,7 +48,8 @@ for (const backend of BACKENDS) {
     }
     const s = engine.stats();
     assert.equal(s.instantiations, RUNS);
-    assert.ok(s.fastPathHits >= RUNS - Math.ceil(RUNS / 64) - 1);
+    // Misses: a new memory per 64 tenants, the second one background resets may alternate with, one of margin.
+    assert.ok(s.fastPathHits >= RUNS - Math.ceil(RUNS / 64) - 3, `fast path: ${s.fastPathHits}`);
     engine.close();
   });
 }

@@ -33,6 +33,18 @@ export interface Backend {
    */
   reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): ResetResult;
   /**
+   * Starts the same reset on a background thread, where the backend can.
+   * Returns a ticket for pollReset/waitReset; 'grown' as for reset(); null
+   * when it must be done inline with reset(). Until the ticket reports the
+   * end, nothing may use the memory. A queued reset always ends 'kept'
+   * (or fails).
+   */
+  beginReset?(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): number | 'grown' | null;
+  /** A queued reset's state; 'pending' until it ended. Not 'pending' once: the ticket is spent. */
+  pollReset?(ticket: number): 'pending' | 'done' | 'failed';
+  /** Waits for a queued reset to end; the ticket is spent. */
+  waitReset?(ticket: number): 'done' | 'failed';
+  /**
    * Whether no page of [offset, +length) holds anything (never written, or
    * only read). False when it cannot tell.
    */

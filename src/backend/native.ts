@@ -13,6 +13,7 @@ import type { FlatImage } from '../image/flatten.js';
 import { MemoryImage } from '../image/image.js';
 import type { NativeBinding } from '../native/binding.js';
 import { bufferOf } from '../memory.js';
+import { ResetQueue } from './reset-queue.js';
 
 export class NativeBackend implements Backend {
   readonly kind = 'native' as const;
@@ -21,10 +22,19 @@ export class NativeBackend implements Backend {
   /** Dirty bytes a reset may rewrite in place (page multiple); 0: always madvise. */
   readonly #keepResident: number;
 
-  constructor(binding: NativeBinding, keepResident = 0) {
+  /** This thread's background reset queue, or null when resets run inline. */
+  readonly #queue: ResetQueue | null;
+
+  constructor(binding: NativeBinding, keepResident = 0, background = true) {
     this.#binding = binding;
     this.pageSize = binding.pageSize;
     this.#keepResident = Math.floor(keepResident / binding.pageSize) * binding.pageSize;
+    this.#queue = background ? ResetQueue.get(binding) : null;
+  }
+
+  /** Whether resets can run on the background thread. */
+  get backgroundReset(): boolean {
+    return this.#queue !== null;
   }
 
   createImage(flat: FlatImage): { image: MemoryImage; fallback: Error | null } {
@@ -78,6 +88,24 @@ export class NativeBackend implements Backend {
     }
     // A memfd mapping reads the image again; copied bytes are gone.
     return image.storage === 'memfd' ? 'kept' : 'lost';
+  }
+
+  beginReset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): number | 'grown' | null {
+    // Only what reset() would do with resetRange: no image, or a live memfd.
+    if (this.#queue === null || (image !== null && image.fd === null)) return null;
+    try {
+      return this.#queue.begin(memory, length, image?.fd ?? -1, image?.offset ?? 0, image?.length ?? 0, this.#keepResident);
+    } catch (e) {
+      throw new NativeError('queueing a reset', e);
+    }
+  }
+
+  pollReset(ticket: number): 'pending' | 'done' | 'failed' {
+    return this.#queue!.poll(ticket);
+  }
+
+  waitReset(ticket: number): 'done' | 'failed' {
+    return this.#queue!.wait(ticket);
   }
 
   isUntouched(memory: WebAssembly.Memory, offset: number, length: number): boolean {
