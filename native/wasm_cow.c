@@ -3,18 +3,23 @@
  * WebAssembly.Memory objects.
  *
  * This file is deliberately small and paranoid. It knows nothing about
- * modules, pools or slots (those live in TypeScript); it only offers six
+ * modules, pools or slots (those live in TypeScript); it offers a few page
  * operations, and it validates every argument before any system call:
  *
  *   createImage(bytes)                  -> fd   memfd, filled, sealed
  *   closeImage(fd)                              close an image we created
  *   mapImage(memory, fd, offset, length)        MAP_PRIVATE|MAP_FIXED CoW map
+ *   mapZero(memory, offset, length)             anonymous MAP_FIXED over a range
  *   discard(memory, offset, length)             madvise(MADV_DONTNEED)
  *   resetRange(memory, length, fd, imageOffset, imageLength, keep)
  *                                               restore dirty pages by hand when few
  *                                               (PAGEMAP_SCAN), else madvise
- *   mapZero(memory, offset, length)             anonymous MAP_FIXED over a range
- *   residentPages(memory, offset, length)       pages present or swapped (pagemap)
+ *   resetInit(status) / resetBegin(..., cell) / resetWait(cell)
+ *                                               the same reset, queued to a
+ *                                               background thread (see reset_queue)
+ *   touchedPages / residentPages (memory, offset, length)
+ *                                               what a range holds (PAGEMAP_SCAN, pagemap)
+ *   openImages(), setFault(step, skip)          accounting, fault injection (tests)
  *
  * Rules every entry point follows:
  *  - A memory argument must be a genuine WebAssembly.Memory. Its buffer is
@@ -818,7 +823,8 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
  *     (i, QUEUED) --reset thread or resetWait claims it (CAS)--> (i, RUNNING)
  *     (i, RUNNING) --the claimer finished, status written-----> (i, DONE)
  *     (i, DONE) --reaped in order on the JS thread (its memory reference
- *                 deleted: Node-API is not thread-safe)-------> slot free
+ *                 deleted: Node-API is not thread-safe); the slot is then
+ *                 free for job i + QUEUE_CAP (the tag stays until then)
  *
  * A claim names the job's counter, so a thread that fell behind can never
  * claim a newer job that reused the slot (whose fields it may not see yet):
@@ -850,28 +856,35 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
 /* After its last job the thread polls this long before it sleeps (a wake-up costs the JS thread a system call). */
 #define SPIN_NS 50000
 
+/* Two cache lines: what one thread writes never shares a line (nor the
+   neighbour the prefetcher pairs it with) with what the other writes. */
+#define LINE 128
+
 typedef struct {
+  _Atomic uint64_t tag; /* TAG(counter, JOB_*); 0 when the slot is free */
   reset_args args;
   uint32_t cell;
-  _Atomic uint64_t tag; /* TAG(counter, JOB_*); 0 when the slot is free */
-  napi_ref memory;   /* keeps the memory alive until deleted on the JS thread */
-} reset_job;
+  napi_ref memory; /* keeps the memory alive until deleted on the JS thread */
+} __attribute__((aligned(LINE))) reset_job;
 
 struct reset_queue {
-  pthread_mutex_t lock;     /* for the two condition variables */
-  pthread_cond_t work;      /* the thread sleeps here when the queue is empty */
-  pthread_cond_t finished;  /* resetWait sleeps here */
+  /* Written by the JS thread. */
+  _Atomic uint64_t tail __attribute__((aligned(LINE)));
+  _Atomic uint64_t reaped;
+  int started;
+  /* Written by the reset thread. */
+  _Atomic int sleeping __attribute__((aligned(LINE))); /* it is (about to be) waiting on `work` */
+  /* Rarely written. */
+  _Atomic int stopping __attribute__((aligned(LINE)));
+  _Atomic int waiters;     /* JS threads in resetWait */
+  pthread_mutex_t lock;    /* for the two condition variables */
+  pthread_cond_t work;     /* the thread sleeps here when the queue is empty */
+  pthread_cond_t finished; /* resetWait sleeps here */
   pthread_t thread;
-  int started;              /* JS thread only */
-  _Atomic int stopping;
-  _Atomic int sleeping;     /* the thread is (about to be) waiting on `work` */
-  _Atomic int waiters;      /* JS threads in resetWait */
-  _Atomic uint64_t tail;
-  _Atomic uint64_t reaped;  /* written by the JS thread only */
-  reset_job jobs[QUEUE_CAP];
-  _Atomic int32_t *status;  /* the cells */
+  _Atomic int32_t *status; /* the cells */
   uint32_t cells;
   napi_ref status_ref;
+  reset_job jobs[QUEUE_CAP];
 };
 
 static inline void cpu_relax(void) {
@@ -914,27 +927,42 @@ static void *reset_thread(void *arg) {
   pthread_setname_np(pthread_self(), "wasm-cow-reset");
   uint64_t next = 0; /* the next job to look at (the ring starts at 0) */
   for (;;) {
-    if (atomic_load(&q->stopping)) return NULL;
-    /* Jobs before `reaped` are done (the JS thread did them): skip them. */
-    uint64_t reaped = atomic_load(&q->reaped);
-    if (next < reaped) next = reaped;
-    if (atomic_load_explicit(&q->tail, memory_order_acquire) <= next) {
-      uint64_t until = now_ns() + SPIN_NS;
-      for (unsigned i = 1; atomic_load_explicit(&q->tail, memory_order_acquire) <= next; i++) {
-        cpu_relax();
-        if ((i & 63) == 0 && now_ns() > until) break;
-      }
-      if (atomic_load(&q->tail) > next) continue;
-      pthread_mutex_lock(&q->lock);
-      atomic_store(&q->sleeping, 1); /* then check tail: resetBegin stores tail, then reads sleeping */
-      while (atomic_load(&q->tail) <= next && !atomic_load(&q->stopping)) pthread_cond_wait(&q->work, &q->lock);
-      atomic_store(&q->sleeping, 0);
-      pthread_mutex_unlock(&q->lock);
+    if (atomic_load_explicit(&q->stopping, memory_order_relaxed)) return NULL;
+    /* Job `next`'s slot says whether it was published: its tag names it (or
+       a later job, once it was done and the slot reused), not an earlier one. */
+    reset_job *job = &q->jobs[next % QUEUE_CAP];
+    uint64_t tag = atomic_load_explicit(&job->tag, memory_order_acquire);
+    if ((tag >> 2) > next || tag == TAG(next, JOB_RUNNING) || tag == TAG(next, JOB_DONE)) {
+      next++; /* done or taken by the JS thread, maybe reused already */
       continue;
     }
-    reset_job *job = &q->jobs[next % QUEUE_CAP];
-    if (claim(job, next)) run_job(q, job, next);
-    next++;
+    if (tag == TAG(next, JOB_QUEUED)) {
+      if (claim(job, next)) run_job(q, job, next);
+      next++;
+      continue;
+    }
+    /* Not published yet: poll a while, then sleep (with a timeout, so a
+       wake-up lost to the unfenced handshake costs at most a millisecond). */
+    uint64_t until = now_ns() + SPIN_NS;
+    for (unsigned i = 1; atomic_load_explicit(&job->tag, memory_order_acquire) == tag; i++) {
+      cpu_relax();
+      if ((i & 63) == 0 && now_ns() > until) break;
+    }
+    if (atomic_load_explicit(&job->tag, memory_order_acquire) != tag) continue;
+    pthread_mutex_lock(&q->lock);
+    atomic_store(&q->sleeping, 1);
+    if (atomic_load(&job->tag) == tag && !atomic_load(&q->stopping)) {
+      struct timespec deadline;
+      clock_gettime(CLOCK_REALTIME, &deadline);
+      deadline.tv_nsec += 1000000;
+      if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait(&q->work, &q->lock, &deadline);
+    }
+    atomic_store_explicit(&q->sleeping, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&q->lock);
   }
 }
 
@@ -946,8 +974,9 @@ static void reap_jobs(napi_env env, reset_queue *q) {
     if (atomic_load_explicit(&job->tag, memory_order_acquire) != TAG(i, JOB_DONE)) break;
     napi_delete_reference(env, job->memory);
     job->memory = NULL;
-    atomic_store(&job->tag, 0);
-    atomic_store(&q->reaped, i + 1);
+    /* The tag stays (i, DONE) until job i + QUEUE_CAP takes the slot: the
+       reset thread, if behind, then knows job i needs nothing from it. */
+    atomic_store_explicit(&q->reaped, i + 1, memory_order_relaxed);
   }
 }
 
@@ -1004,8 +1033,9 @@ static napi_value reset_init(napi_env env, napi_callback_info info) {
   if (length == 0 || length > (1u << 20) || cells == NULL || ((uintptr_t)cells % sizeof(int32_t)) != 0) {
     return throw_arg(env, 1, "status must hold 1 to 2^20 aligned cells");
   }
-  reset_queue *q = calloc(1, sizeof *q);
+  reset_queue *q = aligned_alloc(LINE, (sizeof *q + LINE - 1) / LINE * LINE);
   if (q == NULL) return throw_errno(env, "malloc", ENOMEM);
+  memset(q, 0, sizeof *q);
   if (pthread_mutex_init(&q->lock, NULL) != 0 || pthread_cond_init(&q->work, NULL) != 0 ||
       pthread_cond_init(&q->finished, NULL) != 0 || napi_create_reference(env, argv[0], 1, &q->status_ref) != napi_ok) {
     free(q); /* (a failed init leaves nothing to destroy worth the trouble) */
@@ -1075,9 +1105,10 @@ static napi_value reset_begin(napi_env env, napi_callback_info info) {
       job->args = a;
       job->cell = (uint32_t)cell;
       atomic_store_explicit(&q->status[cell], STATUS_PENDING, memory_order_relaxed);
-      atomic_store_explicit(&job->tag, TAG(t, JOB_QUEUED), memory_order_release); /* publishes the fields */
-      atomic_store(&q->tail, t + 1); /* publishes the job; then read sleeping (see reset_thread) */
-      if (atomic_load(&q->sleeping)) {
+      atomic_store_explicit(&q->tail, t + 1, memory_order_relaxed);
+      /* Publishes the job (and its fields) to the reset thread, which polls this tag. */
+      atomic_store_explicit(&job->tag, TAG(t, JOB_QUEUED), memory_order_release);
+      if (atomic_load_explicit(&q->sleeping, memory_order_relaxed)) {
         pthread_mutex_lock(&q->lock);
         pthread_cond_signal(&q->work);
         pthread_mutex_unlock(&q->lock);

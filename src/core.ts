@@ -7,7 +7,7 @@ import type { Backend } from './backend/backend.js';
 import { EngineClosedError, PoolExhaustedError } from './errors.js';
 import type { MemoryImage } from './image/image.js';
 import { MemoryPool, type SlotRequest } from './pool.js';
-import { Slot } from './slot.js';
+import { type LeaseTicket, Slot } from './slot.js';
 import { type EngineStats, newCounters, type StatsCounters } from './stats.js';
 
 export interface CoreOptions {
@@ -28,13 +28,21 @@ export class EngineCore {
   closed = false;
   /** Images built by this engine's prepared modules, for close(). */
   readonly #images = new Set<WeakRef<MemoryImage>>();
-  /** Leases dropped without release(): their memories are retired at GC. */
-  readonly #abandoned = new FinalizationRegistry<Slot[]>((slots) => this.#collect(slots));
+  /**
+   * Watches every pooled slot (registered once, when the pool makes it).
+   * A slot V8 collects while a lease still holds it belonged to a lease
+   * dropped without release(): that lease no longer counts as live. Such a
+   * slot is unreachable, instance and memory included, so nothing of it can
+   * still run; V8 frees its pages.
+   */
+  readonly #collected = new FinalizationRegistry<Slot['tenancy']>((t) => this.#collect(t));
 
   constructor(backend: Backend, options: CoreOptions) {
     this.backend = backend;
     this.options = options;
-    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit, options.backgroundReset);
+    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit, options.backgroundReset, (slot) =>
+      this.#collected.register(slot, slot.tenancy),
+    );
   }
 
   checkOpen(what: string): void {
@@ -80,24 +88,29 @@ export class EngineCore {
     for (const s of slots) this.pool.release(s, !this.closed);
   }
 
-  /** Watches a lease so that its memories are retired if it is dropped unreleased. */
-  watch(lease: object, slots: Slot[]): void {
-    this.#abandoned.register(lease, slots, lease);
+  /** A new lease holds these slots: returns its ticket. */
+  watch(slots: readonly Slot[]): LeaseTicket {
+    const ticket = { open: true };
+    for (const s of slots) s.tenancy.lease = ticket;
+    return ticket;
   }
 
-  /** A lease was released: stop watching, return its memories. */
-  leaseReleased(lease: object, slots: readonly Slot[]): void {
-    this.#abandoned.unregister(lease);
+  /** A lease was released: return its memories. */
+  leaseReleased(ticket: LeaseTicket, slots: readonly Slot[]): void {
+    ticket.open = false;
     this.live--;
+    for (const s of slots) s.tenancy.lease = null;
     this.releaseSlots(slots);
   }
 
-  #collect(slots: Slot[]): void {
+  /** A slot was collected; if a lease still held it, that lease was dropped unreleased. */
+  #collect(tenancy: Slot['tenancy']): void {
+    const lease = tenancy.lease;
+    if (lease === null) return;
+    this.counters.retiredMemories++;
+    if (!lease.open) return; // another slot of the same lease came first
+    lease.open = false;
     this.live--;
-    for (const s of slots) {
-      s.retire();
-      this.counters.retiredMemories++;
-    }
   }
 
   trackImage(image: MemoryImage): void {

@@ -14,21 +14,22 @@
  */
 import type { EngineCore } from './core.js';
 import { ReleasedInstanceError } from './errors.js';
-import type { Slot } from './slot.js';
+import type { LeaseTicket, Slot } from './slot.js';
 
 export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implements Disposable {
   #instance: WebAssembly.Instance | null;
   #exports: T | null = null;
-  readonly #state = { released: false };
+  #released = false;
   readonly #slots: Slot[];
   readonly #core: EngineCore;
+  readonly #ticket: LeaseTicket;
 
   /** @internal Created by PreparedModule.instantiate(). */
   constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[]) {
     this.#core = core;
     this.#instance = instance;
     this.#slots = slots;
-    core.watch(this, slots);
+    this.#ticket = core.watch(slots);
   }
 
   /** The instance, as `new WebAssembly.Instance` returns it. Throws after release(). */
@@ -44,21 +45,21 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
    */
   get exports(): T {
     if (this.#instance === null) throw new ReleasedInstanceError('lease.exports read');
-    if (this.#exports === null) this.#exports = guardExports(this.#instance.exports, this.#state) as T;
+    if (this.#exports === null) this.#exports = guardExports(this.#instance.exports, this) as T;
     return this.#exports;
   }
 
   get released(): boolean {
-    return this.#state.released;
+    return this.#released;
   }
 
   /** Returns the memories to the pool. Idempotent. */
   release(): void {
-    if (this.#state.released) return;
-    this.#state.released = true;
+    if (this.#released) return;
+    this.#released = true;
     this.#instance = null;
     this.#exports = null;
-    this.#core.leaseReleased(this, this.#slots);
+    this.#core.leaseReleased(this.#ticket, this.#slots);
     this.#slots.length = 0;
   }
 
@@ -67,7 +68,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   }
 }
 
-function guardExports(exports: WebAssembly.Exports, state: { released: boolean }): WebAssembly.Exports {
+function guardExports(exports: WebAssembly.Exports, state: { readonly released: boolean }): WebAssembly.Exports {
   const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
   for (const name of Object.keys(exports)) {
     const value = exports[name]!;

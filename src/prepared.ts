@@ -63,6 +63,10 @@ export class PreparedModule {
   readonly #ioCache = new WeakMap<Slot, { imports: Imports | undefined; io: Imports }>();
   /** Images resolved at each instantiation, or null when there are none. */
   #conditional: ConditionalImages | null = null;
+  /** Without conditional images, every instantiation's attempt: made once. */
+  #fixed: Attempt | null = null;
+  /** The attempt #begin resolved last. */
+  #attempt: Attempt | null = null;
 
   /** @internal Use engine.prepare(). */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>) {
@@ -193,9 +197,10 @@ export class PreparedModule {
    * PoolExhaustedError and EngineClosedError.
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
-    const { slots, module, attempt } = this.#begin(imports, true);
+    const slots = this.#begin(imports, true);
+    const attempt = this.#attempt!;
     try {
-      return this.#finish<T>(new WebAssembly.Instance(module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
       throw this.#fail(slots, attempt, e);
     }
@@ -203,9 +208,10 @@ export class PreparedModule {
 
   /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
-    const { slots, module, attempt } = this.#begin(imports, false);
+    const slots = this.#begin(imports, false);
+    const attempt = this.#attempt!;
     try {
-      return this.#finish<T>(await WebAssembly.instantiate(module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
       throw this.#fail(slots, attempt, e);
     }
@@ -213,16 +219,17 @@ export class PreparedModule {
 
   /**
    * Takes an instance slot and the memories, resolving conditional images
-   * (undoing all of it on failure).
+   * (undoing all of it on failure). The attempt is left in #attempt, to be
+   * read before anything else can run.
    */
-  #begin(imports: unknown, sync: boolean): { slots: Slot[]; module: WebAssembly.Module; attempt: Attempt | null } {
+  #begin(imports: unknown, sync: boolean): Slot[] {
     this.#checkUsable();
     this.#core.reserve();
     let attempt: Attempt | null = null;
     try {
-      const { requests, module } = (attempt = this.#resolve(imports, sync));
+      attempt = this.#attempt = this.#resolve(imports, sync);
       this.#conditional?.place(attempt);
-      return { slots: this.#core.acquire(requests), module, attempt };
+      return this.#core.acquire(attempt.requests);
     } catch (e) {
       if (attempt) this.#conditional?.unplace(attempt.placed);
       this.#core.unreserve();
@@ -233,7 +240,7 @@ export class PreparedModule {
   /** The compiled form and memories for one instantiation. */
   #resolve(imports: unknown, sync: boolean): Attempt {
     const requests = this.#ensureImages();
-    if (this.#conditional === null) return { module: this.module, requests, placed: [] };
+    if (this.#conditional === null) return (this.#fixed ??= { module: this.module, requests, placed: [] });
     return this.#conditional.resolve(imports, this.module, requests, sync);
   }
 

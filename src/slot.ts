@@ -59,6 +59,11 @@ import { bufferOf, watchBuffer } from './memory.js';
 
 export type SlotState = 'clean' | 'leased' | 'resetting' | 'retired';
 
+/** One lease's record, shared by its slots: open until released (or collected unreleased). */
+export interface LeaseTicket {
+  open: boolean;
+}
+
 /** Size class of a slot: memories are reusable only within one. */
 export interface SlotSize {
   readonly initialPages: number;
@@ -107,6 +112,12 @@ export class Slot {
   get needsDetach(): boolean {
     return this.detachOnReset && this.bufferRead;
   }
+  /**
+   * What the engine's finalizer for this slot gets when V8 collects it: the
+   * lease holding the slot, or null when none does. Must never reference
+   * the slot (the finalizer would keep it alive).
+   */
+  readonly tenancy: { lease: LeaseTicket | null } = { lease: null };
   readonly #backend: Backend;
   /** While resetting: the backend's ticket for the queued reset. -1 otherwise. */
   #ticket = -1;

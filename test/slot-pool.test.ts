@@ -251,6 +251,22 @@ if (BACKENDS.includes('native')) {
     img.dispose();
   });
 
+  test('background reset: a memory whose buffer JS read is reset inline (no alternating memories)', () => {
+    const img = image();
+    const counters = newCounters();
+    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const s = pool.acquire(request(img));
+    new Uint8Array(s.memory.buffer)[PAGE + 9] = 1; // through the property: a buffer was handed out
+    pool.release(s);
+    assert.equal(s.state, 'clean', 'reset inside release()');
+    assert.equal(counters.backgroundResets, 0);
+    expectClean(s, true);
+    assert.equal(pool.acquire(request(img)), s, 'the same memory serves the next tenant');
+    pool.release(s);
+    pool.clear();
+    img.dispose();
+  });
+
   test('background reset: with two memories of an image still resetting, acquire waits for the older', () => {
     const img = image();
     const counters = newCounters();

@@ -14,7 +14,10 @@
  */
 import type { NativeBinding } from '../native/binding.js';
 
-const CELLS = 1024;
+/** Resets that can be queued at once (the addon's ring holds 256). */
+const CELLS = 256;
+/** One cell per 64-byte line: a cell the reset thread writes shares no line with one JS writes. */
+const STRIDE = 16;
 const PENDING = 1;
 const DONE = 2;
 
@@ -29,9 +32,9 @@ export class ResetQueue {
 
   private constructor(binding: NativeBinding) {
     this.#binding = binding;
-    this.#status = new Int32Array(new SharedArrayBuffer(CELLS * 4));
+    this.#status = new Int32Array(new SharedArrayBuffer(CELLS * STRIDE * 4));
     binding.resetInit(this.#status);
-    for (let i = CELLS - 1; i >= 0; i--) this.#free.push(i);
+    for (let i = CELLS - 1; i >= 0; i--) this.#free.push(i * STRIDE);
   }
 
   static #instance: ResetQueue | null | undefined;

@@ -3,6 +3,8 @@
  *   native  new WebAssembly.Instance of the original module
  *   fresh   engine, a new memory each time (no reuse)
  *   pooled  engine, pooled steady state (instantiate, touch, release)
+ *   inline  the same with backgroundReset: false (the reset inside release();
+ *           only when asked for with `inline: true`)
  *   floor   new WebAssembly.Instance of the rewritten module given a ready
  *           memory and no data: what V8 itself costs
  * Each iteration also "touches" the instance (writes one byte into its data,
@@ -26,9 +28,11 @@ export interface CompareOptions {
   readonly backend?: BackendKind | 'auto';
   /** Variants to skip (e.g. native for sizes where it is too slow). */
   readonly skip?: readonly Variant[];
+  /** Also measure 'inline': pooled with resets inside release(). */
+  readonly inline?: boolean;
 }
 
-export type Variant = 'native' | 'fresh' | 'pooled' | 'floor';
+export type Variant = 'native' | 'fresh' | 'pooled' | 'inline' | 'floor';
 
 export interface CompareResult {
   readonly backend: BackendKind;
@@ -37,6 +41,8 @@ export interface CompareResult {
   readonly speedup: number | null;
   /** pooled median / floor median. */
   readonly overFloor: number | null;
+  /** inline median / floor median, when measured. */
+  readonly inlineOverFloor: number | null;
 }
 
 /**
@@ -91,6 +97,7 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   const original = new WebAssembly.Module(bytes);
 
   const pooledEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16 });
+  const inlineEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16, backgroundReset: false });
   const freshEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16, maxIdle: 0 });
   const prepared = pooledEngine.prepare(bytes);
   const preparedFresh = freshEngine.prepare(bytes);
@@ -105,6 +112,7 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   };
   if (!skip.includes('fresh')) timings.fresh = measure(cycle(preparedFresh), opts);
   if (!skip.includes('pooled')) timings.pooled = measure(cycle(prepared), opts);
+  if (options.inline && !skip.includes('inline')) timings.inline = measure(cycle(inlineEngine.prepare(bytes)), opts);
   if (!skip.includes('floor')) {
     // The rewritten module, its memories supplied ready (no data in them).
     const own = new Set(prepared.imports.map((d) => `${d.module}\0${d.name}`));
@@ -121,8 +129,10 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   }
   const backend = pooledEngine.backend;
   pooledEngine.close();
+  inlineEngine.close();
   freshEngine.close();
   const speedup = timings.native && timings.pooled ? timings.native.median / timings.pooled.median : null;
   const overFloor = timings.floor && timings.pooled ? timings.pooled.median / timings.floor.median : null;
-  return { backend, timings, speedup, overFloor };
+  const inlineOverFloor = timings.floor && timings.inline ? timings.inline.median / timings.floor.median : null;
+  return { backend, timings, speedup, overFloor, inlineOverFloor };
 }
