@@ -1,12 +1,13 @@
 /**
- * Worker for the throughput benchmark: instantiate + call + release (or
- * native instantiate + call) for `ms` milliseconds; posts the count.
+ * Worker for the throughput benchmark: instantiate + call + release
+ * (background or inline resets), or native instantiate + call, for `ms`
+ * milliseconds; posts the count.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from '../src/index.js';
 import { synthetic } from './scenarios.js';
 
-const { mode, ms } = workerData as { mode: 'native' | 'engine'; ms: number };
+const { mode, ms } = workerData as { mode: 'native' | 'engine' | 'engine-inline'; ms: number };
 const scenario = synthetic(16 * 1024 * 1024);
 const call = (e: WebAssembly.Exports) => (e['load8'] as (a: number) => number)(65536 + 100);
 let count = 0;
@@ -18,7 +19,7 @@ if (mode === 'native') {
     count++;
   }
 } else {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: mode === 'engine' });
   const prepared = engine.prepare(scenario.bytes);
   prepared.instantiate().release();
   const end = performance.now() + ms;
