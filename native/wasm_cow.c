@@ -107,13 +107,14 @@ struct pm_scan_arg {
 #define MAX_IMAGE_BYTES ((uint64_t)1 << 40)
 
 /* ------------------------------------------------------------------ */
-/* The table of images this addon created.                            */
-/* Process-wide (worker threads share fds), guarded by a mutex.       */
+/* The table of images this addon created, indexed by fd.             */
+/* Process-wide (worker threads share fds), under a read-write lock:  */
+/* lookups and restores (JS threads, reset threads) share it; only    */
+/* adding and removing an image take it exclusively.                  */
 /* ------------------------------------------------------------------ */
 
 typedef struct {
-  int fd;          /* -1 when the entry is free */
-  uint64_t length; /* sealed file length, a multiple of the page size */
+  uint64_t length; /* sealed file length, a multiple of the page size; 0: no image at this fd */
   /* Unique per createImage (never reused, unlike fd numbers): a queued
      reset names its image by (fd, gen), so a closed fd that the kernel
      hands out again is never mistaken for the image it replaced. */
@@ -123,79 +124,68 @@ typedef struct {
   const uint8_t *view;
 } image_entry;
 
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static image_entry *table = NULL;
+static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
+static image_entry *table = NULL; /* table[fd], for 0 <= fd < table_cap */
 static size_t table_cap = 0;
 static size_t table_live = 0;
 static uint64_t table_gen = 0;
 static size_t page_size = 0;
 
 static int table_add(int fd, uint64_t length, const uint8_t *view) {
-  int ok = 0;
-  pthread_mutex_lock(&table_lock);
-  uint64_t gen = ++table_gen;
-  for (size_t i = 0; i < table_cap; i++) {
-    if (table[i].fd < 0) {
-      table[i].fd = fd;
-      table[i].length = length;
-      table[i].view = view;
-      table[i].gen = gen;
-      table_live++;
-      ok = 1;
-      break;
-    }
-  }
-  if (!ok) {
-    size_t cap = table_cap ? table_cap * 2 : 64;
+  int ok = 1;
+  if (fd < 0 || length == 0) return 0;
+  pthread_rwlock_wrlock(&table_lock);
+  if ((size_t)fd >= table_cap) {
+    size_t cap = table_cap ? table_cap : 64;
+    while (cap <= (size_t)fd) cap *= 2;
     image_entry *grown = realloc(table, cap * sizeof(image_entry));
-    if (grown != NULL) {
-      for (size_t i = table_cap; i < cap; i++) grown[i].fd = -1;
-      grown[table_cap].fd = fd;
-      grown[table_cap].length = length;
-      grown[table_cap].view = view;
-      grown[table_cap].gen = gen;
+    if (grown == NULL) {
+      ok = 0;
+    } else {
+      memset(grown + table_cap, 0, (cap - table_cap) * sizeof(image_entry));
       table = grown;
       table_cap = cap;
-      table_live++;
-      ok = 1;
     }
   }
-  pthread_mutex_unlock(&table_lock);
+  if (ok) {
+    table[fd].length = length;
+    table[fd].view = view;
+    table[fd].gen = ++table_gen;
+    table_live++;
+  }
+  pthread_rwlock_unlock(&table_lock);
   return ok;
 }
 
 /* Returns 1, the image length and generation when fd is a live image of ours. */
 static int table_find(int fd, uint64_t *length, uint64_t *gen) {
   int found = 0;
-  pthread_mutex_lock(&table_lock);
-  for (size_t i = 0; i < table_cap; i++) {
-    if (table[i].fd == fd) {
-      *length = table[i].length;
-      if (gen != NULL) *gen = table[i].gen;
-      found = 1;
-      break;
-    }
+  pthread_rwlock_rdlock(&table_lock);
+  if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0) {
+    *length = table[fd].length;
+    if (gen != NULL) *gen = table[fd].gen;
+    found = 1;
   }
-  pthread_mutex_unlock(&table_lock);
+  pthread_rwlock_unlock(&table_lock);
   return found;
 }
 
 /*
  * Copies image bytes [off, off+len) of image (fd, gen) to dst, from its
- * shared view, or with pread when it has none. Runs under the table lock,
+ * shared view, or with pread when it has none. Holds the table lock (shared),
  * so the image cannot be closed (nor its view unmapped, nor its fd number
  * reused) meanwhile. Returns 0, or an errno: EBADF when (fd, gen) is no
  * longer open, EINVAL when the range is not inside the image.
  */
 static int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint64_t len) {
   int err = EBADF;
-  pthread_mutex_lock(&table_lock);
-  for (size_t i = 0; i < table_cap; i++) {
-    if (table[i].fd != fd || table[i].gen != gen) continue;
-    if (off > table[i].length || len > table[i].length - off) {
+  pthread_rwlock_rdlock(&table_lock);
+  const image_entry *e = fd >= 0 && (size_t)fd < table_cap ? &table[fd] : NULL;
+  if (e != NULL && e->length != 0 && e->gen == gen) {
+    if (off > e->length || len > e->length - off) {
       err = EINVAL;
-    } else if (table[i].view != NULL) {
-      memcpy(dst, table[i].view + off, (size_t)len);
+    } else if (e->view != NULL) {
+      memcpy(dst, e->view + off, (size_t)len);
       err = 0;
     } else {
       uint64_t done = 0;
@@ -210,27 +200,23 @@ static int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint6
         done += (uint64_t)n;
       }
     }
-    break;
   }
-  pthread_mutex_unlock(&table_lock);
+  pthread_rwlock_unlock(&table_lock);
   return err;
 }
 
 static int table_remove(int fd, const uint8_t **view, uint64_t *length) {
   int found = 0;
-  pthread_mutex_lock(&table_lock);
-  for (size_t i = 0; i < table_cap; i++) {
-    if (table[i].fd == fd) {
-      *view = table[i].view;
-      *length = table[i].length;
-      table[i].view = NULL;
-      table[i].fd = -1;
-      table_live--;
-      found = 1;
-      break;
-    }
+  pthread_rwlock_wrlock(&table_lock);
+  if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0) {
+    *view = table[fd].view;
+    *length = table[fd].length;
+    table[fd].view = NULL;
+    table[fd].length = 0;
+    table_live--;
+    found = 1;
   }
-  pthread_mutex_unlock(&table_lock);
+  pthread_rwlock_unlock(&table_lock);
   return found;
 }
 
@@ -1232,9 +1218,9 @@ static napi_value open_images(napi_env env, napi_callback_info info) {
   napi_value result;
   size_t live;
   (void)info;
-  pthread_mutex_lock(&table_lock);
+  pthread_rwlock_rdlock(&table_lock);
   live = table_live;
-  pthread_mutex_unlock(&table_lock);
+  pthread_rwlock_unlock(&table_lock);
   if (napi_create_double(env, (double)live, &result) != napi_ok) return NULL;
   return result;
 }
