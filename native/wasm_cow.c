@@ -234,10 +234,11 @@ enum fault_step {
   FAULT_MADVISE,
   FAULT_PAGEMAP_SCAN,
   FAULT_RESTORE,
+  FAULT_PUBLISH, /* not a failure: a queued reset's done tag lags its status by 2 ms */
 };
 
 static const char *const fault_names[] = {
-    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "restore",
+    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "restore", "publish",
 };
 
 static int fault_enabled = 0;
@@ -892,6 +893,10 @@ static void run_job(reset_queue *q, reset_job *job, uint64_t i) {
   double restored;
   int err = reset_pages(&job->args, &restored);
   atomic_store_explicit(&q->status[job->cell], err != 0 ? -err : STATUS_DONE, memory_order_release);
+  if (fault_fires(FAULT_PUBLISH)) {
+    struct timespec two_ms = {0, 2000000};
+    nanosleep(&two_ms, NULL);
+  }
   atomic_store(&job->tag, TAG(i, JOB_DONE)); /* seq_cst, then read waiters: resetWait does the reverse */
   if (atomic_load(&q->waiters) > 0) {
     pthread_mutex_lock(&q->lock);
@@ -1109,7 +1114,9 @@ static napi_value reset_begin(napi_env env, napi_callback_info info) {
  * resetWait(cell) -> number: returns status[cell] once it is no longer
  * pending (2 done, -errno failed). A reset the thread has not started is
  * done here and now. Returns 1 at once if the cell is pending but no job
- * names it (a caller's mistake, not a reason to hang).
+ * names it (a caller's mistake, not a reason to hang). A job's status is
+ * written before its tag says done, so once the newest job naming the
+ * cell is done, the status is final.
  */
 static napi_value reset_wait(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1124,12 +1131,13 @@ static napi_value reset_wait(napi_env env, napi_callback_info info) {
   reset_job *job = NULL;
   uint64_t index = 0;
   if (atomic_load_explicit(s, memory_order_acquire) == STATUS_PENDING) {
-    /* The job naming this cell that is not done (this thread wrote every job's cell). */
-    uint64_t tail = atomic_load(&q->tail);
-    for (uint64_t i = q->reaped; i < tail; i++) {
-      reset_job *j = &q->jobs[i % QUEUE_CAP];
-      if (j->cell == cell && atomic_load(&j->tag) != TAG(i, JOB_DONE)) {
-        job = j;
+    /* The newest job naming this cell (this thread wrote every job's cell).
+       Not the oldest: JS may free a cell as soon as its status says done,
+       a moment before that job's tag does, and queue another job on it. */
+    uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    for (uint64_t i = tail; i-- > q->reaped;) {
+      if (q->jobs[i % QUEUE_CAP].cell == cell) {
+        job = &q->jobs[i % QUEUE_CAP];
         index = i;
         break;
       }

@@ -8,6 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { bufferOf } from '../src/memory.js';
+import { ResetQueue } from '../src/backend/reset-queue.js';
 import { digest, memoryOf } from './helpers/env.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from './helpers/wasm.js';
 
@@ -171,5 +172,32 @@ for (const backend of linux ? (['native', 'copy'] as const) : (['copy'] as const
     assert.equal(digest(memoryOf(lease.instance)), DA);
     lease.release();
     engine.close();
+  });
+}
+
+if (linux) {
+  test('a cell freed when its status says done, before the job tag does, is queued again: wait finds the new job', () => {
+    const b = loadBinding().binding!;
+    new Engine({ backend: 'native' }).close(); // the thread's queue exists
+    const q = ResetQueue.get(b)!;
+    const m = new WebAssembly.Memory({ initial: 1 });
+    const v = new Uint8Array(bufferOf(m));
+    // A second reset with real work (16 MiB to discard) on the same cell.
+    const big = new WebAssembly.Memory({ initial: 256 });
+    const bigView = new Uint8Array(bufferOf(big));
+    for (let i = 0; i < 20; i++) {
+      v[4096] = 1;
+      bigView.fill(0xee);
+      b.setFault('publish'); // the first job's done tag lags its status by 2 ms
+      const first = q.begin(m, 65536, -1, 0, 0, 65536);
+      assert.equal(typeof first, 'number');
+      while (q.poll(first as number) === 'pending'); // done by its status: the cell is free
+      const second = q.begin(big, 256 * 65536, -1, 0, 0, 0);
+      assert.equal(second, first, 'the same cell, reused at once');
+      assert.equal(q.wait(second as number), 'done', `round ${i}`);
+      assert.equal(v[4096], 0);
+      assert.equal(b.residentPages(big, 0, 256 * 65536), 0, 'the second reset is done');
+    }
+    b.setFault(null);
   });
 }

@@ -230,6 +230,28 @@ if (linux) {
     }
   });
 
+  test('a cell reused the moment its status says done: resetWait finds the new job, not the old', () => {
+    const m = new WebAssembly.Memory({ initial: 1 });
+    const v = new Uint8Array(m.buffer);
+    const cell = 100;
+    for (let i = 0; i < 20_000; i++) {
+      v[(i % 16) * PAGE] = 1;
+      assert.equal(b.resetBegin(m, 65536, -1, 0, 0, 16 * PAGE, cell), 0);
+      if (i % 2) {
+        // As the pool does: free the cell once its status is no longer pending...
+        while (Atomics.load(status, cell) === 1);
+        Atomics.store(status, cell, 0);
+        // ...and queue again at once: the previous job's tag may still say running.
+        v[((i + 1) % 16) * PAGE] = 1;
+        assert.equal(b.resetBegin(m, 65536, -1, 0, 0, 16 * PAGE, cell), 0);
+      }
+      const r = b.resetWait(cell);
+      if (r !== 2) assert.fail(`iteration ${i}: resetWait returned ${r}`);
+      Atomics.store(status, cell, 0);
+      if (v[(i % 16) * PAGE] !== 0 || v[((i + 1) % 16) * PAGE] !== 0) assert.fail(`iteration ${i}: not reset`);
+    }
+  });
+
   test('the reset thread has a name and is one per thread', () => {
     const names = fs.readdirSync('/proc/self/task').map((t) => fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim());
     assert.equal(names.filter((n) => n === 'wasm-cow-reset').length, 1);
