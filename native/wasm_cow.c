@@ -794,8 +794,9 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
  * finished, which JS learns from a status cell it owns:
  *
  *   status[cell]:  0 free (JS's)  --resetBegin-->  1 pending
- *                  1 pending      --reset done-->  2 done, or -errno failed
- *                  2 / -errno     --JS reads it, writes 0-->  0 free
+ *                  1 pending      --reset done-->  2 done (3: by resetWait, on
+ *                                                  the JS thread), or -errno failed
+ *                  2, 3 / -errno  --JS reads it, writes 0-->  0 free
  *
  * The status cells are an Int32Array over a SharedArrayBuffer given once by
  * resetInit: it cannot be detached, so the thread may write it; we hold a
@@ -836,6 +837,7 @@ static napi_value reset_range(napi_env env, napi_callback_info info) {
 #define STATUS_FREE 0
 #define STATUS_PENDING 1
 #define STATUS_DONE 2
+#define STATUS_DONE_HERE 3 /* done, by the JS thread in resetWait: the reset thread had not started it */
 #define JOB_QUEUED 1
 #define JOB_RUNNING 2
 #define JOB_DONE 3
@@ -889,10 +891,11 @@ static uint64_t now_ns(void) {
 }
 
 /* Runs job number i, which its caller claimed, then publishes the outcome. */
-static void run_job(reset_queue *q, reset_job *job, uint64_t i) {
+static void run_job(reset_queue *q, reset_job *job, uint64_t i, int here) {
   double restored;
   int err = reset_pages(&job->args, &restored);
-  atomic_store_explicit(&q->status[job->cell], err != 0 ? -err : STATUS_DONE, memory_order_release);
+  int32_t done = here ? STATUS_DONE_HERE : STATUS_DONE;
+  atomic_store_explicit(&q->status[job->cell], err != 0 ? -err : done, memory_order_release);
   if (fault_fires(FAULT_PUBLISH)) {
     struct timespec two_ms = {0, 2000000};
     nanosleep(&two_ms, NULL);
@@ -928,7 +931,7 @@ static void *reset_thread(void *arg) {
       continue;
     }
     if (tag == TAG(next, JOB_QUEUED)) {
-      if (claim(job, next)) run_job(q, job, next);
+      if (claim(job, next)) run_job(q, job, next, 0);
       next++;
       continue;
     }
@@ -1112,7 +1115,7 @@ static napi_value reset_begin(napi_env env, napi_callback_info info) {
 
 /*
  * resetWait(cell) -> number: returns status[cell] once it is no longer
- * pending (2 done, -errno failed). A reset the thread has not started is
+ * pending (2 done, 3 done here, -errno failed). A reset the thread has not started is
  * done here and now. Returns 1 at once if the cell is pending but no job
  * names it (a caller's mistake, not a reason to hang). A job's status is
  * written before its tag says done, so once the newest job naming the
@@ -1144,7 +1147,7 @@ static napi_value reset_wait(napi_env env, napi_callback_info info) {
     }
   }
   if (job != NULL && claim(job, index)) {
-    run_job(q, job, index); /* not started: do it here */
+    run_job(q, job, index, 1); /* not started: do it here */
   } else if (job != NULL) {
     /* Running on the reset thread: it will not be long, unless that
        thread lost its core (it runs at idle priority), so spin briefly,

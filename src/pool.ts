@@ -45,6 +45,10 @@ export interface SlotRequest extends SlotSize {
 
 type ImageKey = MemoryImage | string;
 
+/** Queued resets per review of the reset thread's keeping up, and inline resets when it did not. */
+const QUEUE_WINDOW = 256;
+const INLINE_SPELL = 1024;
+
 /**
  * Slots by the image they hold: a WeakMap for images (an entry, even an
  * empty set, dies with its image), a Map keyed by size for zero memories.
@@ -85,6 +89,11 @@ export class MemoryPool {
   readonly #maxUses: number;
   /** Whether releases queue their reset to the backend's thread. */
   readonly #background: boolean;
+  /** Resets queued, and those the calling thread then did itself, in the current window (see #review). */
+  #queued = 0;
+  #stolen = 0;
+  /** Releases left to reset inline before queueing is tried again. */
+  #inlineFor = 0;
 
   /** Called with each slot the pool creates. */
   readonly #onCreate: ((slot: Slot) => void) | undefined;
@@ -155,17 +164,38 @@ export class MemoryPool {
     if (this.#resetting.length > 0) this.#settle(false);
     // Resets waiting count as idle memories: past the bound, finish the
     // oldest here (the reset thread only gets idle cores, maybe none).
-    if (this.#resetting.length > 0 && this.#resetting.length >= this.#maxIdle) {
-      this.#resetting[0]!.settle(true);
-      this.#settle(false);
-    }
+    if (this.#resetting.length > 0 && this.#resetting.length >= this.#maxIdle) this.#finish(0);
     // A memory whose buffers must be detached is reset inline: V8's
     // instantiation slows down threefold (measured: sql.js 58 -> 157 µs)
     // when tenants alternate between memories that are detached each time,
     // which is what a background reset would make them do.
-    const state = slot.release(this.#background && !slot.needsDetach);
-    if (state === 'resetting') this.#resetting.push(slot);
-    else this.#adopt(slot, false);
+    let background = this.#background && !slot.needsDetach;
+    if (background && this.#inlineFor > 0) {
+      this.#inlineFor--;
+      background = false;
+    }
+    const state = slot.release(background);
+    if (state === 'resetting') {
+      this.#resetting.push(slot);
+      if (++this.#queued === QUEUE_WINDOW) this.#review();
+    } else {
+      this.#adopt(slot, false);
+    }
+  }
+
+  /**
+   * Background resets pay only while the reset thread gets a core. When the
+   * calling thread had to do more than half of the last QUEUE_WINDOW queued
+   * resets itself (it needed the memory back and the reset had not even
+   * started: no core was idle, e.g. every core runs a busy JS thread),
+   * queueing only adds its own cost: the next INLINE_SPELL resets are done
+   * inline, then queueing is tried again. Waiting for a reset the thread is
+   * running does not count: that thread still works in parallel.
+   */
+  #review(): void {
+    if (this.#stolen * 2 > this.#queued) this.#inlineFor = INLINE_SPELL;
+    this.#queued = 0;
+    this.#stolen = 0;
   }
 
   /**
@@ -197,9 +227,16 @@ export class MemoryPool {
       count++;
     }
     if (count < 2) return false;
-    this.#resetting[oldest]!.settle(true);
-    this.#settle(false); // everything queued before it has ended too
+    this.#finish(oldest);
     return true;
+  }
+
+  /** Waits for the reset of #resetting[i] (the addon does it here if not started), then settles all that ended. */
+  #finish(i: number): void {
+    const slot = this.#resetting[i]!;
+    slot.settle(true);
+    if (slot.resetHere) this.#stolen++;
+    this.#settle(false); // everything queued before it has ended too
   }
 
   /** A released slot whose reset ended: idle if clean, else counted as retired. */

@@ -119,6 +119,8 @@ export class Slot {
    */
   readonly tenancy: { lease: LeaseTicket | null } = { lease: null };
   readonly #backend: Backend;
+  /** Whether the last queued reset was done by the calling thread (the backend's thread had not started it). */
+  resetHere = false;
   /** While resetting: the backend's ticket for the queued reset. -1 otherwise. */
   #ticket = -1;
 
@@ -200,6 +202,7 @@ export class Slot {
     const outcome = wait ? this.#backend.waitReset!(this.#ticket) : this.#backend.pollReset!(this.#ticket);
     if (outcome === 'pending') return false;
     this.#ticket = -1;
+    this.resetHere = outcome === 'done-here';
     this.state = 'clean';
     if (outcome === 'failed' || bufferOf(this.memory).byteLength !== this.initialBytes) this.retire();
     else this.#dropDisposedImage();

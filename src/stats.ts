@@ -14,7 +14,7 @@ export interface EngineStats {
   bytesMapped: number;
   /** Memories reset and returned to the pool. */
   resets: number;
-  /** Of `resets`, those done on the background reset thread. */
+  /** Of `resets`, those queued to the background reset thread (the calling thread may have done some itself). */
   backgroundResets: number;
   /** Memories dropped: grew, failed a reset, over the idle bound, or at close. */
   retiredMemories: number;

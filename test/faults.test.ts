@@ -194,7 +194,8 @@ if (linux) {
       while (q.poll(first as number) === 'pending'); // done by its status: the cell is free
       const second = q.begin(big, 256 * 65536, -1, 0, 0, 0);
       assert.equal(second, first, 'the same cell, reused at once');
-      assert.equal(q.wait(second as number), 'done', `round ${i}`);
+      const outcome = q.wait(second as number);
+      assert.ok(outcome === 'done' || outcome === 'done-here', `round ${i}: ${outcome}`);
       assert.equal(v[4096], 0);
       assert.equal(b.residentPages(big, 0, 256 * 65536), 0, 'the second reset is done');
     }

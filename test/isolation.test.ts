@@ -100,7 +100,9 @@ for (const { backend, keepResident, backgroundReset } of configs) {
     assert.equal(s.liveLeases, 0);
     assert.ok(s.pooledReuses > CYCLES / 2, `pooled reuses: ${s.pooledReuses}`);
     assert.ok(grew > 0 && trapped > 0);
-    if (backgroundReset && backend === 'native') assert.ok(s.backgroundResets > CYCLES / 2, `background resets: ${s.backgroundResets}`);
+    // At least one window of queued resets (the pool goes inline for a while
+    // when this thread ends up doing most of them itself).
+    if (backgroundReset && backend === 'native') assert.ok(s.backgroundResets >= Math.min(256, CYCLES / 4), `background resets: ${s.backgroundResets}`);
     else assert.equal(s.backgroundResets, 0);
     console.log(`${backend}: ${CYCLES} tenants, ${grew} grew, ${trapped} trapped, stats ${JSON.stringify(s)}`);
     engine.close();

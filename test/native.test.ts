@@ -165,8 +165,9 @@ if (linux) {
     const queued = (keep: number, cell = 3) => {
       assert.equal(b.resetBegin(m, len, fd, 4 * PAGE, 2 * PAGE, keep, cell), 0);
       assert.ok(Atomics.load(status, cell) === 1 || Atomics.load(status, cell) === 2);
-      assert.equal(b.resetWait(cell), 2);
-      assert.equal(Atomics.load(status, cell), 2, 'the cell says done until we free it');
+      const r = b.resetWait(cell); // 2: done by the reset thread; 3: by resetWait, here
+      assert.ok(r === 2 || r === 3, `resetWait returned ${r}`);
+      assert.equal(Atomics.load(status, cell), r, 'the cell says done until we free it');
       Atomics.store(status, cell, 0);
     };
     for (const p of [0, 5, 9]) v[p * PAGE + 3] = 0xee;
@@ -221,7 +222,8 @@ if (linux) {
       // JS thread does the ones the reset thread has not started yet.
       for (let k = 0; k < 64; k++) {
         const i = round % 2 ? 63 - k : (k * 37) % 64;
-        assert.equal(b.resetWait(64 + i), 2);
+        const r = b.resetWait(64 + i);
+        if (r !== 2 && r !== 3) assert.fail(`round ${round}, memory ${i}: resetWait returned ${r}`);
         Atomics.store(status, 64 + i, 0);
       }
       memories.forEach((_, i) => {
@@ -246,7 +248,7 @@ if (linux) {
         assert.equal(b.resetBegin(m, 65536, -1, 0, 0, 16 * PAGE, cell), 0);
       }
       const r = b.resetWait(cell);
-      if (r !== 2) assert.fail(`iteration ${i}: resetWait returned ${r}`);
+      if (r !== 2 && r !== 3) assert.fail(`iteration ${i}: resetWait returned ${r}`);
       Atomics.store(status, cell, 0);
       if (v[(i % 16) * PAGE] !== 0 || v[((i + 1) % 16) * PAGE] !== 0) assert.fail(`iteration ${i}: not reset`);
     }

@@ -48,8 +48,10 @@ test('engines on two worker threads reset on a thread each; every tenant is clea
     // Every 10th tenant reads memory.buffer: its memory is replaced after 64 of those (memoryReuseLimit).
     assert.equal(r.stats.resets + r.stats.retiredMemories, 3000);
     assert.ok(r.stats.resets > 2900);
-    // Those that read memory.buffer are reset inline (their buffers are detached: see MemoryPool.release).
-    assert.ok(r.stats.backgroundResets >= r.stats.resets - 310 && r.stats.backgroundResets < r.stats.resets, `background: ${r.stats.backgroundResets}`);
+    // Queued on this worker's own reset thread (not all: those that read
+    // memory.buffer are reset inline, and the pool goes inline for a while
+    // when the thread does not keep up).
+    assert.ok(r.stats.backgroundResets >= 256 && r.stats.backgroundResets < r.stats.resets, `background: ${r.stats.backgroundResets}`);
   }
   assert.equal(await settled(before), before, 'the workers’ reset threads ended with them');
 });

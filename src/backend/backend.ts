@@ -12,6 +12,8 @@ export type BackendKind = 'native' | 'copy';
 
 export type ResetResult = 'kept' | 'lost' | 'grown';
 
+export type QueuedResetState = 'pending' | 'done' | 'done-here' | 'failed';
+
 export interface Backend {
   readonly kind: BackendKind;
   /** Host page size: images and ranges are aligned to it. */
@@ -40,10 +42,14 @@ export interface Backend {
    * (or fails).
    */
   beginReset?(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): number | 'grown' | null;
-  /** A queued reset's state; 'pending' until it ended. Not 'pending' once: the ticket is spent. */
-  pollReset?(ticket: number): 'pending' | 'done' | 'failed';
-  /** Waits for a queued reset to end; the ticket is spent. */
-  waitReset?(ticket: number): 'done' | 'failed';
+  /**
+   * A queued reset's state; 'pending' until it ended. Not 'pending' once:
+   * the ticket is spent. 'done-here': the calling thread did it in
+   * waitReset, the background thread had not started it.
+   */
+  pollReset?(ticket: number): QueuedResetState;
+  /** Waits for a queued reset to end (doing it now if it has not started); the ticket is spent. */
+  waitReset?(ticket: number): Exclude<QueuedResetState, 'pending'>;
   /**
    * Whether no page of [offset, +length) holds anything (never written, or
    * only read). False when it cannot tell.

@@ -6,7 +6,7 @@
  * in again), more are dropped with madvise(DONTNEED). Either way the cost
  * follows the pages dirtied, not the memory's size.
  */
-import type { Backend, ResetResult } from './backend.js';
+import type { Backend, QueuedResetState, ResetResult } from './backend.js';
 import { copyImageIn } from './backend.js';
 import { NativeError } from '../errors.js';
 import type { FlatImage } from '../image/flatten.js';
@@ -100,11 +100,11 @@ export class NativeBackend implements Backend {
     }
   }
 
-  pollReset(ticket: number): 'pending' | 'done' | 'failed' {
+  pollReset(ticket: number): QueuedResetState {
     return this.#queue!.poll(ticket);
   }
 
-  waitReset(ticket: number): 'done' | 'failed' {
+  waitReset(ticket: number): Exclude<QueuedResetState, 'pending'> {
     return this.#queue!.wait(ticket);
   }
 

@@ -7,6 +7,7 @@
  * done). A cell is ours while free, the addon's while pending:
  *
  *   free (0) --begin()--> pending (1) --reset thread--> done (2) | failed (-errno)
+ *                         pending (1) --wait(), not started--> done here (3) | failed
  *   done | failed --poll()/wait()--> free
  *
  * One queue per thread (module state is per thread), shared by every engine
@@ -20,9 +21,11 @@ const CELLS = 256;
 const STRIDE = 16;
 const PENDING = 1;
 const DONE = 2;
+/** Done by resetWait on this thread: the reset thread had not started it. */
+const DONE_HERE = 3;
 
-/** A queued reset's outcome. */
-export type QueuedOutcome = 'pending' | 'done' | 'failed';
+/** A queued reset's outcome; 'done-here': wait() did it on this thread, the reset thread had not started it. */
+export type QueuedOutcome = 'pending' | 'done' | 'done-here' | 'failed';
 
 export class ResetQueue {
   readonly #binding: NativeBinding;
@@ -78,17 +81,17 @@ export class ResetQueue {
     return this.#settle(cell, s);
   }
 
-  /** Waits for the reset to end; the cell is free again. */
-  wait(cell: number): 'done' | 'failed' {
+  /** Waits for the reset to end (doing it here if it has not started); the cell is free again. */
+  wait(cell: number): Exclude<QueuedOutcome, 'pending'> {
     let s = Atomics.load(this.#status, cell);
     if (s === PENDING) s = this.#binding.resetWait(cell);
     if (s === PENDING) throw new Error('wasm-cow internal error: waiting for a reset that was never queued');
     return this.#settle(cell, s);
   }
 
-  #settle(cell: number, s: number): 'done' | 'failed' {
+  #settle(cell: number, s: number): Exclude<QueuedOutcome, 'pending'> {
     Atomics.store(this.#status, cell, 0);
     this.#free.push(cell);
-    return s === DONE ? 'done' : 'failed';
+    return s === DONE ? 'done' : s === DONE_HERE ? 'done-here' : 'failed';
   }
 }
