@@ -13,9 +13,11 @@
  *    that grew is retired, never reset to the wrong size.
  *  - We never touch anything at or beyond the memory's byte length, and
  *    never munmap: undoing an image maps anonymous zero pages over it.
- *  - The base address is never cached: every native call resolves the
- *    memory's buffer again (V8 may move a memory on grow when it runs
- *    without guard regions).
+ *  - The base address is never cached in JS: every native call resolves
+ *    the memory's buffer again (V8 may move a memory on grow when it runs
+ *    without guard regions). A queued reset keeps the address it was
+ *    queued with only for a memory whose whole 4 GiB range is reserved,
+ *    which cannot move (the addon checks).
  *
  * Layout of a clean slot (base = start of memory.buffer, read per call):
  *
