@@ -1086,27 +1086,24 @@ static napi_value reset_begin(napi_env env, napi_callback_info info) {
              (!memory_is_stable(a.base) || napi_type_tag_object(env, argv[0], &stable_memory_tag) != napi_ok)) {
     ret = -4;
   } else if (atomic_load(&q->tail) - q->reaped >= QUEUE_CAP) {
-    ret = -3;
+    ret = -3; /* full */
+  } else if (!q->started && pthread_create(&q->thread, NULL, reset_thread, q) != 0) {
+    ret = -3; /* no thread (yet): try again next time */
   } else {
-    if (!q->started) {
-      if (pthread_create(&q->thread, NULL, reset_thread, q) != 0) ret = -3;
-      else q->started = 1;
-    }
-    uint64_t t = atomic_load(&q->tail);
+    q->started = 1;
+    uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
     reset_job *job = &q->jobs[t % QUEUE_CAP];
-    if (ret == 0 && napi_create_reference(env, argv[0], 1, &job->memory) != napi_ok) return NULL;
-    if (ret == 0) {
-      job->args = a;
-      job->cell = (uint32_t)cell;
-      atomic_store_explicit(&q->status[cell], STATUS_PENDING, memory_order_relaxed);
-      atomic_store_explicit(&q->tail, t + 1, memory_order_relaxed);
-      /* Publishes the job (and its fields) to the reset thread, which polls this tag. */
-      atomic_store_explicit(&job->tag, TAG(t, JOB_QUEUED), memory_order_release);
-      if (atomic_load_explicit(&q->sleeping, memory_order_relaxed)) {
-        pthread_mutex_lock(&q->lock);
-        pthread_cond_signal(&q->work);
-        pthread_mutex_unlock(&q->lock);
-      }
+    if (napi_create_reference(env, argv[0], 1, &job->memory) != napi_ok) return NULL;
+    job->args = a;
+    job->cell = (uint32_t)cell;
+    atomic_store_explicit(&q->status[cell], STATUS_PENDING, memory_order_relaxed);
+    atomic_store_explicit(&q->tail, t + 1, memory_order_relaxed);
+    /* Publishes the job (and its fields) to the reset thread, which polls this tag. */
+    atomic_store_explicit(&job->tag, TAG(t, JOB_QUEUED), memory_order_release);
+    if (atomic_load_explicit(&q->sleeping, memory_order_relaxed)) {
+      pthread_mutex_lock(&q->lock);
+      pthread_cond_signal(&q->work);
+      pthread_mutex_unlock(&q->lock);
     }
   }
   if (napi_create_double(env, ret, &result) != napi_ok) return NULL;

@@ -15,8 +15,6 @@ export interface CoreOptions {
   readonly maxIdle: number;
   readonly imageSizeLimit: number;
   readonly memoryReuseLimit: number;
-  /** Queue resets to the backend's thread where it has one. */
-  readonly backgroundReset: boolean;
 }
 
 export class EngineCore {
@@ -40,7 +38,7 @@ export class EngineCore {
   constructor(backend: Backend, options: CoreOptions) {
     this.backend = backend;
     this.options = options;
-    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit, options.backgroundReset, (slot) =>
+    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit, (slot) =>
       this.#collected.register(slot, slot.tenancy),
     );
   }

@@ -83,13 +83,7 @@ export class Engine {
       this.nativeUnavailableReason = reason;
     }
     this.backend = backend.kind;
-    this.#core = new EngineCore(backend, {
-      maxInstances,
-      maxIdle,
-      imageSizeLimit,
-      memoryReuseLimit,
-      backgroundReset: backend.kind === 'native' && backend.backgroundReset,
-    });
+    this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit, memoryReuseLimit });
   }
 
   /**

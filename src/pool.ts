@@ -87,7 +87,7 @@ export class MemoryPool {
   readonly #resetting: Slot[] = [];
 
   readonly #maxUses: number;
-  /** Whether releases queue their reset to the backend's thread. */
+  /** Whether releases queue their reset to the backend's thread (the backend says). */
   readonly #background: boolean;
   /** Resets queued, and those the calling thread then did itself, in the current window (see #review). */
   #queued = 0;
@@ -103,7 +103,6 @@ export class MemoryPool {
     maxIdle: number,
     stats: StatsCounters,
     maxUses = Infinity,
-    background = false,
     onCreate?: (slot: Slot) => void,
   ) {
     this.#onCreate = onCreate;
@@ -111,7 +110,7 @@ export class MemoryPool {
     this.#maxIdle = maxIdle;
     this.#stats = stats;
     this.#maxUses = maxUses;
-    this.#background = background && backend.beginReset !== undefined;
+    this.#background = backend.backgroundReset === true;
   }
 
   /** Idle slots, counting those still being reset. */

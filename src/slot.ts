@@ -255,15 +255,12 @@ export class Slot {
     }
   }
 
-  isRetired(): boolean {
-    return this.state === 'retired';
-  }
-
   /** Any state -> retired. Gives pages back now; V8 frees the rest at GC. */
   retire(): void {
     if (this.state === 'retired') return;
     // The reset thread must be done with the pages (settle may retire the slot itself).
-    if (this.state === 'resetting' && (this.settle(true), this.isRetired())) return;
+    if (this.state === 'resetting') this.settle(true);
+    if ((this.state as SlotState) === 'retired') return;
     this.state = 'retired';
     this.#backend.releasePages(this.memory);
     this.image = null;

@@ -22,6 +22,28 @@ if (linux) {
   const b = binding();
   const status = new Int32Array(new SharedArrayBuffer(128 * 4));
 
+  /**
+   * A 4-page memory with a 2-page image at pages 4..5 (4 KiB pages), and
+   * clean(): 'clean' when every page holds the image or zero (byte 3 of
+   * each page checked), else the first page that does not.
+   */
+  const imagedMemory = (seed: number) => {
+    const img = imageBytes(2, seed);
+    const fd = b.createImage(img);
+    const m = new WebAssembly.Memory({ initial: 4 });
+    const len = 4 * 65536;
+    b.mapImage(m, fd, 4 * PAGE, 2 * PAGE);
+    const v = new Uint8Array(m.buffer);
+    const clean = () => {
+      for (let p = 0; p < len / PAGE; p++) {
+        const want = p === 4 || p === 5 ? img[(p - 4) * PAGE + 3] : 0;
+        if (v[p * PAGE + 3] !== want) return `page ${p}`;
+      }
+      return 'clean';
+    };
+    return { fd, m, len, v, clean };
+  };
+
   test('an image is a sealed memfd: no write, no resize', () => {
     const fd = b.createImage(imageBytes(2, 1));
     try {
@@ -87,19 +109,7 @@ if (linux) {
   });
 
   test('resetRange: few dirty pages are rewritten in place and stay resident; many are discarded', () => {
-    const img = imageBytes(2, 9);
-    const fd = b.createImage(img);
-    const m = new WebAssembly.Memory({ initial: 4 });
-    const len = 4 * 65536;
-    b.mapImage(m, fd, 4 * PAGE, 2 * PAGE); // image at pages 4..5
-    const v = new Uint8Array(m.buffer);
-    const clean = () => {
-      for (let p = 0; p < len / PAGE; p++) {
-        const want = p === 4 || p === 5 ? img[(p - 4) * PAGE + 3] : 0;
-        if (v[p * PAGE + 3] !== want) return `page ${p}`;
-      }
-      return 'clean';
-    };
+    const { fd, m, len, v, clean } = imagedMemory(9);
     // Nothing written: nothing to do.
     assert.equal(b.resetRange(m, len, fd, 4 * PAGE, 2 * PAGE, 16 * PAGE), 0);
     // Three pages: one before, one inside, one after the image.
@@ -149,19 +159,7 @@ if (linux) {
   });
 
   test('resetBegin queues what resetRange does; resetWait returns when it is done', () => {
-    const img = imageBytes(2, 11);
-    const fd = b.createImage(img);
-    const m = new WebAssembly.Memory({ initial: 4 });
-    const len = 4 * 65536;
-    b.mapImage(m, fd, 4 * PAGE, 2 * PAGE);
-    const v = new Uint8Array(m.buffer);
-    const clean = () => {
-      for (let p = 0; p < len / PAGE; p++) {
-        const want = p === 4 || p === 5 ? img[(p - 4) * PAGE + 3] : 0;
-        if (v[p * PAGE + 3] !== want) return `page ${p}`;
-      }
-      return 'clean';
-    };
+    const { fd, m, len, v, clean } = imagedMemory(11);
     const queued = (keep: number, cell = 3) => {
       assert.equal(b.resetBegin(m, len, fd, 4 * PAGE, 2 * PAGE, keep, cell), 0);
       assert.ok(Atomics.load(status, cell) === 1 || Atomics.load(status, cell) === 2);

@@ -12,7 +12,8 @@ import { BACKENDS, binding } from './helpers/env.js';
 const PAGE = 4096;
 
 function makeBackend(kind: string): Backend {
-  return kind === 'native' ? new NativeBackend(binding()) : new CopyBackend();
+  // Inline resets: these tests check states right after release().
+  return kind === 'native' ? new NativeBackend(binding(), 0, false) : new CopyBackend();
 }
 
 function pageOf(value: number, pages = 1): Uint8Array {
@@ -220,18 +221,23 @@ if (BACKENDS.includes('native')) {
   });
 
   test('background reset: retiring a resetting slot waits for the reset first', () => {
-    const slot = new Slot(backend, request(null));
+    let waited = 0;
+    const watched = new NativeBackend(binding(), 16 * PAGE, true);
+    const waitReset = watched.waitReset.bind(watched);
+    watched.waitReset = (ticket) => (waited++, waitReset(ticket));
+    const slot = new Slot(watched, request(null));
     slot.acquire(null, true);
-    new Uint8Array(slot.memory.buffer).fill(1, 0, 8 * PAGE);
-    slot.release(true);
+    new Uint8Array(bufferOf(slot.memory)).fill(1, 0, 8 * PAGE);
+    assert.equal(slot.release(true), 'resetting');
     slot.retire();
+    assert.equal(waited, 1, 'the queued reset was waited for before the pages were given back');
     assert.equal(slot.state, 'retired');
   });
 
   test('background reset: a module in a loop alternates between two memories, every tenant clean', () => {
     const img = image();
     const counters = newCounters();
-    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const pool = new MemoryPool(backend, 8, counters);
     const seen = new Set<Slot>();
     for (let i = 0; i < 2000; i++) {
       const slot = pool.acquire(request(img));
@@ -256,7 +262,7 @@ if (BACKENDS.includes('native')) {
   test('background reset: a memory whose buffer JS read is reset inline (no alternating memories)', () => {
     const img = image();
     const counters = newCounters();
-    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const pool = new MemoryPool(backend, 8, counters);
     const s = pool.acquire(request(img));
     new Uint8Array(s.memory.buffer)[PAGE + 9] = 1; // through the property: a buffer was handed out
     pool.release(s);
@@ -272,7 +278,7 @@ if (BACKENDS.includes('native')) {
   test('background reset: with two memories of an image still resetting, acquire waits for the older', () => {
     const img = image();
     const counters = newCounters();
-    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const pool = new MemoryPool(backend, 8, counters);
     const big = { ...request(img), initialPages: 256, maximumPages: null };
     const [a, b] = [pool.acquire(big), pool.acquire(big)];
     // 16 MiB dirty each: resets of a millisecond or so, both still running at the next acquire.
@@ -291,7 +297,7 @@ if (BACKENDS.includes('native')) {
   test('background reset: dropping an image or clearing the pool waits for queued resets', () => {
     const img = image();
     const counters = newCounters();
-    const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+    const pool = new MemoryPool(backend, 8, counters);
     const s = pool.acquire(request(img));
     new Uint8Array(bufferOf(s.memory)).fill(0xee, 0, 16 * PAGE);
     pool.release(s);
@@ -315,6 +321,7 @@ test('background reset: when this thread ends up doing most queued resets itself
   // A backend whose background thread never starts anything: every wait is
   // done by the caller ('done-here'), every poll says pending.
   class StalledBackend extends CopyBackend {
+    readonly backgroundReset = true;
     queued = 0;
     inline = 0;
     beginReset(): number {
@@ -333,7 +340,7 @@ test('background reset: when this thread ends up doing most queued resets itself
   }
   const backend = new StalledBackend();
   const counters = newCounters();
-  const pool = new MemoryPool(backend, 8, counters, Infinity, true);
+  const pool = new MemoryPool(backend, 8, counters);
   const request = { initialPages: 1, maximumPages: null, image: null, exported: false };
   for (let i = 0; i < 256 + 1024 + 10; i++) pool.release(pool.acquire(request));
   assert.equal(backend.queued, 256 + 10, 'a window queued, then 1024 inline, then queued again');

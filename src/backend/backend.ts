@@ -34,6 +34,8 @@ export interface Backend {
    * memory's byte length is not `length`, nothing was done.
    */
   reset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): ResetResult;
+  /** Whether beginReset can queue resets to a background thread (absent: never). */
+  readonly backgroundReset?: boolean;
   /**
    * Starts the same reset on a background thread, where the backend can.
    * Returns a ticket for pollReset/waitReset; 'grown' as for reset(); null

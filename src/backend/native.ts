@@ -32,7 +32,7 @@ export class NativeBackend implements Backend {
     this.#queue = background ? ResetQueue.get(binding) : null;
   }
 
-  /** Whether resets can run on the background thread. */
+  /** Whether resets can be queued to this thread's background reset thread. */
   get backgroundReset(): boolean {
     return this.#queue !== null;
   }
