@@ -111,6 +111,17 @@ struct pm_scan_arg {
 /* Process-wide (worker threads share fds), under a read-write lock:  */
 /* lookups and restores (JS threads, reset threads) share it; only    */
 /* adding and removing an image take it exclusively.                  */
+/*                                                                    */
+/* Ownership: an image belongs to the environment (the napi_env of    */
+/* the main thread or worker that loaded us; see env_acquire) whose   */
+/* createImage made it. Only that environment may map it, reset from  */
+/* it or close it: to any other its fd is not an image (a number it   */
+/* may have had from anywhere, or an fd the kernel handed out again). */
+/* An image is closed (its fd and its view) by its owner's            */
+/* closeImage, or at the latest when its owner is torn down           */
+/* (free_addon_data), after that environment's reset thread was       */
+/* joined: no queued restore can then read it. A queued restore names */
+/* its image by (fd, gen), so it never reads another's image either.  */
 /* ------------------------------------------------------------------ */
 
 typedef struct {
@@ -122,6 +133,8 @@ typedef struct {
   /* A read-only shared view of the whole image, to restore pages from
      without a system call; NULL when it could not be mapped (pread then). */
   const uint8_t *view;
+  /* The environment that created the image (its env_acquire id, never 0). */
+  uint64_t owner;
 } image_entry;
 
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -131,9 +144,9 @@ static size_t table_live = 0;
 static uint64_t table_gen = 0;
 static size_t page_size = 0;
 
-static int table_add(int fd, uint64_t length, const uint8_t *view) {
+static int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owner) {
   int ok = 1;
-  if (fd < 0 || length == 0) return 0;
+  if (fd < 0 || length == 0 || owner == 0) return 0;
   pthread_rwlock_wrlock(&table_lock);
   if ((size_t)fd >= table_cap) {
     size_t cap = table_cap ? table_cap : 64;
@@ -150,6 +163,7 @@ static int table_add(int fd, uint64_t length, const uint8_t *view) {
   if (ok) {
     table[fd].length = length;
     table[fd].view = view;
+    table[fd].owner = owner;
     table[fd].gen = ++table_gen;
     table_live++;
   }
@@ -157,11 +171,11 @@ static int table_add(int fd, uint64_t length, const uint8_t *view) {
   return ok;
 }
 
-/* Returns 1, the image length and generation when fd is a live image of ours. */
-static int table_find(int fd, uint64_t *length, uint64_t *gen) {
+/* Returns 1, the image length and generation when fd is a live image that `owner` created. */
+static int table_find(int fd, uint64_t owner, uint64_t *length, uint64_t *gen) {
   int found = 0;
   pthread_rwlock_rdlock(&table_lock);
-  if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0) {
+  if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0 && table[fd].owner == owner) {
     *length = table[fd].length;
     if (gen != NULL) *gen = table[fd].gen;
     found = 1;
@@ -205,19 +219,39 @@ static int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint6
   return err;
 }
 
-static int table_remove(int fd, const uint8_t **view, uint64_t *length) {
+static int table_remove(int fd, uint64_t owner, const uint8_t **view, uint64_t *length) {
   int found = 0;
   pthread_rwlock_wrlock(&table_lock);
-  if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0) {
+  if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0 && table[fd].owner == owner) {
     *view = table[fd].view;
     *length = table[fd].length;
     table[fd].view = NULL;
     table[fd].length = 0;
+    table[fd].owner = 0;
     table_live--;
     found = 1;
   }
   pthread_rwlock_unlock(&table_lock);
   return found;
+}
+
+/*
+ * Closes every image `owner` still has open, fd and view (its environment
+ * is being torn down, and its reset thread was joined). Holds the lock
+ * exclusively meanwhile, so no restore of another thread is reading the
+ * table, and no fd closed here is handed out again while an entry names it.
+ */
+static void table_close_owned(uint64_t owner) {
+  pthread_rwlock_wrlock(&table_lock);
+  for (size_t fd = 0; fd < table_cap; fd++) {
+    image_entry *e = &table[fd];
+    if (e->length == 0 || e->owner != owner) continue;
+    if (e->view != NULL) munmap((void *)e->view, (size_t)e->length);
+    close((int)fd);
+    memset(e, 0, sizeof *e);
+    table_live--;
+  }
+  pthread_rwlock_unlock(&table_lock);
 }
 
 /* ------------------------------------------------------------------ */
@@ -315,7 +349,15 @@ static void reap_jobs(napi_env env, reset_queue *q);
 typedef struct {
   napi_ref buffer_getter;
   reset_queue *queue; /* made by resetInit, freed with the environment */
+  uint64_t id;        /* this environment's env_acquire id: owner of the images it creates */
 } addon_data;
+
+/* The calling environment's id (0, which owns nothing, when it has no addon data). */
+static uint64_t env_id(napi_env env) {
+  addon_data *data;
+  if (napi_get_instance_data(env, (void **)&data) != napi_ok || data == NULL) return 0;
+  return data->id;
+}
 
 /* Reads an integral, non-negative, exactly representable JS number. */
 static int get_size(napi_env env, napi_value value, const char *what, uint64_t *out) {
@@ -349,8 +391,8 @@ static int get_page_aligned(napi_env env, napi_value value, const char *what, ui
 static int get_image_fd(napi_env env, napi_value value, int *fd, uint64_t *length, uint64_t *gen) {
   uint64_t raw;
   if (!get_size(env, value, "fd", &raw)) return 0;
-  if (raw > INT32_MAX || !table_find((int)raw, length, gen)) {
-    throw_arg(env, 1, "fd is not an open wasm-cow image (closed already, or never created here)");
+  if (raw > INT32_MAX || !table_find((int)raw, env_id(env), length, gen)) {
+    throw_arg(env, 1, "fd is not an open wasm-cow image of this thread (closed already, or never created here)");
     return 0;
   }
   *fd = (int)raw;
@@ -510,7 +552,7 @@ static napi_value create_image(napi_env env, napi_callback_info info) {
   {
     void *v = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
     const uint8_t *view = v == MAP_FAILED ? NULL : (const uint8_t *)v;
-    if (!table_add(fd, length, view)) {
+    if (!table_add(fd, length, view, env_id(env))) {
       if (view != NULL) munmap((void *)view, length);
       close(fd);
       return throw_errno(env, "malloc", ENOMEM);
@@ -530,7 +572,12 @@ fail_seal:
   return throw_errno(env, "fcntl(F_ADD_SEALS)", err);
 }
 
-/* closeImage(fd) -> undefined. Existing mappings keep the file alive. */
+/*
+ * closeImage(fd) -> undefined. Existing mappings keep the file alive. Only
+ * the environment that created the image may close it: an fd of another
+ * thread's image (or one its teardown closed and the kernel reused) is
+ * refused like any fd that is not an image.
+ */
 static napi_value close_image(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -540,7 +587,7 @@ static napi_value close_image(napi_env env, napi_callback_info info) {
   if (argc < 1) return throw_arg(env, 0, "missing fd");
   if (!get_image_fd(env, argv[0], &fd, &length, NULL)) return NULL;
   const uint8_t *view = NULL;
-  if (!table_remove(fd, &view, &length)) return throw_arg(env, 1, "fd is not an open wasm-cow image");
+  if (!table_remove(fd, env_id(env), &view, &length)) return throw_arg(env, 1, "fd is not an open wasm-cow image");
   if (view != NULL) munmap((void *)view, length);
   close(fd);
   return NULL;
@@ -601,7 +648,11 @@ static napi_value discard(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* /proc/self/pagemap, opened once; -1 when unavailable, -2 before the first try. */
+/*
+ * /proc/self/pagemap, opened at first use; -1 when unavailable, -2 before
+ * the first try. Process-wide, shared by every environment and reset thread;
+ * closed with the last environment (env_release), when none can use it.
+ */
 static _Atomic int pagemap_fd = -2;
 /* Cleared when the kernel does not know PAGEMAP_SCAN. */
 static _Atomic int pagemap_scan_ok = 1;
@@ -1265,13 +1316,69 @@ static napi_value set_fault(napi_env env, napi_callback_info info) {
   return throw_arg(env, 1, "unknown fault step");
 }
 
+/* ------------------------------------------------------------------ */
+/* Environments (the main thread and each worker) that loaded us.     */
+/*                                                                    */
+/* Process-wide state (the image table's array, the pagemap fd) lives */
+/* while at least one environment does, and is let go by the last:    */
+/* Node unloads this shared object when the last environment that     */
+/* loaded it ends (every static starts again at its initial value at  */
+/* the next load), so anything still open then would be lost to the   */
+/* process for good. Ids are unique while the object stays loaded,    */
+/* which is as long as any image or environment that could name one   */
+/* exists.                                                            */
+/* ------------------------------------------------------------------ */
+
+static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t env_live = 0;   /* environments set up and not yet torn down */
+static uint64_t env_serial = 0; /* the last id given out */
+
+/* Counts one more environment; returns its id (> 0). */
+static uint64_t env_acquire(void) {
+  pthread_mutex_lock(&env_lock);
+  env_live++;
+  uint64_t id = ++env_serial;
+  pthread_mutex_unlock(&env_lock);
+  return id;
+}
+
+/*
+ * Counts one environment less; the last one closes the pagemap fd and frees
+ * the empty table. Called after that environment's reset thread was joined
+ * and its images closed, so no thread can be using either.
+ */
+static void env_release(void) {
+  pthread_mutex_lock(&env_lock);
+  if (env_live > 0 && --env_live == 0) {
+    int fd = atomic_exchange(&pagemap_fd, -2);
+    if (fd >= 0) close(fd);
+    pthread_rwlock_wrlock(&table_lock);
+    if (table_live == 0) { /* always, as every environment closed its own */
+      free(table);
+      table = NULL;
+      table_cap = 0;
+    }
+    pthread_rwlock_unlock(&table_lock);
+  }
+  pthread_mutex_unlock(&env_lock);
+}
+
+/*
+ * Environment teardown (Node calls this once no JS runs in it any more):
+ * stops and joins its reset thread first, so that no queued restore reads
+ * an image closed next; then closes every image it created and did not
+ * close (a worker that ended without engine.close(), or was terminated).
+ */
 static void free_addon_data(napi_env env, void *data, void *hint) {
   (void)hint;
   addon_data *d = data;
   if (d != NULL) {
     reset_queue_free(env, d->queue);
+    if (d->id != 0) table_close_owned(d->id);
     napi_delete_reference(env, d->buffer_getter);
+    int counted = d->id != 0;
     free(d);
+    if (counted) env_release();
   }
 }
 
@@ -1320,6 +1427,9 @@ NAPI_MODULE_INIT() {
     napi_throw_error(env, NULL, "wasm-cow native: out of memory");
     return NULL;
   }
+  /* Each load gets its own napi_env (a second process.dlopen of this file in
+     the same thread too): its own id, released by free_addon_data. */
+  data->id = env_acquire();
   if (napi_set_instance_data(env, data, free_addon_data, NULL) != napi_ok) {
     free_addon_data(env, data, NULL);
     return NULL;

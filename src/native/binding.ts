@@ -12,9 +12,13 @@ export interface NativeBinding {
   readonly pageSize: number;
   /** Whether setFault works (WASM_COW_FAULT_INJECTION=1 at load). */
   readonly faultInjection: boolean;
-  /** Creates a sealed memfd holding `bytes`; returns its fd. */
+  /**
+   * Creates a sealed memfd holding `bytes`; returns its fd. The image
+   * belongs to this thread: only this thread can map, restore from or close
+   * it, and the addon closes it when this thread's environment ends.
+   */
   createImage(bytes: Uint8Array): number;
-  /** Closes an image fd created by createImage. */
+  /** Closes an image fd this thread created with createImage (any other fd throws). */
   closeImage(fd: number): void;
   /** Maps the first `length` bytes of image `fd` copy-on-write at `offset` of `memory`. */
   mapImage(memory: WebAssembly.Memory, fd: number, offset: number, length: number): void;
