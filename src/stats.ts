@@ -1,3 +1,40 @@
+/**
+ * Why an image was not used where the engine had one to use, and V8 (or the
+ * engine, writing exactly what V8 would) placed the data instead. Stable
+ * strings: part of the public API.
+ *
+ *  - 'memfd': a memfd could not be made; the image is kept as bytes and
+ *    copied in (counted once, when the image is built).
+ *  - The others concern a memory the module imports, counted once per
+ *    instantiation and memory:
+ *    'backend'         the copy backend cannot tell what the memory's pages hold;
+ *    'async'           instantiateAsync(): other code could touch the memory meanwhile;
+ *    'start-function'  the start function does more than fill memory, or its fill would trap;
+ *    'imports'         the memory, or a global the segments' offsets need, is missing or not readable as one;
+ *    'out-of-bounds'   a segment does not fit the memory (V8 traps, as natively);
+ *    'too-large'       the segments span more than `imageSizeLimit`;
+ *    'trap-risk'       another active data segment could trap, after this one's data would have been written;
+ *    'aliased'         the same memory is imported twice;
+ *    'unclassifiable'  the kernel could not tell what the pages hold (no PROCMAP_QUERY or PAGEMAP_SCAN);
+ *    'non-zero'        every page the image covers holds data: the segments were written, nothing mapped;
+ *    'scattered'       the zero pages form too many separate runs to map: the segments were written;
+ *    'mmap'            mapping failed; the segments were written.
+ */
+export type FallbackReason =
+  | 'memfd'
+  | 'backend'
+  | 'async'
+  | 'start-function'
+  | 'imports'
+  | 'out-of-bounds'
+  | 'too-large'
+  | 'trap-risk'
+  | 'aliased'
+  | 'unclassifiable'
+  | 'non-zero'
+  | 'scattered'
+  | 'mmap';
+
 /** Counters an engine keeps; `engine.stats()` returns a snapshot. */
 export interface EngineStats {
   /** Instances created through the engine (leases and one-shot). */
@@ -24,9 +61,15 @@ export interface EngineStats {
   liveLeases: number;
   /** Idle memories in the pool. */
   idleMemories: number;
+  /** Fallbacks by reason (see FallbackReason); a reason that never happened is absent. */
+  fallbacks: Partial<Record<FallbackReason, number>>;
 }
 
 export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
+
+export function countFallback(counters: StatsCounters, reason: FallbackReason): void {
+  counters.fallbacks[reason] = (counters.fallbacks[reason] ?? 0) + 1;
+}
 
 export function newCounters(): StatsCounters {
   return {
@@ -40,5 +83,6 @@ export function newCounters(): StatsCounters {
     backgroundResets: 0,
     retiredMemories: 0,
     memoriesCreated: 0,
+    fallbacks: {},
   };
 }
