@@ -5,8 +5,9 @@
  *
  *  - 'memfd': a memfd could not be made; the image is kept as bytes and
  *    copied in (counted once, when the image is built).
- *  - The others concern a memory the module imports, counted once per
- *    instantiation and memory:
+ *  - The others are counted once per instantiation (and memory) that could
+ *    not use a conditional image: an imported memory's, or (for 'imports',
+ *    'out-of-bounds', 'too-large') position-independent data's:
  *    'backend'         the copy backend cannot tell what the memory's pages hold;
  *    'async'           instantiateAsync(): other code could touch the memory meanwhile;
  *    'start-function'  the start function does more than fill memory, or its fill would trap;
@@ -16,7 +17,7 @@
  *    'trap-risk'       another active data segment could trap, after this one's data would have been written;
  *    'aliased'         the same memory is imported twice;
  *    'unclassifiable'  the kernel could not tell what the pages hold (no PROCMAP_QUERY or PAGEMAP_SCAN);
- *    'non-zero'        every page the image covers holds data: the segments were written, nothing mapped;
+ *    'non-zero'        no page the image has data for holds only zeros: the segments were written, nothing mapped;
  *    'scattered'       the zero pages form too many separate runs to map: the segments were written;
  *    'mmap'            mapping failed; the segments were written.
  */
