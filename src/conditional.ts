@@ -157,8 +157,21 @@ export class ConditionalImages {
       const image = this.#image(plan, used.sort((a, b) => a[0] - b[0]).join(';'), resolved);
       if (memory) {
         const span = spanOf(resolved, this.#core.backend.pageSize);
-        if (span) deferred.push({ memory, index: plan.index, image, segments: resolved, ...span, fills: [] });
-        else this.lastImage.set(plan.index, null);
+        if (!span) {
+          this.lastImage.set(plan.index, null);
+          continue;
+        }
+        // Nothing to map (all-zero data, or a bytes image, counted 'memfd' when built): V8 writes it.
+        if (image === null || image.fd === null) return this.#fallbackAttempt(requests, null);
+        // What the pages hold now says whether any of the image could be
+        // mapped at all; if not, V8 writes the data (at its own speed). This
+        // only chooses the form: after V8, the pages are judged again.
+        const marks = this.#core.backend.classifyPages!(memory, span.from, span.to - span.from);
+        if (marks === null) return this.#fallbackAttempt(requests, 'unclassifiable');
+        const runs = this.#zeroRuns(marks, image, span.from).length;
+        if (runs === 0) return this.#fallbackAttempt(requests, 'non-zero');
+        if (runs > MAX_RUNS) return this.#fallbackAttempt(requests, 'scattered');
+        deferred.push({ memory, index: plan.index, image, segments: resolved, ...span, fills: [] });
       } else {
         this.lastImage.set(plan.index, image);
         const i = definedOrdinal(plan.index);
@@ -204,24 +217,7 @@ export class ConditionalImages {
     if (marks === null) {
       countFallback(this.#core.counters, 'unclassifiable');
     } else if (image !== null && backend.mapImageRange) {
-      // Each stretch of zero pages, without the image's holes at its ends
-      // (a zero page under a hole needs nothing; left alone it stays a
-      // plain zero page, which a later image may still take).
-      const first = (image.offset - p.from) / page;
-      const end = first + image.length / page;
-      const data = this.#dataPages.get(image);
-      const hasData = (i: number): boolean => data === undefined || data[i - first] === 1;
-      for (let i = first; i < end; i++) {
-        if (marks[i] !== 0) continue;
-        let j = i + 1;
-        while (j < end && marks[j] === 0) j++;
-        let a = i;
-        let b = j;
-        while (a < b && !hasData(a)) a++;
-        while (b > a && !hasData(b - 1)) b--;
-        if (a < b) runs.push([a, b]);
-        i = j;
-      }
+      runs = this.#zeroRuns(marks, image, p.from);
       if (runs.length > MAX_RUNS) {
         countFallback(this.#core.counters, 'scattered');
         runs = [];
@@ -268,6 +264,33 @@ export class ConditionalImages {
     }
   }
 
+  /**
+   * The runs of pages to map: each stretch of zero pages inside the image,
+   * without the image's holes at its ends (a zero page under a hole needs
+   * nothing; left alone it stays a plain zero page, which a later image may
+   * still take). Page numbers relative to `from`, [start, end).
+   */
+  #zeroRuns(marks: Uint8Array, image: MemoryImage, from: number): [number, number][] {
+    const page = this.#core.backend.pageSize;
+    const first = (image.offset - from) / page;
+    const end = first + image.length / page;
+    const data = this.#dataPages.get(image);
+    const hasData = (i: number): boolean => data === undefined || data[i - first] === 1;
+    const runs: [number, number][] = [];
+    for (let i = first; i < end; i++) {
+      if (marks[i] !== 0) continue;
+      let j = i + 1;
+      while (j < end && marks[j] === 0) j++;
+      let a = i;
+      let b = j;
+      while (a < b && !hasData(a)) a++;
+      while (b > a && !hasData(b - 1)) b--;
+      if (a < b) runs.push([a, b]);
+      i = j;
+    }
+    return runs;
+  }
+
   /** Whether another memory import of the module is given the same memory. */
   #aliased(imports: unknown, index: number, memory: WebAssembly.Memory): boolean {
     for (let i = 0; i < this.#parsed.importedMemoryCount; i++) {
@@ -312,8 +335,9 @@ export class ConditionalImages {
     return image;
   }
 
-  #fallbackAttempt(requests: readonly SlotRequest[], reason: FallbackReason): Attempt {
-    countFallback(this.#core.counters, reason);
+  /** The fallback form: V8 applies the conditional segments. `reason` is counted (null: nothing to count). */
+  #fallbackAttempt(requests: readonly SlotRequest[], reason: FallbackReason | null): Attempt {
+    if (reason !== null) countFallback(this.#core.counters, reason);
     if (this.#fallback === null) {
       const convert = new Set<number>();
       for (const p of this.#allPlans) if (!p.excluded && p.condition === null) for (const i of p.segmentIndices) convert.add(i);

@@ -17,9 +17,11 @@
  *    'trap-risk'       another active data segment could trap, after this one's data would have been written;
  *    'aliased'         the same memory is imported twice;
  *    'unclassifiable'  the kernel could not tell what the pages hold (no PROCMAP_QUERY or PAGEMAP_SCAN);
- *    'non-zero'        no page the image has data for holds only zeros: the segments were written, nothing mapped;
- *    'scattered'       the zero pages form too many separate runs to map: the segments were written;
- *    'mmap'            mapping failed; the segments were written.
+ *    'non-zero'        no page the image has data for holds only zeros: nothing to map;
+ *    'scattered'       the zero pages form too many separate runs to map;
+ *    'mmap'            mapping failed; the engine wrote the segments' bytes.
+ *    (The last four are found before V8 runs, when V8 then writes the data;
+ *    found only after V8, the engine writes exactly V8's bytes.)
  */
 export type FallbackReason =
   | 'memfd'
