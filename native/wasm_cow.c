@@ -19,7 +19,16 @@
  *                                               background thread (see reset_queue)
  *   touchedPages / residentPages (memory, offset, length)
  *                                               what a range holds (PAGEMAP_SCAN, pagemap)
+ *   nonZeroPages(memory, offset, length, out)   which pages hold only zeros now (pages.c)
+ *   mapImageAt(memory, fd, offset, length, fileOffset)
+ *                                               part of an image, CoW, over zero pages (pages.c)
  *   openImages(), setFault(step, skip)          accounting, fault injection (tests)
+ *
+ * native/pages.c says what backs each page of a memory (PROCMAP_QUERY,
+ * PAGEMAP_SCAN); native/pages.h is what the two files share. A reset first
+ * makes a memory's mappings those of a clean slot (pages_normalize: any
+ * file mapping but the slot's own image at its own offset is replaced),
+ * and only then trusts madvise and takes unwritten file pages as clean.
  *
  * Rules every entry point follows:
  *  - A memory argument must be a genuine WebAssembly.Memory. Its buffer is
@@ -32,12 +41,15 @@
  *    length. Nothing is ever mapped beyond it: pages past the length must
  *    stay inaccessible so that out-of-bounds accesses keep trapping.
  *  - An fd must be one this addon created and has not closed; a mapping may
- *    not be longer than the image (a short file mapping would raise SIGBUS,
+ *    not reach past the image's end (a short file mapping would raise SIGBUS,
  *    which V8's trap handler does not catch). Images are sealed against
- *    grow, shrink and write, so the length checked here stays true.
+ *    grow, shrink and write, so the length checked here stays true. The
+ *    table records each image's (st_dev, st_ino), which names its pages in
+ *    /proc/self/maps.
  *  - We never munmap inside V8's reservation (another allocation could take
  *    the hole). If a MAP_FIXED mmap fails, the range is re-covered with an
- *    inaccessible anonymous mapping before the error is thrown.
+ *    inaccessible anonymous mapping before the error is thrown (mapImageAt,
+ *    whose range held zeros, first tries fresh zero pages: see pages.c).
  *  - Every failure throws a JS Error with `code` (errno name or
  *    ERR_WASM_COW_NATIVE_ARG), `errno` and `syscall`.
  *
@@ -63,6 +75,8 @@
 #include <unistd.h>
 
 #include <node_api.h>
+
+#include "pages.h"
 
 #if !defined(__linux__)
 #error "the wasm-cow native backend is Linux-only; the library falls back to the copy backend"
@@ -135,6 +149,8 @@ typedef struct {
   const uint8_t *view;
   /* The environment that created the image (its env_acquire id, never 0). */
   uint64_t owner;
+  /* The memfd's (st_dev, st_ino): names the image's pages in /proc/self/maps (pages.c). */
+  file_id id;
 } image_entry;
 
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -142,9 +158,9 @@ static image_entry *table = NULL; /* table[fd], for 0 <= fd < table_cap */
 static size_t table_cap = 0;
 static size_t table_live = 0;
 static uint64_t table_gen = 0;
-static size_t page_size = 0;
+size_t page_size = 0;
 
-static int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owner) {
+static int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owner, file_id id) {
   int ok = 1;
   if (fd < 0 || length == 0 || owner == 0) return 0;
   pthread_rwlock_wrlock(&table_lock);
@@ -164,6 +180,7 @@ static int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owne
     table[fd].length = length;
     table[fd].view = view;
     table[fd].owner = owner;
+    table[fd].id = id;
     table[fd].gen = ++table_gen;
     table_live++;
   }
@@ -214,6 +231,38 @@ static int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint6
         done += (uint64_t)n;
       }
     }
+  }
+  pthread_rwlock_unlock(&table_lock);
+  return err;
+}
+
+int table_file_id(int fd, uint64_t gen, file_id *id) {
+  int found = 0;
+  pthread_rwlock_rdlock(&table_lock);
+  if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0 && table[fd].gen == gen) {
+    *id = table[fd].id;
+    found = 1;
+  }
+  pthread_rwlock_unlock(&table_lock);
+  return found;
+}
+
+static void recover_range(uint8_t *addr, size_t length);
+
+int table_map(int fd, uint64_t gen, uint8_t *addr, uint64_t length, uint64_t file_offset, int prot) {
+  int err = EBADF;
+  pthread_rwlock_rdlock(&table_lock);
+  const image_entry *e = fd >= 0 && (size_t)fd < table_cap ? &table[fd] : NULL;
+  if (e != NULL && e->length != 0 && e->gen == gen) {
+    if (file_offset > e->length || length > e->length - file_offset) {
+      err = EINVAL;
+    } else if (fault_mmap()) {
+      err = ENOMEM;
+    } else {
+      void *p = mmap(addr, (size_t)length, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)file_offset);
+      err = p == MAP_FAILED ? errno : p != (void *)addr ? EFAULT : 0;
+    }
+    if (err != 0 && err != EINVAL) recover_range(addr, (size_t)length);
   }
   pthread_rwlock_unlock(&table_lock);
   return err;
@@ -287,6 +336,9 @@ static int fault_fires(enum fault_step step) {
   return atomic_compare_exchange_strong(&fault_armed, &expected, FAULT_NONE);
 }
 
+int fault_mmap(void) { return fault_fires(FAULT_MMAP); }
+int fault_pagemap_scan(void) { return fault_fires(FAULT_PAGEMAP_SCAN); }
+
 /* ------------------------------------------------------------------ */
 /* Errors.                                                            */
 /* ------------------------------------------------------------------ */
@@ -318,7 +370,7 @@ static void set_prop_str(napi_env env, napi_value obj, const char *key, const ch
 }
 
 /* Throws Error(message) with code = errno name, errno = -err, syscall. */
-static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+napi_value throw_errno(napi_env env, const char *syscall, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "wasm-cow native: %s failed: %s (%s)", syscall, strerror(err),
            errno_code(err));
@@ -333,7 +385,7 @@ static napi_value throw_errno(napi_env env, const char *syscall, int err) {
 }
 
 /* Throws a TypeError/RangeError for a bad argument. */
-static napi_value throw_arg(napi_env env, int range, const char *msg) {
+napi_value throw_arg(napi_env env, int range, const char *msg) {
   if (range) napi_throw_range_error(env, "ERR_WASM_COW_NATIVE_ARG", msg);
   else napi_throw_type_error(env, "ERR_WASM_COW_NATIVE_ARG", msg);
   return NULL;
@@ -360,7 +412,7 @@ static uint64_t env_id(napi_env env) {
 }
 
 /* Reads an integral, non-negative, exactly representable JS number. */
-static int get_size(napi_env env, napi_value value, const char *what, uint64_t *out) {
+int get_size(napi_env env, napi_value value, const char *what, uint64_t *out) {
   napi_valuetype type;
   double d;
   char msg[160];
@@ -375,7 +427,7 @@ static int get_size(napi_env env, napi_value value, const char *what, uint64_t *
   return 1;
 }
 
-static int get_page_aligned(napi_env env, napi_value value, const char *what, uint64_t *out) {
+int get_page_aligned(napi_env env, napi_value value, const char *what, uint64_t *out) {
   char msg[160];
   if (!get_size(env, value, what, out)) return 0;
   if (*out % page_size != 0) {
@@ -388,7 +440,7 @@ static int get_page_aligned(napi_env env, napi_value value, const char *what, ui
 }
 
 /* Reads an fd argument that must name a live image of ours. */
-static int get_image_fd(napi_env env, napi_value value, int *fd, uint64_t *length, uint64_t *gen) {
+int get_image_fd(napi_env env, napi_value value, int *fd, uint64_t *length, uint64_t *gen) {
   uint64_t raw;
   if (!get_size(env, value, "fd", &raw)) return 0;
   if (raw > INT32_MAX || !table_find((int)raw, env_id(env), length, gen)) {
@@ -454,7 +506,7 @@ static int check_range(napi_env env, uint64_t offset, uint64_t length, uint64_t 
 }
 
 /* Parses (memory, offset, length) with every check applied. */
-static int get_memory_range(napi_env env, napi_callback_info info, size_t expected, napi_value *argv,
+int get_memory_range(napi_env env, napi_callback_info info, size_t expected, napi_value *argv,
                             size_t memory_arg, uint8_t **addr, uint64_t *length) {
   size_t argc = expected;
   uint8_t *base;
@@ -549,10 +601,16 @@ static napi_value create_image(napi_env env, napi_callback_info info) {
     err = EPERM;
     goto fail_seal;
   }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, "fstat", err);
+  }
   {
     void *v = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
     const uint8_t *view = v == MAP_FAILED ? NULL : (const uint8_t *)v;
-    if (!table_add(fd, length, view, env_id(env))) {
+    if (!table_add(fd, length, view, env_id(env), (file_id){st.st_dev, st.st_ino})) {
       if (view != NULL) munmap((void *)view, length);
       close(fd);
       return throw_errno(env, "malloc", ENOMEM);
@@ -657,7 +715,7 @@ static _Atomic int pagemap_fd = -2;
 /* Cleared when the kernel does not know PAGEMAP_SCAN. */
 static _Atomic int pagemap_scan_ok = 1;
 
-static int get_pagemap_fd(void) {
+int get_pagemap_fd(void) {
   int fd = pagemap_fd;
   if (fd != -2) return fd;
   fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -737,6 +795,11 @@ static int reset_pages(const reset_args *a, double *restored) {
     *restored = 0;
     return 0;
   }
+  /* First the mappings: another image mapped into this memory (it was
+     imported by another module) goes, and only then may file pages be
+     taken as clean and madvise be trusted to bring back the image. */
+  int normalized = pages_normalize(a->base, a->length, a->fd, a->gen, a->image_offset, a->image_length);
+  if (normalized != 0) return normalized;
   if (a->keep > 0) {
     struct page_region regions[SCAN_REGIONS];
     int count = 0;
@@ -1343,7 +1406,7 @@ static uint64_t env_acquire(void) {
 }
 
 /*
- * Counts one environment less; the last one closes the pagemap fd and frees
+ * Counts one environment less; the last one closes the pagemap and maps fds and frees
  * the empty table. Called after that environment's reset thread was joined
  * and its images closed, so no thread can be using either.
  */
@@ -1352,6 +1415,7 @@ static void env_release(void) {
   if (env_live > 0 && --env_live == 0) {
     int fd = atomic_exchange(&pagemap_fd, -2);
     if (fd >= 0) close(fd);
+    pages_release();
     pthread_rwlock_wrlock(&table_lock);
     if (table_live == 0) { /* always, as every environment closed its own */
       free(table);
@@ -1413,6 +1477,7 @@ NAPI_MODULE_INIT() {
   }
   page_size = (size_t)ps;
   if (inject != NULL && strcmp(inject, "1") == 0) fault_enabled = 1;
+  pages_init();
 
   getter = find_buffer_getter(env);
   if (getter == NULL) {
@@ -1445,7 +1510,8 @@ NAPI_MODULE_INIT() {
       {"resetRange", reset_range},   {"touchedPages", touched_pages},
       {"openImages", open_images},   {"setFault", set_fault},
       {"resetInit", reset_init},     {"resetBegin", reset_begin},
-      {"resetWait", reset_wait},
+      {"resetWait", reset_wait},     {"nonZeroPages", non_zero_pages},
+      {"mapImageAt", map_image_at},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||

@@ -5,44 +5,81 @@
  *  - Position-independent data (segments at `global.get` of an imported
  *    immutable i32 global, such as `__memory_base`): the offsets are
  *    resolved from the imports given, and an image is built and cached per
- *    resolved set of values.
- *  - Imported memories: the image is mapped into the caller's memory when
- *    the image's range of it is untouched (no page holds data: never
- *    written, or only read), which is exactly when writing the segments
- *    would leave the same bytes. Otherwise V8 writes them, as natively.
- *    The image is mapped before V8 instantiates. If instantiation fails
- *    before the data would have been written (imports that do not link,
- *    element segments that trap: errors V8 raises itself, with its
- *    "WebAssembly.Instance(): " prefix), the image is removed again, as the
- *    memory was untouched; if it fails later, in the start function, the
- *    data stays, as it does natively. Only synchronous instantiation maps
- *    into imported memories: an asynchronous one would let other code see
- *    and touch the memory in between.
+ *    resolved set of values. A defined memory gets it before V8 runs, as a
+ *    fixed image does.
+ *  - Imported memories: the caller's memory may hold anything, and what
+ *    V8 leaves there is the segments' bytes written over it. The image is
+ *    placed *after* V8 made the instance (from the primary form, whose
+ *    segments for this memory are empty), judged by what each page holds at
+ *    that moment (Backend.classifyPages):
+ *      - a page holding only zeros, inside the image: mapped from the image
+ *        (runs of such pages, one mapping per run): zeros with the segments
+ *        written over them are exactly the image's bytes;
+ *      - any other page of the segments' span: the segments' bytes are
+ *        written on it, in segment order, clipped to the page, exactly as V8
+ *        writes them (the caller's bytes between segments stay);
+ *      - a zero page outside the image (only zero bytes land there): nothing.
+ *    Nothing JavaScript can see runs between V8's return and the placement,
+ *    so the pages cannot change in between. If V8 fails, nothing was placed,
+ *    and natively nothing was written either: the failure came before the
+ *    data (a link error, an element segment that traps; another active data
+ *    segment that could trap after ours rules the path out, 'trap-risk'),
+ *    since the module either has no start function or one that provably
+ *    cannot fail (image/start.ts). Such a start function runs on the memory
+ *    without the data, so what it fills is filled again after the data is
+ *    placed: fills write constants, and the result is V8's.
+ *    Only synchronous instantiation places images into imported memories:
+ *    an asynchronous one would let other code run while V8 works.
  *
  * Two compiled forms exist: the primary one (all conditional segments
  * emptied, their data supplied by us) and, compiled on first need, the
- * fallback one (conditional segments left active, V8 applies them). Each
- * instantiation uses the primary form only if every check passes.
+ * fallback one (conditional segments left active, V8 applies them). An
+ * instantiation uses the primary form unless a check before V8 fails; every
+ * fallback is counted in the engine's stats with its reason.
+ *
+ * One thing is assumed of the imports object, as V8 reads it again: reading
+ * the memory (and the globals the segments' offsets use) twice gives the same
+ * values. Getters or Proxy traps that answer differently on a second read are
+ * not supported.
  */
 import type { ParsedModule } from './binary/reader.js';
 import { rewriteModule } from './binary/rewriter.js';
 import type { EngineCore } from './core.js';
-import { resolveSegments, roundDown, roundUp, WASM_PAGE, type MemoryPlan } from './image/analyze.js';
-import { flattenImage } from './image/flatten.js';
+import { type PlacedSegment, resolveSegments, roundDown, roundUp, WASM_PAGE, type MemoryPlan } from './image/analyze.js';
+import { flattenImage, isZero } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
+import { evaluateStart, type Fill, type StartAnalysis } from './image/start.js';
 import { bufferOf } from './memory.js';
 import type { SlotRequest } from './pool.js';
+import { countFallback, type FallbackReason } from './stats.js';
+
+/** An image to place into a caller's memory once V8 has made the instance. */
+export interface Placement {
+  readonly memory: WebAssembly.Memory;
+  /** Memory index in the module. */
+  readonly index: number;
+  readonly image: MemoryImage | null;
+  /** The resolved segments, in order (absolute offsets). */
+  readonly segments: readonly PlacedSegment[];
+  /** The page-aligned span of the non-empty segments. */
+  readonly from: number;
+  readonly to: number;
+  /** What the start function fills in this memory: filled again after the data. */
+  readonly fills: readonly Fill[];
+}
 
 /** What one instantiation uses. */
 export interface Attempt {
   readonly module: WebAssembly.Module;
   readonly requests: readonly SlotRequest[];
-  /** Images placed into the caller's memories (removed again if instantiation fails). */
-  readonly placed: readonly { readonly memory: WebAssembly.Memory; readonly image: MemoryImage }[];
+  /** Images to place into the caller's memories after V8 succeeded (see complete()). */
+  readonly deferred: readonly Placement[];
 }
 
 /** Images cached per plan; past this many resolved bases the oldest is dropped. */
 const CACHE_LIMIT = 16;
+/** At most this many separate runs of zero pages are mapped per placement (each is a mapping, a VMA or two). */
+const MAX_RUNS = 16;
 
 export class ConditionalImages {
   readonly #core: EngineCore;
@@ -53,108 +90,114 @@ export class ConditionalImages {
   readonly #plans: readonly MemoryPlan[];
   /** Imported globals, by global index: where to read their values. */
   readonly #globals: readonly { readonly module: string; readonly name: string }[];
+  /** What the start function does (only 'none' or 'fills' when a plan is an imported memory). */
+  readonly #start: StartAnalysis;
+  /** Some active segment the primary form keeps could trap (after ours, natively). */
+  readonly #trapRisk: boolean;
   /** Fallback form, compiled on first need. */
   #fallback: WebAssembly.Module | null = null;
   readonly #cache = new Map<number, Map<string, MemoryImage | null>>();
+  /** Per image, per page: 1 when the page holds a non-zero byte (0: a hole inside the image). */
+  readonly #dataPages = new WeakMap<MemoryImage, Uint8Array>();
   /** The image each conditional plan used last (absent: none yet, or V8 applied the segments). */
   readonly lastImage = new Map<number, MemoryImage | null>();
 
-  constructor(core: EngineCore, source: Uint8Array<ArrayBuffer>, parsed: ParsedModule, plans: readonly MemoryPlan[]) {
+  /** `start`: analyzeStart() of the module (only 'none' or 'fills' matter: an opaque one excludes imported memories). */
+  constructor(core: EngineCore, source: Uint8Array<ArrayBuffer>, parsed: ParsedModule, plans: readonly MemoryPlan[], start: StartAnalysis) {
     this.#core = core;
     this.#source = source;
     this.#parsed = parsed;
     this.#allPlans = plans;
     this.#plans = plans.filter((p) => p.condition !== null && p.excluded === null);
     this.#globals = parsed.imports.filter((i) => i.kind === 'global').map((i) => ({ module: i.module, name: i.name }));
+    this.#start = start;
+    this.#trapRisk = keepsRiskySegments(parsed, plans);
   }
 
   /**
    * Resolves this instantiation's conditions. `primary` is the compiled
    * primary form, `requests` the slot requests with fixed images; the
    * returned requests carry the resolved images of conditional defined
-   * memories.
+   * memories, and `deferred` the images for imported memories, to place
+   * with complete() once V8 has made the instance.
    */
   resolve(imports: unknown, primary: WebAssembly.Module, requests: readonly SlotRequest[], sync: boolean): Attempt {
     const out = [...requests];
-    const placed: { memory: WebAssembly.Memory; image: MemoryImage }[] = [];
+    const deferred: Placement[] = [];
+    const values = new Map<number, number | null>();
+    const value = (g: number): number | null => {
+      if (!values.has(g)) values.set(g, globalValue(imports, this.#globals[g]));
+      return values.get(g)!;
+    };
     const definedOrdinal = (index: number) => index - this.#parsed.importedMemoryCount;
     for (const plan of this.#plans) {
-      if (plan.imported && !sync) return this.#fallbackAttempt(requests);
-      const memory = plan.imported ? importedMemory(imports, this.#parsed, plan.index) : null;
-      if (plan.imported && memory === null) return this.#fallbackAttempt(requests);
-      const memoryBytes = memory ? bufferOf(memory).byteLength : plan.type.min * WASM_PAGE;
-      const values = new Map<number, number>();
-      for (const seg of plan.segments) {
-        if (seg.global == null || values.has(seg.global)) continue;
-        const v = globalValue(imports, this.#globals[seg.global]);
-        if (v === null) return this.#fallbackAttempt(requests);
-        values.set(seg.global, v);
+      let memory: WebAssembly.Memory | null = null;
+      if (plan.imported) {
+        if (!sync) return this.#fallbackAttempt(requests, 'async');
+        if (this.#trapRisk) return this.#fallbackAttempt(requests, 'trap-risk');
+        memory = importedMemory(imports, this.#parsed, plan.index);
+        if (memory === null) return this.#fallbackAttempt(requests, 'imports');
+        if (this.#parsed.importedMemoryCount > 1 && this.#aliased(imports, plan.index, memory)) {
+          return this.#fallbackAttempt(requests, 'aliased');
+        }
       }
-      const resolved = resolveSegments(plan.segments, (g) => values.get(g)!, memoryBytes, {
+      const memoryBytes = memory ? bufferOf(memory).byteLength : plan.type.min * WASM_PAGE;
+      const used: [number, number][] = [];
+      for (const seg of plan.segments) {
+        if (seg.global == null || used.some(([g]) => g === seg.global)) continue;
+        const v = value(seg.global);
+        if (v === null) return this.#fallbackAttempt(requests, 'imports');
+        used.push([seg.global, v]);
+      }
+      const resolved = resolveSegments(plan.segments, (g) => value(g)!, memoryBytes, {
         sizeLimit: this.#core.options.imageSizeLimit,
         pageSize: this.#core.backend.pageSize,
       });
-      if (resolved === null) return this.#fallbackAttempt(requests);
-      const image = this.#image(plan, [...values].sort((a, b) => a[0] - b[0]).join(';'), resolved);
-      this.lastImage.set(plan.index, image);
+      if (typeof resolved === 'string') return this.#fallbackAttempt(requests, resolved);
+      const image = this.#image(plan, used.sort((a, b) => a[0] - b[0]).join(';'), resolved);
       if (memory) {
-        // Untouched: no page of the segments' span holds anything.
-        let lo = Infinity;
-        let hi = 0;
-        for (const s of resolved) {
-          if (s.dataEnd === s.dataStart) continue;
-          lo = Math.min(lo, s.offset);
-          hi = Math.max(hi, s.offset + s.dataEnd - s.dataStart);
+        const span = spanOf(resolved, this.#core.backend.pageSize);
+        if (!span) {
+          this.lastImage.set(plan.index, null);
+          continue;
         }
-        if (hi > 0 && !this.#untouched(memory, roundDown(lo, this.#core.backend.pageSize), roundUp(hi, this.#core.backend.pageSize))) {
-          return this.#fallbackAttempt(requests);
-        }
-        if (image) placed.push({ memory, image });
+        // Nothing to map (all-zero data, or a bytes image, counted 'memfd' when built): V8 writes it.
+        if (image === null || image.fd === null) return this.#fallbackAttempt(requests, null);
+        // What the pages hold now says whether any of the image could be
+        // mapped at all; if not, V8 writes the data (at its own speed). This
+        // only chooses the form: after V8, the pages are judged again.
+        const marks = this.#core.backend.classifyPages!(memory, span.from, span.to - span.from);
+        if (marks === null) return this.#fallbackAttempt(requests, 'unclassifiable');
+        const runs = this.#zeroRuns(marks, image, span.from).length;
+        if (runs === 0) return this.#fallbackAttempt(requests, 'non-zero');
+        if (runs > MAX_RUNS) return this.#fallbackAttempt(requests, 'scattered');
+        deferred.push({ memory, index: plan.index, image, segments: resolved, ...span, fills: [] });
       } else {
+        this.lastImage.set(plan.index, image);
         const i = definedOrdinal(plan.index);
         out[i] = { ...out[i]!, image };
       }
     }
-    return { module: primary, requests: out, placed };
-  }
-
-  /** Places the images into the caller's memories; removes them on failure. */
-  place(attempt: Attempt): void {
-    const done: (typeof attempt.placed)[number][] = [];
-    try {
-      for (const p of attempt.placed) {
-        this.#core.backend.place(p.memory, p.image);
-        this.#core.counters.bytesMapped += p.image.length;
-        done.push(p);
+    if (deferred.length > 0 && this.#start.kind === 'fills') {
+      const fills = evaluateStart(this.#start, value, (m) => this.#memoryBytes(imports, m));
+      if (fills === 'unknown') return this.#fallbackAttempt(requests, 'imports');
+      if (fills === 'traps') return this.#fallbackAttempt(requests, 'start-function');
+      for (let i = 0; i < deferred.length; i++) {
+        const p = deferred[i]!;
+        const mine = fills.filter((f) => f.memory === p.index && f.length > 0 && f.dest < p.to && f.dest + f.length > p.from);
+        if (mine.length > 0) deferred[i] = { ...p, fills: mine };
       }
-    } catch (e) {
-      this.unplace(done);
-      throw e;
     }
+    return { module: primary, requests: out, deferred };
   }
 
   /**
-   * Instantiation with `attempt` threw `error`: undo place() if the error
-   * came before the data would have been written (see the file comment).
+   * V8 made the instance from the primary form: place the deferred images,
+   * by what the pages hold now (see the file comment). Throws only when a
+   * mapping failed and its range could not be restored.
    */
-  failed(attempt: Attempt, error: unknown): void {
-    if (attempt.placed.length === 0) return;
-    const beforeData =
-      this.#parsed.start === null ||
-      error instanceof WebAssembly.LinkError ||
-      (error instanceof Error && error.message.startsWith('WebAssembly.Instance(): '));
-    if (beforeData) this.unplace(attempt.placed);
-  }
-
-  /** Undoes place(): the ranges were untouched (zero) before, so zero again. */
-  unplace(placed: Attempt['placed']): void {
-    for (const p of placed) {
-      try {
-        this.#core.backend.remove(p.memory, p.image);
-      } catch {
-        // Best effort; the range stays as the image left it.
-      }
-    }
+  complete(attempt: Attempt): void {
+    for (const p of attempt.deferred) this.#place(p);
   }
 
   dispose(): void {
@@ -163,12 +206,107 @@ export class ConditionalImages {
     this.lastImage.clear();
   }
 
-  #untouched(memory: WebAssembly.Memory, from: number, to: number): boolean {
-    try {
-      return this.#core.backend.isUntouched(memory, from, to - from);
-    } catch {
-      return false;
+  #place(p: Placement): void {
+    const backend = this.#core.backend;
+    const page = backend.pageSize;
+    const pages = (p.to - p.from) / page;
+    const marks = backend.classifyPages?.(p.memory, p.from, p.to - p.from) ?? null;
+    // Runs of zero pages inside the image: [first page, end page) relative to p.from.
+    let runs: [number, number][] = [];
+    const image = p.image;
+    if (marks === null) {
+      countFallback(this.#core.counters, 'unclassifiable');
+    } else if (image !== null && backend.mapImageRange) {
+      runs = this.#zeroRuns(marks, image, p.from);
+      if (runs.length > MAX_RUNS) {
+        countFallback(this.#core.counters, 'scattered');
+        runs = [];
+      } else if (runs.length === 0) {
+        countFallback(this.#core.counters, 'non-zero');
+      }
     }
+    const mapped = new Uint8Array(pages);
+    let bytes = 0;
+    for (const [i, j] of runs) {
+      if (backend.mapImageRange!(p.memory, image!, p.from + i * page, (j - i) * page) === 'mapped') {
+        mapped.fill(1, i, j);
+        bytes += (j - i) * page;
+      } else if (image!.fd !== null) {
+        countFallback(this.#core.counters, 'mmap');
+      }
+    }
+    this.#core.counters.bytesMapped += bytes;
+    if (bytes > 0) this.lastImage.set(p.index, image);
+    else this.lastImage.delete(p.index);
+    // The pages the segments' bytes are written on: those not mapped that
+    // hold something, or that the image has data for (a zero page where the
+    // image has none, inside it or outside, gets only zero bytes: nothing
+    // to do).
+    const imageFirst = image ? (image.offset - p.from) / page : 0;
+    const imageEnd = image ? imageFirst + image.length / page : 0;
+    const data = image ? this.#dataPages.get(image) : undefined;
+    const write: [number, number][] = [];
+    for (let i = 0; i < pages; i++) {
+      const imageData = i >= imageFirst && i < imageEnd && (data === undefined || data[i - imageFirst] === 1);
+      const needed = mapped[i] === 0 && (marks === null || marks[i] !== 0 || imageData);
+      if (!needed) continue;
+      const last = write[write.length - 1];
+      if (last && last[1] === p.from + i * page) last[1] += page;
+      else write.push([p.from + i * page, p.from + (i + 1) * page]);
+    }
+    const view = write.length > 0 || p.fills.length > 0 ? new Uint8Array(bufferOf(p.memory)) : null;
+    if (view && write.length > 0) writeSegments(view, this.#source, p.segments, write);
+    // What the start function filled (on the memory without the data) is filled again.
+    for (const f of p.fills) {
+      const a = Math.max(f.dest, p.from);
+      const b = Math.min(f.dest + f.length, p.to);
+      if (a < b) view!.fill(f.value, a, b);
+    }
+  }
+
+  /**
+   * The runs of pages to map: each stretch of zero pages inside the image,
+   * without the image's holes at its ends (a zero page under a hole needs
+   * nothing; left alone it stays a plain zero page, which a later image may
+   * still take). Page numbers relative to `from`, [start, end).
+   */
+  #zeroRuns(marks: Uint8Array, image: MemoryImage, from: number): [number, number][] {
+    const page = this.#core.backend.pageSize;
+    const first = (image.offset - from) / page;
+    const end = first + image.length / page;
+    const data = this.#dataPages.get(image);
+    const hasData = (i: number): boolean => data === undefined || data[i - first] === 1;
+    const runs: [number, number][] = [];
+    for (let i = first; i < end; i++) {
+      if (marks[i] !== 0) continue;
+      let j = i + 1;
+      while (j < end && marks[j] === 0) j++;
+      let a = i;
+      let b = j;
+      while (a < b && !hasData(a)) a++;
+      while (b > a && !hasData(b - 1)) b--;
+      if (a < b) runs.push([a, b]);
+      i = j;
+    }
+    return runs;
+  }
+
+  /** Whether another memory import of the module is given the same memory. */
+  #aliased(imports: unknown, index: number, memory: WebAssembly.Memory): boolean {
+    for (let i = 0; i < this.#parsed.importedMemoryCount; i++) {
+      if (i !== index && importedMemory(imports, this.#parsed, i) === memory) return true;
+    }
+    return false;
+  }
+
+  /** A memory's byte length as the instance will have it, or null when unknown. */
+  #memoryBytes(imports: unknown, index: number): number | null {
+    if (index < this.#parsed.importedMemoryCount) {
+      const m = importedMemory(imports, this.#parsed, index);
+      return m ? bufferOf(m).byteLength : null;
+    }
+    const type = this.#parsed.memories[index - this.#parsed.importedMemoryCount];
+    return type ? type.min * WASM_PAGE : null;
   }
 
   #image(plan: MemoryPlan, key: string, resolved: Parameters<typeof flattenImage>[1]): MemoryImage | null {
@@ -180,9 +318,13 @@ export class ConditionalImages {
     if (flat.length > 0) {
       const made = this.#core.backend.createImage(flat);
       image = made.image;
+      this.#dataPages.set(image, dataPages(flat.bytes, this.#core.backend.pageSize));
       this.#core.trackImage(image);
       this.#core.counters.imagesBuilt++;
-      if (made.fallback) this.#core.counters.imageFallbacks++;
+      if (made.fallback) {
+        this.#core.counters.imageFallbacks++;
+        countFallback(this.#core.counters, 'memfd');
+      }
     }
     if (cache.size >= CACHE_LIMIT) {
       const [oldKey, old] = cache.entries().next().value as [string, MemoryImage | null];
@@ -193,7 +335,9 @@ export class ConditionalImages {
     return image;
   }
 
-  #fallbackAttempt(requests: readonly SlotRequest[]): Attempt {
+  /** The fallback form: V8 applies the conditional segments. `reason` is counted (null: nothing to count). */
+  #fallbackAttempt(requests: readonly SlotRequest[], reason: FallbackReason | null): Attempt {
+    if (reason !== null) countFallback(this.#core.counters, reason);
     if (this.#fallback === null) {
       const convert = new Set<number>();
       for (const p of this.#allPlans) if (!p.excluded && p.condition === null) for (const i of p.segmentIndices) convert.add(i);
@@ -202,13 +346,78 @@ export class ConditionalImages {
     }
     const out = requests.map((r, i) => (this.#isConditionalDefined(i) ? { ...r, image: null } : r));
     for (const p of this.#plans) this.lastImage.delete(p.index);
-    return { module: this.#fallback, requests: out, placed: [] };
+    return { module: this.#fallback, requests: out, deferred: [] };
   }
 
   #isConditionalDefined(definedOrdinal: number): boolean {
     const index = definedOrdinal + this.#parsed.importedMemoryCount;
     return this.#plans.some((p) => !p.imported && p.index === index);
   }
+}
+
+/** Per page of `bytes`: 1 when it holds a non-zero byte. */
+function dataPages(bytes: Uint8Array, page: number): Uint8Array {
+  const out = new Uint8Array(bytes.length / page);
+  for (let i = 0; i < out.length; i++) out[i] = isZero(bytes, i * page, (i + 1) * page) ? 0 : 1;
+  return out;
+}
+
+/** The page-aligned span of the non-empty segments, or null when all are empty. */
+function spanOf(segments: readonly PlacedSegment[], page: number): { from: number; to: number } | null {
+  let lo = Infinity;
+  let hi = 0;
+  for (const s of segments) {
+    if (s.dataEnd === s.dataStart) continue;
+    lo = Math.min(lo, s.offset);
+    hi = Math.max(hi, s.offset + s.dataEnd - s.dataStart);
+  }
+  return hi > 0 ? { from: roundDown(lo, page), to: roundUp(hi, page) } : null;
+}
+
+/**
+ * Writes the segments' bytes, in segment order, clipped to `ranges` (sorted,
+ * disjoint [start, end) byte ranges): what V8 would have written there.
+ */
+function writeSegments(view: Uint8Array, source: Uint8Array, segments: readonly PlacedSegment[], ranges: readonly [number, number][]): void {
+  for (const s of segments) {
+    const a = s.offset;
+    const b = s.offset + s.dataEnd - s.dataStart;
+    if (a === b) continue;
+    // The first range that ends after a.
+    let lo = 0;
+    let hi = ranges.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (ranges[mid]![1] <= a) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let r = lo; r < ranges.length && ranges[r]![0] < b; r++) {
+      const from = Math.max(a, ranges[r]![0]);
+      const to = Math.min(b, ranges[r]![1]);
+      if (from < to) view.set(source.subarray(s.dataStart + (from - a), s.dataStart + (to - a)), from);
+    }
+  }
+}
+
+/**
+ * Whether the primary form keeps an active data segment (one of an excluded
+ * memory) that could trap: natively it would trap after the conditional
+ * segments before it were written, which placing after V8 cannot match. A
+ * segment at a constant offset that fits the memory's declared minimum
+ * cannot trap (an imported memory is at least that large).
+ */
+function keepsRiskySegments(parsed: ParsedModule, plans: readonly MemoryPlan[]): boolean {
+  const converted = new Set<number>();
+  for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) converted.add(i);
+  const types = [...parsed.imports.filter((i) => i.kind === 'memory').map((i) => i.memory!), ...parsed.memories];
+  for (const seg of parsed.data) {
+    if (seg.mode !== 'active' || converted.has(seg.index)) continue;
+    const type = types[seg.memory];
+    const off = seg.offset;
+    if (!type || !off || off.dynamic || off.global !== null || off.type !== (type.memory64 ? 'i64' : 'i32')) return true;
+    if (Number(off.constant) + (seg.dataEnd - seg.dataStart) > type.min * WASM_PAGE) return true;
+  }
+  return false;
 }
 
 /** The caller's memory for imported memory `index`, if it is a genuine one. */

@@ -131,7 +131,7 @@ export class EngineCore {
 
   stats(): EngineStats {
     this.pool.drain();
-    return { ...this.counters, liveLeases: this.live, idleMemories: this.pool.idle };
+    return { ...this.counters, fallbacks: { ...this.counters.fallbacks }, liveLeases: this.live, idleMemories: this.pool.idle };
   }
 
   close(): void {

@@ -13,7 +13,7 @@ export { Engine, type EngineOptions } from './engine.js';
 export { PreparedModule, type MemoryInfo, type Imports } from './prepared.js';
 export { Lease } from './lease.js';
 export { EmscriptenAdapter, emscriptenAdapter, type ReceiveInstance } from './integrations/emscripten.js';
-export type { EngineStats } from './stats.js';
+export type { EngineStats, FallbackReason } from './stats.js';
 export type { BackendKind } from './backend/backend.js';
 export type { ExclusionCode, MemoryCondition } from './image/analyze.js';
 export {

@@ -10,9 +10,11 @@ import { type Attempt, ConditionalImages } from './conditional.js';
 import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
+import { analyzeStart } from './image/start.js';
 import { Lease } from './lease.js';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
+import { countFallback, type FallbackReason } from './stats.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -29,9 +31,11 @@ export interface MemoryInfo {
   /**
    * Null when the image is fixed. 'position-independent': the image depends
    * on imported globals and is resolved at each instantiation; 'imported-untouched':
-   * the image is mapped into the caller's memory when that range of it is
-   * untouched. `image` is then the one the last instantiation used (null
-   * before the first, or when its check failed and V8 applied the segments).
+   * the image is mapped over the caller's pages that hold only zeros once V8
+   * made the instance, and the data written on the others. `image` is then
+   * the one the last instantiation used (null before the first, or when a
+   * check failed or no page could take it, and the data was written as V8
+   * writes it).
    */
   readonly condition: MemoryCondition | null;
 }
@@ -67,6 +71,8 @@ export class PreparedModule {
   #fixed: Attempt | null = null;
   /** The attempt #begin resolved last. */
   #attempt: Attempt | null = null;
+  /** Fallbacks every instantiation takes (imported memories the engine can never image here), counted each time. */
+  #fallbacks: FallbackReason[] = [];
 
   /** @internal Use engine.prepare(). */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>) {
@@ -95,10 +101,12 @@ export class PreparedModule {
     }
 
     for (const e of parsed.exports) if (e.kind === 'memory') this.#exportedMemories.add(e.index);
+    const start = analyzeStart(input, parsed);
     const plans = analyzeMemories(parsed, {
       sizeLimit: core.options.imageSizeLimit,
       pageSize: core.backend.pageSize,
-      mapImported: core.backend.kind === 'native',
+      mapImported: core.backend.classifyPages !== undefined && core.backend.mapImageRange !== undefined,
+      opaqueStart: start.kind === 'opaque' ? start.why : null,
     });
     const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
     const convert = new Set<number>();
@@ -141,8 +149,9 @@ export class PreparedModule {
     this.#source = memoryModule !== null ? input : null;
     if (memoryModule === null) this.#requests = [];
     if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
-      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans);
+      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start);
     }
+    for (const p of this.#plans) if (p.excluded && p.fallback) this.#fallbacks.push(p.fallback);
   }
 
   /**
@@ -200,9 +209,12 @@ export class PreparedModule {
     const slots = this.#begin(imports, true);
     const attempt = this.#attempt!;
     try {
-      return this.#finish<T>(new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots)), slots);
+      const instance = new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots));
+      // Nothing ran since V8 returned: place the images into imported memories now.
+      if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
+      return this.#finish<T>(instance, slots);
     } catch (e) {
-      throw this.#fail(slots, attempt, e);
+      throw this.#fail(slots, e);
     }
   }
 
@@ -211,9 +223,10 @@ export class PreparedModule {
     const slots = this.#begin(imports, false);
     const attempt = this.#attempt!;
     try {
+      // Asynchronous: imported memories were left to V8 (attempt.deferred is empty).
       return this.#finish<T>(await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
-      throw this.#fail(slots, attempt, e);
+      throw this.#fail(slots, e);
     }
   }
 
@@ -225,13 +238,10 @@ export class PreparedModule {
   #begin(imports: unknown, sync: boolean): Slot[] {
     this.#checkUsable();
     this.#core.reserve();
-    let attempt: Attempt | null = null;
     try {
-      attempt = this.#attempt = this.#resolve(imports, sync);
-      this.#conditional?.place(attempt);
+      const attempt = (this.#attempt = this.#resolve(imports, sync));
       return this.#core.acquire(attempt.requests);
     } catch (e) {
-      if (attempt) this.#conditional?.unplace(attempt.placed);
       this.#core.unreserve();
       throw e;
     }
@@ -240,7 +250,8 @@ export class PreparedModule {
   /** The compiled form and memories for one instantiation. */
   #resolve(imports: unknown, sync: boolean): Attempt {
     const requests = this.#ensureImages();
-    if (this.#conditional === null) return (this.#fixed ??= { module: this.module, requests, placed: [] });
+    if (this.#fallbacks.length > 0) for (const r of this.#fallbacks) countFallback(this.#core.counters, r);
+    if (this.#conditional === null) return (this.#fixed ??= { module: this.module, requests, deferred: [] });
     return this.#conditional.resolve(imports, this.module, requests, sync);
   }
 
@@ -249,10 +260,9 @@ export class PreparedModule {
     return new Lease<T>(this.#core, instance, slots);
   }
 
-  /** Instantiation failed: the memories go back (reset), the slot is freed. */
-  #fail(slots: Slot[], attempt: Attempt | null, error: unknown): unknown {
+  /** Instantiation failed: the memories go back (reset), the slot is freed. Nothing was placed into imported memories. */
+  #fail(slots: Slot[], error: unknown): unknown {
     this.#core.releaseSlots(slots);
-    if (attempt) this.#conditional?.failed(attempt, error);
     this.#core.unreserve();
     return error;
   }
@@ -263,17 +273,12 @@ export class PreparedModule {
    */
   async instantiateUnpooled(imports?: Imports): Promise<WebAssembly.Instance> {
     this.#checkUsable();
+    // Asynchronous: imported memories are left to V8 (attempt.deferred is empty).
     const attempt = this.#resolve(imports, false);
-    this.#conditional?.place(attempt);
-    try {
-      const slots = this.#core.fresh(attempt.requests);
-      const instance = await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots));
-      this.#core.counters.instantiations++;
-      return instance;
-    } catch (e) {
-      this.#conditional?.failed(attempt, e);
-      throw e;
-    }
+    const slots = this.#core.fresh(attempt.requests);
+    const instance = await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots));
+    this.#core.counters.instantiations++;
+    return instance;
   }
 
   /**
@@ -320,7 +325,10 @@ export class PreparedModule {
           built.push(image);
           this.#core.trackImage(image);
           this.#core.counters.imagesBuilt++;
-          if (made.fallback) this.#core.counters.imageFallbacks++;
+          if (made.fallback) {
+            this.#core.counters.imageFallbacks++;
+            countFallback(this.#core.counters, 'memfd');
+          }
         }
       }
       const size = { initialPages: p.type.min, maximumPages: p.type.max };

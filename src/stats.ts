@@ -1,3 +1,43 @@
+/**
+ * Why an image was not used where the engine had one to use, and V8 (or the
+ * engine, writing exactly what V8 would) placed the data instead. Stable
+ * strings: part of the public API.
+ *
+ *  - 'memfd': a memfd could not be made; the image is kept as bytes and
+ *    copied in (counted once, when the image is built).
+ *  - The others are counted once per instantiation (and memory) that could
+ *    not use a conditional image: an imported memory's, or (for 'imports',
+ *    'out-of-bounds', 'too-large') position-independent data's:
+ *    'backend'         the copy backend cannot tell what the memory's pages hold;
+ *    'async'           instantiateAsync(): other code could touch the memory meanwhile;
+ *    'start-function'  the start function does more than fill memory, or its fill would trap;
+ *    'imports'         the memory, or a global the segments' offsets need, is missing or not readable as one;
+ *    'out-of-bounds'   a segment does not fit the memory (V8 traps, as natively);
+ *    'too-large'       the segments span more than `imageSizeLimit`;
+ *    'trap-risk'       another active data segment could trap, after this one's data would have been written;
+ *    'aliased'         the same memory is imported twice;
+ *    'unclassifiable'  the kernel could not tell what the pages hold (no PROCMAP_QUERY or PAGEMAP_SCAN);
+ *    'non-zero'        no page the image has data for holds only zeros: nothing to map;
+ *    'scattered'       the zero pages form too many separate runs to map;
+ *    'mmap'            mapping failed; the engine wrote the segments' bytes.
+ *    (The last four are found before V8 runs, when V8 then writes the data;
+ *    found only after V8, the engine writes exactly V8's bytes.)
+ */
+export type FallbackReason =
+  | 'memfd'
+  | 'backend'
+  | 'async'
+  | 'start-function'
+  | 'imports'
+  | 'out-of-bounds'
+  | 'too-large'
+  | 'trap-risk'
+  | 'aliased'
+  | 'unclassifiable'
+  | 'non-zero'
+  | 'scattered'
+  | 'mmap';
+
 /** Counters an engine keeps; `engine.stats()` returns a snapshot. */
 export interface EngineStats {
   /** Instances created through the engine (leases and one-shot). */
@@ -24,9 +64,15 @@ export interface EngineStats {
   liveLeases: number;
   /** Idle memories in the pool. */
   idleMemories: number;
+  /** Fallbacks by reason (see FallbackReason); a reason that never happened is absent. */
+  fallbacks: Partial<Record<FallbackReason, number>>;
 }
 
 export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
+
+export function countFallback(counters: StatsCounters, reason: FallbackReason): void {
+  counters.fallbacks[reason] = (counters.fallbacks[reason] ?? 0) + 1;
+}
 
 export function newCounters(): StatsCounters {
   return {
@@ -40,5 +86,6 @@ export function newCounters(): StatsCounters {
     backgroundResets: 0,
     retiredMemories: 0,
     memoriesCreated: 0,
+    fallbacks: {},
   };
 }

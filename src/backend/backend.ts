@@ -53,10 +53,21 @@ export interface Backend {
   /** Waits for a queued reset to end (doing it now if it has not started); the ticket is spent. */
   waitReset?(ticket: number): Exclude<QueuedResetState, 'pending'>;
   /**
-   * Whether no page of [offset, +length) holds anything (never written, or
-   * only read). False when it cannot tell.
+   * What each page of [offset, +length) holds now: 0 where the page holds
+   * only zero bytes, 1 where it may hold anything else (a page mapped from a
+   * file, ours or anyone's, is always 1). Null when the backend cannot tell:
+   * then no page may be taken as zero. Absent: never can.
    */
-  isUntouched(memory: WebAssembly.Memory, offset: number, length: number): boolean;
+  classifyPages?(memory: WebAssembly.Memory, offset: number, length: number): Uint8Array | null;
+  /**
+   * Maps the image's bytes over [offset, +length) of a memory whose pages
+   * there hold only zeros (classifyPages said so, and nothing ran since):
+   * the same bytes as writing the image there. 'write' when the image
+   * cannot be mapped (no memfd) or mapping failed and the range holds zero
+   * pages again: write the data instead. Throws when the range could not be
+   * restored. Absent: never maps.
+   */
+  mapImageRange?(memory: WebAssembly.Memory, image: MemoryImage, offset: number, length: number): 'mapped' | 'write';
   /** Gives a retired memory's pages back to the system, where it can. */
   releasePages(memory: WebAssembly.Memory): void;
 }

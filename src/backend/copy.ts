@@ -59,10 +59,6 @@ export class CopyBackend implements Backend {
     return 'kept';
   }
 
-  isUntouched(): boolean {
-    return false; // nothing portable can tell; imported memories are left to V8
-  }
-
   releasePages(): void {
     // Nothing portable can return pages; the memory is freed at GC.
   }

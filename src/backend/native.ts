@@ -80,14 +80,16 @@ export class NativeBackend implements Backend {
         return r === -2 ? 'grown' : 'kept';
       }
       // A bytes image, or a memfd image already disposed (no fd to restore
-      // from): drop every private page.
+      // from): the whole memory goes back to zero and the image is lost. The
+      // image's own mapping goes first (madvise would bring its bytes back);
+      // resetRange without an image replaces any other file mapping.
       if (bufferOf(memory).byteLength !== length) return 'grown';
-      this.#binding.discard(memory, 0, length);
+      if (image.storage === 'memfd') this.#binding.mapZero(memory, image.offset, image.length);
+      if (this.#binding.resetRange(memory, length, -1, 0, 0, this.#keepResident) === -2) return 'grown';
     } catch (e) {
       throw new NativeError('resetting a memory', e);
     }
-    // A memfd mapping reads the image again; copied bytes are gone.
-    return image.storage === 'memfd' ? 'kept' : 'lost';
+    return 'lost';
   }
 
   beginReset(memory: WebAssembly.Memory, image: MemoryImage | null, length: number): number | 'grown' | null {
@@ -108,8 +110,25 @@ export class NativeBackend implements Backend {
     return this.#queue!.wait(ticket);
   }
 
-  isUntouched(memory: WebAssembly.Memory, offset: number, length: number): boolean {
-    return this.#binding.touchedPages(memory, offset, length) === 0;
+  classifyPages(memory: WebAssembly.Memory, offset: number, length: number): Uint8Array | null {
+    const out = new Uint8Array(length / this.pageSize);
+    try {
+      return this.#binding.nonZeroPages(memory, offset, length, out) < 0 ? null : out;
+    } catch {
+      return null; // cannot tell: nothing is taken as zero
+    }
+  }
+
+  mapImageRange(memory: WebAssembly.Memory, image: MemoryImage, offset: number, length: number): 'mapped' | 'write' {
+    const fd = image.fd;
+    if (fd === null) return 'write';
+    try {
+      this.#binding.mapImageAt(memory, fd, offset, length, offset - image.offset);
+      return 'mapped';
+    } catch (e) {
+      if ((e as { zeroed?: unknown }).zeroed === true) return 'write';
+      throw new NativeError('mapping an image into a memory', e);
+    }
   }
 
   releasePages(memory: WebAssembly.Memory): void {

@@ -11,6 +11,7 @@
  * instantiation, with exactly the native traps.
  */
 import type { DataSegment, MemoryType, ParsedModule } from '../binary/reader.js';
+import type { FallbackReason } from '../stats.js';
 
 export const WASM_PAGE = 65536;
 
@@ -47,9 +48,12 @@ export interface PlacedSegment {
  * When an image can be used only after a check at instantiation:
  *  - 'position-independent': some segments sit at `global.get` of an
  *    imported immutable i32 global; the image is built per resolved value;
- *  - 'imported-untouched': the memory is imported; the image is mapped into
- *    it when the image's range of it is untouched (all zero, never written).
- * When the check fails the instance is made as native would (V8 applies the
+ *  - 'imported-untouched': the memory is imported; once V8 has made the
+ *    instance, the image is mapped over the pages of the caller's memory
+ *    that hold only zeros at that moment, and the segments' bytes are
+ *    written on the others (see conditional.ts). The name is kept for
+ *    compatibility: what counts is what the pages hold, not their history.
+ * When a check fails the instance is made as native would (V8 applies the
  * segments).
  */
 export type MemoryCondition = 'position-independent' | 'imported-untouched';
@@ -67,6 +71,11 @@ export interface MemoryPlan {
   readonly segmentIndices: readonly number[];
   /** Null when the image is fixed at prepare; see MemoryCondition. */
   readonly condition: MemoryCondition | null;
+  /**
+   * For an excluded imported memory with data: why, as a fallback counted at
+   * each instantiation (the engine had an image path and could not take it).
+   */
+  readonly fallback?: FallbackReason;
 }
 
 export interface AnalyzeOptions {
@@ -75,6 +84,11 @@ export interface AnalyzeOptions {
   readonly pageSize: number;
   /** Whether images may be mapped into imported memories (native backend). */
   readonly mapImported: boolean;
+  /**
+   * Why the start function rules out images in imported memories (it may
+   * read them, call out, or trap: see image/start.ts), or null/absent.
+   */
+  readonly opaqueStart?: string | null;
 }
 
 /**
@@ -82,27 +96,29 @@ export interface AnalyzeOptions {
  * the imported globals' values (u32), checked against the memory's size in
  * bytes and the size limit. Null when some segment would not fit: the
  * instance must then be made as native would, and trap as native does.
+ * The reason instead of the segments when some segment would not fit, or
+ * the span is over the size limit.
  */
 export function resolveSegments(
   segments: readonly PlacedSegment[],
   globalValue: (global: number) => number,
   memoryBytes: number,
   options: Pick<AnalyzeOptions, 'sizeLimit' | 'pageSize'>,
-): PlacedSegment[] | null {
+): PlacedSegment[] | 'out-of-bounds' | 'too-large' {
   const out: PlacedSegment[] = [];
   let lo = Infinity;
   let hi = 0;
   for (const seg of segments) {
     const offset = seg.global == null ? seg.offset : (globalValue(seg.global) + seg.offset) % 2 ** 32;
     const len = seg.dataEnd - seg.dataStart;
-    if (offset + len > memoryBytes) return null;
+    if (offset + len > memoryBytes) return 'out-of-bounds';
     if (len > 0) {
       lo = Math.min(lo, offset);
       hi = Math.max(hi, offset + len);
     }
     out.push({ offset, dataStart: seg.dataStart, dataEnd: seg.dataEnd });
   }
-  if (hi > 0 && roundUp(hi, options.pageSize) - roundDown(lo, options.pageSize) > options.sizeLimit) return null;
+  if (hi > 0 && roundUp(hi, options.pageSize) - roundDown(lo, options.pageSize) > options.sizeLimit) return 'too-large';
   return out;
 }
 
@@ -135,16 +151,20 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
     const memIndex = index++;
     const base = { index: memIndex, imported: true, type: imp.memory };
     const segs = byMemory.get(memIndex) ?? [];
+    let fallback: FallbackReason | undefined;
     const own =
       imp.memory.shared || imp.memory.memory64
         ? exclusion('imported', 'the memory is imported (shared or memory64); its segments are applied by V8 as usual')
         : segs.length === 0
           ? exclusion('imported', 'the memory is imported and the module has no data for it')
           : !options.mapImported
-            ? exclusion('imported', 'the memory is imported; this backend leaves its segments to V8')
-            : null;
+            ? ((fallback = 'backend'), exclusion('imported', 'the memory is imported; this backend leaves its segments to V8'))
+            : options.opaqueStart
+              ? ((fallback = 'start-function'),
+                exclusion('imported', `the memory is imported and the start function cannot run before the data is placed (${options.opaqueStart}); V8 applies the segments`))
+              : null;
     const result = own ?? placeSegments(segs, imp.memory, options, globals, true);
-    if ('code' in result) plans.push({ ...base, ...none, excluded: result });
+    if ('code' in result) plans.push({ ...base, ...none, excluded: result, ...(fallback ? { fallback } : {}) });
     else plans.push({ ...base, excluded: null, ...result, condition: 'imported-untouched' });
   }
   const moduleBlock = rewritableMemories(parsed);

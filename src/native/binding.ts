@@ -57,8 +57,27 @@ export interface NativeBinding {
   ): number;
   /** Waits until status[cell] is no longer pending; returns it. */
   resetWait(cell: number): number;
-  /** 0 when no page of the range holds anything; > 0 when some does; -1 when unknown. */
+  /**
+   * 0 when no page of the range holds anything (never written, or only read);
+   * > 0 when some does; -1 when unknown. Pages of a file mapping do not count.
+   */
   touchedPages(memory: WebAssembly.Memory, offset: number, length: number): number;
+  /**
+   * What the range's pages hold now: out[i] = 0 when page i holds only zero
+   * bytes (an anonymous page with no frame, or one whose bytes are all zero),
+   * 1 otherwise (any page of a file mapping, ours or anyone's, counts as 1).
+   * Returns the number of 1s, or -1 when the kernel cannot tell (no
+   * PROCMAP_QUERY or PAGEMAP_SCAN): then no page may be taken as zero.
+   * `out` must hold length / pageSize bytes.
+   */
+  nonZeroPages(memory: WebAssembly.Memory, offset: number, length: number, out: Uint8Array): number;
+  /**
+   * Maps image `fd`'s bytes [fileOffset, +length) copy-on-write at `offset`
+   * of `memory`. When the mmap fails it throws an error whose `zeroed` is
+   * true when the range holds fresh zero pages again, false when it was left
+   * inaccessible.
+   */
+  mapImageAt(memory: WebAssembly.Memory, fd: number, offset: number, length: number, fileOffset: number): void;
   /** Pages in the range that are present or swapped out. */
   residentPages(memory: WebAssembly.Memory, offset: number, length: number): number;
   /** Images created and not yet closed, process-wide. */

@@ -6,7 +6,16 @@
  * Each command yields an outcome string (what happened, with error classes
  * and messages), so that modes can be compared command by command, and a
  * verdict against the script's expectation (passed / failed / skipped).
+ *
+ * As in the reference harness, one `spectest` instance serves the whole
+ * script: modules that import `spectest.memory` share it. Memories are read
+ * only where the script itself reads them (its own assertions) and once at
+ * the end, when a last result lists a digest of every memory the script
+ * could reach (spectest's and every one a module exported). Reading a memory
+ * between commands would change what the kernel reports about its pages,
+ * and so hide mistakes in deciding where an image may be mapped.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, type Lease } from '../../src/index.js';
@@ -151,17 +160,28 @@ export function runScript(dir: string, script: string, mode: Mode): ScriptResult
   const named = new Map<string, WebAssembly.Exports>();
   let current: WebAssembly.Exports | null = null;
   const results: CommandResult[] = [];
+  const shared = spectest();
+  /** Every memory the script can reach, in the order it could first reach them. */
+  const memories: WebAssembly.Memory[] = [shared['spectest']!['memory'] as WebAssembly.Memory];
+  const reach = (exports: WebAssembly.Exports): void => {
+    for (const v of Object.values(exports)) if (v instanceof WebAssembly.Memory && !memories.includes(v)) memories.push(v);
+  };
 
-  const imports = (): WebAssembly.Imports => ({ ...spectest(), ...registry }) as WebAssembly.Imports;
+  const imports = (): WebAssembly.Imports => ({ ...shared, ...registry }) as WebAssembly.Imports;
   const read = (file: string) => new Uint8Array(readFileSync(join(dir, file)));
   const compile = (bytes: Uint8Array<ArrayBuffer>) => {
     if (!engine) return new WebAssembly.Module(bytes);
     return engine.prepare(bytes);
   };
   const instantiate = (bytes: Uint8Array<ArrayBuffer>): WebAssembly.Exports => {
-    if (!engine) return new WebAssembly.Instance(new WebAssembly.Module(bytes), imports()).exports;
+    if (!engine) {
+      const exports = new WebAssembly.Instance(new WebAssembly.Module(bytes), imports()).exports;
+      reach(exports);
+      return exports;
+    }
     const lease = engine.prepare(bytes).instantiate(imports());
     leases.push(lease);
+    reach(lease.instance.exports);
     return lease.instance.exports;
   };
   const act = (a: Action): unknown[] => {
@@ -252,6 +272,9 @@ export function runScript(dir: string, script: string, mode: Mode): ScriptResult
     }
     results.push({ line: c.line, type: c.type, outcome, verdict });
   }
+  // The only reads of memory besides the script's own: at the end, before any lease is released.
+  const digests = memories.map((m) => createHash('sha256').update(new Uint8Array(m.buffer)).digest('hex').slice(0, 16));
+  results.push({ line: 0, type: 'memories at the end', outcome: digests.join(' '), verdict: 'passed' });
   for (const l of leases) l.release();
   engine?.close();
   return { script, mode, results };
