@@ -25,7 +25,7 @@
  *       says so (`zeroed: true`); only if that fails too is it left
  *       inaccessible (`zeroed: false`).
  *
- * And the reset's first step, pages_normalize (see pages.h), which makes a
+ * And the reset's first step, pages_normalize (see wasm_cow.h), which makes a
  * pooled memory's mappings those of a clean slot whatever was mapped into it
  * meanwhile: madvise(MADV_DONTNEED) on a private file mapping brings back the
  * file's bytes, so a file mapping other than the slot's own image at the
@@ -51,7 +51,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "pages.h"
+#include "wasm_cow.h"
 
 /* PROCMAP_QUERY (Linux 6.11, linux/fs.h); the system headers may lack it. */
 struct wc_procmap_query {
@@ -79,7 +79,7 @@ _Static_assert(sizeof(struct wc_procmap_query) == 104, "struct procmap_query is 
 #define WC_VMA_SHARED 0x08
 #define WC_COVERING_OR_NEXT_VMA 0x10
 
-/* PAGEMAP_SCAN (Linux 6.7), under our own names (wasm_cow.c has its own copy). */
+/* PAGEMAP_SCAN (Linux 6.7), under our own names (reset.c has its own copy). */
 struct wc_page_region {
   uint64_t start, end, categories;
 };
@@ -315,7 +315,7 @@ napi_value map_image_at(napi_env env, napi_callback_info info) {
 }
 
 /*
- * See pages.h. Walks the VMAs over [base, base+length) (three for a clean
+ * See wasm_cow.h. Walks the VMAs over [base, base+length) (three for a clean
  * slot with an image inside the memory: anonymous, the image, anonymous)
  * and replaces what is not as a clean slot has it, keeping each VMA's
  * protection and never unmapping:

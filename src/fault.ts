@@ -1,6 +1,6 @@
 /**
  * Test-only fault injection on the JavaScript side (the native side has its
- * own, see native/wasm_cow.c). Inert unless WASM_COW_FAULT_INJECTION=1 was
+ * own, see native/fault.c). Inert unless WASM_COW_FAULT_INJECTION=1 was
  * set when this module loaded.
  */
 const enabled = process.env['WASM_COW_FAULT_INJECTION'] === '1';

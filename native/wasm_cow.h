@@ -1,0 +1,189 @@
+/*
+ * What the addon's files share. Not an API: the files are one addon
+ * (binding.gyp builds them into wasm_cow.node), split by concern so that a
+ * reader finds each by name; this header only lets each use what another
+ * defines. Each section below lists what one file defines:
+ *
+ *   wasm_cow.c     Node-API glue: the rules every entry point follows (at its
+ *                  top), argument checks and errors, createImage, closeImage,
+ *                  openImages, environments, module init
+ *   image_table.c  the process-wide table of images, by fd
+ *   reset.c        mapping into a memory, the dirty-page scan, the reset
+ *   reset_queue.c  each environment's reset queue and its thread
+ *   pages.c        what backs each page (PROCMAP_QUERY, PAGEMAP_SCAN), and
+ *                  the reset's mapping walk
+ *   fault.c        fault injection (tests)
+ *
+ * Entry points (napi_value f(napi_env, napi_callback_info)) are registered
+ * by wasm_cow.c's module init, whichever file defines them.
+ */
+#ifndef WASM_COW_H
+#define WASM_COW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <node_api.h>
+
+/* Internal to the addon: never exported (a name like `page_size` would
+   otherwise bind to any symbol of that name the process already has). */
+#pragma GCC visibility push(hidden)
+
+/* ---- defined in wasm_cow.c ---- */
+
+/* Host page size (set once when the addon loads). */
+extern size_t page_size;
+
+/* Argument checks, exactly as every entry point applies them (see wasm_cow.c). */
+int get_size(napi_env env, napi_value value, const char *what, uint64_t *out);
+int get_page_aligned(napi_env env, napi_value value, const char *what, uint64_t *out);
+int get_image_fd(napi_env env, napi_value value, int *fd, uint64_t *length, uint64_t *gen);
+/*
+ * Resolves a WebAssembly.Memory to its current base address and byte
+ * length, through the genuine getter. Throws (returns 0) for anything else.
+ */
+int get_memory(napi_env env, napi_value memory, uint8_t **base, uint64_t *byte_length);
+int get_memory_range(napi_env env, napi_callback_info info, size_t expected, napi_value *argv, size_t memory_arg,
+                     uint8_t **addr, uint64_t *length);
+napi_value throw_arg(napi_env env, int range, const char *msg);
+napi_value throw_errno(napi_env env, const char *syscall, int err);
+
+typedef struct reset_queue reset_queue;
+
+/* Per environment (napi instance data), from module init to free_addon_data. */
+typedef struct {
+  /* The genuine WebAssembly.Memory.prototype.buffer getter (per env). */
+  napi_ref buffer_getter;
+  reset_queue *queue; /* made by resetInit, freed with the environment */
+  uint64_t id;        /* this environment's env_acquire id: owner of the images it creates */
+} addon_data;
+
+/* ---- defined in image_table.c ---- */
+
+/* The file an image was made from: (st_dev, st_ino) of its memfd. */
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+} file_id;
+
+/* Adds image fd (owned by `owner`, never 0) with a new generation; 0 when out of memory. */
+int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owner, file_id id);
+/* Returns 1, the image length and generation when fd is a live image that `owner` created. */
+int table_find(int fd, uint64_t owner, uint64_t *length, uint64_t *gen);
+/* Copies image bytes [off, off+len) of image (fd, gen) to dst (see image_table.c). */
+int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint64_t len);
+/* 1 and the image's file id when (fd, gen) names a live image. */
+int table_file_id(int fd, uint64_t gen, file_id *id);
+/*
+ * Maps image (fd, gen)'s bytes [file_offset, +length) MAP_PRIVATE|MAP_FIXED
+ * at addr with `prot`, holding the table lock so the fd stays the image's.
+ * Returns 0 or an errno (EBADF: the image is closed; nothing was mapped).
+ * When the mmap itself fails the range is covered with an inaccessible
+ * anonymous mapping.
+ */
+int table_map(int fd, uint64_t gen, uint8_t *addr, uint64_t length, uint64_t file_offset, int prot);
+/* Takes image fd of `owner` out of the table (the caller closes fd and unmaps *view); 0 if none. */
+int table_remove(int fd, uint64_t owner, const uint8_t **view, uint64_t *length);
+/* Closes every image `owner` still has open (its environment's teardown). */
+void table_close_owned(uint64_t owner);
+/* The number of images created and not yet closed. */
+size_t table_open_count(void);
+/* Frees the table's array when it holds no image (the last environment ended). */
+void table_release(void);
+
+/* ---- defined in reset.c ---- */
+
+/* Re-covers a range whose MAP_FIXED mapping failed, so no hole is left. */
+void recover_range(uint8_t *addr, size_t length);
+
+/* /proc/self/pagemap, opened once (-1 when unavailable). */
+int get_pagemap_fd(void);
+/* Closes it; called with the last environment (env_release), when no thread can use it. */
+void pagemap_release(void);
+
+/* One reset, fully validated: every field was checked on the JS thread. */
+typedef struct {
+  uint8_t *base;         /* the memory's base address, page-aligned */
+  uint64_t length;       /* bytes to reset: the memory's byte length when checked */
+  int fd;                /* image fd, -1 for none */
+  uint64_t gen;          /* the image's generation (with fd names it exactly) */
+  uint64_t image_offset; /* [image_offset, +image_length) lies inside [0, length) */
+  uint64_t image_length; /* <= the image's sealed length; 0 without an image */
+  uint64_t keep;         /* dirty bytes that may be rewritten in place */
+} reset_args;
+
+/* Returns [0, length) to its clean state (see reset.c); 0 or an errno. */
+int reset_pages(const reset_args *a, double *restored);
+/* Reads (memory, length, fd, imageOffset, imageLength, keep) from argv[0..5] (see reset.c). */
+int get_reset_args(napi_env env, napi_value *argv, reset_args *a, int *grown);
+
+/* Entry points. */
+napi_value map_image(napi_env env, napi_callback_info info);
+napi_value map_zero(napi_env env, napi_callback_info info);
+napi_value discard(napi_env env, napi_callback_info info);
+napi_value reset_range(napi_env env, napi_callback_info info);
+napi_value touched_pages(napi_env env, napi_callback_info info);
+napi_value resident_pages(napi_env env, napi_callback_info info);
+
+/* ---- defined in reset_queue.c ---- */
+
+/* Deletes the memory references of finished jobs, oldest first (JS thread). */
+void reap_jobs(napi_env env, reset_queue *q);
+/* Stops the thread and drops every reference (environment teardown). */
+void reset_queue_free(napi_env env, reset_queue *q);
+
+/* Entry points. */
+napi_value reset_init(napi_env env, napi_callback_info info);
+napi_value reset_begin(napi_env env, napi_callback_info info);
+napi_value reset_wait(napi_env env, napi_callback_info info);
+
+/* ---- defined in pages.c ---- */
+
+/*
+ * The reset's first step: makes [base, base+length) backed as a clean slot
+ * must be: the slot's own image (fd, gen) at the right file offsets over
+ * [image_offset, +image_length), anonymous memory elsewhere. Any other
+ * mapping there is replaced. Returns 0 or an errno (the caller must then
+ * not reuse the memory).
+ */
+int pages_normalize(uint8_t *base, uint64_t length, int fd, uint64_t gen, uint64_t image_offset, uint64_t image_length);
+
+/* Opens /proc/self/maps and /proc/self/pagemap (once per process; kept open): at load. */
+void pages_init(void);
+void pages_release(void);
+
+/* Entry points. */
+napi_value non_zero_pages(napi_env env, napi_callback_info info);
+napi_value map_image_at(napi_env env, napi_callback_info info);
+
+/* ---- defined in fault.c ---- */
+
+enum fault_step {
+  FAULT_NONE = 0,
+  FAULT_MEMFD_CREATE,
+  FAULT_FTRUNCATE,
+  FAULT_WRITE,
+  FAULT_SEAL,
+  FAULT_MMAP,
+  FAULT_MADVISE,
+  FAULT_PAGEMAP_SCAN,
+  FAULT_RESTORE,
+  FAULT_PUBLISH, /* not a failure: a queued reset's done tag lags its status by 2 ms */
+};
+
+/* 0, or 1 once a load of the addon saw WASM_COW_FAULT_INJECTION=1 (set by module init; never back to 0). */
+extern int fault_enabled;
+
+/* Returns 1 when `step` must fail now (and disarms the fault). */
+int fault_fires(enum fault_step step);
+/* Fault injection (tests): whether the named step must fail now. */
+int fault_mmap(void);
+int fault_pagemap_scan(void);
+
+/* Entry point. */
+napi_value set_fault(napi_env env, napi_callback_info info);
+
+#pragma GCC visibility pop
+
+#endif
