@@ -11,6 +11,7 @@ import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryP
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { Lease } from './lease.js';
+import { ALL_RAW, analyzeExposure, type ExposurePlan } from './exposure.js';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 
@@ -57,8 +58,8 @@ export class PreparedModule {
   #disposed = false;
   /** Why the module could not be read (it then runs as is), or null. */
   #unparsed: string | null = null;
-  /** Indices of the memories the module exports. */
-  #exportedMemories = new Set<number>();
+  /** What an instance can hand out beyond the lease's revocable wrappers (exposure.ts). */
+  readonly #exposure: ExposurePlan = ALL_RAW;
   /** The import object last made for a (single-memory) slot, by slot. */
   readonly #ioCache = new WeakMap<Slot, { imports: Imports | undefined; io: Imports }>();
   /** Images resolved at each instantiation, or null when there are none. */
@@ -94,7 +95,7 @@ export class PreparedModule {
       return;
     }
 
-    for (const e of parsed.exports) if (e.kind === 'memory') this.#exportedMemories.add(e.index);
+    this.#exposure = analyzeExposure(input, parsed);
     const plans = analyzeMemories(parsed, {
       sizeLimit: core.options.imageSizeLimit,
       pageSize: core.backend.pageSize,
@@ -229,7 +230,11 @@ export class PreparedModule {
     try {
       attempt = this.#attempt = this.#resolve(imports, sync);
       this.#conditional?.place(attempt);
-      return this.#core.acquire(attempt.requests);
+      const slots = this.#core.acquire(attempt.requests);
+      // Its imports may pass the instance's functions out, during
+      // instantiation already: nothing of it may be reused, even if it fails.
+      if (this.#exposure.atInstantiation) for (const s of slots) s.exposed = true;
+      return slots;
     } catch (e) {
       if (attempt) this.#conditional?.unplace(attempt.placed);
       this.#core.unreserve();
@@ -246,7 +251,7 @@ export class PreparedModule {
 
   #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[]): Lease<T> {
     this.#core.counters.instantiations++;
-    return new Lease<T>(this.#core, instance, slots);
+    return new Lease<T>(this.#core, instance, slots, this.#exposure);
   }
 
   /** Instantiation failed: the memories go back (reset), the slot is freed. */
@@ -324,7 +329,7 @@ export class PreparedModule {
         }
       }
       const size = { initialPages: p.type.min, maximumPages: p.type.max };
-      requests.push({ ...size, key: sizeKey(size), image, exported: this.#exportedMemories.has(p.index) });
+      requests.push({ ...size, key: sizeKey(size), image });
     }
     this.#images = built;
     this.#requests = requests;
