@@ -12,6 +12,7 @@ import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { Lease } from './lease.js';
 import { ALL_RAW, analyzeExposure, type ExposurePlan } from './exposure.js';
+import { types } from 'node:util';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 
@@ -60,8 +61,12 @@ export class PreparedModule {
   #unparsed: string | null = null;
   /** What an instance can hand out beyond the lease's revocable wrappers (exposure.ts). */
   readonly #exposure: ExposurePlan = ALL_RAW;
+  /** The module names of the caller's imports, each once, in order. */
+  #importModules: readonly string[] = [];
+  /** Each import as (index in #importModules, name), each once. */
+  #importNames: readonly (readonly [number, string])[] = [];
   /** The import object last made for a (single-memory) slot, by slot. */
-  readonly #ioCache = new WeakMap<Slot, { imports: Imports | undefined; io: Imports }>();
+  readonly #ioCache = new WeakMap<Slot, IoCacheEntry>();
   /** Images resolved at each instantiation, or null when there are none. */
   #conditional: ConditionalImages | null = null;
   /** Without conditional images, every instantiation's attempt: made once. */
@@ -96,6 +101,11 @@ export class PreparedModule {
     }
 
     this.#exposure = analyzeExposure(input, parsed);
+    const modules = [...new Set(parsed.imports.map((i) => i.module))];
+    const names = new Map<string, readonly [number, string]>();
+    for (const i of parsed.imports) names.set(`${i.module}\0${i.name}`, [modules.indexOf(i.module), i.name]);
+    this.#importModules = modules;
+    this.#importNames = [...names.values()];
     const plans = analyzeMemories(parsed, {
       sizeLimit: core.options.imageSizeLimit,
       pageSize: core.backend.pageSize,
@@ -201,7 +211,7 @@ export class PreparedModule {
     const slots = this.#begin(imports, true);
     const attempt = this.#attempt!;
     try {
-      return this.#finish<T>(new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(new Instance(attempt.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
       throw this.#fail(slots, attempt, e);
     }
@@ -212,7 +222,7 @@ export class PreparedModule {
     const slots = this.#begin(imports, false);
     const attempt = this.#attempt!;
     try {
-      return this.#finish<T>(await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(await instantiateModule(attempt.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
       throw this.#fail(slots, attempt, e);
     }
@@ -272,7 +282,7 @@ export class PreparedModule {
     this.#conditional?.place(attempt);
     try {
       const slots = this.#core.fresh(attempt.requests);
-      const instance = await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots));
+      const instance = await instantiateModule(attempt.module, this.#importObject(imports, slots));
       this.#core.counters.instantiations++;
       return instance;
     } catch (e) {
@@ -337,6 +347,22 @@ export class PreparedModule {
     return requests;
   }
 
+  /**
+   * The import object V8 gets: the caller's imports plus our memories, under
+   * a module name of our own. Caller code never sees our objects, and V8
+   * performs on the caller's objects exactly the [[Get]]s it performs
+   * natively (Get(imports, module) then Get(moduleObject, name), per import,
+   * in order):
+   *  - when none of those Gets can run caller code (each import module name
+   *    resolves on `imports`, and each import name on its module object, to
+   *    a data property or nothing, with no Proxy and no accessor anywhere on
+   *    the way), nothing can change between them either: we read the module
+   *    objects and give V8 an object of our own holding them (V8's Gets on
+   *    the module objects are on the caller's own, as natively);
+   *  - otherwise a Proxy of our own forwards each Get to `imports` with
+   *    `imports` itself as the receiver, as natively, so a caller's trap or
+   *    getter is called exactly as natively and never sees our object.
+   */
   #importObject(imports: Imports | undefined, slots: readonly Slot[]): Imports | undefined {
     if (this.#memoryModule === null) return imports;
     const isObject = (typeof imports === 'object' && imports !== null) || typeof imports === 'function';
@@ -344,19 +370,92 @@ export class PreparedModule {
       // Let V8 throw exactly the TypeError it throws natively.
       return imports;
     }
-    // One memory and the same imports object as last time with this slot:
-    // the import object made then is still right (its prototype is the
-    // caller's object, read live), so reuse it.
+    const memoryModule = this.#memoryModule;
+    // One memory: the import object made last time with this slot is
+    // reused when it is still right (same imports, same module objects).
     const only = slots.length === 1 ? slots[0]! : null;
     const cached = only ? this.#ioCache.get(only) : undefined;
-    if (cached && cached.imports === imports) return cached.io;
-    const ns: Record<string, WebAssembly.Memory> = Object.create(null);
-    for (let i = 0; i < slots.length; i++) ns[i] = slots[i]!.memory;
-    const io: Imports = isObject ? Object.create(imports as object) : Object.create(null);
-    Object.defineProperty(io, this.#memoryModule, { value: ns, enumerable: true });
-    if (only) this.#ioCache.set(only, { imports, io });
+    const names = this.#importModules;
+    const values = isObject ? dataValues(imports as object, names, this.#importNames) : [];
+    if (cached && cached.imports === imports && (values === null ? cached.values === null : sameValues(cached.values, values))) {
+      return cached.io;
+    }
+    let ns: Record<string, WebAssembly.Memory>;
+    if (cached) {
+      ns = cached.ns;
+    } else {
+      ns = Object.create(null) as Record<string, WebAssembly.Memory>;
+      for (let i = 0; i < slots.length; i++) ns[i] = slots[i]!.memory;
+    }
+    let io: Imports;
+    if (values === null) {
+      const target = imports as object;
+      io = new Proxy(Object.create(null) as Imports, {
+        get: (_t, key) => (key === memoryModule ? ns : Reflect.get(target, key, target)),
+      });
+    } else {
+      const entries: [string, unknown][] = names.map((n, i) => [n, values[i]]);
+      entries.push([memoryModule, ns]);
+      io = Object.fromEntries(entries) as Imports;
+    }
+    if (only) this.#ioCache.set(only, { imports, values, ns, io });
     return io;
   }
+}
+
+interface IoCacheEntry {
+  readonly imports: Imports | undefined;
+  /** The module objects read from `imports`, or null when it is read through a Proxy. */
+  readonly values: readonly unknown[] | null;
+  readonly ns: Record<string, WebAssembly.Memory>;
+  readonly io: Imports;
+}
+
+/** The built-ins V8 instantiates with, as they were when this module loaded. */
+const Instance = WebAssembly.Instance;
+const instantiateModule = WebAssembly.instantiate as (module: WebAssembly.Module, imports?: Imports) => Promise<WebAssembly.Instance>;
+
+/**
+ * `imports[module]` for each module name, when reading them and then each
+ * import name on its module object runs no caller code (data properties or
+ * nothing, no Proxy, no accessor on any prototype chain on the way); null
+ * otherwise. Reads nothing observable.
+ */
+function dataValues(imports: object, modules: readonly string[], names: readonly (readonly [number, string])[]): unknown[] | null {
+  const out: unknown[] = new Array<unknown>(modules.length);
+  try {
+    for (let i = 0; i < modules.length; i++) {
+      const found = dataProperty(imports, modules[i]!);
+      if (found === null) return null;
+      out[i] = found.value;
+    }
+    for (const [m, name] of names) {
+      const o = out[m];
+      if (((typeof o === 'object' && o !== null) || typeof o === 'function') && dataProperty(o, name) === null) return null;
+    }
+  } catch {
+    return null; // an exotic object that throws (a module namespace in its TDZ): Get it as natively
+  }
+  return out;
+}
+
+const ABSENT = { value: undefined };
+
+/** The data property `name` finds on `o` or its prototypes (ABSENT when none), or null when a Get could run code. */
+function dataProperty(o: object, name: string): { value: unknown } | null {
+  for (let p: object | null = o; p !== null; p = Reflect.getPrototypeOf(p)) {
+    if (types.isProxy(p)) return null;
+    const d = Reflect.getOwnPropertyDescriptor(p, name);
+    if (d === undefined) continue;
+    return Object.hasOwn(d, 'value') ? (d as { value: unknown }) : null;
+  }
+  return ABSENT;
+}
+
+function sameValues(a: readonly unknown[] | null, b: readonly unknown[]): boolean {
+  if (a === null || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function compileOriginalOr(input: Uint8Array<ArrayBuffer>, parseError: WasmFormatError): WebAssembly.Module {
