@@ -279,6 +279,9 @@ export class Slot {
     // The reset thread must be done with the pages (settle may retire the slot itself).
     if (this.state === 'resetting') this.settle(true);
     if ((this.state as SlotState) === 'retired') return;
+    // A buffer lent to the tenant is detached all the same (a memory that
+    // grew is retired with the buffer it grew to still attached otherwise).
+    if (this.bufferLent) this.#detach();
     this.state = 'retired';
     if (!keepPages) this.#backend.releasePages(this.memory);
     this.image = null;

@@ -188,6 +188,16 @@ for (const backend of BACKENDS) {
     });
     const s = engine.stats();
     assert.equal(s.retiredMemories, s.retiredExposed, 'nothing else was retired');
+    assert.equal(s.retiredExposed, 5);
+    // A lent buffer is detached at release even when the memory is retired
+    // (it grew, or the memory object was read too).
+    for (const retire of [(l: ReturnType<typeof p.instantiate>) => (l.exports['grow'] as Fn)(1), (l: ReturnType<typeof p.instantiate>) => l.exports['mem']]) {
+      const l = p.instantiate();
+      retire(l);
+      const lent = l.memoryBuffer();
+      l.release();
+      assert.equal(lent.byteLength, 0);
+    }
     // Released accessors and buffers are revoked.
     const l = p.instantiate();
     const exports = l.exports;
