@@ -154,6 +154,18 @@ export const importsReceiver: Scenario = async (config) => {
     };
     return imports as unknown as WebAssembly.Imports;
   };
+  /** A getter on the prototype (a class instance as the imports object). */
+  const fromClass = (): WebAssembly.Imports => {
+    class Imports {
+      other = other;
+      get env() {
+        receivers.push([imports, this]);
+        return env;
+      }
+    }
+    const imports = new Imports();
+    return imports as unknown as WebAssembly.Imports;
+  };
   const nativeLog: string[] = [];
   new WebAssembly.Instance(new WebAssembly.Module(bytes), proxied(nativeLog));
   receivers.length = 0;
@@ -174,8 +186,8 @@ export const importsReceiver: Scenario = async (config) => {
   };
   for (let i = 0; i < CYCLES; i++) {
     const log: string[] = [];
-    const a = prepared.instantiate(i % 2 === 0 ? proxied(log) : withAccessor());
-    if (i % 2 === 0 && log.join() !== nativeLog.join()) violations.push(`cycle ${i}: Gets on the Proxy ${log.join()}, natively ${nativeLog.join()}`);
+    const a = prepared.instantiate(i % 3 === 0 ? proxied(log) : i % 3 === 1 ? withAccessor() : fromClass());
+    if (i % 3 === 0 && log.join() !== nativeLog.join()) violations.push(`cycle ${i}: Gets on the Proxy ${log.join()}, natively ${nativeLog.join()}`);
     const got = receivers.splice(0);
     for (const [own, receiver] of got) {
       if (own !== receiver) violations.push(`cycle ${i}: a trap or getter got a receiver other than the caller's own object`);
