@@ -3,20 +3,18 @@
  * stale buffers (the prototype getter, a getter saved before wasm-cow
  * loaded), a Proxy or accessor on the imports object, release() during a
  * call, raw functions (table.get, funcref results and globals), the
- * Emscripten adapter with sql.js; on both backends, with inline and
+ * Emscripten adapter with sql.js (test/helpers/stale.ts); on both backends, with inline and
  * background resets, and on two worker threads. Also: pooled memories are
  * plain, lease.exports' shape, what stays pooled and what is retired.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 // First: it saves the buffer getter before wasm-cow loads.
 import { SCENARIOS, tableModule, type StaleConfig } from './helpers/stale.js';
-import { freshInitSqlJs, SQL_WASM } from './helpers/emscripten.js';
 
-const { Engine, emscriptenAdapter, InvalidArgumentError, ReleasedInstanceError } = await import('../src/index.js');
+const { Engine, InvalidArgumentError, ReleasedInstanceError } = await import('../src/index.js');
 const leaseModule = await import('../src/lease.js');
 /** The instance for the test's own checks, not counted as handed out (on code without the hook: lease.instance). */
 const unexposedInstance = (lease: import('../src/index.js').Lease): WebAssembly.Instance =>
@@ -26,7 +24,6 @@ const { BACKENDS } = await import('./helpers/env.js');
 
 const CONFIGS: StaleConfig[] = BACKENDS.flatMap((backend) => [false, true].map((backgroundReset) => ({ backend, backgroundReset })));
 const label = (c: StaleConfig) => `${c.backend}, ${c.backgroundReset ? 'background' : 'inline'} resets`;
-const sha = (b: ArrayBuffer) => createHash('sha256').update(new Uint8Array(b)).digest('hex');
 type Fn = (...args: number[]) => number;
 
 for (const config of CONFIGS) {
@@ -51,55 +48,6 @@ test('stale references on two worker threads at once: every scenario, every conf
   assert.deepEqual(a, []);
   assert.deepEqual(b, []);
 });
-
-/** sql.js through the adapter: tenant A's Module, kept past release, against tenant B. */
-for (const config of CONFIGS) {
-  test(`stale references: a released sql.js Module never reaches the next tenant (${label(config)})`, async () => {
-    const engine = new Engine({ backend: config.backend, backgroundReset: config.backgroundReset, maxIdle: 4 });
-    const prepared = engine.prepare(SQL_WASM);
-    type Db = { run(sql: string): void; exec(sql: string): { values: unknown[][] }[]; getRowsModified(): number; close(): void };
-    type Sql = { Database: new () => Db };
-    const memoryOfLease = (lease: Parameters<typeof unexposedInstance>[0]) =>
-      Object.values(unexposedInstance(lease).exports).find((v) => v instanceof WebAssembly.Memory) as WebAssembly.Memory;
-    for (let i = 0; i < 3; i++) {
-      const adapterA = emscriptenAdapter(prepared);
-      const SQLA = (await freshInitSqlJs()({ instantiateWasm: adapterA.instantiateWasm })) as unknown as Sql;
-      const dbA = new SQLA.Database();
-      dbA.run('CREATE TABLE a (x)');
-      dbA.run('INSERT INTO a VALUES (1), (2), (3)');
-      const memoryA = memoryOfLease(adapterA.lease!);
-      adapterA.release();
-
-      const adapterB = emscriptenAdapter(prepared);
-      const SQLB = (await freshInitSqlJs()({ instantiateWasm: adapterB.instantiateWasm })) as unknown as Sql;
-      const dbB = new SQLB.Database();
-      dbB.run('CREATE TABLE b (y)');
-      dbB.run('INSERT INTO b VALUES (10), (20), (30), (40), (50), (60), (70)');
-      const leaseB = adapterB.lease!;
-      const bufferB = () => ('memoryBuffer' in leaseB ? leaseB.memoryBuffer() : memoryOfLease(leaseB).buffer);
-      const before = sha(bufferB());
-
-      // A's stale Module: it works on its own (retired) memory, as A left it.
-      assert.equal(dbA.getRowsModified(), 3, 'A sees its own count, not B’s 7');
-      dbA.close();
-      const other = new SQLA.Database();
-      other.run('CREATE TABLE c (z)');
-      other.run('INSERT INTO c VALUES (99)');
-      assert.deepEqual(other.exec('SELECT z FROM c')[0]!.values, [[99]]);
-
-      assert.equal(sha(bufferB()), before, 'B’s memory is untouched');
-      assert.equal(dbB.getRowsModified(), 7);
-      assert.deepEqual(dbB.exec('SELECT count(*), sum(y) FROM b')[0]!.values, [[7, 280]]);
-      assert.notEqual(memoryOfLease(leaseB), memoryA, 'B runs on a memory A never had');
-      dbB.close();
-      adapterB.release();
-    }
-    const s = engine.stats();
-    assert.equal(s.retiredExposed, 6, 'every adapter’s memory retired');
-    assert.equal(s.pooledReuses, 0);
-    engine.close();
-  });
-}
 
 for (const backend of BACKENDS) {
   test(`a pooled memory is a plain WebAssembly.Memory: no own properties (${backend})`, () => {

@@ -14,10 +14,11 @@
 import { createHash } from 'node:crypto';
 import type { BackendKind, Engine as EngineClass, Lease } from '../../src/index.js';
 import { buildModule, I32, sleb, stdFuncs, str, uleb } from '../../src/bench/builder.js';
+import { freshInitSqlJs, SQL_WASM } from './emscripten.js';
 
 /** The genuine buffer getter, saved before wasm-cow is loaded (import this module before anything of src/ but the builder). */
 const savedGetter = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer')!.get!;
-const { Engine } = await import('../../src/index.js');
+const { Engine, emscriptenAdapter } = await import('../../src/index.js');
 const leaseModule = await import('../../src/lease.js');
 
 export interface StaleConfig {
@@ -359,11 +360,78 @@ export const revocableStaysPooled: Scenario = async (config) => {
   return violations;
 };
 
-/** The scenarios every configuration and thread runs (the Emscripten one runs in the test file). */
+/**
+ * 3. The Emscripten adapter: tenant A's sql.js Module, kept past release,
+ * against tenant B. A's calls must work on A's own data and leave B's
+ * memory as it was.
+ */
+export const sqlJsModule: Scenario = async (config) => {
+  const violations: string[] = [];
+  const engine = engineFor(config);
+  const prepared = engine.prepare(SQL_WASM);
+  type Db = { run(sql: string): void; exec(sql: string): { values: unknown[][] }[]; getRowsModified(): number; close(): void };
+  type Sql = { Database: new () => Db };
+  const memoryOf = (lease: Lease) =>
+    Object.values(peek(lease).exports).find((v) => v instanceof WebAssembly.Memory) as WebAssembly.Memory;
+  const attempt = (what: string, f: () => unknown): unknown => {
+    try {
+      return f();
+    } catch (e) {
+      return `${what} threw ${String(e)}`;
+    }
+  };
+  for (let i = 0; i < 3; i++) {
+    const adapterA = emscriptenAdapter(prepared);
+    const SQLA = (await freshInitSqlJs()({ instantiateWasm: adapterA.instantiateWasm })) as unknown as Sql;
+    const dbA = new SQLA.Database();
+    dbA.run('CREATE TABLE a (x)');
+    dbA.run('INSERT INTO a VALUES (1), (2), (3)');
+    const memoryA = memoryOf(adapterA.lease!);
+    adapterA.release();
+
+    engine.stats();
+    const adapterB = emscriptenAdapter(prepared);
+    const SQLB = (await freshInitSqlJs()({ instantiateWasm: adapterB.instantiateWasm })) as unknown as Sql;
+    const dbB = new SQLB.Database();
+    dbB.run('CREATE TABLE b (y)');
+    dbB.run('INSERT INTO b VALUES (10), (20), (30), (40), (50), (60), (70)');
+    const leaseB = adapterB.lease!;
+    const bufferB = () => sha((leaseB as Lease & { memoryBuffer?: () => ArrayBuffer }).memoryBuffer?.() ?? memoryOf(leaseB).buffer);
+    const before = bufferB();
+
+    // A's stale Module: A's own data (on its own, retired memory), never B's.
+    const rows = attempt('dbA.getRowsModified()', () => dbA.getRowsModified());
+    if (rows !== 3) violations.push(`cycle ${i}: dbA.getRowsModified() gave ${String(rows)}, not A's 3 (B's is 7)`);
+    attempt('dbA.close()', () => dbA.close());
+    const other = attempt('new SQLA.Database()', () => {
+      const db = new SQLA.Database();
+      db.run('CREATE TABLE c (z)');
+      db.run('INSERT INTO c VALUES (99)');
+      return JSON.stringify(db.exec('SELECT z FROM c')[0]!.values);
+    });
+    if (other !== '[[99]]') violations.push(`cycle ${i}: a new database in A's Module: ${String(other)}`);
+
+    if (bufferB() !== before) violations.push(`cycle ${i}: A's stale calls changed B's memory`);
+    const countB = attempt('dbB.getRowsModified()', () => dbB.getRowsModified());
+    if (countB !== 7) violations.push(`cycle ${i}: dbB.getRowsModified() gave ${String(countB)}`);
+    const sumB = attempt('dbB.exec()', () => JSON.stringify(dbB.exec('SELECT count(*), sum(y) FROM b')[0]!.values));
+    if (sumB !== '[[7,280]]') violations.push(`cycle ${i}: B's query gave ${String(sumB)}`);
+    if (memoryOf(leaseB) === memoryA) violations.push(`cycle ${i}: B runs on A's memory`);
+    attempt('dbB.close()', () => dbB.close());
+    adapterB.release();
+  }
+  const s = engine.stats() as { retiredExposed?: number; pooledReuses: number };
+  if (s.retiredExposed !== 6 || s.pooledReuses !== 0) violations.push(`retired ${String(s.retiredExposed)} of 6, pooled ${s.pooledReuses}`);
+  engine.close();
+  return violations;
+};
+
+/** The scenarios every configuration and thread runs. */
 export const SCENARIOS: Record<string, Scenario> = {
   'buffers through the prototype getter and a saved getter': prototypeGetter,
   "the imports object's Proxy trap or getter": importsReceiver,
   'release() during a call, then wasm writes': releaseDuringCall,
   'raw functions from a table, a result, a global': rawFunctions,
+  'a released sql.js Module (the Emscripten adapter)': sqlJsModule,
   'revocable use only: still pooled': revocableStaysPooled,
 };
