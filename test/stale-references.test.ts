@@ -268,6 +268,32 @@ test('the imports object is read exactly as natively, even when a getter changes
   }
 });
 
+test('externref tables and globals hold only what JS put there: handed out as they are, the memory stays pooled', () => {
+  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+  const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+  // (table (export "xt") 1 externref) (memory (export "mem") 1) (data) (global (export "xg") (mut externref) (ref.null extern))
+  const bytes = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
+    ...section(4, vec([[0x6f, 0x00, 1]])),
+    ...section(5, vec([[0x00, 1]])),
+    ...section(6, vec([[0x6f, 0x01, 0xd0, 0x6f, 0x0b]])),
+    ...section(7, vec([[...str('xt'), 1, 0], [...str('mem'), 2, 0], [...str('xg'), 3, 0]])),
+    ...section(11, vec([[0x00, 0x41, 16, 0x0b, 3, 7, 8, 9]])),
+  ]);
+  for (const backend of BACKENDS) {
+    const engine = new Engine({ backend, backgroundReset: false });
+    const p = engine.prepare(bytes);
+    const lease = p.instantiate();
+    const raw = unexposedInstance(lease).exports;
+    for (const name of ['xt', 'xg']) assert.equal(Object.getOwnPropertyDescriptor(lease.exports, name)!.value, raw[name], name);
+    lease.release();
+    p.instantiate().release();
+    assert.equal(engine.stats().retiredExposed, 0);
+    assert.equal(engine.stats().pooledReuses, 1);
+    engine.close();
+  }
+});
+
 function fnOf<L extends { release(): void }>(lease: L, use: (l: L) => unknown): void {
   use(lease);
   lease.release();
