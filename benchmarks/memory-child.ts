@@ -34,7 +34,7 @@ if (mode === 'native') {
   instantiate = () => {
     const l: Lease = prepared.instantiate();
     keep.push(l);
-    return l.instance.exports;
+    return l.exports;
   };
 }
 scenario = null;

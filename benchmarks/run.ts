@@ -53,7 +53,7 @@ for (const make of scenarios) {
   const s = make();
   log(`instantiation: ${s.name} ...`);
   const budgetMs = quick ? 300 : s.dataBytes >= 64 * MiB ? 3000 : 1000;
-  const result = compareInstantiation(s.bytes, { imports: s.imports, touch: s.touch, budgetMs, inline: true });
+  const result = compareInstantiation(s.bytes, { imports: s.imports, touch: s.touch, budgetMs, inline: true, raw: true });
   rows.push({ scenario: s.name, kind: s.kind, dataBytes: s.dataBytes, result });
 }
 
@@ -117,7 +117,7 @@ for (const [heapName, heapPages] of [
     for (let i = 0; i < iterations + 5; i++) {
       const lease = prepared.instantiate();
       // Dirty pages from wasm (store8), as a tenant whose JS holds no view.
-      const store8 = lease.instance.exports['store8'] as (a: number, v: number) => void;
+      const store8 = lease.exports['store8'] as (a: number, v: number) => void;
       for (let p = 0; p < pages; p++) store8(p * 4096, 1);
       const t0 = process.hrtime.bigint();
       lease.release();
@@ -139,7 +139,7 @@ const queued = (() => {
   for (let i = 0; i < (quick ? 2000 : 20000) + warm; i++) {
     if (i === warm) before = engine.stats();
     const lease = prepared.instantiate();
-    (lease.instance.exports['store8'] as (a: number, v: number) => void)(0, 1);
+    (lease.exports['store8'] as (a: number, v: number) => void)(0, 1);
     const t0 = process.hrtime.bigint();
     lease.release();
     if (i >= warm) times.push(Number(process.hrtime.bigint() - t0) / 1000);
@@ -189,22 +189,26 @@ md.push(`# wasm-cow benchmark results`, '');
 md.push(`Machine: ${machine}. Backend: ${backend}. Command: \`npm run bench${quick ? ' -- --quick' : ''}\`.`, '');
 md.push('## Instantiation (median / p99 per instance, each including one write into the data)', '');
 md.push(
-  '| module | active data | native | engine, fresh memory | engine, pooled | floor (V8, ready memory) | pooled vs native | pooled / floor | pooled, inline reset | inline / floor |',
+  '| module | active data | native | engine, fresh memory | engine, pooled | floor (V8, ready memory) | pooled vs native | pooled / floor | pooled, inline reset | inline / floor | raw access (lease.instance) | raw / pooled |',
 );
-md.push('|---|---|---|---|---|---|---|---|---|---|');
+md.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const t = r.result.timings;
   md.push(
     `| ${r.scenario} | ${label(r.dataBytes)} | ${cell(t.native)} | ${cell(t.fresh)} | ${cell(t.pooled)} | ${cell(t.floor)} | ` +
       `${r.result.speedup ? fmtRatio(r.result.speedup) + ' faster' : 'n/a'} | ${r.result.overFloor ? fmtRatio(r.result.overFloor) : 'n/a'} | ` +
-      `${cell(t.inline)} | ${r.result.inlineOverFloor ? fmtRatio(r.result.inlineOverFloor) : 'n/a'} |`,
+      `${cell(t.inline)} | ${r.result.inlineOverFloor ? fmtRatio(r.result.inlineOverFloor) : 'n/a'} | ` +
+      `${cell(t.raw)} | ${r.result.rawOverPooled ? fmtRatio(r.result.rawOverPooled) : 'n/a'} |`,
   );
 }
 md.push(
   '',
   '"pooled" is the default: release() queues the reset to a background thread (one per Node.js thread, at idle priority) ' +
     'and returns; "pooled, inline reset" is `backgroundReset: false`, the reset done inside release(). ' +
-    'Both measure the calling thread; the background reset uses a second core when one is idle.',
+    'Both measure the calling thread; the background reset uses a second core when one is idle. ' +
+    'Both go through `lease.exports` and `lease.memoryBuffer()`, which release() revokes. "raw access" touches the ' +
+    'instance through `lease.instance.exports`, which it cannot revoke: each memory is retired at release and the next ' +
+    'instance gets a new one (the image still mapped copy-on-write).',
 );
 md.push('', '## Memory: N live instances of the 16 MiB module, each having written one page', '');
 md.push('| live instances | native RSS | native PSS | engine RSS | engine PSS |', '|---|---|---|---|---|');

@@ -25,7 +25,7 @@ if (mode === 'native') {
   const end = performance.now() + ms;
   while (performance.now() < end) {
     const lease = prepared.instantiate();
-    call(lease.instance.exports);
+    call(lease.exports);
     lease.release();
     count++;
   }

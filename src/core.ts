@@ -76,7 +76,7 @@ export class EngineCore {
     return requests.map((r) => {
       const slot = new Slot(this.backend, r);
       this.counters.memoriesCreated++;
-      slot.acquire(r.image, r.exported);
+      slot.acquire(r.image);
       if (r.image) this.counters.bytesMapped += r.image.length;
       return slot;
     });

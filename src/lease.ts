@@ -1,86 +1,376 @@
 /**
  * A lease: one instance and the pooled memories it runs on, until release().
  *
- * release() resets the memories and hands them to the next instance. What it
- * revokes:
- *  - `lease.instance` and `lease.exports` throw ReleasedInstanceError;
- *  - functions taken from `lease.exports` throw ReleasedInstanceError;
- *  - every ArrayBuffer of the lease's memories is detached (length 0).
- * What it cannot revoke, and the caller must not keep past release():
- *  - the WebAssembly.Instance itself and functions taken from
- *    `instance.exports` (they would run on the next tenant's memory);
- *  - exported WebAssembly.Memory objects (the same object serves the next
- *    tenant; its `buffer` would show that tenant's data).
+ * A memory goes to the next tenant only when nothing the released lease
+ * handed out can still reach it. What a lease hands out is tracked here,
+ * per lease and per memory (see docs/guarantees.md, "What a release
+ * revokes"):
+ *
+ *  - revocable, the memory stays poolable: functions of `lease.exports`
+ *    (wrappers that throw ReleasedInstanceError after release) and buffers
+ *    from `lease.memoryBuffer()` (detached at release, by memory.grow(0));
+ *  - not revocable, the memory is retired at release, never reused: an
+ *    exported memory object read from `lease.exports` (that memory only),
+ *    and raw access to the instance's own functions (all of the lease's
+ *    memories): `lease.instance`, an exported table or global that can hold
+ *    them, an export that returned one, or a module whose imports can pass
+ *    them out (exposure.ts).
+ *
+ * A release() while a wrapped call is on the stack marks the lease released
+ * (new calls throw) and returns the memories when the outermost wrapped
+ * call returns or throws: the wasm code still running writes only to
+ * memories no one else has.
  */
 import type { EngineCore } from './core.js';
-import { ReleasedInstanceError } from './errors.js';
+import { InvalidArgumentError, ReleasedInstanceError } from './errors.js';
+import type { ExposurePlan } from './exposure.js';
+import { bufferOf } from './memory.js';
 import type { LeaseTicket, Slot } from './slot.js';
+
+/** Shared by a lease and its wrappers. */
+interface CallState {
+  /** 0: live. 1: released while a wrapped call runs (memories not returned yet). 2: released. */
+  phase: 0 | 1 | 2;
+  /** Wrapped calls on the stack. */
+  depth: number;
+  /** Returns the memories: once, from release() or from the outermost wrapped call ending after it. */
+  readonly complete: () => void;
+}
+
+let peekInstance: (lease: Lease) => WebAssembly.Instance;
+const apply = Reflect.apply;
+const defineProperty = Object.defineProperty;
 
 export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implements Disposable {
   #instance: WebAssembly.Instance | null;
   #exports: T | null = null;
-  #released = false;
   readonly #slots: Slot[];
   readonly #core: EngineCore;
   readonly #ticket: LeaseTicket;
+  readonly #plan: ExposurePlan;
+  readonly #calls: CallState;
 
   /** @internal Created by PreparedModule.instantiate(). */
-  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[]) {
+  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan) {
     this.#core = core;
     this.#instance = instance;
     this.#slots = slots;
+    this.#plan = plan;
     this.#ticket = core.watch(slots);
-  }
-
-  /** The instance, as `new WebAssembly.Instance` returns it. Throws after release(). */
-  get instance(): WebAssembly.Instance {
-    if (this.#instance === null) throw new ReleasedInstanceError('lease.instance read');
-    return this.#instance;
+    this.#calls = { phase: 0, depth: 0, complete: () => this.#complete() };
+    if (plan.atInstantiation) this.#exposeAll();
   }
 
   /**
-   * The instance's exports. Functions are wrapped so that calling one after
-   * release() throws ReleasedInstanceError; memories, tables and globals are
-   * the instance's own objects.
+   * The instance, as `new WebAssembly.Instance` returns it. Its exports are
+   * the genuine ones, which release() cannot revoke: reading this retires
+   * the lease's memories at release (they are not reused). Throws after
+   * release().
+   */
+  get instance(): WebAssembly.Instance {
+    if (this.#calls.phase !== 0) throw new ReleasedInstanceError('lease.instance read');
+    this.#exposeAll();
+    return this.#instance!;
+  }
+
+  /**
+   * The instance's exports, revocable where they can be. Functions are
+   * wrapped: a call after release() throws ReleasedInstanceError. An
+   * exported memory, and a table or global that can hold the instance's
+   * functions, is an accessor property: reading it hands out what release()
+   * cannot revoke, so that memory (for a table or global: every memory of
+   * the lease) is retired at release. Other globals, tags and memories the
+   * caller supplied are the instance's own objects. Throws after release().
    */
   get exports(): T {
-    if (this.#instance === null) throw new ReleasedInstanceError('lease.exports read');
-    if (this.#exports === null) this.#exports = guardExports(this.#instance.exports, this) as T;
-    return this.#exports;
+    if (this.#calls.phase !== 0) throw new ReleasedInstanceError('lease.exports read');
+    return (this.#exports ??= this.#wrap(this.#instance!.exports) as T);
   }
 
+  /**
+   * The current ArrayBuffer of the exported memory `name` (default: the
+   * first memory the module exports), revocably: at release it is detached
+   * (length 0) and the memory stays poolable. After `memory.grow` the
+   * buffer is detached by V8 as natively; call again for the new one.
+   * Throws InvalidArgumentError when the module exports no such memory,
+   * ReleasedInstanceError after release().
+   */
+  memoryBuffer(name?: string): ArrayBuffer {
+    if (this.#calls.phase !== 0) throw new ReleasedInstanceError('lease.memoryBuffer() called');
+    const raw = this.#instance!.exports;
+    const key = name ?? this.#plan.memoryExports[0] ?? firstMemory(raw);
+    const value = key !== undefined && Object.hasOwn(raw, key) ? raw[key] : undefined;
+    for (const s of this.#slots) if (s.memory === value) return s.lendBuffer();
+    // Not pooled: a memory the caller supplied, or one V8 made (a module run as is).
+    const buffer = value === undefined ? undefined : tryBuffer(value);
+    if (buffer === undefined) {
+      throw new InvalidArgumentError(name === undefined ? 'the module exports no memory' : `the module exports no memory named ${JSON.stringify(name)}`);
+    }
+    return buffer;
+  }
+
+  /** Whether release() was called (the memories return once no wrapped call is running). */
   get released(): boolean {
-    return this.#released;
+    return this.#calls.phase !== 0;
   }
 
-  /** Returns the memories to the pool. Idempotent. */
+  /**
+   * Returns the memories to the pool (or retires those handed out, see the
+   * class comment). Idempotent. Called while a wrapped export of this lease
+   * is running (from an import it called), the lease is released at once
+   * but its memories return when the outermost such call ends.
+   */
   release(): void {
-    if (this.#released) return;
-    this.#released = true;
+    const calls = this.#calls;
+    if (calls.phase !== 0) return;
     this.#instance = null;
     this.#exports = null;
-    this.#core.leaseReleased(this.#ticket, this.#slots);
-    this.#slots.length = 0;
+    if (calls.depth > 0) {
+      calls.phase = 1;
+      return;
+    }
+    this.#complete();
   }
 
   [Symbol.dispose](): void {
     this.release();
   }
-}
 
-function guardExports(exports: WebAssembly.Exports, state: { readonly released: boolean }): WebAssembly.Exports {
-  const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
-  for (const name of Object.keys(exports)) {
-    const value = exports[name]!;
-    if (typeof value === 'function') {
-      const fn = value as (...args: unknown[]) => unknown;
-      out[name] = function (this: unknown, ...args: unknown[]): unknown {
-        if (state.released) throw new ReleasedInstanceError(`export "${name}" called`);
-        return Reflect.apply(fn, this, args);
-      } as WebAssembly.ExportValue;
-    } else {
+  static {
+    peekInstance = (lease) => {
+      if (lease.#calls.phase !== 0) throw new ReleasedInstanceError('lease read');
+      return lease.#instance!;
+    };
+  }
+
+  #complete(): void {
+    this.#calls.phase = 2;
+    this.#core.leaseReleased(this.#ticket, this.#slots);
+    this.#slots.length = 0;
+  }
+
+  /** Raw access: none of the lease's memories may be reused. */
+  #exposeAll(): void {
+    for (const s of this.#slots) s.exposed = true;
+  }
+
+  #wrap(raw: WebAssembly.Exports): WebAssembly.Exports {
+    const calls = this.#calls;
+    const slots = this.#slots;
+    const rawExports = this.#plan.rawExports.size > 0 ? this.#plan.rawExports : null;
+    const exposeAll = () => this.#exposeAll();
+    const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
+    for (const name of Object.keys(raw)) {
+      const value = raw[name]!;
+      if (typeof value === 'function') {
+        const fn = value as RawFunction;
+        out[name] = (rawExports?.has(name) ? wrapReturningFunctions(fn, calls, name, exposeAll) : wrap(fn, calls, name)) as WebAssembly.ExportValue;
+        continue;
+      }
+      let slot: Slot | undefined;
+      for (let i = 0; i < slots.length; i++) if (slots[i]!.memory === value) slot = slots[i];
+      if (slot !== undefined || rawExports?.has(name)) {
+        // Handing this out cannot be revoked: count it when it is read.
+        const s = slot;
+        defineProperty(out, name, {
+          get: () => {
+            if (calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+            if (s !== undefined) s.exposed = true;
+            else exposeAll();
+            return value;
+          },
+          enumerable: true,
+        });
+        continue;
+      }
       out[name] = value;
     }
+    return Object.freeze(out);
   }
-  return Object.freeze(out);
+}
+
+type RawFunction = (...args: unknown[]) => unknown;
+
+/**
+ * @internal For the engine's own tests and benchmarks only (not exported by
+ * the package): the lease's instance, without counting it as handed out.
+ * Whatever is read through it must not be kept past release().
+ */
+export function unexposedInstance(lease: Lease): WebAssembly.Instance {
+  return peekInstance(lease);
+}
+
+function released(name: string): never {
+  throw new ReleasedInstanceError(`export "${name}" called`);
+}
+
+/** A wrapped call ended: the last one returns the memories of a lease released meanwhile. */
+function leave(calls: CallState): void {
+  if (--calls.depth === 0 && calls.phase === 1) calls.complete();
+}
+
+/*
+ * Wrappers of fixed arity, chosen by the wasm function's `length` (its
+ * parameter count): a wasm function ignores extra arguments and takes
+ * missing ones as undefined, so passing exactly `length` of them is
+ * exact, and cheaper than rest arguments. Arrow functions, like genuine
+ * exports, are not constructors. Each keeps the count of wrapped calls on
+ * the stack, for a release() from inside one (leave() on both paths rather
+ * than in a finally: measured a little cheaper, same effect).
+ */
+const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = [
+  (fn, c, name) => () => {
+    if (c.phase !== 0) released(name);
+    c.depth++;
+    let r: unknown;
+    try {
+      r = fn();
+    } catch (e) {
+      leave(c);
+      throw e;
+    }
+    leave(c);
+    return r;
+  },
+  (fn, c, name) => (a) => {
+    if (c.phase !== 0) released(name);
+    c.depth++;
+    let r: unknown;
+    try {
+      r = fn(a);
+    } catch (e) {
+      leave(c);
+      throw e;
+    }
+    leave(c);
+    return r;
+  },
+  (fn, c, name) => (a, b) => {
+    if (c.phase !== 0) released(name);
+    c.depth++;
+    let r: unknown;
+    try {
+      r = fn(a, b);
+    } catch (e) {
+      leave(c);
+      throw e;
+    }
+    leave(c);
+    return r;
+  },
+  (fn, c, name) => (a, b, d) => {
+    if (c.phase !== 0) released(name);
+    c.depth++;
+    let r: unknown;
+    try {
+      r = fn(a, b, d);
+    } catch (e) {
+      leave(c);
+      throw e;
+    }
+    leave(c);
+    return r;
+  },
+  (fn, c, name) => (a, b, d, e) => {
+    if (c.phase !== 0) released(name);
+    c.depth++;
+    let r: unknown;
+    try {
+      r = fn(a, b, d, e);
+    } catch (e) {
+      leave(c);
+      throw e;
+    }
+    leave(c);
+    return r;
+  },
+  (fn, c, name) => (a, b, d, e, f) => {
+    if (c.phase !== 0) released(name);
+    c.depth++;
+    let r: unknown;
+    try {
+      r = fn(a, b, d, e, f);
+    } catch (e) {
+      leave(c);
+      throw e;
+    }
+    leave(c);
+    return r;
+  },
+  (fn, c, name) => (a, b, d, e, f, g) => {
+    if (c.phase !== 0) released(name);
+    c.depth++;
+    let r: unknown;
+    try {
+      r = fn(a, b, d, e, f, g);
+    } catch (e) {
+      leave(c);
+      throw e;
+    }
+    leave(c);
+    return r;
+  },
+];
+
+function wrap(fn: RawFunction, calls: CallState, name: string): RawFunction {
+  const fixed = FIXED[fn.length];
+  if (fixed !== undefined) return fixed(fn, calls, name);
+  const w = (...args: unknown[]): unknown => {
+    if (calls.phase !== 0) released(name);
+    calls.depth++;
+    let r: unknown;
+    try {
+      r = apply(fn, undefined, args);
+    } catch (e) {
+      leave(calls);
+      throw e;
+    }
+    leave(calls);
+    return r;
+  };
+  return withLength(w, fn.length);
+}
+
+/**
+ * An export whose results can hold a function reference: a function it
+ * returns is one of the instance's own (raw), so returning one counts as
+ * raw access.
+ */
+function wrapReturningFunctions(fn: RawFunction, calls: CallState, name: string, exposeAll: () => void): RawFunction {
+  const w = (...args: unknown[]): unknown => {
+    if (calls.phase !== 0) released(name);
+    calls.depth++;
+    let result: unknown;
+    try {
+      result = apply(fn, undefined, args);
+    } catch (e) {
+      leave(calls);
+      throw e;
+    }
+    // Counted before leave(): a release() during the call returns the
+    // memories there, and they must know what was handed out.
+    if (result !== null && (typeof result === 'object' || typeof result === 'function')) exposeAll();
+    leave(calls);
+    return result;
+  };
+  return withLength(w, fn.length);
+}
+
+function withLength(w: RawFunction, length: number): RawFunction {
+  defineProperty(w, 'length', { value: length });
+  return w;
+}
+
+function tryBuffer(value: unknown): ArrayBuffer | undefined {
+  try {
+    return bufferOf(value as WebAssembly.Memory);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first export that is a memory (for a module whose exports were not read at prepare). */
+function firstMemory(raw: WebAssembly.Exports): string | undefined {
+  for (const name of Object.keys(raw)) if (tryBuffer(raw[name]) !== undefined) return name;
+  return undefined;
 }

@@ -1,29 +1,28 @@
 /**
- * Access to a WebAssembly.Memory's buffer that cannot be intercepted, and the
- * watch that tells whether a tenant's JavaScript could hold its buffer.
+ * The WebAssembly.Memory operations the engine performs on pooled memories,
+ * taken from the built-ins when this module loads: a getter, `grow` or the
+ * constructor replaced later by other code (on the prototype, on
+ * `Function.prototype.call`, on the `WebAssembly` namespace) never sees a
+ * pooled memory or its buffer.
+ *
+ * Pooled memories are plain `WebAssembly.Memory` objects, indistinguishable
+ * from native ones (no own properties): what JS could reach of them is
+ * tracked per lease, from what the lease handed out (lease.ts), never by
+ * watching the memory.
  */
 
-const bufferGetter = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer')!.get! as (
-  this: WebAssembly.Memory,
+const MemoryCtor = WebAssembly.Memory;
+const call = Function.prototype.call;
+
+/** memory.buffer through the original getter. */
+export const bufferOf = call.bind(Object.getOwnPropertyDescriptor(MemoryCtor.prototype, 'buffer')!.get!) as (
+  memory: WebAssembly.Memory,
 ) => ArrayBuffer;
 
-/** memory.buffer through the original getter (own properties bypassed). */
-export function bufferOf(memory: WebAssembly.Memory): ArrayBuffer {
-  return bufferGetter.call(memory);
-}
+/** memory.grow(delta) through the original method. */
+export const growMemory = call.bind(MemoryCtor.prototype.grow) as (memory: WebAssembly.Memory, delta: number) => number;
 
-/**
- * Makes `memory.buffer` report each read to `onRead`. An own accessor,
- * non-configurable, that calls the original getter: reads from JS (user
- * code, Emscripten glue, node:wasi) are seen; wasm code never reads it.
- */
-export function watchBuffer(memory: WebAssembly.Memory, onRead: () => void): void {
-  Object.defineProperty(memory, 'buffer', {
-    get() {
-      onRead();
-      return bufferGetter.call(memory);
-    },
-    enumerable: true,
-    configurable: false,
-  });
+/** new WebAssembly.Memory(descriptor) through the original constructor. */
+export function newMemory(descriptor: WebAssembly.MemoryDescriptor): WebAssembly.Memory {
+  return new MemoryCtor(descriptor);
 }

@@ -12,7 +12,8 @@
  * Released slots are reset and become idle; past `maxIdle` idle slots the
  * least recently used one is retired, and so is a slot that has served
  * `maxUses` tenants when its reset would have to detach buffers (see
- * Slot.uses for why).
+ * Slot.uses for why). A slot whose tenant was handed something release
+ * cannot revoke (Slot.exposed) is retired at release, never reset.
  *
  * With background resets (native backend), a released slot's reset is
  * queued to the addon's reset thread and the slot waits in `#resetting`
@@ -37,8 +38,6 @@ import type { StatsCounters } from './stats.js';
 
 export interface SlotRequest extends SlotSize {
   readonly image: MemoryImage | null;
-  /** The module exports this memory: release must detach its buffers. */
-  readonly exported: boolean;
   /** sizeKey() of this request, when precomputed (it is on the hot path). */
   readonly key?: string;
 }
@@ -136,7 +135,7 @@ export class MemoryPool {
     }
     let fast: boolean;
     try {
-      fast = slot.acquire(request.image, request.exported);
+      fast = slot.acquire(request.image);
     } catch (e) {
       // The slot retired itself.
       this.#stats.retiredMemories++;
@@ -149,12 +148,21 @@ export class MemoryPool {
   }
 
   /**
-   * Resets a leased slot and keeps it idle, or retires it (when `keep` is
+   * Resets a leased slot and keeps it idle, or retires it (when its tenant
+   * was handed what release cannot revoke (`slot.exposed`), `keep` is
    * false, the slot has served `maxUses` tenants and must detach buffers,
    * the pool keeps no idle slots, or the reset fails).
    */
   release(slot: Slot, keep = true): void {
     if (slot.state !== 'leased') return;
+    if (slot.exposed) {
+      // Never reset, never reused: left as its tenant left it, for whatever
+      // still holds it; V8 frees it when that is gone.
+      slot.retire(true);
+      this.#stats.retiredMemories++;
+      this.#stats.retiredExposed++;
+      return;
+    }
     const worn = slot.uses >= this.#maxUses && slot.needsDetach;
     if (!keep || worn || this.#maxIdle === 0) {
       this.#retire(slot);

@@ -12,6 +12,8 @@ import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { analyzeStart } from './image/start.js';
 import { Lease } from './lease.js';
+import { ALL_RAW, analyzeExposure, type ExposurePlan } from './exposure.js';
+import { types } from 'node:util';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 import { countFallback, type FallbackReason } from './stats.js';
@@ -61,10 +63,14 @@ export class PreparedModule {
   #disposed = false;
   /** Why the module could not be read (it then runs as is), or null. */
   #unparsed: string | null = null;
-  /** Indices of the memories the module exports. */
-  #exportedMemories = new Set<number>();
+  /** What an instance can hand out beyond the lease's revocable wrappers (exposure.ts). */
+  readonly #exposure: ExposurePlan = ALL_RAW;
+  /** The module names of the caller's imports, each once, in order. */
+  #importModules: readonly string[] = [];
+  /** Each import as (index in #importModules, name), each once. */
+  #importNames: readonly (readonly [number, string])[] = [];
   /** The import object last made for a (single-memory) slot, by slot. */
-  readonly #ioCache = new WeakMap<Slot, { imports: Imports | undefined; io: Imports }>();
+  readonly #ioCache = new WeakMap<Slot, IoCacheEntry>();
   /** Images resolved at each instantiation, or null when there are none. */
   #conditional: ConditionalImages | null = null;
   /** Without conditional images, every instantiation's attempt: made once. */
@@ -100,7 +106,12 @@ export class PreparedModule {
       return;
     }
 
-    for (const e of parsed.exports) if (e.kind === 'memory') this.#exportedMemories.add(e.index);
+    this.#exposure = analyzeExposure(input, parsed);
+    const modules = [...new Set(parsed.imports.map((i) => i.module))];
+    const names = new Map<string, readonly [number, string]>();
+    for (const i of parsed.imports) names.set(`${i.module}\0${i.name}`, [modules.indexOf(i.module), i.name]);
+    this.#importModules = modules;
+    this.#importNames = [...names.values()];
     const start = analyzeStart(input, parsed);
     const plans = analyzeMemories(parsed, {
       sizeLimit: core.options.imageSizeLimit,
@@ -209,7 +220,7 @@ export class PreparedModule {
     const slots = this.#begin(imports, true);
     const attempt = this.#attempt!;
     try {
-      const instance = new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots));
+      const instance = new Instance(attempt.module, this.#importObject(imports, slots));
       // Nothing ran since V8 returned: place the images into imported memories now.
       if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
       return this.#finish<T>(instance, slots);
@@ -224,7 +235,7 @@ export class PreparedModule {
     const attempt = this.#attempt!;
     try {
       // Asynchronous: imported memories were left to V8 (attempt.deferred is empty).
-      return this.#finish<T>(await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(await instantiateModule(attempt.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
       throw this.#fail(slots, e);
     }
@@ -240,7 +251,11 @@ export class PreparedModule {
     this.#core.reserve();
     try {
       const attempt = (this.#attempt = this.#resolve(imports, sync));
-      return this.#core.acquire(attempt.requests);
+      const slots = this.#core.acquire(attempt.requests);
+      // Its imports may pass the instance's functions out, during
+      // instantiation already: nothing of it may be reused, even if it fails.
+      if (this.#exposure.atInstantiation) for (const s of slots) s.exposed = true;
+      return slots;
     } catch (e) {
       this.#core.unreserve();
       throw e;
@@ -257,7 +272,7 @@ export class PreparedModule {
 
   #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[]): Lease<T> {
     this.#core.counters.instantiations++;
-    return new Lease<T>(this.#core, instance, slots);
+    return new Lease<T>(this.#core, instance, slots, this.#exposure);
   }
 
   /** Instantiation failed: the memories go back (reset), the slot is freed. Nothing was placed into imported memories. */
@@ -276,7 +291,7 @@ export class PreparedModule {
     // Asynchronous: imported memories are left to V8 (attempt.deferred is empty).
     const attempt = this.#resolve(imports, false);
     const slots = this.#core.fresh(attempt.requests);
-    const instance = await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots));
+    const instance = await instantiateModule(attempt.module, this.#importObject(imports, slots));
     this.#core.counters.instantiations++;
     return instance;
   }
@@ -332,7 +347,7 @@ export class PreparedModule {
         }
       }
       const size = { initialPages: p.type.min, maximumPages: p.type.max };
-      requests.push({ ...size, key: sizeKey(size), image, exported: this.#exportedMemories.has(p.index) });
+      requests.push({ ...size, key: sizeKey(size), image });
     }
     this.#images = built;
     this.#requests = requests;
@@ -340,6 +355,24 @@ export class PreparedModule {
     return requests;
   }
 
+  /**
+   * The import object V8 gets: the caller's imports plus our memories, under
+   * a module name of our own. Caller code never sees our objects, and V8
+   * performs on the caller's objects exactly the [[Get]]s it performs
+   * natively (Get(imports, module) then Get(moduleObject, name), per import,
+   * in order):
+   *  - when none of those Gets can run caller code (no Proxy on the
+   *    prototype chains of `imports` and of its module objects, no getter
+   *    where a module name or an import name is found), nothing can change
+   *    between them either: we read the module objects and give V8 an
+   *    object of our own holding them (V8's Gets on the module objects are
+   *    on the caller's own, as natively). The check is one
+   *    __lookupGetter__ per import name: about 20 ns each, nothing
+   *    allocated;
+   *  - otherwise a Proxy of our own forwards each Get to `imports` with
+   *    `imports` itself as the receiver, as natively, so a caller's trap or
+   *    getter is called exactly as natively and never sees our object.
+   */
   #importObject(imports: Imports | undefined, slots: readonly Slot[]): Imports | undefined {
     if (this.#memoryModule === null) return imports;
     const isObject = (typeof imports === 'object' && imports !== null) || typeof imports === 'function';
@@ -347,19 +380,96 @@ export class PreparedModule {
       // Let V8 throw exactly the TypeError it throws natively.
       return imports;
     }
-    // One memory and the same imports object as last time with this slot:
-    // the import object made then is still right (its prototype is the
-    // caller's object, read live), so reuse it.
+    const memoryModule = this.#memoryModule;
+    // One memory: the import object made last time with this slot is
+    // reused when it is still right (same imports, same module objects).
     const only = slots.length === 1 ? slots[0]! : null;
     const cached = only ? this.#ioCache.get(only) : undefined;
-    if (cached && cached.imports === imports) return cached.io;
-    const ns: Record<string, WebAssembly.Memory> = Object.create(null);
-    for (let i = 0; i < slots.length; i++) ns[i] = slots[i]!.memory;
-    const io: Imports = isObject ? Object.create(imports as object) : Object.create(null);
-    Object.defineProperty(io, this.#memoryModule, { value: ns, enumerable: true });
-    if (only) this.#ioCache.set(only, { imports, io });
+    const names = this.#importModules;
+    const values = isObject ? dataValues(imports as object, names, this.#importNames) : [];
+    if (cached && cached.imports === imports && (values === null ? cached.values === null : sameValues(cached.values, values))) {
+      return cached.io;
+    }
+    let ns: Record<string, WebAssembly.Memory>;
+    if (cached) {
+      ns = cached.ns;
+    } else {
+      ns = Object.create(null) as Record<string, WebAssembly.Memory>;
+      for (let i = 0; i < slots.length; i++) ns[i] = slots[i]!.memory;
+    }
+    let io: Imports;
+    if (values === null) {
+      const target = imports as object;
+      io = new Proxy(Object.create(null) as Imports, {
+        get: (_t, key) => (key === memoryModule ? ns : Reflect.get(target, key, target)),
+      });
+    } else {
+      const entries: [string, unknown][] = names.map((n, i) => [n, values[i]]);
+      entries.push([memoryModule, ns]);
+      io = Object.fromEntries(entries) as Imports;
+    }
+    if (only) this.#ioCache.set(only, { imports, values, ns, io });
     return io;
   }
+}
+
+interface IoCacheEntry {
+  readonly imports: Imports | undefined;
+  /** The module objects read from `imports`, or null when it is read through a Proxy. */
+  readonly values: readonly unknown[] | null;
+  readonly ns: Record<string, WebAssembly.Memory>;
+  readonly io: Imports;
+}
+
+/** The built-ins V8 instantiates with, as they were when this module loaded. */
+const Instance = WebAssembly.Instance;
+const instantiateModule = WebAssembly.instantiate as (module: WebAssembly.Module, imports?: Imports) => Promise<WebAssembly.Instance>;
+
+/**
+ * `imports[module]` for each module name, when reading them and then each
+ * import name on its module object runs no caller code: no Proxy on any
+ * prototype chain on the way, no getter where a name is found; null
+ * otherwise. Reads nothing observable (the checks are on non-Proxy
+ * objects, and a Get that finds no getter runs no code).
+ */
+function dataValues(imports: object, modules: readonly string[], names: readonly (readonly [number, string])[]): unknown[] | null {
+  const out: unknown[] = new Array<unknown>(modules.length);
+  try {
+    if (chainHasProxy(imports)) return null;
+    for (let i = 0; i < modules.length; i++) {
+      if (lookupGetter(imports, modules[i]!) !== undefined) return null;
+      out[i] = (imports as Record<string, unknown>)[modules[i]!];
+    }
+    const checked = new Array<boolean>(modules.length).fill(false);
+    for (const [m, name] of names) {
+      const o = out[m];
+      if (!((typeof o === 'object' && o !== null) || typeof o === 'function')) continue;
+      if (!checked[m]) {
+        if (chainHasProxy(o)) return null;
+        checked[m] = true;
+      }
+      if (lookupGetter(o, name) !== undefined) return null;
+    }
+  } catch {
+    return null; // an exotic object that throws (a module namespace in its TDZ): Get it as natively
+  }
+  return out;
+}
+
+/** Object.prototype.__lookupGetter__, as it was when this module loaded: the getter a Get of `key` would call, if any. */
+const lookupGetter = Function.prototype.call.bind(
+  (Object.prototype as unknown as { __lookupGetter__: (key: string) => unknown }).__lookupGetter__,
+) as (o: object, key: string) => unknown;
+
+function chainHasProxy(o: object): boolean {
+  for (let p: object | null = o; p !== null; p = Reflect.getPrototypeOf(p)) if (types.isProxy(p)) return true;
+  return false;
+}
+
+function sameValues(a: readonly unknown[] | null, b: readonly unknown[]): boolean {
+  if (a === null || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function compileOriginalOr(input: Uint8Array<ArrayBuffer>, parseError: WasmFormatError): WebAssembly.Module {

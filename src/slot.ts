@@ -41,11 +41,14 @@
  *                       +------------------ settle(): reset done ------- resetting
  *
  *                       any state --------------------------> retired   (grew, a reset or
- *                                                                         mapping failed)
+ *                                                                         mapping failed, or the
+ *                                                                         tenant was handed what
+ *                                                                         release cannot revoke)
  *
  *  - clean:     contents are exactly `image` at image.offset and zero
  *               elsewhere in [0, initialBytes); byteLength === initialBytes;
- *               no buffer handed out before the reset is still attached.
+ *               no buffer lent before the reset is still attached, and
+ *               nothing an earlier tenant was handed can reach the memory.
  *  - leased:    a tenant owns the memory; any byte below byteLength may differ.
  *  - resetting: the backend's reset thread is restoring the pages; buffers
  *               are already detached. Nothing may touch the memory (the
@@ -57,7 +60,7 @@ import type { Backend } from './backend/backend.js';
 import type { MemoryImage } from './image/image.js';
 import { WASM_PAGE } from './image/analyze.js';
 import { takeMemoryAllocationFault } from './fault.js';
-import { bufferOf, watchBuffer } from './memory.js';
+import { bufferOf, growMemory, newMemory } from './memory.js';
 
 export type SlotState = 'clean' | 'leased' | 'resetting' | 'retired';
 
@@ -99,20 +102,32 @@ export class Slot {
    */
   uses = 0;
   /**
-   * Whether reset() must detach the tenant's ArrayBuffers (memory.grow(0)).
-   * Only a memory the module exports can be reached from JS, and only if
-   * JS read its `buffer` during the lease can anyone hold a view of it
-   * (`bufferRead`, set by a watch on the property). V8's grow costs
+   * Whether the tenant was lent the memory's ArrayBuffer (lendBuffer(),
+   * through `lease.memoryBuffer()`): reset() must then detach it, which
+   * only `memory.grow(0)` can do for a wasm memory. V8's grow costs
    * microseconds, and tens of them for large memories (the new buffer's
-   * size counts as external memory and provokes a GC), so a memory no one
-   * could have seen skips it.
+   * size counts as external memory and provokes a GC), so a memory whose
+   * buffer no one was lent skips it. Set for the current lease only.
    */
-  detachOnReset = true;
-  bufferRead = false;
+  bufferLent = false;
+  /**
+   * Whether the tenant was handed something that release() cannot revoke
+   * and that reaches this memory: the memory object, the instance, or one
+   * of its functions through a table or global (lease.ts). The pool then
+   * retires the slot at release instead of resetting it. Set for the
+   * current lease only.
+   */
+  exposed = false;
 
   /** Whether reset() will call memory.grow(0), whose cost grows with `uses`. */
   get needsDetach(): boolean {
-    return this.detachOnReset && this.bufferRead;
+    return this.bufferLent;
+  }
+
+  /** The memory's current buffer, lent to the tenant: detached at release. */
+  lendBuffer(): ArrayBuffer {
+    this.bufferLent = true;
+    return bufferOf(this.memory);
   }
   /**
    * What the engine's finalizer for this slot gets when V8 collects it: the
@@ -134,17 +149,14 @@ export class Slot {
     takeMemoryAllocationFault();
     const descriptor: WebAssembly.MemoryDescriptor = { initial: size.initialPages };
     if (size.maximumPages !== null) descriptor.maximum = size.maximumPages;
-    this.memory = new WebAssembly.Memory(descriptor);
-    watchBuffer(this.memory, () => {
-      this.bufferRead = true;
-    });
+    this.memory = newMemory(descriptor);
   }
 
   /**
    * clean -> leased, holding `image`. The fast path (same image) makes no
    * system call. On failure the slot is retired and the error rethrown.
    */
-  acquire(image: MemoryImage | null, detach = true): boolean {
+  acquire(image: MemoryImage | null): boolean {
     if (this.state !== 'clean') throw new Error(`wasm-cow internal error: acquire of a ${this.state} slot`);
     const fast = this.image === image;
     if (!fast) {
@@ -159,7 +171,8 @@ export class Slot {
       }
     }
     this.state = 'leased';
-    this.detachOnReset = detach;
+    this.bufferLent = false;
+    this.exposed = false;
     this.uses++;
     return fast;
   }
@@ -238,8 +251,8 @@ export class Slot {
 
   /** grow(0) detaches the current ArrayBuffer; the next tenant gets a new one. */
   #detach(): void {
-    if (this.needsDetach) this.memory.grow(0);
-    this.bufferRead = false;
+    if (this.bufferLent) growMemory(this.memory, 0);
+    this.bufferLent = false;
   }
 
   /** A clean slot whose image's module is gone frees the image's pages rather than keep them. */
@@ -255,14 +268,22 @@ export class Slot {
     }
   }
 
-  /** Any state -> retired. Gives pages back now; V8 frees the rest at GC. */
-  retire(): void {
+  /**
+   * Any state -> retired. Gives pages back now (V8 frees the rest at GC),
+   * unless `keepPages`: a memory retired because its tenant may still reach
+   * it is left as that tenant left it (whatever still holds it keeps
+   * working on its own data, on both backends alike).
+   */
+  retire(keepPages = false): void {
     if (this.state === 'retired') return;
     // The reset thread must be done with the pages (settle may retire the slot itself).
     if (this.state === 'resetting') this.settle(true);
     if ((this.state as SlotState) === 'retired') return;
+    // A buffer lent to the tenant is detached all the same (a memory that
+    // grew is retired with the buffer it grew to still attached otherwise).
+    if (this.bufferLent) this.#detach();
     this.state = 'retired';
-    this.#backend.releasePages(this.memory);
+    if (!keepPages) this.#backend.releasePages(this.memory);
     this.image = null;
   }
 }

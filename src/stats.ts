@@ -56,8 +56,14 @@ export interface EngineStats {
   resets: number;
   /** Of `resets`, those queued to the background reset thread (the calling thread may have done some itself). */
   backgroundResets: number;
-  /** Memories dropped: grew, failed a reset, over the idle bound, or at close. */
+  /** Memories dropped: grew, failed a reset, over the idle bound, handed out, or at close. */
   retiredMemories: number;
+  /**
+   * Of `retiredMemories`, those not reused because their lease handed out
+   * something that release() cannot revoke: the memory object, the instance,
+   * a table or global that can hold its functions (see docs/guarantees.md).
+   */
+  retiredExposed: number;
   /** WebAssembly.Memory objects created. */
   memoriesCreated: number;
   /** Leases not yet released. */
@@ -85,6 +91,7 @@ export function newCounters(): StatsCounters {
     resets: 0,
     backgroundResets: 0,
     retiredMemories: 0,
+    retiredExposed: 0,
     memoriesCreated: 0,
     fallbacks: {},
   };

@@ -121,9 +121,9 @@ for (const backend of BACKENDS) {
     const { load8, store8 } = fns(lease.exports);
     assert.equal(load8!(1000), DATA[0]);
     store8!(1000, 0);
-    const mem = memoryOf(lease.instance);
-    assert.equal(lease.exports['mem'], mem);
-    const buf = mem.buffer;
+    const buf = lease.memoryBuffer();
+    assert.equal(lease.memoryBuffer('mem'), buf, 'the current buffer of the exported memory');
+    assert.equal(buf.byteLength, 2 * 65536);
     assert.equal(lease.released, false);
     lease.release();
     assert.equal(lease.released, true);
@@ -131,12 +131,14 @@ for (const backend of BACKENDS) {
     assert.throws(() => load8!(1000), ReleasedInstanceError);
     assert.throws(() => lease.instance, { code: 'ERR_WASM_COW_RELEASED' });
     assert.throws(() => lease.exports, ReleasedInstanceError);
+    assert.throws(() => lease.memoryBuffer(), ReleasedInstanceError);
     lease.release(); // idempotent
     assert.equal(engine.stats().liveLeases, 0);
     {
       using l2 = prepared.instantiate();
       assert.equal(fns(l2.exports).load8!(1000), DATA[0], 'the next tenant sees the image, not the write');
       assert.equal(engine.stats().liveLeases, 1);
+      assert.equal(engine.stats().pooledReuses, 1, 'used only through revocable exports: pooled');
     }
     assert.equal(engine.stats().liveLeases, 0);
     engine.close();

@@ -10,7 +10,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, type Lease } from '../src/index.js';
-import { BACKENDS, binding, digest, fns } from './helpers/env.js';
+import { BACKENDS, binding, digest, fns, leaseMemory } from './helpers/env.js';
 import { buildModule, pseudoRandomBytes, sleb, stdFuncs, type DataSpec, type FuncSpec, type ModuleSpec } from './helpers/wasm.js';
 
 const PAGE = 4096;
@@ -168,7 +168,7 @@ for (const backgroundReset of [false, true]) {
       const tenants: string[] = [];
       for (let round = 0; round < 4; round++) {
         const lease = a.instantiate();
-        const memory = lease.instance.exports['mem'] as WebAssembly.Memory;
+        const memory = leaseMemory(lease);
         if (poisoned.has(memory)) tenants.push(digest(memory)); // a next tenant of a poisoned memory: read once, now
         if (round < 2) {
           const b = bModule.instantiate({ env: { memory, __memory_base: 0 } });
@@ -179,7 +179,7 @@ for (const backgroundReset of [false, true]) {
       }
       for (let i = 0; i < 6; i++) {
         const lease = a.instantiate();
-        const memory = lease.instance.exports['mem'] as WebAssembly.Memory;
+        const memory = leaseMemory(lease);
         if (poisoned.has(memory)) tenants.push(digest(memory));
         lease.release();
       }
@@ -196,14 +196,14 @@ test('a released memory whose image was disposed, with another image mapped into
   const a = engine.prepare(MODULE_A);
   const bModule = engine.prepare(MODULE_B);
   const lease = a.instantiate();
-  const memory = lease.instance.exports['mem'] as WebAssembly.Memory;
+  const memory = leaseMemory(lease);
   bModule.instantiate({ env: { memory, __memory_base: 0 } }).release();
   a.dispose(); // the slot's own image is closed while the lease lives
   lease.release();
   // The slot is clean and all zero now; a module without data gets it.
   const zero = engine.prepare(buildModule({ memories: [{ min: 1, max: 4, export: 'mem' }], funcs: stdFuncs }));
   const z = zero.instantiate();
-  assert.equal(z.instance.exports['mem'], memory, 'the same pooled memory');
+  assert.equal(leaseMemory(z), memory, 'the same pooled memory');
   assert.equal(digest(memory), digest(new WebAssembly.Memory({ initial: 1 })));
   z.release();
   engine.close();

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { Engine, type BackendKind, type PreparedModule } from '../src/index.js';
 import { bufferOf } from '../src/memory.js';
-import { BACKENDS, digest, fns, memoryOf } from './helpers/env.js';
+import { BACKENDS, digest, fns, leaseMemory, memoryOf } from './helpers/env.js';
 import { buildModule, I32, pseudoRandomBytes, rng, stdFuncs, type ModuleSpec } from './helpers/wasm.js';
 
 const CYCLES = Number(process.env['WASM_COW_ISOLATION_CYCLES'] ?? 10_000);
@@ -69,12 +69,12 @@ for (const { backend, keepResident, backgroundReset } of configs) {
     for (let cycle = 0; cycle < CYCLES; cycle++) {
       const m = modules[int(modules.length)]!;
       const lease = m.prepared.instantiate(imports);
-      const mem = memoryOf(lease.instance);
-      // Most tenants never touch memory.buffer from JS (the checks here read
-      // it through the genuine getter, unseen); one in five does, and its
-      // buffers must then be detached at release (reset inline).
-      const viaProperty = random() < 0.2;
-      const buffer = () => (viaProperty ? mem.buffer : bufferOf(mem));
+      const mem = leaseMemory(lease);
+      // Most tenants are lent no buffer (the checks here read the memory
+      // unseen); one in five takes lease.memoryBuffer(), and its buffers
+      // must then be detached at release (reset inline).
+      const lent = random() < 0.2;
+      const buffer = () => (lent ? lease.memoryBuffer() : bufferOf(mem));
       const d = createHash('sha256').update(new Uint8Array(buffer())).digest('hex');
       if (d !== m.fresh) assert.fail(`cycle ${cycle}: tenant saw another tenant's memory (seed ${SEED})`);
       const f = fns(lease.exports);

@@ -65,49 +65,72 @@ for (const kind of BACKENDS) {
     b.dispose();
   });
 
-  test(`reset detaches every buffer handed out (${kind})`, () => {
+  test(`reset detaches every buffer lent (${kind})`, () => {
     const slot = new Slot(backend, { initialPages: 1, maximumPages: null });
     slot.acquire(null);
-    const buf = slot.memory.buffer;
+    const buf = slot.lendBuffer();
     slot.reset();
     assert.equal(buf.byteLength, 0);
-    assert.equal(slot.memory.buffer.byteLength, 65536);
+    assert.equal(bufferOf(slot.memory).byteLength, 65536);
   });
 
-  test(`only a buffer JS has read is detached (${kind})`, () => {
+  test(`only a lent buffer is detached; the memory has no own properties (${kind})`, () => {
     const slot = new Slot(backend, { initialPages: 1, maximumPages: null });
-    const genuine = () => bufferOf(slot.memory);
-    slot.acquire(null, true);
-    const unseen = genuine();
+    slot.acquire(null);
+    const unseen = bufferOf(slot.memory);
+    assert.equal(slot.needsDetach, false);
     slot.reset();
-    assert.equal(unseen.byteLength, 65536, 'nobody read memory.buffer: no grow(0) needed');
-    slot.acquire(null, true);
-    const seen = slot.memory.buffer;
+    assert.equal(unseen.byteLength, 65536, 'nothing lent: no grow(0) needed');
+    slot.acquire(null);
+    const lent = slot.lendBuffer();
+    assert.equal(slot.needsDetach, true);
     slot.reset();
-    assert.equal(seen.byteLength, 0, 'read through the property: detached');
-    assert.equal(Object.getOwnPropertyDescriptor(slot.memory, 'buffer')?.configurable, false);
+    assert.equal(lent.byteLength, 0, 'lent: detached');
+    assert.equal(slot.needsDetach, false, 'for the next lease, nothing is lent yet');
+    const native = new WebAssembly.Memory({ initial: 1 });
+    assert.deepEqual(Reflect.ownKeys(slot.memory), Reflect.ownKeys(native));
+    assert.deepEqual(Reflect.ownKeys(slot.memory), []);
   });
 
-  test(`a memory no one could see keeps its buffer (no detach cost) (${kind})`, () => {
+  test(`a memory no one was lent keeps its buffer (no detach cost) (${kind})`, () => {
     const slot = new Slot(backend, { initialPages: 1, maximumPages: null });
-    slot.acquire(null, false);
-    const buf = slot.memory.buffer;
+    slot.acquire(null);
+    const buf = bufferOf(slot.memory);
     new Uint8Array(buf)[5] = 5;
     slot.reset();
     assert.equal(buf.byteLength, 65536);
     assert.equal(new Uint8Array(buf)[5], 0, 'reset all the same');
   });
 
+  test(`an exposed slot is retired at release, its pages left as they were (${kind})`, () => {
+    const counters = newCounters();
+    const pool = new MemoryPool(backend, 10, counters);
+    const s = pool.acquire({ initialPages: 1, maximumPages: null, image: null });
+    new Uint8Array(bufferOf(s.memory))[7] = 7;
+    s.exposed = true;
+    pool.release(s);
+    assert.equal(s.state, 'retired');
+    assert.equal(new Uint8Array(bufferOf(s.memory))[7], 7, 'whatever still holds it keeps its own data');
+    assert.equal(counters.retiredMemories, 1);
+    assert.equal(counters.retiredExposed, 1);
+    assert.equal(pool.idle, 0);
+    const next = pool.acquire({ initialPages: 1, maximumPages: null, image: null });
+    assert.notEqual(next, s);
+    assert.equal(next.exposed, false);
+    pool.release(next);
+    assert.equal(pool.idle, 1);
+  });
+
   test(`a memory that grew is retired, never reused (${kind})`, () => {
     const counters = newCounters();
     const pool = new MemoryPool(backend, 10, counters);
-    const s1 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null, exported: true });
+    const s1 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null });
     s1.memory.grow(1);
     pool.release(s1);
     assert.equal(s1.state, 'retired');
     assert.equal(pool.idle, 0);
     assert.equal(counters.retiredMemories, 1);
-    const s2 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null, exported: true });
+    const s2 = pool.acquire({ initialPages: 1, maximumPages: 4, image: null });
     assert.notEqual(s2.memory, s1.memory);
     assert.equal(s2.memory.buffer.byteLength, 65536);
     pool.release(s2);
@@ -119,25 +142,25 @@ for (const kind of BACKENDS) {
     const counters = newCounters();
     const pool = new MemoryPool(backend, 10, counters);
     const size = { initialPages: 1, maximumPages: null };
-    const sa = pool.acquire({ ...size, image: a, exported: true });
-    const sb = pool.acquire({ ...size, image: b, exported: true });
-    const other = pool.acquire({ initialPages: 2, maximumPages: null, image: null, exported: true });
+    const sa = pool.acquire({ ...size, image: a });
+    const sb = pool.acquire({ ...size, image: b });
+    const other = pool.acquire({ initialPages: 2, maximumPages: null, image: null });
     pool.release(sa);
     pool.release(sb);
     pool.release(other);
     assert.equal(pool.idle, 3);
     // Image b is asked for: its own slot comes back, untouched (fast path).
-    const again = pool.acquire({ ...size, image: b, exported: true });
+    const again = pool.acquire({ ...size, image: b });
     assert.equal(again, sb);
     assert.equal(counters.fastPathHits, 1);
     // Image a's slot is now the only idle one of size 1: a new image takes it.
     const c = backend.createImage({ offset: 0, length: PAGE, bytes: pageOf(0xcc) }).image;
-    const sc = pool.acquire({ ...size, image: c, exported: true });
+    const sc = pool.acquire({ ...size, image: c });
     assert.equal(sc, sa);
     assert.equal(new Uint8Array(sc.memory.buffer)[0], 0xcc);
     assert.equal(new Uint8Array(sc.memory.buffer)[PAGE], 0, 'image a was removed');
     // Size 1 has no idle slot left: a new memory, not the size-2 one.
-    const fresh = pool.acquire({ ...size, image: null, exported: true });
+    const fresh = pool.acquire({ ...size, image: null });
     assert.notEqual(fresh, other);
     assert.equal(fresh.memory.buffer.byteLength, 65536);
     assert.equal(counters.memoriesCreated, 4);
@@ -150,7 +173,7 @@ for (const kind of BACKENDS) {
   test(`pool idle bound: least recently used idle memories are retired (${kind})`, () => {
     const counters = newCounters();
     const pool = new MemoryPool(backend, 2, counters);
-    const slots = [1, 2, 3, 4].map(() => pool.acquire({ initialPages: 1, maximumPages: null, image: null, exported: true }));
+    const slots = [1, 2, 3, 4].map(() => pool.acquire({ initialPages: 1, maximumPages: null, image: null }));
     for (const s of slots) pool.release(s);
     assert.equal(pool.idle, 2);
     assert.deepEqual(
@@ -163,14 +186,14 @@ for (const kind of BACKENDS) {
   test(`disposing an image clears the idle slots that hold it (${kind})`, () => {
     const a = imageA();
     const pool = new MemoryPool(backend, 4, newCounters());
-    const s = pool.acquire({ initialPages: 1, maximumPages: null, image: a, exported: true });
+    const s = pool.acquire({ initialPages: 1, maximumPages: null, image: a });
     pool.release(s);
     a.dispose();
     pool.dropImage(a);
     assert.equal(s.image, null);
     assert.equal(new Uint8Array(s.memory.buffer)[PAGE], 0);
     // Still pooled, as a zero memory of its size.
-    assert.equal(pool.acquire({ initialPages: 1, maximumPages: null, image: null, exported: true }), s);
+    assert.equal(pool.acquire({ initialPages: 1, maximumPages: null, image: null }), s);
   });
 }
 
@@ -179,7 +202,7 @@ for (const kind of BACKENDS) {
 if (BACKENDS.includes('native')) {
   const backend = new NativeBackend(binding(), 16 * PAGE, true);
   const image = () => backend.createImage({ offset: PAGE, length: 2 * PAGE, bytes: pageOf(0xaa, 2) }).image;
-  const request = (img: ReturnType<typeof image> | null) => ({ initialPages: 1, maximumPages: 2, image: img, exported: true });
+  const request = (img: ReturnType<typeof image> | null) => ({ initialPages: 1, maximumPages: 2, image: img });
   const expectClean = (slot: Slot, img: boolean) => {
     const v = new Uint8Array(bufferOf(slot.memory));
     for (let p = 0; p < 16; p++) {
@@ -192,8 +215,8 @@ if (BACKENDS.includes('native')) {
     assert.equal(backend.backgroundReset, true);
     const img = image();
     const slot = new Slot(backend, request(img));
-    slot.acquire(img, true);
-    const buf = slot.memory.buffer;
+    slot.acquire(img);
+    const buf = slot.lendBuffer();
     for (let p = 0; p < 16; p++) new Uint8Array(buf)[p * PAGE + 9] = 0xee;
     assert.equal(slot.release(true), 'resetting');
     assert.equal(buf.byteLength, 0, 'detached at release, before the reset ends');
@@ -202,7 +225,7 @@ if (BACKENDS.includes('native')) {
     assert.equal(slot.state, 'clean');
     expectClean(slot, true);
     // Inline when asked: straight to clean.
-    slot.acquire(img, true);
+    slot.acquire(img);
     new Uint8Array(bufferOf(slot.memory))[9] = 1;
     assert.equal(slot.release(false), 'clean');
     expectClean(slot, true);
@@ -211,7 +234,7 @@ if (BACKENDS.includes('native')) {
 
   test('background reset: a memory grown during the reset is retired when settled', () => {
     const slot = new Slot(backend, request(null));
-    slot.acquire(null, true);
+    slot.acquire(null);
     const memory = slot.memory;
     new Uint8Array(memory.buffer)[9] = 1;
     assert.equal(slot.release(true), 'resetting');
@@ -226,7 +249,7 @@ if (BACKENDS.includes('native')) {
     const waitReset = watched.waitReset.bind(watched);
     watched.waitReset = (ticket) => (waited++, waitReset(ticket));
     const slot = new Slot(watched, request(null));
-    slot.acquire(null, true);
+    slot.acquire(null);
     new Uint8Array(bufferOf(slot.memory)).fill(1, 0, 8 * PAGE);
     assert.equal(slot.release(true), 'resetting');
     slot.retire();
@@ -259,12 +282,12 @@ if (BACKENDS.includes('native')) {
     img.dispose();
   });
 
-  test('background reset: a memory whose buffer JS read is reset inline (no alternating memories)', () => {
+  test('background reset: a memory whose buffer was lent is reset inline (no alternating memories)', () => {
     const img = image();
     const counters = newCounters();
     const pool = new MemoryPool(backend, 8, counters);
     const s = pool.acquire(request(img));
-    new Uint8Array(s.memory.buffer)[PAGE + 9] = 1; // through the property: a buffer was handed out
+    new Uint8Array(s.lendBuffer())[PAGE + 9] = 1; // a buffer was handed out
     pool.release(s);
     assert.equal(s.state, 'clean', 'reset inside release()');
     assert.equal(counters.backgroundResets, 0);
@@ -341,7 +364,7 @@ test('background reset: when this thread ends up doing most queued resets itself
   const backend = new StalledBackend();
   const counters = newCounters();
   const pool = new MemoryPool(backend, 8, counters);
-  const request = { initialPages: 1, maximumPages: null, image: null, exported: false };
+  const request = { initialPages: 1, maximumPages: null, image: null };
   for (let i = 0; i < 256 + 1024 + 10; i++) pool.release(pool.acquire(request));
   assert.equal(backend.queued, 256 + 10, 'a window queued, then 1024 inline, then queued again');
   assert.equal(backend.inline, 1024);

@@ -10,9 +10,15 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { WASI } from 'node:wasi';
 import { Engine } from '../src/index.js';
 import { BACKENDS } from './helpers/env.js';
+
+// Node 20's node:wasi fast API calls can let a GC run inside a call
+// (nodejs/node#46777, #53087) and crash the process, natively too, once
+// programs run on several memories: every run here gets a new one.
+setFlagsFromString('--no-turbo-fast-api-calls');
 
 const wasm = new Uint8Array(readFileSync(fileURLToPath(new URL('../../test/fixtures/wasi/static-data.wasm', import.meta.url))));
 const RUNS = Number(process.env['WASM_COW_WASI_RUNS'] ?? 50);
@@ -48,8 +54,10 @@ for (const backend of BACKENDS) {
     }
     const s = engine.stats();
     assert.equal(s.instantiations, RUNS);
-    // Misses: a new memory per 64 tenants, the second one background resets may alternate with, one of margin.
-    assert.ok(s.fastPathHits >= RUNS - Math.ceil(RUNS / 64) - 3, `fast path: ${s.fastPathHits}`);
+    // node:wasi holds the instance and its memory object: each memory is
+    // retired at release (a new one, the image mapped, per run), never reused.
+    assert.equal(s.retiredExposed, RUNS);
+    assert.equal(s.pooledReuses, 0);
     engine.close();
   });
 }

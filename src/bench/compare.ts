@@ -2,9 +2,13 @@
  * Side-by-side instantiation benchmark of one module, in one process:
  *   native  new WebAssembly.Instance of the original module
  *   fresh   engine, a new memory each time (no reuse)
- *   pooled  engine, pooled steady state (instantiate, touch, release)
+ *   pooled  engine, pooled steady state (instantiate, touch, release),
+ *           through the revocable `lease.exports` and `lease.memoryBuffer()`
  *   inline  the same with backgroundReset: false (the reset inside release();
  *           only when asked for with `inline: true`)
+ *   raw     the pooled loop touching through `lease.instance.exports`: raw
+ *           access, so every memory is retired at release and the next
+ *           instance gets a new one (only when asked for with `raw: true`)
  *   floor   new WebAssembly.Instance of the rewritten module given a ready
  *           memory and no data: what V8 itself costs
  * Each iteration also "touches" the instance (writes one byte into its data,
@@ -16,7 +20,12 @@ import type { BackendKind } from '../backend/backend.js';
 import { measure, type Timing } from './measure.js';
 import { type ImportEntry, parseModule } from '../binary/reader.js';
 
-export type Touch = (exports: WebAssembly.Exports) => void;
+/**
+ * Writes into an instance once: through its exports, or the buffer of its
+ * first exported memory (`memoryBuffer()`: revocable for a lease; null when
+ * the module exports no memory).
+ */
+export type Touch = (exports: WebAssembly.Exports, memoryBuffer: () => ArrayBuffer | null) => void;
 
 export interface CompareOptions {
   readonly imports?: WebAssembly.Imports;
@@ -30,9 +39,11 @@ export interface CompareOptions {
   readonly skip?: readonly Variant[];
   /** Also measure 'inline': pooled with resets inside release(). */
   readonly inline?: boolean;
+  /** Also measure 'raw': pooled, touched through lease.instance (raw access: memories retired). */
+  readonly raw?: boolean;
 }
 
-export type Variant = 'native' | 'fresh' | 'pooled' | 'inline' | 'floor';
+export type Variant = 'native' | 'fresh' | 'pooled' | 'inline' | 'raw' | 'floor';
 
 export interface CompareResult {
   readonly backend: BackendKind;
@@ -43,6 +54,8 @@ export interface CompareResult {
   readonly overFloor: number | null;
   /** inline median / floor median, when measured. */
   readonly inlineOverFloor: number | null;
+  /** raw median / pooled median, when measured: what raw access costs. */
+  readonly rawOverPooled: number | null;
 }
 
 /**
@@ -81,38 +94,48 @@ export function stubImports(
 }
 
 /** Writes one byte into page 0 of the first exported memory, if it has any. */
-export const touchExportedMemory: Touch = (exports) => {
-  for (const v of Object.values(exports)) {
-    if (v instanceof WebAssembly.Memory) {
-      if (v.buffer.byteLength > 0) new Uint8Array(v.buffer, 0, 1)[0] = 1;
-      return;
-    }
-  }
+export const touchExportedMemory: Touch = (_exports, memoryBuffer) => {
+  const buffer = memoryBuffer();
+  if (buffer !== null && buffer.byteLength > 0) new Uint8Array(buffer, 0, 1)[0] = 1;
 };
+
+/** The buffer of an instance's first exported memory (null when none). */
+function firstMemoryBuffer(exports: WebAssembly.Exports, name: string | null): () => ArrayBuffer | null {
+  return () => (name === null ? null : (exports[name] as WebAssembly.Memory).buffer);
+}
 
 export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: CompareOptions = {}): CompareResult {
   const { imports = {}, touch = () => {}, budgetMs = 1000, maxIterations = 100_000, skip = [] } = options;
   const opts = { budgetMs, maxIterations, minIterations: 10 };
   const timings: Partial<Record<Variant, Timing>> = {};
   const original = new WebAssembly.Module(bytes);
+  const memoryName = WebAssembly.Module.exports(original).find((e) => e.kind === 'memory')?.name ?? null;
 
   const pooledEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16 });
   const inlineEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16, backgroundReset: false });
   const freshEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16, maxIdle: 0 });
+  const rawEngine = new Engine({ backend: options.backend ?? 'auto', maxInstances: 16 });
   const prepared = pooledEngine.prepare(bytes);
   const preparedFresh = freshEngine.prepare(bytes);
 
+  const native = (exports: WebAssembly.Exports) => touch(exports, firstMemoryBuffer(exports, memoryName));
   if (!skip.includes('native')) {
-    timings.native = measure(() => touch(new WebAssembly.Instance(original, imports).exports), opts);
+    timings.native = measure(() => native(new WebAssembly.Instance(original, imports).exports), opts);
   }
   const cycle = (p: PreparedModule) => () => {
     const lease = p.instantiate(imports);
-    touch(lease.instance.exports);
+    touch(lease.exports, () => (memoryName === null ? null : lease.memoryBuffer()));
+    lease.release();
+  };
+  const rawCycle = (p: PreparedModule) => () => {
+    const lease = p.instantiate(imports);
+    native(lease.instance.exports);
     lease.release();
   };
   if (!skip.includes('fresh')) timings.fresh = measure(cycle(preparedFresh), opts);
   if (!skip.includes('pooled')) timings.pooled = measure(cycle(prepared), opts);
   if (options.inline && !skip.includes('inline')) timings.inline = measure(cycle(inlineEngine.prepare(bytes)), opts);
+  if (options.raw && !skip.includes('raw')) timings.raw = measure(rawCycle(rawEngine.prepare(bytes)), opts);
   if (!skip.includes('floor')) {
     // The rewritten module, its memories supplied ready (no data in them).
     const own = new Set(prepared.imports.map((d) => `${d.module}\0${d.name}`));
@@ -125,14 +148,16 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
       if (!Object.prototype.hasOwnProperty.call(io, d.module)) io[d.module] = {};
       io[d.module]![d.name] = new WebAssembly.Memory(descriptor);
     }
-    timings.floor = measure(() => touch(new WebAssembly.Instance(prepared.module, io).exports), opts);
+    timings.floor = measure(() => native(new WebAssembly.Instance(prepared.module, io).exports), opts);
   }
   const backend = pooledEngine.backend;
   pooledEngine.close();
   inlineEngine.close();
   freshEngine.close();
+  rawEngine.close();
   const speedup = timings.native && timings.pooled ? timings.native.median / timings.pooled.median : null;
   const overFloor = timings.floor && timings.pooled ? timings.pooled.median / timings.floor.median : null;
   const inlineOverFloor = timings.floor && timings.inline ? timings.inline.median / timings.floor.median : null;
-  return { backend, timings, speedup, overFloor, inlineOverFloor };
+  const rawOverPooled = timings.raw && timings.pooled ? timings.raw.median / timings.pooled.median : null;
+  return { backend, timings, speedup, overFloor, inlineOverFloor, rawOverPooled };
 }

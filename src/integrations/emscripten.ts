@@ -10,10 +10,15 @@
  *   ...
  *   adapter.release();                                   // when done with it
  *
- * One adapter serves one instantiation: Emscripten glue keeps views of the
- * memory (HEAP8 and friends) for as long as its Module lives, so the lease
- * lives until `release()`. After that the glue's views are detached, and
- * calls into it fail instead of touching the next tenant's memory.
+ * One adapter serves one instantiation. Emscripten glue keeps the raw
+ * instance, its exports, its memory object and its function table for as
+ * long as its Module lives, and none of that can be revoked: the adapter
+ * hands the glue `lease.instance`, which counts as raw access, so at
+ * release the lease's memories are retired, never reused. Calls into the
+ * old Module after release keep running on that old memory, as the old
+ * tenant left it; they can never reach the next tenant's memory (which is
+ * another one). The image is still mapped copy-on-write at each
+ * instantiation; what raw access costs is a new memory per instance.
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { Lease } from '../lease.js';
@@ -56,7 +61,7 @@ export class EmscriptenAdapter {
     return this.#lease;
   }
 
-  /** Releases the instance: its memory is reset and pooled. Idempotent. */
+  /** Releases the instance: its memories are retired (see the module comment). Idempotent. */
   release(): void {
     this.#lease?.release();
     this.#lease = null;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { BackendKind } from '../../src/index.js';
+import type { BackendKind, Lease } from '../../src/index.js';
+import { unexposedInstance } from '../../src/lease.js';
 import { loadBinding, type NativeBinding } from '../../src/native/binding.js';
 
 /** The addon; tests that need it fail (not skip) on Linux when it is missing. */
@@ -20,6 +21,20 @@ export function memoryOf(instance: WebAssembly.Instance, name = 'mem'): WebAssem
   const m = instance.exports[name];
   if (!(m instanceof WebAssembly.Memory)) throw new Error(`export ${name} is not a memory`);
   return m;
+}
+
+/**
+ * A lease's exported memory read for a test without counting as handed
+ * out (lease.exports.mem or lease.instance would retire it at release).
+ * Nothing read through it may be used after release().
+ */
+export function leaseMemory(lease: Lease, name = 'mem'): WebAssembly.Memory {
+  return memoryOf(unexposedInstance(lease), name);
+}
+
+/** SHA-256 of a lease's exported memory, through the revocable lease.memoryBuffer(). */
+export function leaseDigest(lease: Lease, name = 'mem'): string {
+  return createHash('sha256').update(new Uint8Array(lease.memoryBuffer(name))).digest('hex');
 }
 
 /** Exported functions, typed loosely for tests. */

@@ -21,15 +21,15 @@ const bytes = buildModule({
   funcs: stdFuncs,
   data: [{ offset: 4096 * 3 + 5, bytes: pseudoRandomBytes(30_000, 9) }],
 });
-const digest = (m: WebAssembly.Memory) => createHash('sha256').update(new Uint8Array(m.buffer)).digest('hex');
-const want = digest(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports['mem'] as WebAssembly.Memory);
+const digest = (b: ArrayBuffer) => createHash('sha256').update(new Uint8Array(b)).digest('hex');
+const want = digest((new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports['mem'] as WebAssembly.Memory).buffer);
 
 const engine = new Engine({ backend: 'native' });
 const prepared = engine.prepare(bytes);
 let bad = 0;
 for (let i = 0; args.mode === 'spin' || i < args.cycles; i++) {
   const lease = prepared.instantiate();
-  if (i % 10 === 0 && digest(lease.exports['mem'] as WebAssembly.Memory) !== want) bad++;
+  if (i % 10 === 0 && digest(lease.memoryBuffer()) !== want) bad++;
   const store8 = lease.exports['store8'] as (a: number, v: number) => void;
   for (let p = 0; p < 1 + (i % 40); p++) store8(((i * 7 + p * 13) % 64) * 4096 + (i % 4096), 1 + (i % 255));
   lease.release();
