@@ -43,6 +43,11 @@ export class EngineCore {
     );
   }
 
+  /** Counts one fallback to V8, by reason. */
+  fallback(reason: string): void {
+    this.counters.fallbacks[reason] = (this.counters.fallbacks[reason] ?? 0) + 1;
+  }
+
   checkOpen(what: string): void {
     if (this.closed) throw new EngineClosedError(what);
   }
@@ -131,7 +136,7 @@ export class EngineCore {
 
   stats(): EngineStats {
     this.pool.drain();
-    return { ...this.counters, liveLeases: this.live, idleMemories: this.pool.idle };
+    return { ...this.counters, fallbacks: { ...this.counters.fallbacks }, liveLeases: this.live, idleMemories: this.pool.idle };
   }
 
   close(): void {

@@ -24,6 +24,8 @@ export interface EngineStats {
   liveLeases: number;
   /** Idle memories in the pool. */
   idleMemories: number;
+  /** Times wasm-cow left something to V8 because it could not do it exactly, by reason. */
+  fallbacks: Record<string, number>;
 }
 
 export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
@@ -40,5 +42,6 @@ export function newCounters(): StatsCounters {
     backgroundResets: 0,
     retiredMemories: 0,
     memoriesCreated: 0,
+    fallbacks: {},
   };
 }
