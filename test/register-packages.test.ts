@@ -7,8 +7,10 @@
  *
  *  - @swc/wasm: wasm-bindgen's nodejs target compiles and instantiates at
  *    require time (new WebAssembly.Module / Instance); transforms TypeScript.
- *  - esbuild-wasm: Go's wasm_exec.js glue, WebAssembly.instantiate(bytes),
- *    two runs in one process; minifies TypeScript.
+ *  - esbuild-wasm: Go's wasm_exec.js glue, WebAssembly.instantiate(bytes);
+ *    minifies TypeScript. (Its own Node API runs the module in a worker
+ *    started with execArgv: [] or in a child process: --import reaches
+ *    neither; NODE_OPTIONS reaches the child process.)
  *  - web-tree-sitter + tree-sitter-javascript: an Emscripten main module and
  *    a dynamically linked grammar, both on an imported memory, instantiated
  *    asynchronously (left to V8, counted: see register-imported-memory-async);
@@ -53,15 +55,16 @@ function run(mode: 'native' | 'lazy' | 'eager', app: string, args: string[]): { 
   }
 }
 
-function same(app: string, args: string[], check: (eager: Report, lazy: Report) => void): void {
+function same(app: string, args: string[], check: (eager: Report, lazy: Report | null) => void, expect?: RegExp, lazyToo = true): void {
   const native = run('native', app, args);
-  const lazy = run('lazy', app, args);
+  if (expect) assert.match(native.out, expect);
+  const lazy = lazyToo ? run('lazy', app, args) : { out: native.out, report: null };
   const eager = run('eager', app, args);
   assert.ok(native.out.length > 0, 'the app printed something');
   assert.equal(lazy.out, native.out, 'lazy: output equals native');
   assert.equal(eager.out, native.out, 'eager: output equals native');
   console.log(`${app}: lazy ${JSON.stringify(lazy.report)}\n${app}: eager ${JSON.stringify(eager.report)}`);
-  assert.equal(lazy.report!.enabled, true);
+  if (lazyToo) assert.equal(lazy.report!.enabled, true);
   assert.equal(eager.report!.enabled, true);
   check(eager.report!, lazy.report!);
 }
@@ -70,18 +73,18 @@ test('@swc/wasm transforms TypeScript under the hook exactly as natively', { ski
   same('swc.cjs', [], (eager, lazy) => {
     assert.equal(eager.register.preparedInstantiations, 1, 'eager: the module was instantiated through the engine');
     assert.ok(eager.engine.bytesMapped > 0, 'with its data mapped');
-    assert.equal(lazy.register.nativeInstantiations, 1, 'lazy: one instantiation, native');
-    assert.equal(lazy.register.preparations, 0, 'lazy: a module instantiated once is never prepared');
-  });
+    assert.equal(lazy!.register.nativeInstantiations, 1, 'lazy: one instantiation, native');
+    assert.equal(lazy!.register.preparations, 0, 'lazy: a module instantiated once is never prepared');
+  }, /class Shape/);
 });
 
 test('esbuild-wasm (Go glue) minifies TypeScript under the hook exactly as natively', { skip: !linux && 'native backend only' }, () => {
-  const out = run('native', 'esbuild-go.cjs', ['1']).out;
-  assert.match(out, /class Shape/);
-  same('esbuild-go.cjs', ['2'], (eager) => {
-    assert.equal(eager.register.preparedInstantiations, 2);
+  same('esbuild-go.cjs', ['1'], (eager) => {
+    assert.equal(eager.register.preparedInstantiations, 1);
     assert.deepEqual(eager.engine.fallbacks, {});
-  });
+    // One instantiation: under the lazy policy that is V8's alone (as swc shows); the Go
+    // runtime's start-up makes each run seconds long, so it runs natively and eagerly only.
+  }, /class Shape/, false);
 });
 
 test('web-tree-sitter parses JavaScript with the npm grammar under the hook exactly as natively', { skip: !linux && 'native backend only' }, () => {
@@ -90,13 +93,13 @@ test('web-tree-sitter parses JavaScript with the npm grammar under the hook exac
     // V8 applies their data, as natively, and the hook says why.
     assert.equal(eager.register.preparations, 2);
     assert.deepEqual(eager.engine.fallbacks, { 'register-imported-memory-async': 2 });
-  });
+  }, /^\(program .*\n\d+ nodes, error: false\n$/);
 });
 
 test('@ffmpeg/core encodes a sine to WAV under the hook exactly as natively', { skip: !linux && 'native backend only' }, () => {
   same('ffmpeg.cjs', ['3'], (eager, lazy) => {
     assert.equal(eager.register.preparedInstantiations, 3);
     assert.deepEqual(eager.engine.fallbacks, {});
-    assert.equal(lazy.register.preparedInstantiations + lazy.register.nativeInstantiations, 3);
-  });
+    assert.equal(lazy!.register.preparedInstantiations + lazy!.register.nativeInstantiations, 3);
+  }, /run 2: ret 0, 88278 bytes/);
 });
