@@ -48,6 +48,14 @@ const C = buildModule({
   funcs: [stdFuncs[0]!],
   data: [{ offset: 8, bytes: pseudoRandomBytes(3000, 3) }],
 });
+/** A module whose start function calls the program (which instantiates A). */
+const D = buildModule({
+  importFuncs: [{ module: 'env', name: 'cb' }],
+  memories: [{ min: 1 }],
+  funcs: [{ body: [0x10, 0x00] }],
+  data: [{ offset: 0, bytes: [5] }],
+  start: 1,
+});
 const BAD = new Uint8Array([0, 0x61, 0x73, 0x6d, 2, 0, 0, 0]);
 const importsA = (): WebAssembly.Imports => ({ env: { f: (x: number) => x * 3 } });
 
@@ -182,6 +190,14 @@ async function observe(): Promise<{ obs: Obs; hook: unknown }> {
   const sub = new MyInstance(new MyModule(A), importsA());
   obs['subclass'] = { isMine: sub instanceof MyInstance, module: new MyModule(A) instanceof MyModule, ...describeInstanceA(sub) };
 
+  // A start function that calls the program, which compiles and instantiates.
+  const prepared = () => (registration()?.hook?.stats()['preparedInstantiations'] as number | undefined) ?? 0;
+  const before = prepared();
+  let inner: Obs | null = null;
+  new W.Instance(new W.Module(D), { env: { cb: () => void (inner = describeInstanceA(new W.Instance(new W.Module(A), importsA()))) } });
+  obs['reentrant'] = inner;
+  const reentrant = prepared() - before;
+
   // Data for an imported memory (synchronous: the image may be mapped into it).
   const mC = new W.Module(C);
   const cs: string[] = [];
@@ -202,7 +218,7 @@ async function observe(): Promise<{ obs: Obs; hook: unknown }> {
   });
 
   const reg = registration();
-  return { obs, hook: reg ? { enabled: reg.hook !== null, register: reg.hook?.stats() ?? null, engine: reg.engine.stats() } : null };
+  return { obs, hook: reg ? { enabled: reg.hook !== null, register: reg.hook?.stats() ?? null, engine: reg.engine.stats(), reentrant } : null };
 }
 
 async function inWorker(): Promise<void> {

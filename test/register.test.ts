@@ -23,7 +23,7 @@ type Stats = { instantiations: number; fallbacks: Record<string, number> };
 type RegisterStats = { preparedInstantiations: number; nativeInstantiations: number; preparations: number; pending: number };
 type Observed = {
   obs: Record<string, unknown> & { worker: { hook: unknown } & Record<string, unknown> };
-  hook: { enabled: boolean; register: RegisterStats; engine: Stats } | null;
+  hook: { enabled: boolean; register: RegisterStats; engine: Stats; reentrant: number } | null;
 };
 
 function run(mode: 'native' | 'lazy' | 'eager' | 'off', args: string[], extraEnv: Record<string, string> = {}): string {
@@ -62,7 +62,10 @@ for (const mode of ['lazy', 'eager'] as const) {
     assert.equal(h.register.pending, 0);
     assert.ok(h.register.preparedInstantiations > 0, `prepared instantiations: ${h.register.preparedInstantiations}`);
     assert.equal(h.engine.instantiations, h.register.preparedInstantiations);
-    if (mode === 'eager') assert.equal(h.register.nativeInstantiations, 0, 'eager: every instantiation went through a prepared module');
+    if (mode === 'eager') {
+      assert.equal(h.register.nativeInstantiations, 0, 'eager: every instantiation went through a prepared module');
+      assert.equal(h.reentrant, 2, 'an instantiation from inside a start function goes through the engine too');
+    }
     else assert.ok(h.register.nativeInstantiations > 0, 'lazy: the first instantiations of a content were native');
     assert.deepEqual(h.engine.fallbacks, {}, 'nothing fell back in the main thread');
   });

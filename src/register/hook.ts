@@ -295,7 +295,14 @@ export class RegisterHook {
     try {
       const instance = prepared.instantiateUnpooledSync(imports as Imports | undefined, (rewrite, io) => {
         called = true;
-        return Reflect.construct(n.Instance, [rewrite, io], newTarget) as WebAssembly.Instance;
+        // The start function may call the program, which may compile and
+        // instantiate: that is the program's, not ours.
+        this.#depth--;
+        try {
+          return Reflect.construct(n.Instance, [rewrite, io], newTarget) as WebAssembly.Instance;
+        } finally {
+          this.#depth++;
+        }
       });
       this.#stats.preparedInstantiations++;
       return instance;
