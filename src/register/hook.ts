@@ -256,11 +256,12 @@ export class RegisterHook {
     const n = this.#natives!;
     const source = bufferView(args[0]);
     if (!source) return Reflect.apply(n.compile, undefined, args) as Promise<WebAssembly.Module>;
-    // V8 takes the bytes now; so do we.
+    // V8 takes the bytes at the call; we take ours before anything else can run.
     const entry = this.cache.get(source.bytes);
-    const own = entry ? null : copyOf(source.bytes);
+    let own: Uint8Array<ArrayBuffer> | null = source.shared && !entry ? copyOf(source.bytes) : null;
     const input = source.shared ? (entry?.bytes ?? own) : args[0];
     const compiled = Reflect.apply(n.compile, undefined, [input, ...args.slice(1)]) as Promise<WebAssembly.Module>;
+    if (!entry) own ??= copyOf(source.bytes);
     return compiled.then((module) => {
       if (entry) this.#modules.set(module, entry);
       else this.#adopt(module, own!, true);
@@ -331,19 +332,21 @@ export class RegisterHook {
     }
     const known = this.cache.get(view.bytes);
     if (known === null) {
-      const own = copyOf(view.bytes);
-      const input = view.shared ? own : source;
-      if (this.policy === 'lazy') {
-        // First sight: V8 does it all, we keep the bytes.
+      if (this.policy === 'lazy' && !view.shared) {
+        // First sight: V8 does it all, we keep the bytes. V8 took its copy
+        // at the call; ours, taken before anything else can run, overlaps
+        // V8's compile on its own threads.
         this.#nativeUse(null);
-        const result = n.instantiate(input as BufferSource, imports as Imports | undefined);
+        const result = n.instantiate(source as BufferSource, imports as Imports | undefined);
+        const own = copyOf(view.bytes);
         return result.then((r) => {
           const entry = this.#adopt(r.module, own, true);
           this.#stateOf(entry).uses++;
           return r;
         });
       }
-      const compiled = n.compile(input as BufferSource);
+      const own = copyOf(view.bytes);
+      const compiled = n.compile((view.shared ? own : source) as BufferSource);
       return compiled.then(
         (module) => this.#withModule(this.#adopt(module, own, true), module, imports as Imports | undefined),
         // V8's own rejection, with the message WebAssembly.instantiate gives.
