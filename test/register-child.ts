@@ -148,6 +148,12 @@ async function observe(): Promise<{ obs: Obs; hook: unknown }> {
     instantiateStreamingBad: await outcome(() => W.instantiateStreaming(response(BAD))),
     streamingMime: await outcome(() => W.compileStreaming(new Response(A))),
     streamingNotResponse: await outcome(() => W.instantiateStreaming(5 as unknown as Response)),
+    streamingBodyUsed: await outcome(async () => {
+      const r = response(A);
+      await r.arrayBuffer();
+      return W.compileStreaming(r);
+    }),
+    streamingRejected: await outcome(() => W.compileStreaming(Promise.reject(new RangeError('no response')))),
     dataView: await outcome(() => new W.Module(new DataView(A.buffer) as unknown as BufferSource)),
     empty: await outcome(() => new W.Module(new Uint8Array(0))),
     notBytes: await outcome(() => W.instantiate(5 as unknown as BufferSource)),
