@@ -26,13 +26,15 @@
  *    counted in engine.stats().fallbacks.
  *
  * When a content is prepared (the policy):
- *  - 'lazy' (default): the first instantiation of a content runs natively
- *    (the program pays exactly what V8 costs, plus a copy of the bytes).
- *    The second one runs natively too and starts the preparation in the
+ *  - 'lazy' (default): instantiations of a content run natively (on the
+ *    original module) until the time spent in them reaches what its first
+ *    compile took, about what preparing it costs (the ski-rental rule: a
+ *    program never pays more than twice what it would natively for its
+ *    instantiations, and a program that instantiates a module a few times
+ *    pays only a copy of its bytes). Then the hook prepares it in the
  *    background: the rewrite is planned on a later turn of the event loop
- *    and compiled by V8 asynchronously, off the main thread. Instantiations
- *    after it is ready go through it. A program that instantiates a module
- *    once never compiles it twice; a loop that never yields to the event
+ *    and compiled by V8 asynchronously, off the main thread; instantiations
+ *    after it is ready go through it. A loop that never yields to the event
  *    loop stays native.
  *  - 'eager': the first instantiation prepares the content (synchronously
  *    for `new WebAssembly.Instance`, with V8's asynchronous compile for the
@@ -45,6 +47,7 @@
  * without the name), and stack traces through code of a prepared instance
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
+import { performance } from 'node:perf_hooks';
 import { isArrayBuffer, isSharedArrayBuffer, isTypedArray } from 'node:util/types';
 import type { EngineCore } from '../core.js';
 import { type Imports, PreparedModule, planModule } from '../prepared.js';
@@ -97,6 +100,10 @@ interface ContentState {
   reason: string | null;
   /** Whether the rewrite moves memories the module defines (else all are imported). */
   definesMemories: boolean;
+  /** What the content's first compile took (ms): about what preparing it costs. */
+  price: number;
+  /** Time spent since in native instantiations of it (ms): what preparing could have saved. */
+  spent: number;
 }
 
 type AnyFunction = (...args: unknown[]) => unknown;
@@ -243,12 +250,14 @@ export class RegisterHook {
       // Another thread may write the bytes: compile our copy, so that what
       // V8 compiled and what we keep are the same bytes.
       const own = copyOf(source.bytes);
+      const t = performance.now();
       const module = Reflect.construct(n.Module, [own, ...args.slice(1)], newTarget) as WebAssembly.Module;
-      this.#adopt(module, own, true);
+      this.#adopt(module, own, true, performance.now() - t);
       return module;
     }
+    const t = performance.now();
     const module = Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
-    if (source) this.#adopt(module, source.bytes, false);
+    if (source) this.#adopt(module, source.bytes, false, performance.now() - t);
     return module;
   }
 
@@ -260,19 +269,25 @@ export class RegisterHook {
     const entry = this.cache.get(source.bytes);
     let own: Uint8Array<ArrayBuffer> | null = source.shared && !entry ? copyOf(source.bytes) : null;
     const input = source.shared ? (entry?.bytes ?? own) : args[0];
+    const t = performance.now();
     const compiled = Reflect.apply(n.compile, undefined, [input, ...args.slice(1)]) as Promise<WebAssembly.Module>;
     if (!entry) own ??= copyOf(source.bytes);
     return compiled.then((module) => {
       if (entry) this.#modules.set(module, entry);
-      else this.#adopt(module, own!, true);
+      else this.#adopt(module, own!, true, performance.now() - t);
       return module;
     });
   }
 
-  /** Links a module V8 compiled from `bytes` to their entry (made if new; `owned`: the bytes are ours to keep). */
-  #adopt(module: WebAssembly.Module, bytes: Uint8Array, owned: boolean): ContentEntry {
+  /**
+   * Links a module V8 compiled from `bytes` (in `took` ms) to their entry
+   * (made if new; `owned`: the bytes are ours to keep).
+   */
+  #adopt(module: WebAssembly.Module, bytes: Uint8Array, owned: boolean, took: number): ContentEntry {
     const entry = this.cache.get(bytes) ?? this.cache.add(owned ? (bytes as Uint8Array<ArrayBuffer>) : copyOf(bytes), module);
     this.#modules.set(module, entry);
+    const s = this.#stateOf(entry);
+    if (s.price === Infinity) s.price = took;
     return entry;
   }
 
@@ -290,7 +305,12 @@ export class RegisterHook {
     }
     if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
     const prepared = this.#preparedNow(entry);
-    if (!prepared) return native();
+    if (!prepared) {
+      const t = performance.now();
+      const instance = native();
+      this.#stateOf(entry).spent += performance.now() - t;
+      return instance;
+    }
     let called = false;
     this.#depth++;
     try {
@@ -337,18 +357,20 @@ export class RegisterHook {
         // at the call; ours, taken before anything else can run, overlaps
         // V8's compile on its own threads.
         this.#nativeUse(null);
+        const t = performance.now();
         const result = n.instantiate(source as BufferSource, imports as Imports | undefined);
         const own = copyOf(view.bytes);
         return result.then((r) => {
-          const entry = this.#adopt(r.module, own, true);
+          const entry = this.#adopt(r.module, own, true, performance.now() - t);
           this.#stateOf(entry).uses++;
           return r;
         });
       }
       const own = copyOf(view.bytes);
+      const t = performance.now();
       const compiled = n.compile((view.shared ? own : source) as BufferSource);
       return compiled.then(
-        (module) => this.#withModule(this.#adopt(module, own, true), module, imports as Imports | undefined),
+        (module) => this.#withModule(this.#adopt(module, own, true, performance.now() - t), module, imports as Imports | undefined),
         // V8's own rejection, with the message WebAssembly.instantiate gives.
         () => n.instantiate(own, imports as Imports | undefined),
       );
@@ -370,7 +392,12 @@ export class RegisterHook {
   async #instantiateModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.Instance> {
     const n = this.#natives!;
     const prepared = await this.#preparedAsync(entry);
-    if (!prepared) return n.instantiate(module, imports);
+    if (!prepared) {
+      const t = performance.now();
+      const instance = await n.instantiate(module, imports);
+      this.#stateOf(entry).spent += performance.now() - t;
+      return instance;
+    }
     let called = false;
     let running: Promise<WebAssembly.Instance>;
     this.#depth++;
@@ -401,11 +428,13 @@ export class RegisterHook {
     return Promise.resolve(args[0]).then(
       (response) => {
         const tee = this.#tee(response);
+        const t = performance.now();
         const compiled = native([response, ...args.slice(1)]);
         if (!tee) return compiled;
         return compiled.then(async (module) => {
+          const took = performance.now() - t;
           const bytes = await tee;
-          if (bytes) this.#adopt(module, bytes, true);
+          if (bytes) this.#adopt(module, bytes, true, took);
           return module;
         });
       },
@@ -425,8 +454,9 @@ export class RegisterHook {
         const bytes = tee ? await tee : null;
         const known = bytes ? this.cache.get(bytes) : null;
         if (!known || !n.compileStreaming) {
+          const t = performance.now();
           const r = await native([response, ...rest]);
-          if (bytes) this.#nativeUse(this.#adopt(r.module, bytes, true));
+          if (bytes) this.#nativeUse(this.#adopt(r.module, bytes, true, performance.now() - t));
           return r;
         }
         // Known bytes: V8 checks the response and compiles it again (it
@@ -463,7 +493,7 @@ export class RegisterHook {
 
   #stateOf(entry: ContentEntry): ContentState {
     let s = this.#states.get(entry);
-    if (!s) this.#states.set(entry, (s = { uses: 0, status: entry.prepared ? 'ready' : 'new', reason: null, definesMemories: true }));
+    if (!s) this.#states.set(entry, (s = { uses: 0, status: entry.prepared ? 'ready' : 'new', reason: null, definesMemories: true, price: Infinity, spent: 0 }));
     return s;
   }
 
@@ -478,7 +508,7 @@ export class RegisterHook {
     s.uses++;
     if (s.status === 'new') {
       if (this.policy === 'eager') this.#prepareSync(entry, s);
-      else if (s.uses >= 2) this.#prepareInBackground(entry, s);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     return this.#use(entry, s);
   }
@@ -488,7 +518,7 @@ export class RegisterHook {
     s.uses++;
     if (s.status === 'new') {
       if (this.policy === 'eager') await this.#prepareAsync(entry, s);
-      else if (s.uses >= 2) this.#prepareInBackground(entry, s);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     if (s.status === 'ready' && !s.definesMemories) {
       this.#core.fallback(Fallback.importedMemoryAsync);
