@@ -79,3 +79,32 @@ for (const [name, file] of modules) {
     );
   }
 }
+
+// ---- end to end: the package apps of test/fixtures/register ----
+const apps: [string, string, string[]][] = [
+  ['@swc/wasm: transform a TS file', 'swc.cjs', []],
+  ['esbuild-wasm (Go glue): minify a TS file', 'esbuild-go.cjs', ['1']],
+  ['web-tree-sitter: parse a JS file', 'tree-sitter.mjs', []],
+  ['@ffmpeg/core: 3 runs, sine to WAV', 'ffmpeg.cjs', ['3']],
+  ['@ffmpeg/core: 10 runs, sine to WAV', 'ffmpeg.cjs', ['10']],
+];
+console.log(`\nEnd to end, a fresh process each (cold start + work; median of ${samples}, modes alternating):\n`);
+console.log('| app | native | hook (lazy) | hook (eager) | lazy / native |');
+console.log('|---|---|---|---|---|');
+for (const [name, app, args] of apps) {
+  const got: Record<string, number[]> = { native: [], lazy: [], eager: [] };
+  for (let s = 0; s < samples; s++) {
+    for (const mode of modes) {
+      const pre = mode === 'native' ? [] : ['--import', 'wasm-cow/register'];
+      const a = performance.now();
+      execFileSync(process.execPath, [...pre, `${root}test/fixtures/register/${app}`, ...args], {
+        cwd: root,
+        env: { ...process.env, WASM_COW_REGISTER: mode },
+        stdio: 'ignore',
+      });
+      got[mode]!.push(performance.now() - a);
+    }
+  }
+  const m = (mode: string) => median(got[mode]!);
+  console.log(`| ${name} | ${ms(m('native'))} ms | ${ms(m('lazy'))} ms | ${ms(m('eager'))} ms | ${(m('lazy') / m('native')).toFixed(2)} |`);
+}
