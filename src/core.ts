@@ -8,7 +8,7 @@ import { EngineClosedError, PoolExhaustedError } from './errors.js';
 import type { MemoryImage } from './image/image.js';
 import { MemoryPool, type SlotRequest } from './pool.js';
 import { type LeaseTicket, Slot } from './slot.js';
-import { type EngineStats, newCounters, type StatsCounters } from './stats.js';
+import { countFallback, type EngineStats, type FallbackReason, newCounters, type StatsCounters } from './stats.js';
 
 export interface CoreOptions {
   readonly maxInstances: number;
@@ -41,6 +41,11 @@ export class EngineCore {
     this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit, (slot) =>
       this.#collected.register(slot, slot.tenancy),
     );
+  }
+
+  /** Counts one fallback to V8, by reason. */
+  fallback(reason: FallbackReason): void {
+    countFallback(this.counters, reason);
   }
 
   checkOpen(what: string): void {

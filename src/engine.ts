@@ -48,7 +48,14 @@ export interface EngineOptions {
 
 const GiB = 1024 * 1024 * 1024;
 
+/** @internal An engine's core, for wasm-cow's own modules (the register hook). */
+export let coreOf: (engine: Engine) => EngineCore;
+
 export class Engine {
+  static {
+    coreOf = (engine) => engine.#core;
+  }
+
   /** The backend in use, as resolved from the `backend` option. */
   readonly backend: BackendKind;
   /** Why the native backend is not in use, or null when it is. */

@@ -3,20 +3,21 @@
  * many times.
  */
 import { parseModule, type ParsedModule } from './binary/reader.js';
-import { rewriteModule } from './binary/rewriter.js';
+import { type RewriteResult, rewriteModule } from './binary/rewriter.js';
 import type { EngineCore } from './core.js';
 import { InvalidArgumentError, WasmFormatError } from './errors.js';
 import { type Attempt, ConditionalImages } from './conditional.js';
 import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
-import { analyzeStart } from './image/start.js';
+import { analyzeStart, type StartAnalysis } from './image/start.js';
 import { Lease } from './lease.js';
 import { ALL_RAW, analyzeExposure, type ExposurePlan } from './exposure.js';
 import { types } from 'node:util';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 import { countFallback, type FallbackReason } from './stats.js';
+import { wasm } from './wasm-api.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -44,6 +45,55 @@ export interface MemoryInfo {
 
 /** Imports as `WebAssembly.Instance` takes them. */
 export type Imports = WebAssembly.Imports;
+
+/**
+ * @internal What a PreparedModule is made from, before anything is
+ * compiled: the parse, the plan per memory and the rewrite's bytes (null
+ * when the module runs as is).
+ */
+export interface ModulePlan {
+  readonly parsed: ParsedModule | null;
+  readonly parseError: WasmFormatError | null;
+  readonly plans: MemoryPlan[];
+  /** What the start function does (image/start.ts); null when the module could not be read. */
+  readonly start: StartAnalysis | null;
+  readonly rewritten: RewriteResult | null;
+}
+
+/** @internal See the PreparedModule constructor. */
+export interface PrepareHints {
+  /** planModule(core, input), made beforehand. */
+  readonly plan?: ModulePlan;
+  /** The rewrite compiled beforehand (for example asynchronously), from plan.rewritten.bytes. */
+  readonly compiled?: { readonly bytes: Uint8Array; readonly module: WebAssembly.Module };
+  /** V8 has compiled `input` itself: do not validate it again. */
+  readonly originalValid?: boolean;
+}
+
+/** @internal Parses and analyses a module and makes its rewrite; compiles nothing. */
+export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): ModulePlan {
+  let parsed: ParsedModule | null = null;
+  let parseError: WasmFormatError | null = null;
+  try {
+    parsed = parseModule(input);
+  } catch (e) {
+    if (!(e instanceof WasmFormatError)) throw e;
+    parseError = e;
+  }
+  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null };
+  const start = analyzeStart(input, parsed);
+  const plans = analyzeMemories(parsed, {
+    sizeLimit: core.options.imageSizeLimit,
+    pageSize: core.backend.pageSize,
+    mapImported: core.backend.classifyPages !== undefined && core.backend.mapImageRange !== undefined,
+    opaqueStart: start.kind === 'opaque' ? start.why : null,
+  });
+  const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
+  const convert = new Set<number>();
+  for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
+  const rewritten = importMemories || convert.size > 0 ? rewriteModule(input, parsed, { importMemories, convert }) : null;
+  return { parsed, parseError, plans, start, rewritten };
+}
 
 export class PreparedModule {
   /** The compiled module V8 instantiates (the rewrite, or the original when nothing was rewritten). */
@@ -79,18 +129,17 @@ export class PreparedModule {
   #attempt: Attempt | null = null;
   /** Fallbacks every instantiation takes (imported memories the engine can never image here), counted each time. */
   #fallbacks: FallbackReason[] = [];
+  /** Whether `module` was compiled from the rewrite. */
+  #fromRewrite = false;
 
-  /** @internal Use engine.prepare(). */
-  constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>) {
+  /**
+   * @internal Use engine.prepare(). `hints` lets an internal caller (the
+   * register hook) supply the plan and the compiled rewrite it made
+   * beforehand, and say that V8 already compiled `input` itself.
+   */
+  constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>, hints: PrepareHints = {}) {
     this.#core = core;
-    let parsed: ParsedModule | null = null;
-    let parseError: WasmFormatError | null = null;
-    try {
-      parsed = parseModule(input);
-    } catch (e) {
-      if (!(e instanceof WasmFormatError)) throw e;
-      parseError = e;
-    }
+    const { parsed, parseError, plans, start, rewritten } = hints.plan ?? planModule(core, input);
 
     if (parsed === null) {
       // We could not read it. If V8 cannot either, say where it is malformed;
@@ -112,35 +161,34 @@ export class PreparedModule {
     for (const i of parsed.imports) names.set(`${i.module}\0${i.name}`, [modules.indexOf(i.module), i.name]);
     this.#importModules = modules;
     this.#importNames = [...names.values()];
-    const start = analyzeStart(input, parsed);
-    const plans = analyzeMemories(parsed, {
-      sizeLimit: core.options.imageSizeLimit,
-      pageSize: core.backend.pageSize,
-      mapImported: core.backend.classifyPages !== undefined && core.backend.mapImageRange !== undefined,
-      opaqueStart: start.kind === 'opaque' ? start.why : null,
-    });
-    const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
-    const convert = new Set<number>();
-    for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
-
     let module: WebAssembly.Module | null = null;
     let memoryModule: string | null = null;
     let size = input.length;
-    if (importMemories || convert.size > 0) {
-      const rewritten = rewriteModule(input, parsed, { importMemories, convert });
-      try {
-        module = new WebAssembly.Module(rewritten.bytes);
+    if (rewritten !== null) {
+      const given = hints.compiled;
+      if (given && given.bytes === rewritten.bytes) {
+        module = given.module;
+      } else {
+        try {
+          module = new wasm.Module(rewritten.bytes);
+        } catch {
+          module = null;
+        }
+      }
+      if (module !== null) {
         memoryModule = rewritten.memoryModule;
         size = rewritten.bytes.length;
-      } catch {
-        module = null;
+        this.#fromRewrite = true;
       }
       // The rewrite must not change what validates: check the original too.
-      if (module !== null && !WebAssembly.validate(input)) module = null;
+      if (module !== null && !hints.originalValid && !wasm.validate(input)) module = null;
       if (module === null) {
         // Either the original is invalid (compiling it throws V8's own
         // error) or our rewrite is at fault: then run the original as is.
-        module = new WebAssembly.Module(input);
+        module = new wasm.Module(input);
+        memoryModule = null;
+        size = input.length;
+        this.#fromRewrite = false;
         this.#plans = plans.map((p) =>
           p.imported
             ? p
@@ -150,7 +198,7 @@ export class PreparedModule {
         this.#plans = plans;
       }
     } else {
-      module = new WebAssembly.Module(input);
+      module = new wasm.Module(input);
       this.#plans = plans;
     }
     this.module = module;
@@ -160,9 +208,14 @@ export class PreparedModule {
     this.#source = memoryModule !== null ? input : null;
     if (memoryModule === null) this.#requests = [];
     if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
-      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start);
+      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start!);
     }
     for (const p of this.#plans) if (p.excluded && p.fallback) this.#fallbacks.push(p.fallback);
+  }
+
+  /** @internal Whether `module` is the rewrite (some memory imaged or moved), not the original as is. */
+  get rewritten(): boolean {
+    return this.#fromRewrite;
   }
 
   /**
@@ -220,7 +273,7 @@ export class PreparedModule {
     const slots = this.#begin(imports, true);
     const attempt = this.#attempt!;
     try {
-      const instance = new Instance(attempt.module, this.#importObject(imports, slots));
+      const instance = new wasm.Instance(attempt.module, this.#importObject(imports, slots));
       // Nothing ran since V8 returned: place the images into imported memories now.
       if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
       return this.#finish<T>(instance, slots);
@@ -235,7 +288,7 @@ export class PreparedModule {
     const attempt = this.#attempt!;
     try {
       // Asynchronous: imported memories were left to V8 (attempt.deferred is empty).
-      return this.#finish<T>(await instantiateModule(attempt.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(await wasm.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
     } catch (e) {
       throw this.#fail(slots, e);
     }
@@ -283,15 +336,35 @@ export class PreparedModule {
   }
 
   /**
+   * @internal As instantiateUnpooled(), synchronously, through
+   * `Reflect.construct(WebAssembly.Instance, ..., newTarget)` (for the
+   * register hook's `new WebAssembly.Instance`, which may be subclassed).
+   * Imported memories may get their image mapped, as in instantiate().
+   */
+  instantiateUnpooledSync(imports: Imports | undefined, construct: (module: WebAssembly.Module, imports: Imports | undefined) => WebAssembly.Instance): WebAssembly.Instance {
+    this.#checkUsable();
+    const attempt = this.#resolve(imports, true);
+    const slots = this.#core.fresh(attempt.requests);
+    const instance = construct(attempt.module, this.#importObject(imports, slots));
+    // Nothing ran since V8 returned: place the images into imported memories now.
+    if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
+    this.#core.counters.instantiations++;
+    return instance;
+  }
+
+  /**
    * @internal One-shot instantiation on fresh, unpooled memories (for the
    * drop-in `instantiate()`): the memories live and die with the instance.
    */
-  async instantiateUnpooled(imports?: Imports): Promise<WebAssembly.Instance> {
+  async instantiateUnpooled(
+    imports?: Imports,
+    instantiate: (module: WebAssembly.Module, imports: Imports | undefined) => Promise<WebAssembly.Instance> = wasm.instantiate,
+  ): Promise<WebAssembly.Instance> {
     this.#checkUsable();
     // Asynchronous: imported memories are left to V8 (attempt.deferred is empty).
     const attempt = this.#resolve(imports, false);
     const slots = this.#core.fresh(attempt.requests);
-    const instance = await instantiateModule(attempt.module, this.#importObject(imports, slots));
+    const instance = await instantiate(attempt.module, this.#importObject(imports, slots));
     this.#core.counters.instantiations++;
     return instance;
   }
@@ -475,7 +548,7 @@ function sameValues(a: readonly unknown[] | null, b: readonly unknown[]): boolea
 function compileOriginalOr(input: Uint8Array<ArrayBuffer>, parseError: WasmFormatError): WebAssembly.Module {
   let module: WebAssembly.Module;
   try {
-    module = new WebAssembly.Module(input);
+    module = new wasm.Module(input);
   } catch (e) {
     throw new WasmFormatError(parseError.message.replace(/ at byte offset \d+$/, ''), parseError.offset, { cause: e });
   }

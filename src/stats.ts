@@ -22,6 +22,8 @@
  *    'mmap'            mapping failed; the engine wrote the segments' bytes.
  *    (The last four are found before V8 runs, when V8 then writes the data;
  *    found only after V8, the engine writes exactly V8's bytes.)
+ *  - 'register-*': the register hook left an instantiation to V8 (see
+ *    docs/integrations/register.md); counted once per instantiation.
  */
 export type FallbackReason =
   | 'memfd'
@@ -36,7 +38,14 @@ export type FallbackReason =
   | 'unclassifiable'
   | 'non-zero'
   | 'scattered'
-  | 'mmap';
+  | 'mmap'
+  | 'register-unknown-module'
+  | 'register-unparsed'
+  | 'register-no-image'
+  | 'register-rewrite-rejected'
+  | 'register-engine-error'
+  | 'register-stream-unread'
+  | 'register-imported-memory-async';
 
 /** Counters an engine keeps; `engine.stats()` returns a snapshot. */
 export interface EngineStats {

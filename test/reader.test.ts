@@ -153,3 +153,39 @@ test('every truncation of a valid module is rejected without a crash', () => {
   // Cuts that fall exactly between sections leave a well-formed prefix.
   assert.ok(rejected >= bytes.length - 8, `${rejected} of ${bytes.length}`);
 });
+
+test('i32.const offsets in every LEB length and sign, minimal or padded, read as V8 reads them', () => {
+  // Encodings of 1 to 5 bytes, padded ones included: the reader's fast path
+  // takes up to 4 bytes, the general evaluator the rest.
+  const encodings: [number[], number][] = [];
+  for (const v of [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, -8193, 2 ** 20, -(2 ** 20), 2 ** 27 - 1, -(2 ** 27), 2 ** 31 - 1, -(2 ** 31)]) {
+    const min: number[] = [];
+    let x = BigInt(v);
+    for (;;) {
+      const byte = Number(x & 0x7fn);
+      x >>= 7n;
+      const done = (x === 0n && (byte & 0x40) === 0) || (x === -1n && (byte & 0x40) !== 0);
+      min.push(done ? byte : byte | 0x80);
+      if (done) break;
+    }
+    encodings.push([min, v]);
+    // Padded to every longer length up to 5 bytes.
+    for (let len = min.length + 1; len <= 5; len++) {
+      const pad = v < 0 ? 0x7f : 0x00;
+      const e = [...min];
+      e[e.length - 1]! |= 0x80;
+      while (e.length < len - 1) e.push(pad | 0x80);
+      e.push(pad);
+      encodings.push([e, v]);
+    }
+  }
+  for (const [enc, v] of encodings) {
+    const bytes = buildModule({ memories: [{ min: 1 }], data: [{ offset: { expr: [0x41, ...enc] }, bytes: [1] }] });
+    const off = parseModule(bytes).data[0]!.offset!;
+    assert.deepEqual(off, { type: 'i32', constant: BigInt(v >>> 0), global: null, dynamic: false }, `encoding ${enc.map((b) => b.toString(16)).join(' ')} of ${v}`);
+    // i32.const n; i32.const 0; i32.add also evaluates (the general path).
+    const sum = buildModule({ memories: [{ min: 1 }], data: [{ offset: { expr: [0x41, ...enc, 0x41, 0x00, 0x6a] }, bytes: [1] }] });
+    assert.equal(parseModule(sum).data[0]!.offset!.constant, BigInt(v >>> 0));
+    assert.ok(WebAssembly.validate(bytes), `V8 accepts ${enc.join(',')}`);
+  }
+});

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Engine, emscriptenAdapter, type Lease } from '../src/index.js';
 
 const root = fileURLToPath(new URL('../../node_modules/', import.meta.url));
-const MAIN = new Uint8Array(readFileSync(`${root}web-tree-sitter/tree-sitter.wasm`));
+const MAIN = new Uint8Array(readFileSync(`${root}web-tree-sitter/web-tree-sitter.wasm`));
 const GRAMMAR = new Uint8Array(readFileSync(`${root}tree-sitter-javascript/tree-sitter-javascript.wasm`));
 const SOURCES = [
   'function f(a, b) { return a + b * 2; }\nconst x = [1, 2, 3].map((y) => f(y, y));\n',
@@ -37,7 +37,7 @@ interface TreeSitter {
 
 /** A fresh copy of web-tree-sitter (its Emscripten module is per import). */
 async function freshTreeSitter(tag: string): Promise<TreeSitter> {
-  return (await import(`${root}web-tree-sitter/tree-sitter.js?${tag}`)) as TreeSitter;
+  return (await import(`${root}web-tree-sitter/web-tree-sitter.js?${tag}`)) as TreeSitter;
 }
 
 async function parseAll(ts: TreeSitter): Promise<string[]> {

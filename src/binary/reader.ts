@@ -265,6 +265,27 @@ class Cursor {
    * as `global + constant` where it can.
    */
   constExpr(): OffsetExpr {
+    // Fast path for the common `i32.const n; end` with n in at most 4 LEB
+    // bytes (any such encoding is valid): the general evaluator below
+    // allocates per call, and a module can have 100,000 segments.
+    const b = this.bytes;
+    const p = this.pos;
+    if (b[p] === 0x41 && p + 6 <= this.end) {
+      let v = 0;
+      let shift = 0;
+      let q = p + 1;
+      for (; q < p + 5; q++) {
+        const x = b[q]!;
+        v |= (x & 0x7f) << shift;
+        shift += 7;
+        if ((x & 0x80) === 0) break;
+      }
+      if (q < p + 5 && b[q + 1] === 0x0b) {
+        if (shift < 32 && (b[q]! & 0x40) !== 0) v |= -1 << shift; // sign-extend
+        this.pos = q + 2;
+        return { type: 'i32', constant: BigInt(v >>> 0), global: null, dynamic: false };
+      }
+    }
     type V = { type: ConstType; k: bigint; g: number | null; dyn: boolean };
     const stack: V[] = [];
     const pop = (): V => stack.pop() ?? this.fail('constant expression pops an empty stack');

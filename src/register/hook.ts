@@ -1,0 +1,632 @@
+/**
+ * The register hook: `WebAssembly.Module`, `Instance`, `compile`,
+ * `instantiate`, `compileStreaming` and `instantiateStreaming` replaced by
+ * proxies of the originals that route instantiation through an Engine.
+ *
+ * What the program holds is always what V8 would have given it:
+ *
+ *  - Every WebAssembly.Module the program gets is genuine, compiled by V8
+ *    from the program's own bytes, so `WebAssembly.Module.imports/exports/
+ *    customSections`, `instanceof`, structured clone (postMessage to a
+ *    worker) and compile errors are V8's. The hook keeps, per module, a
+ *    link to its content's entry in a ContentCache (a WeakMap), and the
+ *    entry keeps a copy of the bytes.
+ *  - `new WebAssembly.Instance(module, imports)` of such a module, once its
+ *    content is prepared, instantiates the prepared rewrite instead:
+ *    Reflect.construct(Instance, [rewrite, imports + our memories],
+ *    newTarget). The result is a genuine WebAssembly.Instance made by V8,
+ *    with the original's exports (names, kinds, function indices and
+ *    arities are unchanged by the rewrite), whose memories are fresh,
+ *    unpooled and hold the image mapped copy-on-write; they live and die
+ *    with the instance. Link errors, traps and TypeErrors are V8's own,
+ *    with V8's messages for the API the program called.
+ *  - Anything else (a module the hook did not see compiled: from another
+ *    thread, or compiled before the hook; bytes it could not read; a
+ *    module it cannot rewrite) goes to V8 untouched, and the reason is
+ *    counted in engine.stats().fallbacks.
+ *
+ * When a content is prepared (the policy):
+ *  - 'lazy' (default): instantiations of a content run natively (on the
+ *    original module) until the time spent in them reaches what its first
+ *    compile took, about what preparing it costs (the ski-rental rule: a
+ *    program never pays more than twice what it would natively for its
+ *    instantiations, and a program that instantiates a module a few times
+ *    pays only a copy of its bytes). Then the hook prepares it in the
+ *    background: the rewrite is planned on a later turn of the event loop
+ *    and compiled by V8 asynchronously, off the main thread; instantiations
+ *    after it is ready go through it. A loop that never yields to the event
+ *    loop stays native.
+ *  - 'eager': the first instantiation prepares the content (synchronously
+ *    for `new WebAssembly.Instance`, with V8's asynchronous compile for the
+ *    promise APIs) and goes through it. This compiles every module twice.
+ *
+ * The hook's own calls into the engine set `depth`, so that anything the
+ * engine compiles or instantiates meanwhile (its rewrites) passes straight
+ * to V8. Things the proxies cannot make identical: `Function.prototype.
+ * toString` of the patched functions ("function () { [native code] }",
+ * without the name), and stack traces through code of a prepared instance
+ * (V8 names the rewrite's script by the rewrite's bytes).
+ */
+import { performance } from 'node:perf_hooks';
+import { isArrayBuffer, isSharedArrayBuffer, isTypedArray } from 'node:util/types';
+import type { EngineCore } from '../core.js';
+import type { FallbackReason } from '../stats.js';
+import { type Imports, PreparedModule, planModule } from '../prepared.js';
+import { wasm as N } from '../wasm-api.js';
+import type { ContentCache, ContentEntry } from './cache.js';
+
+export type PreparePolicy = 'lazy' | 'eager';
+
+/** What the hook did, for its own stats(). */
+export interface RegisterStats {
+  /** Contents (distinct module bytes) in the cache. */
+  modules: number;
+  /** Prepared forms made. */
+  preparations: number;
+  /** Preparations still running in the background. */
+  pending: number;
+  /** Instantiations through a prepared module (fresh memories, image mapped). */
+  preparedInstantiations: number;
+  /** Instantiations left to V8 on the original module because its content was not prepared yet (policy, not a fallback). */
+  nativeInstantiations: number;
+}
+
+/** Reasons counted in engine.stats().fallbacks. */
+export const Fallback = {
+  /** A WebAssembly.Module the hook did not see compiled (another thread's, or compiled before the hook). */
+  unknownModule: 'register-unknown-module',
+  /** wasm-cow's reader could not read a module V8 compiled. */
+  unparsed: 'register-unparsed',
+  /** The module has nothing to map (no memory it defines or data it can image): nothing to gain. */
+  noImage: 'register-no-image',
+  /** V8 rejected the rewrite of a module it compiled. */
+  rewriteRejected: 'register-rewrite-rejected',
+  /** The engine failed before V8 was called (e.g. a memory could not be made): V8 did it instead. */
+  engineError: 'register-engine-error',
+  /** A Response whose bytes could not be read beside V8 (its body was used). */
+  streamUnread: 'register-stream-unread',
+  /**
+   * An asynchronous instantiation of a module whose memories are all
+   * imported: its data can be mapped only synchronously (conditional.ts),
+   * so the rewrite would gain nothing.
+   */
+  importedMemoryAsync: 'register-imported-memory-async',
+} as const;
+
+interface ContentState {
+  /** Instantiations of the content so far. */
+  uses: number;
+  status: 'new' | 'preparing' | 'ready' | 'unusable';
+  /** When unusable: the fallback reason. */
+  reason: FallbackReason | null;
+  /** Whether the rewrite moves memories the module defines (else all are imported). */
+  definesMemories: boolean;
+  /** What the content's first compile took (ms): about what preparing it costs. */
+  price: number;
+  /** Time spent since in native instantiations of it (ms): what preparing could have saved. */
+  spent: number;
+}
+
+type AnyFunction = (...args: unknown[]) => unknown;
+
+const isObject = (v: unknown): v is object => (typeof v === 'object' && v !== null) || typeof v === 'function';
+
+// The TypedArray accessors as V8 reads them (internal slots), not as a
+// subclass or an own property might redefine them.
+const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const getter = (name: string) => Object.getOwnPropertyDescriptor(TypedArrayProto, name)!.get!;
+const taBuffer = getter('buffer');
+const taOffset = getter('byteOffset');
+const taLength = getter('byteLength');
+
+/**
+ * The bytes of a BufferSource as V8 takes them (an ArrayBuffer, or any
+ * TypedArray, including one over a SharedArrayBuffer; not a DataView), or
+ * null for anything else. `shared` when another thread may write them.
+ */
+function bufferView(source: unknown): { bytes: Uint8Array; shared: boolean } | null {
+  try {
+    if (isArrayBuffer(source)) return { bytes: new Uint8Array(source), shared: false };
+    if (isTypedArray(source)) {
+      const buffer = taBuffer.call(source) as ArrayBufferLike;
+      const bytes = new Uint8Array(buffer, taOffset.call(source) as number, taLength.call(source) as number);
+      return { bytes, shared: isSharedArrayBuffer(buffer) };
+    }
+  } catch {
+    // A detached buffer: V8 reports it.
+  }
+  return null;
+}
+
+const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
+  const out = new Uint8Array(b.length);
+  out.set(b);
+  return out;
+};
+
+export interface Natives {
+  readonly Module: typeof WebAssembly.Module;
+  readonly Instance: typeof WebAssembly.Instance;
+  readonly compile: typeof WebAssembly.compile;
+  readonly instantiate: typeof WebAssembly.instantiate;
+  readonly compileStreaming: typeof WebAssembly.compileStreaming | undefined;
+  readonly instantiateStreaming: typeof WebAssembly.instantiateStreaming | undefined;
+}
+
+export class RegisterHook {
+  readonly policy: PreparePolicy;
+  readonly cache: ContentCache;
+  readonly #core: EngineCore;
+  /** Every module handed out that was compiled from bytes the hook saw: its content. */
+  readonly #modules = new WeakMap<object, ContentEntry>();
+  readonly #states = new WeakMap<ContentEntry, ContentState>();
+  readonly #stats = { preparations: 0, preparedInstantiations: 0, nativeInstantiations: 0 };
+  readonly #pending = new Set<Promise<void>>();
+  /** >0 while the hook itself calls into the engine: then everything goes to V8 as is. */
+  #depth = 0;
+  /** The originals, as found at install(). */
+  #natives: Natives | null = null;
+  #restore: (() => void) | null = null;
+
+  constructor(core: EngineCore, cache: ContentCache, policy: PreparePolicy) {
+    this.#core = core;
+    this.cache = cache;
+    this.policy = policy;
+  }
+
+  get installed(): boolean {
+    return this.#natives !== null;
+  }
+
+  stats(): RegisterStats {
+    return { modules: this.cache.size, pending: this.#pending.size, ...this.#stats };
+  }
+
+  /** Resolves when no preparation is running in the background. */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /** Replaces the globals of `ns` (this thread's WebAssembly namespace). */
+  install(ns: typeof WebAssembly = WebAssembly): void {
+    if (this.#natives) return;
+    const natives: Natives = {
+      Module: ns.Module,
+      Instance: ns.Instance,
+      compile: ns.compile,
+      instantiate: ns.instantiate,
+      compileStreaming: ns.compileStreaming,
+      instantiateStreaming: ns.instantiateStreaming,
+    };
+    this.#natives = natives;
+    const ModuleProxy: typeof WebAssembly.Module = new Proxy(natives.Module, {
+      construct: (target, args, newTarget) => this.#newModule(args, newTarget === ModuleProxy ? target : newTarget),
+    });
+    const InstanceProxy: typeof WebAssembly.Instance = new Proxy(natives.Instance, {
+      construct: (target, args, newTarget) => this.#newInstance(args, newTarget === InstanceProxy ? target : newTarget),
+    });
+    const apply = <F extends AnyFunction>(fn: F, handler: (args: unknown[]) => unknown): F =>
+      new Proxy(fn, { apply: (target, self, args: unknown[]) => (this.#depth > 0 ? Reflect.apply(target, self, args) : handler(args)) });
+
+    const replaced: [object, PropertyKey, PropertyDescriptor | undefined][] = [];
+    const replace = (obj: object, key: PropertyKey, value: unknown): void => {
+      const old = Object.getOwnPropertyDescriptor(obj, key);
+      replaced.push([obj, key, old]);
+      Object.defineProperty(obj, key, { value, writable: old?.writable ?? true, enumerable: old?.enumerable ?? false, configurable: true });
+    };
+    replace(ns, 'Module', ModuleProxy);
+    replace(ns, 'Instance', InstanceProxy);
+    replace(natives.Module.prototype, 'constructor', ModuleProxy);
+    replace(natives.Instance.prototype, 'constructor', InstanceProxy);
+    replace(ns, 'compile', apply(natives.compile as AnyFunction, (args) => this.#compile(args)));
+    replace(ns, 'instantiate', apply(natives.instantiate as AnyFunction, (args) => this.#instantiate(args)));
+    if (natives.compileStreaming) {
+      replace(ns, 'compileStreaming', apply(natives.compileStreaming as AnyFunction, (args) => this.#compileStreaming(args)));
+    }
+    if (natives.instantiateStreaming) {
+      replace(ns, 'instantiateStreaming', apply(natives.instantiateStreaming as AnyFunction, (args) => this.#instantiateStreaming(args)));
+    }
+    this.#restore = () => {
+      for (const [obj, key, old] of replaced.reverse()) {
+        if (old) Object.defineProperty(obj, key, old);
+        else delete (obj as Record<PropertyKey, unknown>)[key];
+      }
+    };
+  }
+
+  /** Puts the originals back (modules and instances already made stay as they are). */
+  uninstall(): void {
+    this.#restore?.();
+    this.#restore = null;
+    this.#natives = null;
+  }
+
+  // ---- modules ----
+
+  #newModule(args: unknown[], newTarget: Function): WebAssembly.Module {
+    const n = this.#natives!;
+    if (this.#depth > 0) return Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
+    const source = bufferView(args[0]);
+    if (source?.shared) {
+      // Another thread may write the bytes: compile our copy, so that what
+      // V8 compiled and what we keep are the same bytes.
+      const own = copyOf(source.bytes);
+      const t = performance.now();
+      const module = Reflect.construct(n.Module, [own, ...args.slice(1)], newTarget) as WebAssembly.Module;
+      this.#adopt(module, own, true, performance.now() - t);
+      return module;
+    }
+    const t = performance.now();
+    const module = Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
+    if (source) this.#adopt(module, source.bytes, false, performance.now() - t);
+    return module;
+  }
+
+  #compile(args: unknown[]): Promise<WebAssembly.Module> {
+    const n = this.#natives!;
+    const source = bufferView(args[0]);
+    if (!source) return Reflect.apply(n.compile, undefined, args) as Promise<WebAssembly.Module>;
+    // V8 takes the bytes at the call; we take ours before anything else can run.
+    const entry = this.cache.get(source.bytes);
+    let own: Uint8Array<ArrayBuffer> | null = source.shared && !entry ? copyOf(source.bytes) : null;
+    const input = source.shared ? (entry?.bytes ?? own) : args[0];
+    const t = performance.now();
+    const compiled = Reflect.apply(n.compile, undefined, [input, ...args.slice(1)]) as Promise<WebAssembly.Module>;
+    if (!entry) own ??= copyOf(source.bytes);
+    return compiled.then((module) => {
+      if (entry) this.#modules.set(module, entry);
+      else this.#adopt(module, own!, true, performance.now() - t);
+      return module;
+    });
+  }
+
+  /**
+   * Links a module V8 compiled from `bytes` (in `took` ms) to their entry
+   * (made if new; `owned`: the bytes are ours to keep).
+   */
+  #adopt(module: WebAssembly.Module, bytes: Uint8Array, owned: boolean, took: number): ContentEntry {
+    const entry = this.cache.get(bytes) ?? this.cache.add(owned ? (bytes as Uint8Array<ArrayBuffer>) : copyOf(bytes), module);
+    this.#modules.set(module, entry);
+    const s = this.#stateOf(entry);
+    if (s.price === Infinity) s.price = took;
+    return entry;
+  }
+
+  // ---- instances ----
+
+  #newInstance(args: unknown[], newTarget: Function): WebAssembly.Instance {
+    const n = this.#natives!;
+    const native = () => Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
+    if (this.#depth > 0) return native();
+    const [module, imports] = args;
+    const entry = isObject(module) ? this.#modules.get(module) : undefined;
+    if (!entry) {
+      this.#countUnknown(module);
+      return native();
+    }
+    if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
+    const prepared = this.#preparedNow(entry);
+    if (!prepared) {
+      const t = performance.now();
+      const instance = native();
+      this.#stateOf(entry).spent += performance.now() - t;
+      return instance;
+    }
+    let called = false;
+    this.#depth++;
+    try {
+      const instance = prepared.instantiateUnpooledSync(imports as Imports | undefined, (rewrite, io) => {
+        called = true;
+        // The start function may call the program, which may compile and
+        // instantiate: that is the program's, not ours.
+        this.#depth--;
+        try {
+          return Reflect.construct(n.Instance, [rewrite, io], newTarget) as WebAssembly.Instance;
+        } finally {
+          this.#depth++;
+        }
+      });
+      this.#stats.preparedInstantiations++;
+      return instance;
+    } catch (e) {
+      // V8's own error (link, trap, start function): the program's to see.
+      if (called) throw e;
+    } finally {
+      this.#depth--;
+    }
+    // The engine failed before V8 ran (nothing of the program's ran either).
+    this.#core.fallback(Fallback.engineError);
+    return native();
+  }
+
+  #instantiate(args: unknown[]): Promise<unknown> {
+    const n = this.#natives!;
+    const native = () => Reflect.apply(n.instantiate, undefined, args) as Promise<unknown>;
+    const [source, imports] = args;
+    if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
+    const entry = isObject(source) ? this.#modules.get(source) : undefined;
+    if (entry) return this.#instantiateModule(entry, source as WebAssembly.Module, imports as Imports | undefined);
+    const view = bufferView(source);
+    if (!view) {
+      this.#countUnknown(source);
+      return native();
+    }
+    const known = this.cache.get(view.bytes);
+    if (known === null) {
+      if (this.policy === 'lazy' && !view.shared) {
+        // First sight: V8 does it all, we keep the bytes. V8 took its copy
+        // at the call; ours, taken before anything else can run, overlaps
+        // V8's compile on its own threads.
+        this.#nativeUse(null);
+        const t = performance.now();
+        const result = n.instantiate(source as BufferSource, imports as Imports | undefined);
+        const own = copyOf(view.bytes);
+        return result.then((r) => {
+          const entry = this.#adopt(r.module, own, true, performance.now() - t);
+          this.#stateOf(entry).uses++;
+          return r;
+        });
+      }
+      const own = copyOf(view.bytes);
+      const t = performance.now();
+      const compiled = n.compile((view.shared ? own : source) as BufferSource);
+      return compiled.then(
+        (module) => this.#withModule(this.#adopt(module, own, true, performance.now() - t), module, imports as Imports | undefined),
+        // V8's own rejection, with the message WebAssembly.instantiate gives.
+        () => n.instantiate(own, imports as Imports | undefined),
+      );
+    }
+    // Known bytes: V8 compiles them again (a new Module, as natively; V8
+    // shares the code of the original it still holds).
+    const compiled = n.compile((view.shared ? known.bytes : source) as BufferSource);
+    return compiled.then((module) => {
+      this.#modules.set(module, known);
+      return this.#withModule(known, module, imports as Imports | undefined);
+    });
+  }
+
+  async #withModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
+    const instance = await this.#instantiateModule(entry, module, imports);
+    return { module, instance };
+  }
+
+  async #instantiateModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.Instance> {
+    const n = this.#natives!;
+    const prepared = await this.#preparedAsync(entry);
+    if (!prepared) {
+      const t = performance.now();
+      const instance = await n.instantiate(module, imports);
+      this.#stateOf(entry).spent += performance.now() - t;
+      return instance;
+    }
+    let called = false;
+    let running: Promise<WebAssembly.Instance>;
+    this.#depth++;
+    try {
+      running = prepared.instantiateUnpooled(imports, (rewrite, io) => {
+        called = true;
+        return n.instantiate(rewrite, io);
+      });
+    } finally {
+      this.#depth--;
+    }
+    try {
+      const instance = await running;
+      this.#stats.preparedInstantiations++;
+      return instance;
+    } catch (e) {
+      if (called) throw e;
+    }
+    this.#core.fallback(Fallback.engineError);
+    return n.instantiate(module, imports);
+  }
+
+  // ---- streaming ----
+
+  #compileStreaming(args: unknown[]): Promise<WebAssembly.Module> {
+    const n = this.#natives!;
+    const native = (a: unknown[]) => Reflect.apply(n.compileStreaming!, undefined, a) as Promise<WebAssembly.Module>;
+    return Promise.resolve(args[0]).then(
+      (response) => {
+        const tee = this.#tee(response);
+        const t = performance.now();
+        const compiled = native([response, ...args.slice(1)]);
+        if (!tee) return compiled;
+        return compiled.then(async (module) => {
+          const took = performance.now() - t;
+          const bytes = await tee;
+          if (bytes) this.#adopt(module, bytes, true, took);
+          return module;
+        });
+      },
+      () => native(args),
+    );
+  }
+
+  #instantiateStreaming(args: unknown[]): Promise<unknown> {
+    const n = this.#natives!;
+    const native = (a: unknown[]) => Reflect.apply(n.instantiateStreaming!, undefined, a) as Promise<WebAssembly.WebAssemblyInstantiatedSource>;
+    const imports = args[1];
+    if (imports !== undefined && !isObject(imports)) return native(args);
+    return Promise.resolve(args[0]).then(
+      async (response) => {
+        const rest = args.slice(1);
+        const tee = this.#tee(response);
+        const bytes = tee ? await tee : null;
+        const known = bytes ? this.cache.get(bytes) : null;
+        if (!known || !n.compileStreaming) {
+          const t = performance.now();
+          const r = await native([response, ...rest]);
+          if (bytes) this.#nativeUse(this.#adopt(r.module, bytes, true, performance.now() - t));
+          return r;
+        }
+        // Known bytes: V8 checks the response and compiles it again (it
+        // cannot fail: V8 compiled these bytes before), then the module is
+        // instantiated as WebAssembly.instantiate(module) would be (V8's
+        // link errors read "WebAssembly.instantiate()" in both).
+        const module = await n.compileStreaming(response as Response);
+        this.#modules.set(module, known);
+        return this.#withModule(known, module, imports as Imports | undefined);
+      },
+      () => native(args),
+    );
+  }
+
+  /** The bytes of a Response, read beside V8's own reading; null when that cannot be done. */
+  #tee(response: unknown): Promise<Uint8Array<ArrayBuffer> | null> | null {
+    if (typeof Response === 'undefined' || !(response instanceof Response)) return null; // V8 (Node) says what is wrong
+    try {
+      if (response.bodyUsed) throw new Error('body used');
+      return response
+        .clone()
+        .arrayBuffer()
+        .then(
+          (b) => new Uint8Array(b),
+          () => null,
+        );
+    } catch {
+      this.#core.fallback(Fallback.streamUnread);
+      return null;
+    }
+  }
+
+  // ---- preparation ----
+
+  #stateOf(entry: ContentEntry): ContentState {
+    let s = this.#states.get(entry);
+    if (!s) this.#states.set(entry, (s = { uses: 0, status: entry.prepared ? 'ready' : 'new', reason: null, definesMemories: true, price: Infinity, spent: 0 }));
+    return s;
+  }
+
+  #nativeUse(entry: ContentEntry | null): void {
+    if (entry) this.#stateOf(entry).uses++;
+    this.#stats.nativeInstantiations++;
+  }
+
+  /** The prepared module to instantiate through now, or null for V8 on the original. Counts the use. */
+  #preparedNow(entry: ContentEntry): PreparedModule | null {
+    const s = this.#stateOf(entry);
+    s.uses++;
+    if (s.status === 'new') {
+      if (this.policy === 'eager') this.#prepareSync(entry, s);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
+    }
+    return this.#use(entry, s);
+  }
+
+  async #preparedAsync(entry: ContentEntry): Promise<PreparedModule | null> {
+    const s = this.#stateOf(entry);
+    s.uses++;
+    if (s.status === 'new') {
+      if (this.policy === 'eager') await this.#prepareAsync(entry, s);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
+    }
+    if (s.status === 'ready' && !s.definesMemories) {
+      this.#core.fallback(Fallback.importedMemoryAsync);
+      return null;
+    }
+    return this.#use(entry, s);
+  }
+
+  #use(entry: ContentEntry, s: ContentState): PreparedModule | null {
+    if (s.status === 'ready') return entry.prepared;
+    if (s.status === 'unusable') this.#core.fallback(s.reason!);
+    else this.#stats.nativeInstantiations++;
+    return null;
+  }
+
+  #prepareInBackground(entry: ContentEntry, s: ContentState): void {
+    s.status = 'preparing';
+    // On a later turn: never on the instantiation's own path.
+    const job = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#prepareAsync(entry, s))
+      .finally(() => this.#pending.delete(job));
+    this.#pending.add(job);
+  }
+
+  #prepareSync(entry: ContentEntry, s: ContentState): void {
+    this.#prepare(entry, s, (bytes) => new N.Module(bytes));
+  }
+
+  async #prepareAsync(entry: ContentEntry, s: ContentState): Promise<void> {
+    let compiled: Promise<WebAssembly.Module> | null = null;
+    this.#prepare(entry, s, (bytes) => {
+      compiled = N.compile(bytes);
+      return null;
+    });
+    if (compiled === null) return;
+    let module: WebAssembly.Module;
+    try {
+      module = await compiled;
+    } catch {
+      this.#unusable(s, Fallback.rewriteRejected);
+      return;
+    }
+    this.#finish(entry, s, module);
+  }
+
+  /**
+   * Plans the rewrite of the entry's bytes and compiles it with `compile`
+   * (which may return null and finish later through #finish).
+   */
+  #prepare(entry: ContentEntry, s: ContentState, compile: (bytes: Uint8Array<ArrayBuffer>) => WebAssembly.Module | null): void {
+    s.status = 'preparing';
+    this.#depth++;
+    try {
+      const plan = planModule(this.#core, entry.bytes);
+      if (plan.parsed === null) return this.#unusable(s, Fallback.unparsed);
+      if (plan.rewritten === null) return this.#unusable(s, Fallback.noImage);
+      s.definesMemories = plan.rewritten.memoryModule !== null;
+      let module: WebAssembly.Module | null;
+      try {
+        module = compile(plan.rewritten.bytes);
+      } catch {
+        return this.#unusable(s, Fallback.rewriteRejected);
+      }
+      this.#plans.set(entry, plan);
+      if (module) this.#finish(entry, s, module);
+    } catch {
+      this.#unusable(s, Fallback.engineError);
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  readonly #plans = new WeakMap<ContentEntry, ReturnType<typeof planModule>>();
+
+  #finish(entry: ContentEntry, s: ContentState, module: WebAssembly.Module): void {
+    const plan = this.#plans.get(entry)!;
+    this.#plans.delete(entry);
+    this.#depth++;
+    try {
+      const prepared = new PreparedModule(this.#core, entry.bytes, {
+        plan,
+        compiled: { bytes: plan.rewritten!.bytes, module },
+        originalValid: true,
+      });
+      if (!prepared.rewritten) return this.#unusable(s, Fallback.rewriteRejected);
+      entry.prepared = prepared;
+      s.status = 'ready';
+      this.#stats.preparations++;
+    } catch {
+      this.#unusable(s, Fallback.engineError);
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  #unusable(s: ContentState, reason: FallbackReason): void {
+    s.status = 'unusable';
+    s.reason = reason;
+  }
+
+  #countUnknown(value: unknown): void {
+    if (!isObject(value)) return;
+    try {
+      N.Module.exports(value as WebAssembly.Module);
+    } catch {
+      return; // not a module: V8 says what it is
+    }
+    this.#core.fallback(Fallback.unknownModule);
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * wasm-cow/register: what a program observes under the hook is what it
+ * observes natively. Each case runs a child process (test/register-child.ts)
+ * natively and under `node --import wasm-cow/register` (the package's own
+ * export, resolved from dist/), with the lazy and the eager policy, and
+ * compares everything it saw: modules from every API (imports, exports,
+ * custom sections, instanceof, constructor), errors (class and message),
+ * instances (exports, memory contents, calls, grow), subclasses, data for an
+ * imported memory, and a module posted to a worker thread (which runs the
+ * hook too: `--import` applies to workers).
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ContentCache, fingerprint } from '../src/register/cache.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const child = fileURLToPath(new URL('./register-child.js', import.meta.url));
+const linux = process.platform === 'linux';
+
+type Stats = { instantiations: number; fallbacks: Record<string, number> };
+type RegisterStats = { preparedInstantiations: number; nativeInstantiations: number; preparations: number; pending: number };
+type Observed = {
+  obs: Record<string, unknown> & { worker: { hook: unknown } & Record<string, unknown> };
+  hook: { enabled: boolean; register: RegisterStats; engine: Stats; reentrant: number } | null;
+};
+
+function run(mode: 'native' | 'lazy' | 'eager' | 'off', args: string[], extraEnv: Record<string, string> = {}): string {
+  const pre = mode === 'native' ? [] : ['--import', 'wasm-cow/register'];
+  return execFileSync(process.execPath, [...pre, child, ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, WASM_COW_REGISTER: mode === 'off' ? '0' : mode, ...extraEnv },
+  });
+}
+
+const observed = new Map<string, Observed>();
+const observe = (mode: 'native' | 'lazy' | 'eager'): Observed => {
+  let o = observed.get(mode);
+  if (!o) observed.set(mode, (o = JSON.parse(run(mode, ['observe'])) as Observed));
+  return o;
+};
+/** The observations without the hook's own counters. */
+const program = (o: Observed): unknown => ({ ...o.obs, worker: { ...o.obs.worker, hook: null } });
+
+test('wasm-cow/register resolves to the built hook through the package exports', () => {
+  const resolved = import.meta.resolve('wasm-cow/register');
+  assert.equal(fileURLToPath(resolved), `${root}dist/register/index.js`);
+});
+
+for (const mode of ['lazy', 'eager'] as const) {
+  test(`under the hook (${mode}), the program observes exactly what it does natively`, { skip: !linux && 'native backend only' }, () => {
+    const native = observe('native');
+    const hooked = observe(mode);
+    assert.equal(native.hook, null);
+    assert.deepEqual(program(hooked), program(native));
+    // ... and the hook did route instantiations through the engine.
+    const h = hooked.hook!;
+    assert.equal(h.enabled, true);
+    assert.equal(h.register.pending, 0);
+    assert.ok(h.register.preparedInstantiations > 0, `prepared instantiations: ${h.register.preparedInstantiations}`);
+    assert.equal(h.engine.instantiations, h.register.preparedInstantiations);
+    if (mode === 'eager') {
+      assert.equal(h.register.nativeInstantiations, 0, 'eager: every instantiation went through a prepared module');
+      assert.equal(h.reentrant, 2, 'an instantiation from inside a start function goes through the engine too');
+    }
+    else assert.ok(h.register.nativeInstantiations > 0, 'lazy: the first instantiations of a content were native');
+    // Eager: the imported memory the program wrote into before instantiating
+    // holds data where the image would go, so V8 writes the segments ('non-zero').
+    const want = mode === 'eager' ? { 'register-stream-unread': 1, 'non-zero': 1 } : { 'register-stream-unread': 1 };
+    assert.deepEqual(h.engine.fallbacks, want, 'nothing else fell back in the main thread');
+  });
+}
+
+test('a worker thread runs the hook too; a module posted to it is instantiated natively, counted as a fallback', { skip: !linux && 'native backend only' }, () => {
+  const w = observe('eager').obs.worker.hook as { register: RegisterStats; engine: Stats };
+  assert.ok(w, 'the worker has the hook (--import applies to workers)');
+  assert.equal(w.register.preparedInstantiations, 3, 'the worker’s own module went through its engine');
+  assert.deepEqual(w.engine.fallbacks, { 'register-unknown-module': 1 }, 'the posted module: V8, counted');
+});
+
+test('WASM_COW_REGISTER=0 leaves every WebAssembly global untouched', () => {
+  const out = execFileSync(
+    process.execPath,
+    [
+      '--import',
+      'wasm-cow/register',
+      '--input-type=module',
+      '-e',
+      `const r = await import('wasm-cow/register');
+       const src = [WebAssembly.Module, WebAssembly.Instance, WebAssembly.instantiate, WebAssembly.compile].map((f) => Function.prototype.toString.call(f));
+       const m = new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+       new WebAssembly.Instance(m);
+       console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, policy: r.policy, src, stats: r.engine.stats().instantiations, hook: r.stats() }));`,
+    ],
+    { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: '0' } },
+  );
+  const r = JSON.parse(out) as { enabled: boolean; reason: string; policy: null; src: string[]; stats: number; hook: RegisterStats };
+  assert.equal(r.enabled, false);
+  assert.equal(r.reason, 'WASM_COW_REGISTER=0');
+  assert.equal(r.policy, null);
+  // Proxies print as "function () { [native code] }": the originals carry their names.
+  assert.deepEqual(r.src, ['Module', 'Instance', 'instantiate', 'compile'].map((n) => `function ${n}() { [native code] }`));
+  assert.equal(r.stats, 0);
+  assert.equal(r.hook.nativeInstantiations, 0);
+});
+
+test('a module compiled before the hook was loaded is left to V8, counted; later ones go through the engine', { skip: !linux && 'native backend only' }, () => {
+  const r = JSON.parse(run('native', ['late-hook'], { WASM_COW_REGISTER: 'eager' })) as {
+    enabled: boolean;
+    instance: unknown;
+    after: unknown;
+    fallbacks: Record<string, number>;
+    register: RegisterStats;
+  };
+  assert.equal(r.enabled, true);
+  assert.deepEqual(r.fallbacks, { 'register-unknown-module': 1 });
+  assert.equal(r.register.preparedInstantiations, 1);
+  assert.deepEqual(r.after, r.instance, 'both instances show the same');
+});
+
+test('ContentCache: exact lookups, fingerprint collisions told apart, bounded by entries and bytes', () => {
+  const module = new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+  const cache = new ContentCache({ maxEntries: 3, maxBytes: 10_000 });
+  const a = new Uint8Array(4096).fill(1);
+  // Same length, same sampled bytes (2,048 samples of 4,096: every other byte
+  // but the tail), different content: the fingerprint collides, bytes decide.
+  const b = a.slice();
+  b[1] = 2;
+  assert.equal(fingerprint(a), fingerprint(b));
+  const ea = cache.add(a, module);
+  assert.equal(cache.get(b), null, 'a colliding fingerprint with other bytes is not a hit');
+  const eb = cache.add(b, module);
+  assert.notEqual(ea, eb);
+  assert.equal(cache.get(a.slice()), ea);
+  assert.equal(cache.get(new Uint8Array(b)), eb);
+  assert.equal(cache.add(a.slice(), module), ea, 'adding known bytes returns their entry');
+  assert.equal(cache.size, 2);
+  assert.equal(cache.bytes, 8192);
+  // Over maxBytes: the least recently used (a was used last, so b) goes.
+  cache.get(a);
+  const c = new Uint8Array(3000).fill(3);
+  cache.add(c, module);
+  assert.equal(cache.get(b), null);
+  assert.equal(cache.get(a), ea);
+  assert.equal(cache.size, 2);
+  // Over maxEntries.
+  for (let i = 0; i < 4; i++) cache.add(new Uint8Array(10).fill(10 + i), module);
+  assert.equal(cache.size, 3);
+  assert.equal(cache.get(a), null);
+  cache.clear();
+  assert.equal(cache.size, 0);
+  assert.equal(cache.bytes, 0);
+});
+
+test('the 20 spec scripts under the hook (eager: every module through the engine) have native outcomes', { skip: !linux && 'native backend only' }, async () => {
+  const { runScript } = await import('./spec/runner.js');
+  const dir = fileURLToPath(new URL('../../test/fixtures/spec/json/', import.meta.url));
+  const spec = fileURLToPath(new URL('./register-spec-child.js', import.meta.url));
+  const out = execFileSync(process.execPath, ['--import', 'wasm-cow/register', spec], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 300_000,
+    maxBuffer: 64 * 1024 * 1024,
+    env: { ...process.env, WASM_COW_REGISTER: 'eager' },
+  });
+  const hooked = JSON.parse(out) as {
+    results: Record<string, { line: number; outcome: string; verdict: string }[]>;
+    hook: { register: RegisterStats; engine: Stats };
+  };
+  const scripts = Object.keys(hooked.results);
+  assert.equal(scripts.length, 20);
+  let commands = 0;
+  for (const script of scripts) {
+    const native = runScript(dir, script, 'native').results;
+    const got = hooked.results[script]!;
+    assert.equal(got.length, native.length, script);
+    got.forEach((c, i) => {
+      assert.equal(c.outcome, native[i]!.outcome, `${script}.json line ${c.line}: under the hook ${c.outcome}, natively ${native[i]!.outcome}`);
+      assert.equal(c.verdict, native[i]!.verdict);
+    });
+    commands += got.length;
+  }
+  assert.ok(commands > 6000, `compared ${commands} commands`);
+  const { register, engine } = hooked.hook;
+  console.log(`spec under the hook: ${commands} commands; ${JSON.stringify(register)}; fallbacks ${JSON.stringify(engine.fallbacks)}`);
+  // Every instantiation went through a prepared module, or was left to V8
+  // because the module defines no memory (nothing to map). Some of the
+  // prepared ones import spectest's memory and found it holding data or too
+  // small for their segments: V8 then wrote those, as natively.
+  assert.ok(register.preparedInstantiations > 100, `prepared instantiations: ${register.preparedInstantiations}`);
+  assert.equal(register.nativeInstantiations, 0);
+  assert.ok((engine.fallbacks['register-no-image'] ?? 0) > 0);
+  const allowed = new Set(['register-no-image', 'non-zero', 'out-of-bounds']);
+  for (const reason of Object.keys(engine.fallbacks)) assert.ok(allowed.has(reason), `unexpected fallback ${reason}`);
+});
