@@ -135,9 +135,10 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
     const memIndex = index++;
     const base = { index: memIndex, imported: true, type: imp.memory };
     const segs = byMemory.get(memIndex) ?? [];
+    const kinds = [imp.memory.shared ? 'shared' : '', imp.memory.memory64 ? 'memory64' : ''].filter(Boolean).join(' and ');
     const own =
-      imp.memory.shared || imp.memory.memory64
-        ? exclusion('imported', 'the memory is imported (shared or memory64); its segments are applied by V8 as usual')
+      kinds !== ''
+        ? exclusion('imported', `the memory is imported and ${kinds}; its segments are applied by V8 as usual`)
         : segs.length === 0
           ? exclusion('imported', 'the memory is imported and the module has no data for it')
           : !options.mapImported
