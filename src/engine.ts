@@ -34,7 +34,9 @@ export interface EngineOptions {
    * reset rewrites them in place instead of discarding them, so they stay
    * resident and the next tenant does not fault them in again (each idle
    * memory then keeps up to this much resident). Default 128 KiB; 0 always
-   * discards with madvise.
+   * discards with madvise; Infinity rewrites whatever the tenant dirtied
+   * (unless the dirty pages are scattered over more ranges than one scan
+   * lists, when it discards).
    */
   keepResident?: number;
   /**

@@ -15,6 +15,9 @@ import type { NativeBinding } from '../native/binding.js';
 import { bufferOf } from '../memory.js';
 import { ResetQueue } from './reset-queue.js';
 
+/** keepResident above this is the same as no bound. */
+const MAX_KEEP_RESIDENT = 2 ** 52;
+
 export class NativeBackend implements Backend {
   readonly kind = 'native' as const;
   readonly pageSize: number;
@@ -28,7 +31,11 @@ export class NativeBackend implements Backend {
   constructor(binding: NativeBinding, keepResident = 0, background = true) {
     this.#binding = binding;
     this.pageSize = binding.pageSize;
-    this.#keepResident = Math.floor(keepResident / binding.pageSize) * binding.pageSize;
+    // Infinity (or anything past 2^52 bytes) means no bound: every dirtied
+    // page the scan can list is rewritten in place (the addon takes sizes up
+    // to 2^53; no memory comes near 2^52 bytes).
+    const keep = Math.min(keepResident, MAX_KEEP_RESIDENT);
+    this.#keepResident = Math.floor(keep / binding.pageSize) * binding.pageSize;
     this.#queue = background ? ResetQueue.get(binding) : null;
   }
 
