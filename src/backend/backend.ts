@@ -57,7 +57,7 @@ export interface Backend {
    * only read). False when it cannot tell.
    */
   isUntouched(memory: WebAssembly.Memory, offset: number, length: number): boolean;
-  /** Gives a retired memory's pages back to the system, where it can. */
+  /** Gives a retired memory's pages back to the system early, where the backend finds it worth doing. */
   releasePages(memory: WebAssembly.Memory): void;
 }
 
