@@ -150,6 +150,7 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
     imports: prepared.imports.length,
     exports: prepared.exports.length,
     memories,
+    newMemory: prepared.newMemory,
   };
   engine.close();
   if (json) {
@@ -158,7 +159,7 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
   }
   const lines = [
     `${path}: ${fmtBytes(bytes.length)}, ${report.imports} imports, ${report.exports} exports`,
-    `rewritten module: ${fmtBytes(report.rewrittenSize)} (${fmtBytes(bytes.length - report.rewrittenSize)} of data moved into images)`,
+    `rewritten module: ${fmtBytes(report.rewrittenSize)} (${fmtBytes(Math.max(0, bytes.length - report.rewrittenSize))} of data moved into images)`,
   ];
   if (report.unparsed) lines.push(`not analysed (${report.unparsed}); it runs as native`);
   if (memories.length === 0) lines.push('no memories');
@@ -190,6 +191,18 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
     } else if (m.excluded) {
       lines.push(`  no image: ${m.excluded.code}: ${m.excluded.message}`);
     }
+  }
+  const nm = report.newMemory;
+  if (nm) {
+    const estimate =
+      `V8's copy of ${nm.dataPages} page${nm.dataPages === 1 ? '' : 's'} in ${nm.segments} segment${nm.segments === 1 ? '' : 's'}: ` +
+      `about ${nm.savedUs.toFixed(1)} µs saved by an image, against ${nm.addedUs.toFixed(1)} µs added by making the memory`;
+    lines.push(
+      nm.mode === 'image'
+        ? `new memories: the image is mapped (${estimate})`
+        : `new memories: runs as V8 would when no idle memory can be reused and the module's memories are not coming back ` +
+            `to the pool (small data: ${estimate}); pooled memories are still used`,
+    );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   return EXIT.ok;

@@ -59,11 +59,22 @@ export class EngineCore {
     this.live--;
   }
 
-  /** Pooled slots for one instance; on failure, those taken are released. */
-  acquire(requests: readonly SlotRequest[]): Slot[] {
+  /**
+   * Pooled slots for one instance; on failure, those taken are released.
+   * With `create` false, null (and nothing taken) when some request would
+   * need a new memory.
+   */
+  acquire(requests: readonly SlotRequest[], create = true): Slot[] | null {
     const slots: Slot[] = [];
     try {
-      for (const r of requests) slots.push(this.pool.acquire(r));
+      for (const r of requests) {
+        const slot = this.pool.acquire(r, create);
+        if (slot === null) {
+          this.releaseSlots(slots);
+          return null;
+        }
+        slots.push(slot);
+      }
     } catch (e) {
       this.releaseSlots(slots);
       throw e;
@@ -131,7 +142,12 @@ export class EngineCore {
 
   stats(): EngineStats {
     this.pool.drain();
-    return { ...this.counters, liveLeases: this.live, idleMemories: this.pool.idle };
+    return {
+      ...this.counters,
+      nativeInstantiations: { ...this.counters.nativeInstantiations },
+      liveLeases: this.live,
+      idleMemories: this.pool.idle,
+    };
   }
 
   close(): void {

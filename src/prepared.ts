@@ -11,6 +11,7 @@ import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryP
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { Lease } from './lease.js';
+import { estimateFresh, type FreshEstimate, FreshChoice, pagesCovered } from './policy.js';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 
@@ -38,6 +39,27 @@ export interface MemoryInfo {
 
 /** Imports as `WebAssembly.Instance` takes them. */
 export type Imports = WebAssembly.Imports;
+
+/**
+ * What an instantiation that finds no idle memory to reuse does (see
+ * PreparedModule.newMemory and src/policy.ts).
+ */
+export interface NewMemoryPolicy {
+  /**
+   * 'image': it makes a memory and maps the image, which beats V8's copy
+   * even if the memory is never reused. 'adaptive': the module's data is too
+   * small for that, so it makes one only while the module's memories come
+   * back to the pool (to be reused); otherwise it runs as V8 would, counted
+   * in `stats().nativeInstantiations['small-data']`.
+   */
+  readonly mode: 'image' | 'adaptive';
+  /** The cost model's estimate: what mapping saves (V8's copy) and what making the memory adds, µs. */
+  readonly savedUs: number;
+  readonly addedUs: number;
+  /** Pages of data V8 would write into a new memory, and segments it would apply. */
+  readonly dataPages: number;
+  readonly segments: number;
+}
 
 export class PreparedModule {
   /** The compiled module V8 instantiates (the rewrite, or the original when nothing was rewritten). */
@@ -67,9 +89,19 @@ export class PreparedModule {
   #fixed: Attempt | null = null;
   /** The attempt #begin resolved last. */
   #attempt: Attempt | null = null;
+  /** The cost model's estimate for a new memory; null when the engine supplies no memory. */
+  #fresh: (FreshEstimate & { dataPages: number; segments: number }) | null = null;
+  /** For a module whose new-memory path loses to V8: when to make a memory (null: always). */
+  #choice: FreshChoice | null = null;
+  /** The original module, for instantiations run as V8 would (compiled at first need from #input). */
+  #original: WebAssembly.Module | null = null;
+  #input: Uint8Array<ArrayBuffer> | null = null;
 
-  /** @internal Use engine.prepare(). */
-  constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>) {
+  /**
+   * @internal Use engine.prepare(). `original`, when given, is the input
+   * already compiled (so it is known valid and needs no second compile).
+   */
+  constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>, original?: WebAssembly.Module) {
     this.#core = core;
     let parsed: ParsedModule | null = null;
     let parseError: WasmFormatError | null = null;
@@ -117,11 +149,11 @@ export class PreparedModule {
         module = null;
       }
       // The rewrite must not change what validates: check the original too.
-      if (module !== null && !WebAssembly.validate(input)) module = null;
+      if (module !== null && original === undefined && !WebAssembly.validate(input)) module = null;
       if (module === null) {
         // Either the original is invalid (compiling it throws V8's own
         // error) or our rewrite is at fault: then run the original as is.
-        module = new WebAssembly.Module(input);
+        module = original ?? new WebAssembly.Module(input);
         this.#plans = plans.map((p) =>
           p.imported
             ? p
@@ -131,7 +163,7 @@ export class PreparedModule {
         this.#plans = plans;
       }
     } else {
-      module = new WebAssembly.Module(input);
+      module = original ?? new WebAssembly.Module(input);
       this.#plans = plans;
     }
     this.module = module;
@@ -142,6 +174,24 @@ export class PreparedModule {
     if (memoryModule === null) this.#requests = [];
     if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
       this.#conditional = new ConditionalImages(core, input, parsed, this.#plans);
+    }
+    if (memoryModule !== null && this.#conditional === null) {
+      // What V8 would copy into the memories we supply (imaged segments;
+      // an excluded memory's segments are copied by V8 either way).
+      const ranges: { offset: number; length: number }[] = [];
+      let segments = 0;
+      for (const p of this.#plans) {
+        if (p.imported || p.excluded) continue;
+        segments += p.segments.length;
+        for (const seg of p.segments) ranges.push({ offset: seg.offset, length: seg.dataEnd - seg.dataStart });
+      }
+      const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments };
+      this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments };
+      if (!this.#fresh.wins) {
+        this.#choice = new FreshChoice();
+        this.#original = original ?? null;
+        if (this.#original === null) this.#input = input;
+      }
     }
   }
 
@@ -192,12 +242,32 @@ export class PreparedModule {
   }
 
   /**
+   * What an instantiation that finds no idle memory to reuse does; null
+   * when the engine supplies no memory to this module (its memories are
+   * imported, it is not rewritten, or its images are resolved per
+   * instantiation).
+   */
+  get newMemory(): NewMemoryPolicy | null {
+    const f = this.#fresh;
+    if (f === null) return null;
+    return { mode: f.wins ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments };
+  }
+
+  /**
    * Instantiates synchronously on pooled memories. Errors are those of
    * `new WebAssembly.Instance` (LinkError, RuntimeError, ...) plus
    * PoolExhaustedError and EngineClosedError.
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
     const slots = this.#begin(imports, true);
+    if (slots === null) {
+      try {
+        return this.#finishNative<T>(new WebAssembly.Instance(this.#nativeModule(), imports));
+      } catch (e) {
+        this.#core.unreserve();
+        throw e;
+      }
+    }
     const attempt = this.#attempt!;
     try {
       return this.#finish<T>(new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots)), slots);
@@ -209,6 +279,14 @@ export class PreparedModule {
   /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
     const slots = this.#begin(imports, false);
+    if (slots === null) {
+      try {
+        return this.#finishNative<T>(await WebAssembly.instantiate(this.#nativeModule(), imports));
+      } catch (e) {
+        this.#core.unreserve();
+        throw e;
+      }
+    }
     const attempt = this.#attempt!;
     try {
       return this.#finish<T>(await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
@@ -220,16 +298,22 @@ export class PreparedModule {
   /**
    * Takes an instance slot and the memories, resolving conditional images
    * (undoing all of it on failure). The attempt is left in #attempt, to be
-   * read before anything else can run.
+   * read before anything else can run. Null (the instance slot taken) when
+   * the instantiation is to run as V8 would: no idle memory, and the policy
+   * says not to make one (never with conditional images).
    */
-  #begin(imports: unknown, sync: boolean): Slot[] {
+  #begin(imports: unknown, sync: boolean): Slot[] | null {
     this.#checkUsable();
     this.#core.reserve();
     let attempt: Attempt | null = null;
     try {
       attempt = this.#attempt = this.#resolve(imports, sync);
       this.#conditional?.place(attempt);
-      return this.#core.acquire(attempt.requests);
+      const choice = this.#choice;
+      if (choice === null) return this.#core.acquire(attempt.requests)!;
+      const slots = this.#core.acquire(attempt.requests, choice.mayCreate());
+      if (slots !== null) for (const slot of slots) if (slot.uses === 1) choice.made(slot);
+      return slots;
     } catch (e) {
       if (attempt) this.#conditional?.unplace(attempt.placed);
       this.#core.unreserve();
@@ -249,6 +333,21 @@ export class PreparedModule {
     return new Lease<T>(this.#core, instance, slots);
   }
 
+  /** An instance made as V8 would make it: a lease with no pooled memory. */
+  #finishNative<T extends WebAssembly.Exports>(instance: WebAssembly.Instance): Lease<T> {
+    this.#core.counters.nativeInstantiations['small-data']++;
+    return this.#finish<T>(instance, []);
+  }
+
+  /** The original module, compiled at first need (it validated at prepare). */
+  #nativeModule(): WebAssembly.Module {
+    if (this.#original === null) {
+      this.#original = new WebAssembly.Module(this.#input!);
+      this.#input = null;
+    }
+    return this.#original;
+  }
+
   /** Instantiation failed: the memories go back (reset), the slot is freed. */
   #fail(slots: Slot[], attempt: Attempt | null, error: unknown): unknown {
     this.#core.releaseSlots(slots);
@@ -263,6 +362,13 @@ export class PreparedModule {
    */
   async instantiateUnpooled(imports?: Imports): Promise<WebAssembly.Instance> {
     this.#checkUsable();
+    if (this.#choice !== null) {
+      // A memory made for one instance is never reused: V8 does better.
+      const instance = await WebAssembly.instantiate(this.#nativeModule(), imports);
+      this.#core.counters.instantiations++;
+      this.#core.counters.nativeInstantiations['small-data']++;
+      return instance;
+    }
     const attempt = this.#resolve(imports, false);
     this.#conditional?.place(attempt);
     try {

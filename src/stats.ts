@@ -1,7 +1,18 @@
+/** Why an instantiation ran as V8 would (see EngineStats.nativeInstantiations). Stable strings. */
+export type NativeReason = 'small-data';
+
 /** Counters an engine keeps; `engine.stats()` returns a snapshot. */
 export interface EngineStats {
   /** Instances created through the engine (leases and one-shot). */
   instantiations: number;
+  /**
+   * Of `instantiations`, those run as V8 would (the original module, in
+   * memories V8 makes and fills), by reason. 'small-data': no idle memory
+   * could be reused, the module's memories were not coming back to the pool,
+   * and its data is too small for an image in a new memory to beat V8's copy
+   * (see PreparedModule.newMemory).
+   */
+  nativeInstantiations: Record<NativeReason, number>;
   /** Instantiations that reused a pooled memory. */
   pooledReuses: number;
   /** Pooled reuses that found the same image already in place (no system call). */
@@ -31,6 +42,7 @@ export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
 export function newCounters(): StatsCounters {
   return {
     instantiations: 0,
+    nativeInstantiations: { 'small-data': 0 },
     pooledReuses: 0,
     fastPathHits: 0,
     imagesBuilt: 0,

@@ -99,3 +99,14 @@ test('inspect: an imported shared memory says it is shared (not "shared or memor
   assert.match(r.stdout, /no image: imported: the memory is imported and shared;/);
   assert.doesNotMatch(r.stdout, /shared or memory64/);
 });
+
+test('inspect: says what a module does when it needs a new memory', () => {
+  const small = buildModule({ memories: [{ min: 2, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 100, bytes: [7, 8, 9] }] });
+  const large = buildModule({ memories: [{ min: 4, export: 'mem' }], data: [{ offset: 0, bytes: new Uint8Array(65536).fill(1) }] });
+  const a = run('inspect', file(small));
+  assert.equal(a.status, 0, a.stderr);
+  assert.match(a.stdout, /new memories: runs as V8 would when no idle memory can be reused .*small data: V8's copy of 1 page in 1 segment/);
+  const b = run('inspect', file(large), '--json');
+  assert.equal(b.status, 0, b.stderr);
+  assert.equal((JSON.parse(b.stdout) as { newMemory: { mode: string; dataPages: number } }).newMemory.mode, 'image');
+});
