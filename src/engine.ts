@@ -50,6 +50,13 @@ export interface EngineOptions {
 
 const GiB = 1024 * 1024 * 1024;
 
+/**
+ * @internal prepare() for bytes V8 has compiled already (the drop-in
+ * instantiate()): `bytes` are not copied (the caller keeps them unchanged)
+ * and `original` is their compiled module.
+ */
+export let prepareCompiled: (engine: Engine, bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module) => PreparedModule;
+
 export class Engine {
   /** The backend in use, as resolved from the `backend` option. */
   readonly backend: BackendKind;
@@ -86,6 +93,13 @@ export class Engine {
     }
     this.backend = backend.kind;
     this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit, memoryReuseLimit });
+  }
+
+  static {
+    prepareCompiled = (engine, bytes, original) => {
+      engine.#core.checkOpen('prepare()');
+      return new PreparedModule(engine.#core, bytes, original);
+    };
   }
 
   /**

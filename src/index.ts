@@ -6,7 +6,8 @@
  *   using lease = prepared.instantiate(imports);
  *   lease.exports.run();
  */
-import { Engine } from './engine.js';
+import { DropInCache } from './dropin.js';
+import { Engine, prepareCompiled } from './engine.js';
 import type { Imports } from './prepared.js';
 
 export { Engine, type EngineOptions } from './engine.js';
@@ -36,17 +37,19 @@ export function getDefaultEngine(): Engine {
   return defaultEngine;
 }
 
+const dropIn = new DropInCache(getDefaultEngine, (engine, bytes, original) => prepareCompiled(engine, bytes, original));
+
 /**
  * Drop-in for `WebAssembly.instantiate(bytes, imports)`: same result shape,
- * with the module's data mapped copy-on-write instead of copied. The
- * memories are not pooled (they live and die with the instance); to
- * instantiate one module many times, use Engine.prepare() once and
- * PreparedModule.instantiate() with release().
- *
- * `module` in the result is the compiled rewrite, whose memories are
- * imported from wasm-cow: instantiate it again through wasm-cow, not with
- * WebAssembly.instantiate. Given a WebAssembly.Module (no bytes to
- * analyse), this is WebAssembly.instantiate itself.
+ * and `result.module` is the caller's module as V8 compiled it. The first
+ * call on some bytes is exactly `WebAssembly.instantiate`; later calls on
+ * the same bytes (recognised byte for byte, in a bounded cache) compile
+ * nothing, and once the module is prepared (after the second call, off its
+ * path) instantiate it with its data mapped copy-on-write where that beats
+ * V8's copy. Memories are not pooled (they live and die with the instance);
+ * to instantiate one module many times, use Engine.prepare() once and
+ * PreparedModule.instantiate() with release(). Given a WebAssembly.Module,
+ * this is WebAssembly.instantiate itself.
  */
 export async function instantiate(
   source: BufferSource,
@@ -58,7 +61,5 @@ export async function instantiate(
   imports?: Imports,
 ): Promise<WebAssembly.WebAssemblyInstantiatedSource | WebAssembly.Instance> {
   if (source instanceof WebAssembly.Module) return WebAssembly.instantiate(source, imports);
-  const prepared = getDefaultEngine().prepare(source);
-  const instance = await prepared.instantiateUnpooled(imports);
-  return { module: prepared.module, instance };
+  return dropIn.instantiate(source, imports);
 }
