@@ -15,6 +15,8 @@ export interface CoreOptions {
   readonly maxIdle: number;
   readonly imageSizeLimit: number;
   readonly memoryReuseLimit: number;
+  /** Run a module as V8 would where the cost model says imaging cannot win (EngineOptions.nativeWhenFaster). */
+  readonly nativeWhenFaster: boolean;
 }
 
 export class EngineCore {

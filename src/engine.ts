@@ -21,6 +21,15 @@ export interface EngineOptions {
   /** Largest image, in bytes; a memory whose data spans more is left to V8. Default 1 GiB. */
   imageSizeLimit?: number;
   /**
+   * Where a cost model says an image cannot beat V8's own copy for a module
+   * (too little data), run it as V8 would: an imported memory's segments are
+   * left to V8, and an instantiation that would need a new memory the pool
+   * will not get back runs the original module (see
+   * PreparedModule.newMemory). Default true; false images wherever it can
+   * (to exercise or measure the imaging paths).
+   */
+  nativeWhenFaster?: boolean;
+  /**
    * Tenants one pooled memory serves before it is replaced by a new one,
    * counted only when a release must detach the tenant's buffers (its JS
    * read `memory.buffer`). Default 64. V8 remembers every instance that used
@@ -79,6 +88,10 @@ export class Engine {
     if (typeof background !== 'boolean') {
       throw new InvalidArgumentError(`backgroundReset must be a boolean, not ${String(background)}`);
     }
+    const nativeWhenFaster = options.nativeWhenFaster ?? true;
+    if (typeof nativeWhenFaster !== 'boolean') {
+      throw new InvalidArgumentError(`nativeWhenFaster must be a boolean, not ${String(nativeWhenFaster)}`);
+    }
 
     const load = want === 'copy' ? null : loadBinding();
     let backend;
@@ -92,7 +105,13 @@ export class Engine {
       this.nativeUnavailableReason = reason;
     }
     this.backend = backend.kind;
-    this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit, memoryReuseLimit });
+    this.#core = new EngineCore(backend, {
+      maxInstances,
+      maxIdle,
+      imageSizeLimit,
+      memoryReuseLimit,
+      nativeWhenFaster,
+    });
   }
 
   static {

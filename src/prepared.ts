@@ -131,7 +131,7 @@ export class PreparedModule {
       sizeLimit: core.options.imageSizeLimit,
       pageSize: core.backend.pageSize,
       mapImported: core.backend.kind === 'native',
-    });
+    }).map((p) => (core.options.nativeWhenFaster ? (smallImportedData(p, core.backend.pageSize) ?? p) : p));
     const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
     const convert = new Set<number>();
     for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
@@ -187,7 +187,7 @@ export class PreparedModule {
       }
       const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments };
       this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments };
-      if (!this.#fresh.wins) {
+      if (!this.#fresh.wins && core.options.nativeWhenFaster) {
         this.#choice = new FreshChoice();
         this.#original = original ?? null;
         if (this.#original === null) this.#input = input;
@@ -250,7 +250,7 @@ export class PreparedModule {
   get newMemory(): NewMemoryPolicy | null {
     const f = this.#fresh;
     if (f === null) return null;
-    return { mode: f.wins ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments };
+    return { mode: this.#choice === null ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments };
   }
 
   /**
@@ -458,6 +458,39 @@ export class PreparedModule {
     if (only) this.#ioCache.set(only, { imports, io });
     return io;
   }
+}
+
+/**
+ * An imported memory whose data is too small for mapping it to beat V8's
+ * copy (the check of the caller's memory and the mapping cost about as much
+ * as a new memory does; src/policy.ts): the plan left to V8, excluded with
+ * the reason. Null when the plan stays as it is.
+ */
+function smallImportedData(plan: MemoryPlan, pageSize: number): MemoryPlan | null {
+  if (!plan.imported || plan.excluded !== null || plan.condition !== 'imported-untouched') return null;
+  // Offsets from imported globals are known only at instantiation: count each segment's own pages.
+  const ranges = plan.segments.map((s) => ({
+    offset: s.global == null ? s.offset : 0,
+    length: s.dataEnd - s.dataStart,
+    own: s.global != null,
+  }));
+  const pages =
+    pagesCovered(ranges.filter((r) => !r.own), pageSize) +
+    ranges.filter((r) => r.own).reduce((n, r) => n + Math.ceil(r.length / pageSize), 0);
+  const estimate = estimateFresh({ pages, segments: plan.segments.length });
+  if (estimate.wins) return null;
+  return {
+    ...plan,
+    segments: [],
+    segmentIndices: [],
+    condition: null,
+    excluded: {
+      code: 'imported',
+      message:
+        `the memory is imported and its data (${pages} page${pages === 1 ? '' : 's'}) is too small for mapping it to beat ` +
+        `V8's copy (about ${estimate.savedUs.toFixed(1)} µs saved against ${estimate.addedUs.toFixed(1)} µs added); V8 applies its segments`,
+    },
+  };
 }
 
 function compileOriginalOr(input: Uint8Array<ArrayBuffer>, parseError: WasmFormatError): WebAssembly.Module {

@@ -130,3 +130,38 @@ for (const backend of BACKENDS) {
     engine.close();
   });
 }
+
+test('an imported memory with too little data is left to V8, with the reason', { skip: !BACKENDS.includes('native') && 'no native backend here' }, () => {
+  const spec = { importMemory: { module: 'env', name: 'memory', min: 2 }, funcs: stdFuncs, data: [{ offset: 70000, bytes: [9, 8] }] };
+  const bytes = buildModule(spec);
+  const engine = new Engine({ backend: 'native' });
+  const p = engine.prepare(bytes);
+  assert.equal(p.memories[0]!.excluded?.code, 'imported');
+  assert.match(p.memories[0]!.excluded!.message, /its data \(1 page\) is too small for mapping it to beat V8's copy/);
+  assert.equal(p.memories[0]!.condition, null);
+  const memory = new WebAssembly.Memory({ initial: 2 });
+  const native = new WebAssembly.Memory({ initial: 2 });
+  p.instantiate({ env: { memory } }).release();
+  new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory: native } });
+  assert.equal(digest(memory), digest(native));
+  assert.equal(engine.stats().bytesMapped, 0);
+  // Enough data: imaged (conditionally).
+  const big = engine.prepare(buildModule({ ...spec, data: [{ offset: 70000, bytes: new Uint8Array(40000).fill(1) }] }));
+  assert.equal(big.memories[0]!.condition, 'imported-untouched');
+  // The cost model off: imaged whatever the size.
+  const off = new Engine({ backend: 'native', nativeWhenFaster: false });
+  assert.equal(off.prepare(bytes).memories[0]!.condition, 'imported-untouched');
+  off.close();
+  engine.close();
+});
+
+test('nativeWhenFaster: false images wherever it can; the option is validated', () => {
+  const engine = new Engine({ maxIdle: 0, nativeWhenFaster: false });
+  const p = engine.prepare(SMALL);
+  assert.equal(p.newMemory?.mode, 'image');
+  for (let i = 0; i < 5; i++) p.instantiate().release();
+  assert.deepEqual(engine.stats().nativeInstantiations, { 'small-data': 0 });
+  assert.equal(engine.stats().memoriesCreated, 5);
+  engine.close();
+  assert.throws(() => new Engine({ nativeWhenFaster: 'yes' as unknown as boolean }), { code: 'ERR_WASM_COW_INVALID_ARGUMENT' });
+});
