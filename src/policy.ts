@@ -99,8 +99,9 @@ export const PROBE_EVERY = 64;
 /** Memories made by the module that the policy remembers. */
 const REMEMBERED = 4;
 
-/** What became of a memory the module made. */
-export function fate(m: MadeMemory): 'returned' | 'lost' | 'pending' {
+/** What became of a memory the module made (undefined: collected, so it was dropped). */
+export function fate(m: MadeMemory | undefined): 'returned' | 'lost' | 'pending' {
+  if (m === undefined) return 'lost';
   if (m.uses > 1 || m.state === 'clean' || m.state === 'resetting') return 'returned';
   return m.state === 'retired' ? 'lost' : 'pending';
 }
@@ -111,7 +112,8 @@ export function fate(m: MadeMemory): 'returned' | 'lost' | 'pending' {
  * the memories reported to `made()` and the count of decisions.
  */
 export class FreshChoice {
-  readonly #made: MadeMemory[] = [];
+  /** Weakly: a retired memory must not be kept alive (with its pages) by the policy. */
+  readonly #made: WeakRef<MadeMemory>[] = [];
   #nativeRuns = 0;
 
   /**
@@ -121,7 +123,7 @@ export class FreshChoice {
   mayCreate(): boolean {
     // The newest memory whose fate is known decides; none known: make one and see.
     for (let i = this.#made.length - 1; i >= 0; i--) {
-      const f = fate(this.#made[i]!);
+      const f = fate(this.#made[i]!.deref());
       if (f === 'pending') continue;
       if (f === 'returned') return true;
       if (++this.#nativeRuns % PROBE_EVERY === 0) return true;
@@ -132,7 +134,7 @@ export class FreshChoice {
 
   /** The module made this memory (its first tenant is being served). */
   made(memory: MadeMemory): void {
-    this.#made.push(memory);
+    this.#made.push(new WeakRef(memory));
     if (this.#made.length > REMEMBERED) this.#made.shift();
   }
 }

@@ -392,6 +392,8 @@ export class PreparedModule {
     for (const image of this.#images) this.#core.disposeImage(image);
     this.#images = [];
     this.#source = null;
+    this.#input = null;
+    this.#original = null;
     this.#conditional?.dispose();
   }
 

@@ -5,7 +5,7 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { COST, estimateFresh, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY } from '../src/policy.js';
+import { COST, estimateFresh, fate, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY } from '../src/policy.js';
 import { Engine, ReleasedInstanceError } from '../src/index.js';
 import { BACKENDS, digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -61,6 +61,8 @@ test('FreshChoice: make memories while they come back; run natively once they do
   assert.equal(c.mayCreate(), true);
   c.made(m('leased', 1));
   assert.equal(c.mayCreate(), true, 'pending ones are skipped');
+  // The policy holds memories weakly: one collected was dropped.
+  assert.equal(fate(undefined), 'lost');
 });
 
 const SMALL = buildModule({ memories: [{ min: 2, max: 4, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 100, bytes: [7, 8, 9] }] });
