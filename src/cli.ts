@@ -272,6 +272,19 @@ function table(rows: [string, CompareResult][]): string {
       `| ${name} | ${cell(t.native)} | ${cell(t.fresh)} | ${cell(t.pooled)} | ${cell(t.floor)} | ${r.speedup ? fmtRatio(r.speedup) + ' faster' : 'n/a'} |`,
     );
   }
+  // Where the policy ran instances as V8 would, say so (see PreparedModule.newMemory).
+  for (const [name, r] of rows) {
+    for (const variant of ['fresh', 'pooled'] as const) {
+      const s = r.stats[variant];
+      const native = s.nativeInstantiations['small-data'];
+      if (native > 0) {
+        out.push(
+          `${rows.length > 1 ? `${name}: ` : ''}wasm-cow ${variant}: ${native} of ${s.instantiations} instantiations ran as V8 would ` +
+            '(too little data for an image in a new memory to beat V8, and the memories were not reused)',
+        );
+      }
+    }
+  }
   return out.join('\n');
 }
 
