@@ -3,21 +3,23 @@
  * cache of the modules it has seen, shared by all drop-in calls.
  *
  *  - The first call on some bytes is `WebAssembly.instantiate(bytes,
- *    imports)` itself (plus a copy of the bytes, kept to recognise them), and
- *    keeps the compiled module V8 returns.
- *  - A later call on the same bytes (same length, a sampled hash, then every
- *    byte compared) compiles nothing: it instantiates the kept module, and
- *    returns it as `result.module`. The first such call also schedules the
- *    module's preparation on a later turn of the event loop; once prepared,
- *    calls whose memories an image can fill faster than V8's copy go through
- *    the prepared module (new memories each time: nothing is pooled), the
- *    others keep instantiating the kept module, exactly as V8 would.
+ *    imports)` itself; it only notes the bytes' length and a sampled hash.
+ *  - The second call on bytes of that length and hash is native too, and
+ *    also keeps a copy of the bytes and the module V8 compiled from them.
+ *    (Later calls are recognised byte for byte, so a copy must be kept;
+ *    taking it at the first call would add up to half of native's cost
+ *    there for a module that is mostly data.) It schedules the module's
+ *    preparation on a later turn of the event loop.
+ *  - Later calls on the same bytes (length, sampled hash, then every byte)
+ *    compile nothing: they instantiate the kept module, or, once prepared,
+ *    go through the prepared module where its image in a new memory beats
+ *    V8's copy (new memories each time: nothing is pooled).
  *
  * `result.module` is always the caller's module as V8 compiled it (never
  * wasm-cow's rewrite): `WebAssembly.Module.imports()` lists its own imports
- * and `new WebAssembly.Instance(result.module, imports)` works. Calls after
- * the first on the same bytes return the same Module object (natively each
- * call compiles a new one).
+ * and `new WebAssembly.Instance(result.module, imports)` works. From the
+ * third call on the same bytes, it is the same Module object each time
+ * (natively each call compiles a new one).
  */
 import type { Engine } from './engine.js';
 import { EngineClosedError } from './errors.js';
@@ -28,14 +30,17 @@ export const DROP_IN_LIMITS = { entries: 16, bytes: 256 * 1024 * 1024 } as const
 
 interface Entry {
   readonly hash: number;
-  readonly bytes: Buffer;
-  readonly module: WebAssembly.Module;
+  readonly length: number;
+  /** The bytes and the module V8 compiled from them; null while only seen. */
+  bytes: Buffer | null;
+  module: WebAssembly.Module | null;
   /**
-   * 'new': seen once; 'preparing': preparation scheduled; 'prepared': use
-   * `prepared`; 'native': preparing brought nothing (or failed): instantiate
-   * `module`.
+   * 'seen': one call so far (nothing kept); 'copying': the second call is
+   * running; 'kept': bytes and module kept; 'preparing': preparation
+   * scheduled; 'prepared': use `prepared`; 'native': preparing brought
+   * nothing (or failed): instantiate `module`.
    */
-  state: 'new' | 'preparing' | 'prepared' | 'native';
+  state: 'seen' | 'copying' | 'kept' | 'preparing' | 'prepared' | 'native';
   prepared: PreparedModule | null;
 }
 
@@ -98,25 +103,46 @@ export class DropInCache {
     if (view === null || view.length === 0) return WebAssembly.instantiate(source, imports);
     const hash = sampledHash(view);
     const entry = this.#find(view, hash);
-    if (entry === null) {
-      // Exactly native. The copy is taken now, as V8 takes its own, so it
-      // holds the bytes V8 compiles even if the caller changes them later.
-      const copy = Buffer.allocUnsafeSlow(view.length); // its own ArrayBuffer, never a pooled slab
-      view.copy(copy);
+    if (entry === null || entry.state === 'copying') {
+      // Exactly native: the first call on these bytes.
       const result = await WebAssembly.instantiate(source, imports);
-      this.#add({ hash, bytes: copy, module: result.module, state: 'new', prepared: null });
+      if (entry === null) this.#add({ hash, length: view.length, bytes: null, module: null, state: 'seen', prepared: null });
       return result;
     }
-    if (entry.state === 'new') this.#schedulePrepare(entry);
+    if (entry.state === 'seen') {
+      // Native, keeping the bytes (copied now, as V8 copies its own, so they
+      // are the bytes V8 compiles even if the caller changes them later) and
+      // the module.
+      entry.state = 'copying';
+      const copy = Buffer.allocUnsafeSlow(view.length); // its own ArrayBuffer, never a pooled slab
+      view.copy(copy);
+      let result: WebAssembly.WebAssemblyInstantiatedSource;
+      try {
+        result = await WebAssembly.instantiate(source, imports);
+      } catch (e) {
+        if (entry.state === 'copying') entry.state = 'seen';
+        throw e;
+      }
+      if (entry.state === 'copying' && this.#entries.has(entry)) {
+        entry.bytes = copy;
+        entry.module = result.module;
+        entry.state = 'kept';
+        this.#bytes += copy.length;
+        this.#bound();
+        if (entry.state === 'kept') this.#schedulePrepare(entry);
+      }
+      return result;
+    }
+    const module = entry.module!;
     if (entry.state === 'prepared') {
       try {
-        return { module: entry.module, instance: await entry.prepared!.instantiateUnpooled(imports) };
+        return { module, instance: await entry.prepared!.instantiateUnpooled(imports) };
       } catch (e) {
         if (!(e instanceof EngineClosedError)) throw e;
         entry.state = 'native'; // the engine was closed: V8 it is
       }
     }
-    return { module: entry.module, instance: await WebAssembly.instantiate(entry.module, imports) };
+    return { module, instance: await WebAssembly.instantiate(module, imports) };
   }
 
   /** Forgets every entry (their prepared modules are disposed). */
@@ -124,20 +150,36 @@ export class DropInCache {
     for (const entry of this.#entries.keys()) this.#drop(entry);
   }
 
+  /**
+   * The entry for these bytes: one that kept them, if they are equal byte
+   * for byte; else one that has only seen bytes of this length and hash.
+   */
   #find(view: Buffer, hash: number): Entry | null {
+    let seen: Entry | null = null;
     for (const entry of this.#entries.keys()) {
-      if (entry.hash !== hash || entry.bytes.length !== view.length || !entry.bytes.equals(view)) continue;
-      this.#entries.delete(entry);
-      this.#entries.set(entry, true);
-      return entry;
+      if (entry.hash !== hash || entry.length !== view.length) continue;
+      if (entry.bytes === null) {
+        seen ??= entry;
+        continue;
+      }
+      if (!entry.bytes.equals(view)) continue;
+      seen = entry;
+      break;
     }
-    return null;
+    if (seen !== null) {
+      this.#entries.delete(seen);
+      this.#entries.set(seen, true);
+    }
+    return seen;
   }
 
   #add(entry: Entry): void {
-    if (entry.bytes.length > DROP_IN_LIMITS.bytes) return;
     this.#entries.set(entry, true);
-    this.#bytes += entry.bytes.length;
+    this.#bound();
+  }
+
+  /** Drops the least recently used entries past the bounds (an entry too large for them, at once). */
+  #bound(): void {
     while (this.#entries.size > DROP_IN_LIMITS.entries || this.#bytes > DROP_IN_LIMITS.bytes) {
       this.#drop(this.#entries.keys().next().value as Entry);
     }
@@ -145,7 +187,8 @@ export class DropInCache {
 
   #drop(entry: Entry): void {
     if (!this.#entries.delete(entry)) return;
-    this.#bytes -= entry.bytes.length;
+    if (entry.bytes !== null) this.#bytes -= entry.bytes.length;
+    entry.bytes = null;
     entry.prepared?.dispose();
     entry.prepared = null;
     entry.state = 'native';
@@ -158,11 +201,11 @@ export class DropInCache {
   #schedulePrepare(entry: Entry): void {
     entry.state = 'preparing';
     setImmediate(() => {
-      if (entry.state !== 'preparing') return; // dropped meanwhile
+      if (entry.state !== 'preparing' || entry.bytes === null) return; // dropped meanwhile
       let prepared: PreparedModule | null = null;
       try {
         const bytes = new Uint8Array(entry.bytes.buffer, entry.bytes.byteOffset, entry.bytes.length) as Uint8Array<ArrayBuffer>;
-        prepared = this.#prepare(this.#engine(), bytes, entry.module);
+        prepared = this.#prepare(this.#engine(), bytes, entry.module!);
       } catch {
         prepared = null;
       }

@@ -42,12 +42,13 @@ const dropIn = new DropInCache(getDefaultEngine, (engine, bytes, original) => pr
 /**
  * Drop-in for `WebAssembly.instantiate(bytes, imports)`: same result shape,
  * and `result.module` is the caller's module as V8 compiled it. The first
- * call on some bytes is exactly `WebAssembly.instantiate`; later calls on
- * the same bytes (recognised byte for byte, in a bounded cache) compile
- * nothing, and once the module is prepared (after the second call, off its
- * path) instantiate it with its data mapped copy-on-write where that beats
- * V8's copy. Memories are not pooled (they live and die with the instance);
- * to instantiate one module many times, use Engine.prepare() once and
+ * two calls on some bytes are `WebAssembly.instantiate` itself (the second
+ * also keeps a copy of the bytes and the module, in a bounded cache); later
+ * calls on the same bytes (recognised byte for byte) compile nothing, and
+ * once the module is prepared (off the second call's path) instantiate it
+ * with its data mapped copy-on-write where that beats V8's copy. Memories
+ * are not pooled (they live and die with the instance); to instantiate one
+ * module many times, use Engine.prepare() once and
  * PreparedModule.instantiate() with release(). Given a WebAssembly.Module,
  * this is WebAssembly.instantiate itself.
  */
