@@ -94,6 +94,32 @@ export interface MadeMemory {
   readonly uses: number;
 }
 
+/**
+ * Conditional images (an imported memory's, or position-independent data)
+ * are checked at each instantiation; when the check fails, V8 applies the
+ * segments. A module whose last SKIP_AFTER checks all failed (a caller that
+ * instantiates into a memory already holding data, say) stops checking:
+ * the check costs a few microseconds that then only add to V8's own work.
+ * Every PROBE_EVERY-th instantiation checks again.
+ */
+export const SKIP_AFTER = 4;
+
+export class CheckStreak {
+  #misses = 0;
+  #skipped = 0;
+
+  /** Whether this instantiation should skip the check (and let V8 apply the segments). */
+  skip(): boolean {
+    if (this.#misses < SKIP_AFTER) return false;
+    return ++this.#skipped % PROBE_EVERY !== 0;
+  }
+
+  /** A check was made: whether its images could be used. */
+  checked(used: boolean): void {
+    this.#misses = used ? 0 : this.#misses + 1;
+  }
+}
+
 /** Every PROBE_EVERY-th instantiation that would run natively makes a memory instead. */
 export const PROBE_EVERY = 64;
 /** Memories made by the module that the policy remembers. */

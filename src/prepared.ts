@@ -11,7 +11,7 @@ import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryP
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { Lease } from './lease.js';
-import { estimateFresh, type FreshEstimate, FreshChoice, pagesCovered } from './policy.js';
+import { CheckStreak, estimateFresh, type FreshEstimate, FreshChoice, pagesCovered } from './policy.js';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 
@@ -96,6 +96,9 @@ export class PreparedModule {
   /** The original module, for instantiations run as V8 would (compiled at first need from #input). */
   #original: WebAssembly.Module | null = null;
   #input: Uint8Array<ArrayBuffer> | null = null;
+  /** With conditional images: whether to skip their check, and the attempt used then (V8 applies the segments). */
+  #streak: CheckStreak | null = null;
+  #skipAttempt: Attempt | null = null;
 
   /**
    * @internal Use engine.prepare(). `original`, when given, is the input
@@ -174,6 +177,7 @@ export class PreparedModule {
     if (memoryModule === null) this.#requests = [];
     if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
       this.#conditional = new ConditionalImages(core, input, parsed, this.#plans);
+      if (core.options.nativeWhenFaster) this.#streak = new CheckStreak();
     }
     if (memoryModule !== null && this.#conditional === null) {
       // What V8 would copy into the memories we supply (imaged segments;
@@ -270,7 +274,7 @@ export class PreparedModule {
     }
     const attempt = this.#attempt!;
     try {
-      return this.#finish<T>(new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(new WebAssembly.Instance(attempt.module, this.#importObject(imports, slots)), slots, attempt);
     } catch (e) {
       throw this.#fail(slots, attempt, e);
     }
@@ -289,7 +293,7 @@ export class PreparedModule {
     }
     const attempt = this.#attempt!;
     try {
-      return this.#finish<T>(await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(await WebAssembly.instantiate(attempt.module, this.#importObject(imports, slots)), slots, attempt);
     } catch (e) {
       throw this.#fail(slots, attempt, e);
     }
@@ -325,11 +329,21 @@ export class PreparedModule {
   #resolve(imports: unknown, sync: boolean): Attempt {
     const requests = this.#ensureImages();
     if (this.#conditional === null) return (this.#fixed ??= { module: this.module, requests, placed: [] });
-    return this.#conditional.resolve(imports, this.module, requests, sync);
+    const streak = this.#streak;
+    if (streak !== null && this.#skipAttempt !== null && streak.skip()) return this.#skipAttempt;
+    const attempt = this.#conditional.resolve(imports, this.module, requests, sync);
+    if (streak !== null) {
+      // The primary form is used only when every check passed.
+      const used = attempt.module === this.module;
+      streak.checked(used);
+      if (!used) this.#skipAttempt = { ...attempt, placed: [] };
+    }
+    return attempt;
   }
 
-  #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[]): Lease<T> {
+  #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[], attempt?: Attempt): Lease<T> {
     this.#core.counters.instantiations++;
+    if (attempt !== undefined && attempt === this.#skipAttempt) this.#core.counters.nativeInstantiations['unusable-image']++;
     return new Lease<T>(this.#core, instance, slots);
   }
 

@@ -1,5 +1,5 @@
 /** Why an instantiation ran as V8 would (see EngineStats.nativeInstantiations). Stable strings. */
-export type NativeReason = 'small-data';
+export type NativeReason = 'small-data' | 'unusable-image';
 
 /** Counters an engine keeps; `engine.stats()` returns a snapshot. */
 export interface EngineStats {
@@ -10,7 +10,10 @@ export interface EngineStats {
    * memories V8 makes and fills), by reason. 'small-data': no idle memory
    * could be reused, the module's memories were not coming back to the pool,
    * and its data is too small for an image in a new memory to beat V8's copy
-   * (see PreparedModule.newMemory).
+   * (see PreparedModule.newMemory). 'unusable-image': the module's
+   * conditional images could not be used by its last 4 instantiations (for
+   * example, the caller's memory already held data), so the check was
+   * skipped and V8 applied the segments (every 64th checks again).
    */
   nativeInstantiations: Record<NativeReason, number>;
   /** Instantiations that reused a pooled memory. */
@@ -42,7 +45,7 @@ export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
 export function newCounters(): StatsCounters {
   return {
     instantiations: 0,
-    nativeInstantiations: { 'small-data': 0 },
+    nativeInstantiations: { 'small-data': 0, 'unusable-image': 0 },
     pooledReuses: 0,
     fastPathHits: 0,
     imagesBuilt: 0,

@@ -5,7 +5,7 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { COST, estimateFresh, fate, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY } from '../src/policy.js';
+import { CheckStreak, COST, estimateFresh, fate, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY, SKIP_AFTER } from '../src/policy.js';
 import { Engine, ReleasedInstanceError } from '../src/index.js';
 import { BACKENDS, digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -106,7 +106,7 @@ for (const backend of BACKENDS) {
     const s = engine.stats();
     assert.equal(s.memoriesCreated, 1, 'the first instantiation made a memory (and saw it retired)');
     assert.equal(s.instantiations, 10);
-    assert.deepEqual(s.nativeInstantiations, { 'small-data': 9 });
+    assert.deepEqual(s.nativeInstantiations, { 'small-data': 9, 'unusable-image': 0 });
     assert.equal(s.liveLeases, 0);
     engine.close();
   });
@@ -116,7 +116,7 @@ for (const backend of BACKENDS) {
     const prepared = engine.prepare(SMALL);
     for (let i = 0; i < 20; i++) prepared.instantiate().release();
     const s = engine.stats();
-    assert.deepEqual(s.nativeInstantiations, { 'small-data': 0 });
+    assert.deepEqual(s.nativeInstantiations, { 'small-data': 0, 'unusable-image': 0 });
     assert.ok(s.memoriesCreated <= 2 && s.pooledReuses >= 18, JSON.stringify(s));
     engine.close();
   });
@@ -127,7 +127,7 @@ for (const backend of BACKENDS) {
     for (let i = 0; i < 5; i++) prepared.instantiate().release();
     const s = engine.stats();
     // The copy backend copies the image itself: nothing gained over V8's copy.
-    assert.deepEqual(s.nativeInstantiations, { 'small-data': backend === 'native' ? 0 : 4 });
+    assert.deepEqual(s.nativeInstantiations, { 'small-data': backend === 'native' ? 0 : 4, 'unusable-image': 0 });
     assert.equal(s.memoriesCreated, backend === 'native' ? 5 : 1);
     engine.close();
   });
@@ -162,8 +162,48 @@ test('nativeWhenFaster: false images wherever it can; the option is validated', 
   const p = engine.prepare(SMALL);
   assert.equal(p.newMemory?.mode, 'image');
   for (let i = 0; i < 5; i++) p.instantiate().release();
-  assert.deepEqual(engine.stats().nativeInstantiations, { 'small-data': 0 });
+  assert.deepEqual(engine.stats().nativeInstantiations, { 'small-data': 0, 'unusable-image': 0 });
   assert.equal(engine.stats().memoriesCreated, 5);
   engine.close();
   assert.throws(() => new Engine({ nativeWhenFaster: 'yes' as unknown as boolean }), { code: 'ERR_WASM_COW_INVALID_ARGUMENT' });
+});
+
+test('CheckStreak: checks skipped after SKIP_AFTER failures in a row, one in PROBE_EVERY checked again', () => {
+  const c = new CheckStreak();
+  for (let i = 0; i < SKIP_AFTER; i++) {
+    assert.equal(c.skip(), false);
+    c.checked(false);
+  }
+  const answers = Array.from({ length: 2 * PROBE_EVERY }, () => c.skip());
+  assert.equal(answers.filter((skip) => !skip).length, 2);
+  c.checked(true); // a probe found the images usable again
+  assert.equal(c.skip(), false);
+});
+
+test('an imported memory that keeps holding data: checks skipped, counted, exactly native', { skip: !BACKENDS.includes('native') && 'no native backend here' }, () => {
+  const bytes = buildModule({
+    importMemory: { module: 'env', name: 'memory', min: 2 },
+    funcs: stdFuncs,
+    data: [{ offset: 4096, bytes: new Uint8Array(40000).map((_, i) => i & 0xff || 1) }],
+  });
+  const engine = new Engine({ backend: 'native' });
+  const p = engine.prepare(bytes);
+  const memory = new WebAssembly.Memory({ initial: 2 });
+  const native = new WebAssembly.Memory({ initial: 2 });
+  const nativeModule = new WebAssembly.Module(bytes);
+  const n = SKIP_AFTER + 1 + 2 * PROBE_EVERY;
+  for (let i = 0; i < n; i++) {
+    const lease = p.instantiate({ env: { memory } });
+    fns(lease.exports).store8!(4096 + (i % 100), 0); // the tenant writes into the data
+    fns(new WebAssembly.Instance(nativeModule, { env: { memory: native } }).exports).store8!(4096 + (i % 100), 0);
+    lease.release();
+  }
+  // Natively, each instantiation wrote the data again over what the last tenant wrote.
+  new WebAssembly.Instance(nativeModule, { env: { memory: native } });
+  p.instantiate({ env: { memory } }).release();
+  assert.equal(digest(memory), digest(native));
+  const s = engine.stats();
+  // The first was imaged (untouched memory); the next SKIP_AFTER checked and fell back; then all but the probes skipped.
+  assert.equal(s.nativeInstantiations['unusable-image'], n + 1 - 1 - SKIP_AFTER - 2);
+  engine.close();
 });
