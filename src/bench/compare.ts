@@ -8,8 +8,11 @@
  *   floor   new WebAssembly.Instance of the rewritten module given a ready
  *           memory and no data: what V8 itself costs
  * The variants run in alternating blocks (measureInterleaved), so that the
- * machine's drift falls on all of them alike. Each iteration also "touches" the instance (writes one byte into its data,
- * where it has any) so that copy-on-write is paid for where it applies.
+ * machine's drift falls on all of them alike. Each iteration also "touches"
+ * the instance (writes one byte into its data, where it has any) so that
+ * copy-on-write is paid for where it applies. "fresh" is an engine with
+ * maxIdle 0: its policy (PreparedModule.newMemory) may run a module with
+ * little data as V8 would; `stats` says how often.
  */
 import { Engine } from '../engine.js';
 import type { PreparedModule } from '../prepared.js';
