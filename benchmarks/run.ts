@@ -201,6 +201,19 @@ for (const r of rows) {
       `${cell(t.raw)} | ${r.result.rawOverPooled ? fmtRatio(r.result.rawOverPooled) : 'n/a'} |`,
   );
 }
+for (const r of rows) {
+  for (const variant of ['fresh', 'pooled'] as const) {
+    const s = r.result.stats[variant];
+    const native = s.nativeInstantiations['small-data'];
+    if (native > 0) {
+      md.push(
+        '',
+        `${r.scenario}, engine ${variant}: ${native} of ${s.instantiations} instantiations ran as V8 would (too little data for an image ` +
+          'in a new memory to beat V8, and the memories were not reused; see PreparedModule.newMemory).',
+      );
+    }
+  }
+}
 md.push(
   '',
   '"pooled" is the default: release() queues the reset to a background thread (one per Node.js thread, at idle priority) ' +

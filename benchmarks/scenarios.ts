@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildModule, pseudoRandomBytes, stdFuncs, type DataSpec } from '../src/bench/builder.js';
-import { stubImports, touchExportedMemory, type Touch } from '../src/bench/compare.js';
+import { stubImportsFactory, touchExportedMemory, type ImportsSource, type Touch } from '../src/bench/compare.js';
 
 export interface Scenario {
   readonly name: string;
@@ -14,7 +14,8 @@ export interface Scenario {
   /** Bytes of active data (what V8 copies per instance). */
   readonly dataBytes: number;
   readonly bytes: Uint8Array<ArrayBuffer>;
-  readonly imports: WebAssembly.Imports;
+  /** Imports per instantiation: real modules get new stub memories each time, as their glue would make. */
+  readonly imports: ImportsSource;
   readonly touch: Touch;
 }
 
@@ -78,6 +79,7 @@ const REAL: Record<string, string> = {
   'vscode-oniguruma': 'vscode-oniguruma/release/onig.wasm',
   '@resvg/resvg-wasm': '@resvg/resvg-wasm/index_bg.wasm',
   'lightningcss-wasm': 'lightningcss-wasm/lightningcss_node.wasm',
+  '@electric-sql/pglite': '@electric-sql/pglite/dist/pglite.wasm',
 };
 
 /** Real modules from node_modules, with stub imports; missing ones are skipped. */
@@ -94,7 +96,7 @@ export function realModules(): Scenario[] {
       kind: 'real',
       dataBytes: activeDataBytes(bytes),
       bytes,
-      imports: stubImports(bytes),
+      imports: stubImportsFactory(bytes),
       touch: touchExportedMemory,
     });
   }

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { parseModule } from './binary/reader.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from './bench/builder.js';
-import { compareInstantiation, stubImports, touchExportedMemory, type CompareResult } from './bench/compare.js';
+import { compareInstantiation, stubImportsFactory, touchExportedMemory, type CompareResult } from './bench/compare.js';
 import { fmtBytes, fmtRatio, fmtUs, type Timing } from './bench/measure.js';
 import { Engine } from './engine.js';
 
@@ -44,11 +44,14 @@ none; and the size of the rewritten module.`,
   bench: `wasm-cow bench <file.wasm> [--json] [--n N]
 
 Instantiates the module natively and through wasm-cow (fresh memory, pooled
-memory, and V8's floor), side by side in this process, with stub imports
-(functions return 0, globals are 0). N caps the iterations per variant
-(default 2000; each variant also stops after about 1 s). A module whose
-start function needs real imports cannot be benchmarked this way: wasm-cow
-says so and exits with 3.`,
+memory, and V8's floor), side by side in this process, in alternating blocks,
+with stub imports made from the module's import types: functions return 0;
+globals are WebAssembly.Global objects of the declared type and mutability
+holding zero; tables and memories have the declared limits, and each
+instantiation gets new imported memories (as Emscripten glue makes one per
+instance). N caps the iterations per variant (default 2000; each variant
+also stops after about 1 s). A module whose start function needs real
+imports cannot be benchmarked this way: wasm-cow says so and exits with 3.`,
   demo: `wasm-cow demo [--json]
 
 Generates example modules with 0 B, 1 MiB, 16 MiB and 64 MiB of data and
@@ -121,19 +124,21 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
     const segments = parsed?.data.filter((d) => d.mode === 'active' && d.memory === m.index) ?? [];
     const dataBytes = segments.reduce((n, d) => n + d.dataEnd - d.dataStart, 0);
     const consts = segments.filter((d) => d.offset && !d.offset.dynamic && d.offset.global === null && d.offset.type === 'i32');
-    let span = 0;
-    if (m.image && consts.length) {
-      const page = 4096;
-      const lo = Math.min(...consts.filter((d) => d.dataEnd > d.dataStart).map((d) => Number(d.offset!.constant)));
-      const hi = Math.max(...consts.map((d) => Number(d.offset!.constant) + d.dataEnd - d.dataStart));
-      span = Number.isFinite(lo) ? Math.ceil(hi / page) * page - Math.floor(lo / page) * page : 0;
-    }
+    // Where constant segments put data (page-aligned), for trimming and for conditional images.
+    const page = 4096;
+    const nonEmpty = consts.filter((d) => d.dataEnd > d.dataStart);
+    const lo = nonEmpty.length ? Math.min(...nonEmpty.map((d) => Number(d.offset!.constant))) : Infinity;
+    const hi = nonEmpty.length ? Math.max(...nonEmpty.map((d) => Number(d.offset!.constant) + d.dataEnd - d.dataStart)) : 0;
+    const range = Number.isFinite(lo) ? { offset: Math.floor(lo / page) * page, end: Math.ceil(hi / page) * page } : null;
+    const span = m.image && consts.length && range ? range.end - range.offset : 0;
+    const constantSegments = consts.length === segments.length;
     return {
       ...m,
       activeSegments: segments.length,
       passiveSegments: parsed?.data.filter((d) => d.mode === 'passive').length ?? 0,
       activeDataBytes: dataBytes,
       bytesTrimmed: m.image ? Math.max(0, span - m.image.length) : 0,
+      dataRange: constantSegments ? range : null,
     };
   });
   const report = {
@@ -145,6 +150,7 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
     imports: prepared.imports.length,
     exports: prepared.exports.length,
     memories,
+    newMemory: prepared.newMemory,
   };
   engine.close();
   if (json) {
@@ -153,7 +159,7 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
   }
   const lines = [
     `${path}: ${fmtBytes(bytes.length)}, ${report.imports} imports, ${report.exports} exports`,
-    `rewritten module: ${fmtBytes(report.rewrittenSize)} (${fmtBytes(bytes.length - report.rewrittenSize)} of data moved into images)`,
+    `rewritten module: ${fmtBytes(report.rewrittenSize)} (${fmtBytes(Math.max(0, bytes.length - report.rewrittenSize))} of data moved into images)`,
   ];
   if (report.unparsed) lines.push(`not analysed (${report.unparsed}); it runs as native`);
   if (memories.length === 0) lines.push('no memories');
@@ -163,7 +169,20 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
         `${m.maximumPages === null ? 'no maximum' : `${m.maximumPages} maximum`}; ` +
         `${m.activeSegments} active segments (${fmtBytes(m.activeDataBytes)})`,
     );
-    if (m.image) {
+    if (m.condition === 'imported-untouched' && m.excluded === null) {
+      const where = m.dataRange
+        ? `bytes ${m.dataRange.offset} to ${m.dataRange.end} (${fmtBytes(m.dataRange.end - m.dataRange.offset)})`
+        : 'the range its segments resolve to';
+      lines.push(
+        `  image: conditional (imported-untouched): at each instantiation, mapped into the caller's memory over ${where} ` +
+          'when that range of it is untouched; otherwise V8 writes the segments, as natively',
+      );
+    } else if (m.condition === 'position-independent' && m.excluded === null) {
+      lines.push(
+        '  image: conditional (position-independent): the segments are placed from imported globals; ' +
+          'an image is built per value and mapped at each instantiation',
+      );
+    } else if (m.image) {
       lines.push(
         m.image.length === 0
           ? '  image: all zero (nothing to map)'
@@ -172,6 +191,18 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
     } else if (m.excluded) {
       lines.push(`  no image: ${m.excluded.code}: ${m.excluded.message}`);
     }
+  }
+  const nm = report.newMemory;
+  if (nm) {
+    const estimate =
+      `V8's copy of ${nm.dataPages} page${nm.dataPages === 1 ? '' : 's'} in ${nm.segments} segment${nm.segments === 1 ? '' : 's'}: ` +
+      `about ${nm.savedUs.toFixed(1)} µs saved by an image, against ${nm.addedUs.toFixed(1)} µs added by making the memory`;
+    lines.push(
+      nm.mode === 'image'
+        ? `new memories: the image is mapped (${estimate})`
+        : `new memories: runs as V8 would when no idle memory can be reused and the module's memories are not coming back ` +
+            `to the pool (small data: ${estimate}); pooled memories are still used`,
+    );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   return EXIT.ok;
@@ -183,13 +214,14 @@ function bench({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer> }
   const engine = new Engine();
   prepareOrFail(engine, bytes);
   engine.close();
-  const imports = stubImports(bytes);
+  const imports = stubImportsFactory(bytes);
   try {
-    new WebAssembly.Instance(new WebAssembly.Module(bytes), imports);
+    new WebAssembly.Instance(new WebAssembly.Module(bytes), imports());
   } catch (e) {
     throw new ModuleError(
       `${path} cannot be instantiated with stub imports (${(e as Error).message}). ` +
-        'It needs real imports: benchmark it from code with compareInstantiation() or PreparedModule.instantiate().',
+        'It needs real imports: time PreparedModule.instantiate(imports) against new WebAssembly.Instance(module, imports) ' +
+        'from code, with the imports it needs.',
     );
   }
   process.stderr.write(`benchmarking ${path} (native, fresh, pooled, floor; about 1 s each) ...\n`);
@@ -239,6 +271,19 @@ function table(rows: [string, CompareResult][]): string {
     out.push(
       `| ${name} | ${cell(t.native)} | ${cell(t.fresh)} | ${cell(t.pooled)} | ${cell(t.floor)} | ${r.speedup ? fmtRatio(r.speedup) + ' faster' : 'n/a'} |`,
     );
+  }
+  // Where the policy ran instances as V8 would, say so (see PreparedModule.newMemory).
+  for (const [name, r] of rows) {
+    for (const variant of ['fresh', 'pooled'] as const) {
+      const s = r.stats[variant];
+      const native = s.nativeInstantiations['small-data'];
+      if (native > 0) {
+        out.push(
+          `${rows.length > 1 ? `${name}: ` : ''}wasm-cow ${variant}: ${native} of ${s.instantiations} instantiations ran as V8 would ` +
+            '(too little data for an image in a new memory to beat V8, and the memories were not reused)',
+        );
+      }
+    }
   }
   return out.join('\n');
 }

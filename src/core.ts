@@ -15,6 +15,8 @@ export interface CoreOptions {
   readonly maxIdle: number;
   readonly imageSizeLimit: number;
   readonly memoryReuseLimit: number;
+  /** Run a module as V8 would where the cost model says imaging cannot win (EngineOptions.nativeWhenFaster). */
+  readonly nativeWhenFaster: boolean;
 }
 
 export class EngineCore {
@@ -64,11 +66,22 @@ export class EngineCore {
     this.live--;
   }
 
-  /** Pooled slots for one instance; on failure, those taken are released. */
-  acquire(requests: readonly SlotRequest[]): Slot[] {
+  /**
+   * Pooled slots for one instance; on failure, those taken are released.
+   * With `create` false, null (and nothing taken) when some request would
+   * need a new memory.
+   */
+  acquire(requests: readonly SlotRequest[], create = true): Slot[] | null {
     const slots: Slot[] = [];
     try {
-      for (const r of requests) slots.push(this.pool.acquire(r));
+      for (const r of requests) {
+        const slot = this.pool.acquire(r, create);
+        if (slot === null) {
+          this.releaseSlots(slots);
+          return null;
+        }
+        slots.push(slot);
+      }
     } catch (e) {
       this.releaseSlots(slots);
       throw e;
@@ -136,7 +149,13 @@ export class EngineCore {
 
   stats(): EngineStats {
     this.pool.drain();
-    return { ...this.counters, fallbacks: { ...this.counters.fallbacks }, liveLeases: this.live, idleMemories: this.pool.idle };
+    return {
+      ...this.counters,
+      fallbacks: { ...this.counters.fallbacks },
+      nativeInstantiations: { ...this.counters.nativeInstantiations },
+      liveLeases: this.live,
+      idleMemories: this.pool.idle,
+    };
   }
 
   close(): void {

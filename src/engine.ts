@@ -21,6 +21,15 @@ export interface EngineOptions {
   /** Largest image, in bytes; a memory whose data spans more is left to V8. Default 1 GiB. */
   imageSizeLimit?: number;
   /**
+   * Where a cost model says an image cannot beat V8's own copy for a module
+   * (too little data), run it as V8 would: an imported memory's segments are
+   * left to V8, and an instantiation that would need a new memory the pool
+   * will not get back runs the original module (see
+   * PreparedModule.newMemory). Default true; false images wherever it can
+   * (to exercise or measure the imaging paths).
+   */
+  nativeWhenFaster?: boolean;
+  /**
    * Tenants one pooled memory serves before it is replaced by a new one,
    * counted only when a release must detach the tenant's buffers (its JS
    * read `memory.buffer`). Default 64. V8 remembers every instance that used
@@ -34,7 +43,9 @@ export interface EngineOptions {
    * reset rewrites them in place instead of discarding them, so they stay
    * resident and the next tenant does not fault them in again (each idle
    * memory then keeps up to this much resident). Default 128 KiB; 0 always
-   * discards with madvise.
+   * discards with madvise; Infinity rewrites whatever the tenant dirtied
+   * (unless the dirty pages are scattered over more ranges than one scan
+   * lists, when it discards).
    */
   keepResident?: number;
   /**
@@ -50,6 +61,12 @@ const GiB = 1024 * 1024 * 1024;
 
 /** @internal An engine's core, for wasm-cow's own modules (the register hook). */
 export let coreOf: (engine: Engine) => EngineCore;
+/**
+ * @internal prepare() for bytes V8 has compiled already (the drop-in
+ * instantiate()): `bytes` are not copied (the caller keeps them unchanged)
+ * and `original` is their compiled module.
+ */
+export let prepareCompiled: (engine: Engine, bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module) => PreparedModule;
 
 export class Engine {
   static {
@@ -77,6 +94,10 @@ export class Engine {
     if (typeof background !== 'boolean') {
       throw new InvalidArgumentError(`backgroundReset must be a boolean, not ${String(background)}`);
     }
+    const nativeWhenFaster = options.nativeWhenFaster ?? true;
+    if (typeof nativeWhenFaster !== 'boolean') {
+      throw new InvalidArgumentError(`nativeWhenFaster must be a boolean, not ${String(nativeWhenFaster)}`);
+    }
 
     const load = want === 'copy' ? null : loadBinding();
     let backend;
@@ -90,7 +111,20 @@ export class Engine {
       this.nativeUnavailableReason = reason;
     }
     this.backend = backend.kind;
-    this.#core = new EngineCore(backend, { maxInstances, maxIdle, imageSizeLimit, memoryReuseLimit });
+    this.#core = new EngineCore(backend, {
+      maxInstances,
+      maxIdle,
+      imageSizeLimit,
+      memoryReuseLimit,
+      nativeWhenFaster,
+    });
+  }
+
+  static {
+    prepareCompiled = (engine, bytes, original) => {
+      engine.#core.checkOpen('prepare()');
+      return new PreparedModule(engine.#core, bytes, { original });
+    };
   }
 
   /**

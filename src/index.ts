@@ -6,14 +6,15 @@
  *   using lease = prepared.instantiate(imports);
  *   lease.exports.run();
  */
-import { Engine } from './engine.js';
+import { DropInCache } from './dropin.js';
+import { Engine, prepareCompiled } from './engine.js';
 import type { Imports } from './prepared.js';
 
 export { Engine, type EngineOptions } from './engine.js';
-export { PreparedModule, type MemoryInfo, type Imports } from './prepared.js';
+export { PreparedModule, type MemoryInfo, type Imports, type NewMemoryPolicy } from './prepared.js';
 export { Lease } from './lease.js';
 export { EmscriptenAdapter, emscriptenAdapter, type ReceiveInstance } from './integrations/emscripten.js';
-export type { EngineStats, FallbackReason } from './stats.js';
+export type { EngineStats, FallbackReason, NativeReason } from './stats.js';
 export type { BackendKind } from './backend/backend.js';
 export type { ExclusionCode, MemoryCondition } from './image/analyze.js';
 export {
@@ -36,17 +37,20 @@ export function getDefaultEngine(): Engine {
   return defaultEngine;
 }
 
+const dropIn = new DropInCache(getDefaultEngine, (engine, bytes, original) => prepareCompiled(engine, bytes, original));
+
 /**
  * Drop-in for `WebAssembly.instantiate(bytes, imports)`: same result shape,
- * with the module's data mapped copy-on-write instead of copied. The
- * memories are not pooled (they live and die with the instance); to
- * instantiate one module many times, use Engine.prepare() once and
- * PreparedModule.instantiate() with release().
- *
- * `module` in the result is the compiled rewrite, whose memories are
- * imported from wasm-cow: instantiate it again through wasm-cow, not with
- * WebAssembly.instantiate. Given a WebAssembly.Module (no bytes to
- * analyse), this is WebAssembly.instantiate itself.
+ * and `result.module` is the caller's module as V8 compiled it. The first
+ * two calls on some bytes are `WebAssembly.instantiate` itself (the second
+ * also keeps a copy of the bytes and the module, in a bounded cache); later
+ * calls on the same bytes (recognised byte for byte) compile nothing, and
+ * once the module is prepared (off the second call's path) instantiate it
+ * with its data mapped copy-on-write where that beats V8's copy. Memories
+ * are not pooled (they live and die with the instance); to instantiate one
+ * module many times, use Engine.prepare() once and
+ * PreparedModule.instantiate() with release(). Given a WebAssembly.Module,
+ * this is WebAssembly.instantiate itself.
  */
 export async function instantiate(
   source: BufferSource,
@@ -58,7 +62,5 @@ export async function instantiate(
   imports?: Imports,
 ): Promise<WebAssembly.WebAssemblyInstantiatedSource | WebAssembly.Instance> {
   if (source instanceof WebAssembly.Module) return WebAssembly.instantiate(source, imports);
-  const prepared = getDefaultEngine().prepare(source);
-  const instance = await prepared.instantiateUnpooled(imports);
-  return { module: prepared.module, instance };
+  return dropIn.instantiate(source, imports);
 }

@@ -117,8 +117,14 @@ export class MemoryPool {
     return this.#all.size + this.#resetting.length;
   }
 
-  /** A leased slot holding `request.image`, clean. Throws what V8 or the backend throws. */
-  acquire(request: SlotRequest): Slot {
+  /**
+   * A leased slot holding `request.image`, clean. Throws what V8 or the
+   * backend throws. With `create` false, returns null rather than make a
+   * new memory.
+   */
+  acquire(request: SlotRequest): Slot;
+  acquire(request: SlotRequest, create: boolean): Slot | null;
+  acquire(request: SlotRequest, create = true): Slot | null {
     const key = request.key ?? sizeKey(request);
     const ikey = imageKey(request.image, key);
     if (this.#resetting.length > 0) this.#settle(false);
@@ -126,6 +132,7 @@ export class MemoryPool {
     if (slot === undefined && this.#resetting.length > 1 && this.#waitForOwn(ikey)) slot = first(this.#byImage.get(ikey));
     if (slot === undefined) slot = first(this.#bySize.get(key));
     const reused = slot !== undefined;
+    if (slot === undefined && !create) return null;
     if (slot === undefined) {
       slot = new Slot(this.#backend, request);
       this.#stats.memoriesCreated++;

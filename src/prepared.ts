@@ -14,6 +14,7 @@ import { analyzeStart, type StartAnalysis } from './image/start.js';
 import { Lease } from './lease.js';
 import { ALL_RAW, analyzeExposure, type ExposurePlan } from './exposure.js';
 import { types } from 'node:util';
+import { CheckStreak, estimateFresh, type FreshEstimate, FreshChoice, pagesCovered } from './policy.js';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 import { countFallback, type FallbackReason } from './stats.js';
@@ -68,6 +69,8 @@ export interface PrepareHints {
   readonly compiled?: { readonly bytes: Uint8Array; readonly module: WebAssembly.Module };
   /** V8 has compiled `input` itself: do not validate it again. */
   readonly originalValid?: boolean;
+  /** `input` compiled by V8 (valid, and used where the module runs as V8 would, with no second compile). */
+  readonly original?: WebAssembly.Module;
 }
 
 /** @internal Parses and analyses a module and makes its rewrite; compiles nothing. */
@@ -87,12 +90,33 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): Mo
     pageSize: core.backend.pageSize,
     mapImported: core.backend.classifyPages !== undefined && core.backend.mapImageRange !== undefined,
     opaqueStart: start.kind === 'opaque' ? start.why : null,
-  });
+  }).map((p) => (core.options.nativeWhenFaster ? (smallImportedData(p, core.backend.pageSize) ?? p) : p));
   const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
   const convert = new Set<number>();
   for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
   const rewritten = importMemories || convert.size > 0 ? rewriteModule(input, parsed, { importMemories, convert }) : null;
   return { parsed, parseError, plans, start, rewritten };
+}
+
+/**
+ * What an instantiation that finds no idle memory to reuse does (see
+ * PreparedModule.newMemory and src/policy.ts).
+ */
+export interface NewMemoryPolicy {
+  /**
+   * 'image': it makes a memory and maps the image, which beats V8's copy
+   * even if the memory is never reused. 'adaptive': the module's data is too
+   * small for that, so it makes one only while the module's memories come
+   * back to the pool (to be reused); otherwise it runs as V8 would, counted
+   * in `stats().nativeInstantiations['small-data']`.
+   */
+  readonly mode: 'image' | 'adaptive';
+  /** The cost model's estimate: what mapping saves (V8's copy) and what making the memory adds, µs. */
+  readonly savedUs: number;
+  readonly addedUs: number;
+  /** Pages of data V8 would write into a new memory, and segments it would apply. */
+  readonly dataPages: number;
+  readonly segments: number;
 }
 
 export class PreparedModule {
@@ -131,6 +155,18 @@ export class PreparedModule {
   #fallbacks: FallbackReason[] = [];
   /** Whether `module` was compiled from the rewrite. */
   #fromRewrite = false;
+
+  /** The cost model's estimate for a new memory; null when the engine supplies no memory. */
+  #fresh: (FreshEstimate & { dataPages: number; segments: number }) | null = null;
+  /** For a module whose new-memory path loses to V8: when to make a memory (null: always). */
+  #choice: FreshChoice | null = null;
+  /** The original module, for instantiations run as V8 would (compiled at first need from #input). */
+  #original: WebAssembly.Module | null = null;
+  #input: Uint8Array<ArrayBuffer> | null = null;
+  /** With conditional images: whether to skip their check, and the attempt used then (V8 applies the segments). */
+  #streak: CheckStreak | null = null;
+  #skipAttempt: Attempt | null = null;
+
 
   /**
    * @internal Use engine.prepare(). `hints` lets an internal caller (the
@@ -181,11 +217,11 @@ export class PreparedModule {
         this.#fromRewrite = true;
       }
       // The rewrite must not change what validates: check the original too.
-      if (module !== null && !hints.originalValid && !wasm.validate(input)) module = null;
+      if (module !== null && !hints.originalValid && hints.original === undefined && !wasm.validate(input)) module = null;
       if (module === null) {
         // Either the original is invalid (compiling it throws V8's own
         // error) or our rewrite is at fault: then run the original as is.
-        module = new wasm.Module(input);
+        module = hints.original ?? new wasm.Module(input);
         memoryModule = null;
         size = input.length;
         this.#fromRewrite = false;
@@ -198,7 +234,7 @@ export class PreparedModule {
         this.#plans = plans;
       }
     } else {
-      module = new wasm.Module(input);
+      module = hints.original ?? new wasm.Module(input);
       this.#plans = plans;
     }
     this.module = module;
@@ -209,6 +245,25 @@ export class PreparedModule {
     if (memoryModule === null) this.#requests = [];
     if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
       this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start!);
+      if (core.options.nativeWhenFaster) this.#streak = new CheckStreak();
+    }
+    if (memoryModule !== null && this.#conditional === null) {
+      // What V8 would copy into the memories we supply (imaged segments;
+      // an excluded memory's segments are copied by V8 either way).
+      const ranges: { offset: number; length: number }[] = [];
+      let segments = 0;
+      for (const p of this.#plans) {
+        if (p.imported || p.excluded) continue;
+        segments += p.segments.length;
+        for (const seg of p.segments) ranges.push({ offset: seg.offset, length: seg.dataEnd - seg.dataStart });
+      }
+      const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments };
+      this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments };
+      if (!this.#fresh.wins && core.options.nativeWhenFaster) {
+        this.#choice = new FreshChoice();
+        this.#original = hints.original ?? null;
+        if (this.#original === null) this.#input = input;
+      }
     }
     for (const p of this.#plans) if (p.excluded && p.fallback) this.#fallbacks.push(p.fallback);
   }
@@ -265,18 +320,38 @@ export class PreparedModule {
   }
 
   /**
+   * What an instantiation that finds no idle memory to reuse does; null
+   * when the engine supplies no memory to this module (its memories are
+   * imported, it is not rewritten, or its images are resolved per
+   * instantiation).
+   */
+  get newMemory(): NewMemoryPolicy | null {
+    const f = this.#fresh;
+    if (f === null) return null;
+    return { mode: this.#choice === null ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments };
+  }
+
+  /**
    * Instantiates synchronously on pooled memories. Errors are those of
    * `new WebAssembly.Instance` (LinkError, RuntimeError, ...) plus
    * PoolExhaustedError and EngineClosedError.
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
     const slots = this.#begin(imports, true);
+    if (slots === null) {
+      try {
+        return this.#finishNative<T>(new wasm.Instance(this.#nativeModule(), imports));
+      } catch (e) {
+        this.#core.unreserve();
+        throw e;
+      }
+    }
     const attempt = this.#attempt!;
     try {
       const instance = new wasm.Instance(attempt.module, this.#importObject(imports, slots));
       // Nothing ran since V8 returned: place the images into imported memories now.
       if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
-      return this.#finish<T>(instance, slots);
+      return this.#finish<T>(instance, slots, attempt);
     } catch (e) {
       throw this.#fail(slots, e);
     }
@@ -285,10 +360,18 @@ export class PreparedModule {
   /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
     const slots = this.#begin(imports, false);
+    if (slots === null) {
+      try {
+        return this.#finishNative<T>(await wasm.instantiate(this.#nativeModule(), imports));
+      } catch (e) {
+        this.#core.unreserve();
+        throw e;
+      }
+    }
     const attempt = this.#attempt!;
     try {
       // Asynchronous: imported memories were left to V8 (attempt.deferred is empty).
-      return this.#finish<T>(await wasm.instantiate(attempt.module, this.#importObject(imports, slots)), slots);
+      return this.#finish<T>(await wasm.instantiate(attempt.module, this.#importObject(imports, slots)), slots, attempt);
     } catch (e) {
       throw this.#fail(slots, e);
     }
@@ -297,14 +380,19 @@ export class PreparedModule {
   /**
    * Takes an instance slot and the memories, resolving conditional images
    * (undoing all of it on failure). The attempt is left in #attempt, to be
-   * read before anything else can run.
+   * read before anything else can run. Null (the instance slot taken) when
+   * the instantiation is to run as V8 would: no idle memory, and the policy
+   * says not to make one (never with conditional images).
    */
-  #begin(imports: unknown, sync: boolean): Slot[] {
+  #begin(imports: unknown, sync: boolean): Slot[] | null {
     this.#checkUsable();
     this.#core.reserve();
     try {
       const attempt = (this.#attempt = this.#resolve(imports, sync));
-      const slots = this.#core.acquire(attempt.requests);
+      const choice = this.#choice;
+      const slots = choice === null ? this.#core.acquire(attempt.requests)! : this.#core.acquire(attempt.requests, choice.mayCreate());
+      if (slots === null) return null;
+      if (choice !== null) for (const slot of slots) if (slot.uses === 1) choice.made(slot);
       // Its imports may pass the instance's functions out, during
       // instantiation already: nothing of it may be reused, even if it fails.
       if (this.#exposure.atInstantiation) for (const s of slots) s.exposed = true;
@@ -318,14 +406,42 @@ export class PreparedModule {
   /** The compiled form and memories for one instantiation. */
   #resolve(imports: unknown, sync: boolean): Attempt {
     const requests = this.#ensureImages();
+    if (this.#conditional === null) {
+      if (this.#fallbacks.length > 0) for (const r of this.#fallbacks) countFallback(this.#core.counters, r);
+      return (this.#fixed ??= { module: this.module, requests, deferred: [] });
+    }
+    const streak = this.#streak;
+    if (streak !== null && this.#skipAttempt !== null && streak.skip()) return this.#skipAttempt;
     if (this.#fallbacks.length > 0) for (const r of this.#fallbacks) countFallback(this.#core.counters, r);
-    if (this.#conditional === null) return (this.#fixed ??= { module: this.module, requests, deferred: [] });
-    return this.#conditional.resolve(imports, this.module, requests, sync);
+    const attempt = this.#conditional.resolve(imports, this.module, requests, sync);
+    if (streak !== null) {
+      // The primary form is used only when every check passed.
+      const used = attempt.module === this.module;
+      streak.checked(used);
+      if (!used) this.#skipAttempt = { ...attempt, deferred: [] };
+    }
+    return attempt;
   }
 
-  #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[]): Lease<T> {
+  #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[], attempt?: Attempt): Lease<T> {
     this.#core.counters.instantiations++;
+    if (attempt !== undefined && attempt === this.#skipAttempt) this.#core.counters.nativeInstantiations['unusable-image']++;
     return new Lease<T>(this.#core, instance, slots, this.#exposure);
+  }
+
+  /** An instance made as V8 would make it: a lease with no pooled memory. */
+  #finishNative<T extends WebAssembly.Exports>(instance: WebAssembly.Instance): Lease<T> {
+    this.#core.counters.nativeInstantiations['small-data']++;
+    return this.#finish<T>(instance, []);
+  }
+
+  /** The original module, compiled at first need (it validated at prepare). */
+  #nativeModule(): WebAssembly.Module {
+    if (this.#original === null) {
+      this.#original = new wasm.Module(this.#input!);
+      this.#input = null;
+    }
+    return this.#original;
   }
 
   /** Instantiation failed: the memories go back (reset), the slot is freed. Nothing was placed into imported memories. */
@@ -361,6 +477,13 @@ export class PreparedModule {
     instantiate: (module: WebAssembly.Module, imports: Imports | undefined) => Promise<WebAssembly.Instance> = wasm.instantiate,
   ): Promise<WebAssembly.Instance> {
     this.#checkUsable();
+    if (this.#choice !== null) {
+      // A memory made for one instance is never reused: V8 does better.
+      const instance = await instantiate(this.#nativeModule(), imports);
+      this.#core.counters.instantiations++;
+      this.#core.counters.nativeInstantiations['small-data']++;
+      return instance;
+    }
     // Asynchronous: imported memories are left to V8 (attempt.deferred is empty).
     const attempt = this.#resolve(imports, false);
     const slots = this.#core.fresh(attempt.requests);
@@ -379,6 +502,8 @@ export class PreparedModule {
     for (const image of this.#images) this.#core.disposeImage(image);
     this.#images = [];
     this.#source = null;
+    this.#input = null;
+    this.#original = null;
     this.#conditional?.dispose();
   }
 
@@ -543,6 +668,39 @@ function sameValues(a: readonly unknown[] | null, b: readonly unknown[]): boolea
   if (a === null || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * An imported memory whose data is too small for mapping it to beat V8's
+ * copy (the check of the caller's memory and the mapping cost about as much
+ * as a new memory does; src/policy.ts): the plan left to V8, excluded with
+ * the reason. Null when the plan stays as it is.
+ */
+function smallImportedData(plan: MemoryPlan, pageSize: number): MemoryPlan | null {
+  if (!plan.imported || plan.excluded !== null || plan.condition !== 'imported-untouched') return null;
+  // Offsets from imported globals are known only at instantiation: count each segment's own pages.
+  const ranges = plan.segments.map((s) => ({
+    offset: s.global == null ? s.offset : 0,
+    length: s.dataEnd - s.dataStart,
+    own: s.global != null,
+  }));
+  const pages =
+    pagesCovered(ranges.filter((r) => !r.own), pageSize) +
+    ranges.filter((r) => r.own).reduce((n, r) => n + Math.ceil(r.length / pageSize), 0);
+  const estimate = estimateFresh({ pages, segments: plan.segments.length });
+  if (estimate.wins) return null;
+  return {
+    ...plan,
+    segments: [],
+    segmentIndices: [],
+    condition: null,
+    excluded: {
+      code: 'imported',
+      message:
+        `the memory is imported and its data (${pages} page${pages === 1 ? '' : 's'}) is too small for mapping it to beat ` +
+        `V8's copy (about ${estimate.savedUs.toFixed(1)} µs saved against ${estimate.addedUs.toFixed(1)} µs added); V8 applies its segments`,
+    },
+  };
 }
 
 function compileOriginalOr(input: Uint8Array<ArrayBuffer>, parseError: WasmFormatError): WebAssembly.Module {

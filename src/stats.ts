@@ -47,10 +47,24 @@ export type FallbackReason =
   | 'register-stream-unread'
   | 'register-imported-memory-async';
 
+/** Why an instantiation ran as V8 would (see EngineStats.nativeInstantiations). Stable strings. */
+export type NativeReason = 'small-data' | 'unusable-image';
+
 /** Counters an engine keeps; `engine.stats()` returns a snapshot. */
 export interface EngineStats {
   /** Instances created through the engine (leases and one-shot). */
   instantiations: number;
+  /**
+   * Of `instantiations`, those run as V8 would (the original module, in
+   * memories V8 makes and fills), by reason. 'small-data': no idle memory
+   * could be reused, the module's memories were not coming back to the pool,
+   * and its data is too small for an image in a new memory to beat V8's copy
+   * (see PreparedModule.newMemory). 'unusable-image': the module's
+   * conditional images could not be used by its last 4 instantiations (for
+   * example, the caller's memory already held data), so the check was
+   * skipped and V8 applied the segments (every 64th checks again).
+   */
+  nativeInstantiations: Record<NativeReason, number>;
   /** Instantiations that reused a pooled memory. */
   pooledReuses: number;
   /** Pooled reuses that found the same image already in place (no system call). */
@@ -92,6 +106,7 @@ export function countFallback(counters: StatsCounters, reason: FallbackReason): 
 export function newCounters(): StatsCounters {
   return {
     instantiations: 0,
+    nativeInstantiations: { 'small-data': 0, 'unusable-image': 0 },
     pooledReuses: 0,
     fastPathHits: 0,
     imagesBuilt: 0,

@@ -94,7 +94,8 @@ const importedSpec = (start?: boolean): ModuleSpec => ({
 
 test('imported memory: the image is mapped into an untouched memory', () => {
   const bytes = buildModule(importedSpec());
-  const engine = new Engine({ backend: 'native' });
+  // Small data: imaged only with the cost model off (it would leave it to V8).
+  const engine = new Engine({ backend: 'native', nativeWhenFaster: false });
   const p = engine.prepare(bytes);
   assert.equal(p.memories[0]!.condition, 'imported-untouched');
   for (let i = 0; i < 3; i++) {
@@ -115,7 +116,8 @@ test('imported memory: the image is mapped into an untouched memory', () => {
 });
 
 test('imported memory: touched, with a start function, asynchronous, or failing: exactly native', async () => {
-  const engine = new Engine({ backend: 'native' });
+  // Small data: imaged only with the cost model off (it would leave it to V8).
+  const engine = new Engine({ backend: 'native', nativeWhenFaster: false });
   const check = async (spec: ModuleSpec, prepareMemory: (m: WebAssembly.Memory) => void, extra: Record<string, unknown>, async_: boolean) => {
     const bytes = buildModule(spec);
     const p = engine.prepare(bytes);

@@ -39,8 +39,9 @@ for (const backend of BACKENDS) {
     const s = engine.stats();
     assert.equal(s.instantiations, RUNS);
     assert.equal(s.liveLeases, 0);
-    // The glue holds the raw instance: every memory is retired at release, never reused.
-    assert.equal(s.retiredExposed, RUNS);
+    // The glue holds the raw instance: every memory is retired at release, never reused;
+    // once that is seen, the policy runs most instantiations as V8 would (no memory made).
+    assert.equal(s.retiredExposed + s.nativeInstantiations['small-data'], RUNS);
     assert.equal(s.pooledReuses, 0);
     engine.close();
   });

@@ -67,10 +67,13 @@ for (const mode of ['lazy', 'eager'] as const) {
       assert.equal(h.reentrant, 2, 'an instantiation from inside a start function goes through the engine too');
     }
     else assert.ok(h.register.nativeInstantiations > 0, 'lazy: the first instantiations of a content were native');
-    // Eager: the imported memory the program wrote into before instantiating
-    // holds data where the image would go, so V8 writes the segments ('non-zero').
-    const want = mode === 'eager' ? { 'register-stream-unread': 1, 'non-zero': 1 } : { 'register-stream-unread': 1 };
-    assert.deepEqual(h.engine.fallbacks, want, 'nothing else fell back in the main thread');
+    // Besides the used Response, only modules left to V8 whole: with nothing
+    // to map, or (eager) an imported memory whose data is too small to beat
+    // V8's copy ('register-no-image'), or one the program wrote into first
+    // ('non-zero').
+    assert.equal(h.engine.fallbacks['register-stream-unread'], 1);
+    const allowed = new Set(['register-stream-unread', 'register-no-image', 'non-zero']);
+    for (const reason of Object.keys(h.engine.fallbacks)) assert.ok(allowed.has(reason), `unexpected fallback ${reason}`);
   });
 }
 

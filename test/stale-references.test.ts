@@ -51,7 +51,7 @@ test('stale references on two worker threads at once: every scenario, every conf
 
 for (const backend of BACKENDS) {
   test(`a pooled memory is a plain WebAssembly.Memory: no own properties (${backend})`, () => {
-    const engine = new Engine({ backend, backgroundReset: false });
+    const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
     const prepared = engine.prepare(buildModule({ memories: [{ min: 1, max: 2, export: 'mem' }], funcs: stdFuncs }));
     prepared.instantiate().release();
     const lease = prepared.instantiate();
@@ -70,7 +70,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`lease.exports: functions wrapped as exactly as possible, memories and raw-capable objects as accessors (${backend})`, () => {
-    const engine = new Engine({ backend });
+    const engine = new Engine({ backend, nativeWhenFaster: false });
     const many = { export: 'seven', params: [I32, I32, I32, I32, I32, I32, I32], results: [I32], body: [0x20, 0, 0x20, 6, 0x6a] };
     const bytes = buildModule({
       memories: [{ min: 1, export: 'mem' }],
@@ -107,7 +107,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`what is retired: the memory read, the instance, a table; per memory, per lease (${backend})`, () => {
-    const engine = new Engine({ backend, backgroundReset: false });
+    const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
     const p = engine.prepare(buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: stdFuncs }));
     const t = engine.prepare(tableModule());
     const cases: [string, () => void][] = [
@@ -159,7 +159,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`memoryBuffer(name): the named exported memory, or an InvalidArgumentError (${backend})`, () => {
-    const engine = new Engine({ backend });
+    const engine = new Engine({ backend, nativeWhenFaster: false });
     const lease = engine.prepare(buildModule({ memories: [{ min: 1, export: 'heap' }], funcs: stdFuncs })).instantiate();
     assert.equal(lease.memoryBuffer().byteLength, 65536);
     assert.equal(lease.memoryBuffer('heap'), lease.memoryBuffer());
@@ -173,7 +173,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`release() during a call: the lease is released at once, its memories return when the outermost call ends (${backend})`, () => {
-    const engine = new Engine({ backend, backgroundReset: false });
+    const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
     let lease: ReturnType<typeof p.instantiate> | null = null;
     const seen: unknown[] = [];
     const p = engine.prepare(
@@ -203,7 +203,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`a module whose imports can pass its functions out: every lease retired, even a failed one (${backend})`, () => {
-    const engine = new Engine({ backend });
+    const engine = new Engine({ backend, nativeWhenFaster: false });
     // (import "env" "take" (func (param funcref))), a memory with data, store8.
     const bytes = funcrefImportModule();
     const p = engine.prepare(bytes);
@@ -251,7 +251,7 @@ test('the imports object is read exactly as natively, even when a getter changes
   const expected = (new WebAssembly.Instance(new WebAssembly.Module(bytes), native.imports).exports['callg'] as Fn)();
   assert.equal(expected, 2);
   for (const backend of BACKENDS) {
-    const engine = new Engine({ backend });
+    const engine = new Engine({ backend, nativeWhenFaster: false });
     const p = engine.prepare(bytes);
     for (const instantiate of [(i: WebAssembly.Imports) => p.instantiate(i), (i: WebAssembly.Imports) => p.instantiateAsync(i)]) {
       const mine = make();
@@ -281,7 +281,7 @@ test('externref tables and globals hold only what JS put there: handed out as th
     ...section(11, vec([[0x00, 0x41, 16, 0x0b, 3, 7, 8, 9]])),
   ]);
   for (const backend of BACKENDS) {
-    const engine = new Engine({ backend, backgroundReset: false });
+    const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
     const p = engine.prepare(bytes);
     const lease = p.instantiate();
     const raw = unexposedInstance(lease).exports;

@@ -55,8 +55,11 @@ for (const backend of BACKENDS) {
     const s = engine.stats();
     assert.equal(s.instantiations, RUNS);
     // node:wasi holds the instance and its memory object: each memory is
-    // retired at release (a new one, the image mapped, per run), never reused.
-    assert.equal(s.retiredExposed, RUNS);
+    // retired at release (a new one, the image mapped, per run), never reused;
+    // on the copy backend a new memory cannot beat V8, so once one was
+    // retired the policy runs the rest as V8 would.
+    assert.equal(s.retiredExposed + s.nativeInstantiations['small-data'], RUNS);
+    if (backend === 'native') assert.equal(s.retiredExposed, RUNS);
     assert.equal(s.pooledReuses, 0);
     engine.close();
   });

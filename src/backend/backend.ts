@@ -68,7 +68,7 @@ export interface Backend {
    * restored. Absent: never maps.
    */
   mapImageRange?(memory: WebAssembly.Memory, image: MemoryImage, offset: number, length: number): 'mapped' | 'write';
-  /** Gives a retired memory's pages back to the system, where it can. */
+  /** Gives a retired memory's pages back to the system early, where the backend finds it worth doing. */
   releasePages(memory: WebAssembly.Memory): void;
 }
 

@@ -85,6 +85,8 @@ export interface ModuleSpec {
   importFuncs?: { module: string; name: string; params?: number[]; results?: number[] }[];
   importMemory?: { module: string; name: string } & Limits;
   importGlobals?: { module: string; name: string; type?: number; mutable?: boolean }[];
+  /** Imported tables (after the memory import): element type byte (default 0x70 funcref) and limits. */
+  importTables?: ({ module: string; name: string; element?: number } & Limits)[];
   memories?: (Limits & { export?: string })[];
   globals?: { type: number; mutable?: boolean; init: number[]; export?: string }[];
   funcs?: FuncSpec[];
@@ -124,6 +126,9 @@ export function buildModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
   }
   for (const g of spec.importGlobals ?? []) {
     imports.push([...str(g.module), ...str(g.name), 0x03, g.type ?? I32, g.mutable ? 1 : 0]);
+  }
+  for (const t of spec.importTables ?? []) {
+    imports.push([...str(t.module), ...str(t.name), 0x01, t.element ?? 0x70, ...limits(t)]);
   }
   const funcTypes = (spec.funcs ?? []).map((f) => typeIndex(f.params, f.results));
   const nImportedFuncs = spec.importFuncs?.length ?? 0;

@@ -11,13 +11,18 @@
  *           instance gets a new one (only when asked for with `raw: true`)
  *   floor   new WebAssembly.Instance of the rewritten module given a ready
  *           memory and no data: what V8 itself costs
- * Each iteration also "touches" the instance (writes one byte into its data,
- * where it has any) so that copy-on-write is paid for where it applies.
+ * The variants run in alternating blocks (measureInterleaved), so that the
+ * machine's drift falls on all of them alike. Each iteration also "touches"
+ * the instance (writes one byte into its data, where it has any) so that
+ * copy-on-write is paid for where it applies. "fresh" is an engine with
+ * maxIdle 0: its policy (PreparedModule.newMemory) may run a module with
+ * little data as V8 would; `stats` says how often.
  */
 import { Engine } from '../engine.js';
 import type { PreparedModule } from '../prepared.js';
 import type { BackendKind } from '../backend/backend.js';
-import { measure, type Timing } from './measure.js';
+import { measureInterleaved, type Timing } from './measure.js';
+import type { EngineStats } from '../stats.js';
 import { type ImportEntry, parseModule } from '../binary/reader.js';
 
 /**
@@ -28,7 +33,8 @@ import { type ImportEntry, parseModule } from '../binary/reader.js';
 export type Touch = (exports: WebAssembly.Exports, memoryBuffer: () => ArrayBuffer | null) => void;
 
 export interface CompareOptions {
-  readonly imports?: WebAssembly.Imports;
+  /** The same imports for every instantiation, or a function making them per instantiation (untimed). */
+  readonly imports?: ImportsSource;
   /** Writes into the instance's memory once per iteration. */
   readonly touch?: Touch;
   /** Time budget per variant, ms. */
@@ -56,41 +62,105 @@ export interface CompareResult {
   readonly inlineOverFloor: number | null;
   /** raw median / pooled median, when measured: what raw access costs. */
   readonly rawOverPooled: number | null;
+  /** The counters of the pooled and the fresh-memory engines after the run. */
+  readonly stats: { readonly pooled: EngineStats; readonly fresh: EngineStats };
+}
+
+/** Imports for each instantiation: one object for all, or a function that makes one per instantiation. */
+export type ImportsSource = WebAssembly.Imports | (() => WebAssembly.Imports);
+
+const GLOBAL_TYPES: Readonly<Record<number, WebAssembly.ValueType>> = {
+  0x7f: 'i32',
+  0x7e: 'i64',
+  0x7d: 'f32',
+  0x7c: 'f64',
+  0x70: 'anyfunc',
+  0x6f: 'externref',
+};
+
+/** A stub for an imported global: a WebAssembly.Global of its type holding zero (or null). */
+function stubGlobal(type: { readonly valType: number; readonly mutable: boolean } | undefined): WebAssembly.ImportValue {
+  const value = type ? GLOBAL_TYPES[type.valType] : undefined;
+  // No type (module unreadable) or one JS cannot make (v128, typed references):
+  // 0, and V8 says why it does not link, as it would natively.
+  if (value === undefined) return 0;
+  const init = value === 'i64' ? 0n : value === 'anyfunc' || value === 'externref' ? null : 0;
+  return new WebAssembly.Global({ value, mutable: type!.mutable }, init);
+}
+
+function stubTable(type: ImportEntry['table']): WebAssembly.Table {
+  const descriptor: WebAssembly.TableDescriptor = {
+    element: type?.elemType === 0x6f ? 'externref' : 'anyfunc',
+    initial: type?.min ?? 0,
+  };
+  if (type?.max != null) descriptor.maximum = type.max;
+  return new WebAssembly.Table(descriptor);
+}
+
+function stubMemory(type: ImportEntry['memory']): WebAssembly.Memory {
+  const descriptor: WebAssembly.MemoryDescriptor = { initial: type?.min ?? 1 };
+  if (type?.max != null) descriptor.maximum = type.max;
+  if (type?.shared) descriptor.shared = true;
+  return new WebAssembly.Memory(descriptor);
 }
 
 /**
- * Stub imports for a module: functions that return 0, globals 0, tables
- * and memories of the declared initial size. Enough to instantiate most
- * modules; a module whose start function needs real imports will trap.
+ * The module's imports with their types from the binary (null where it
+ * cannot be read: WebAssembly.Module.imports gives names and kinds only).
+ */
+function importTypes(bytes: Uint8Array, module: WebAssembly.Module): { d: WebAssembly.ModuleImportDescriptor; entry: ImportEntry | null }[] {
+  const list = WebAssembly.Module.imports(module);
+  let parsed: readonly ImportEntry[] = [];
+  try {
+    parsed = parseModule(bytes).imports;
+  } catch {
+    parsed = [];
+  }
+  return list.map((d, i) => {
+    const entry = parsed[i];
+    return { d, entry: entry && entry.module === d.module && entry.name === d.name && entry.kind === d.kind ? entry : null };
+  });
+}
+
+/**
+ * Stub imports for a module, from its import types: functions that return
+ * 0; globals as WebAssembly.Global of the declared value type and
+ * mutability, holding zero (0n for i64, null for references); tables and
+ * memories of the declared element type and limits. Enough to instantiate
+ * most modules; a module whose start function needs real imports will trap.
  */
 export function stubImports(
   bytes: Uint8Array<ArrayBuffer>,
   module: WebAssembly.Module = new WebAssembly.Module(bytes),
 ): WebAssembly.Imports {
-  const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
-  let memoryIndex = 0;
-  // Memory limits are not in WebAssembly.Module.imports(): read them from the
-  // binary (a module V8 accepts but we cannot read gets 1 page).
-  let memories: ImportEntry[] = [];
-  try {
-    memories = parseModule(bytes).imports.filter((i) => i.kind === 'memory');
-  } catch {
-    memories = [];
-  }
-  for (const d of WebAssembly.Module.imports(module)) {
-    const ns = (imports[d.module] ??= {});
+  return stubImportsFactory(bytes, module)();
+}
+
+/**
+ * As stubImports, as a function that makes an import object per call: each
+ * with new memories (as Emscripten glue makes one per module instance), the
+ * rest shared by all calls.
+ */
+export function stubImportsFactory(
+  bytes: Uint8Array<ArrayBuffer>,
+  module: WebAssembly.Module = new WebAssembly.Module(bytes),
+): () => WebAssembly.Imports {
+  const shared: Record<string, Record<string, WebAssembly.ImportValue>> = {};
+  const memories: { module: string; name: string; type: ImportEntry['memory'] }[] = [];
+  for (const { d, entry } of importTypes(bytes, module)) {
+    const ns = (shared[d.module] ??= {});
     if (d.kind === 'function') ns[d.name] = () => 0;
-    else if (d.kind === 'global') ns[d.name] = 0;
-    else if (d.kind === 'table') ns[d.name] = new WebAssembly.Table({ initial: 0, element: 'anyfunc' });
-    else if (d.kind === 'memory') {
-      const type = memories[memoryIndex++]?.memory;
-      const descriptor: WebAssembly.MemoryDescriptor = { initial: type?.min ?? 1 };
-      if (type?.max != null) descriptor.maximum = type.max;
-      if (type?.shared) descriptor.shared = true;
-      ns[d.name] = new WebAssembly.Memory(descriptor);
-    }
+    else if (d.kind === 'global') ns[d.name] = stubGlobal(entry?.global);
+    else if (d.kind === 'table') ns[d.name] = stubTable(entry?.table);
+    else if (d.kind === 'memory') memories.push({ module: d.module, name: d.name, type: entry?.memory });
   }
-  return imports;
+  if (memories.length === 0) return () => shared;
+  return () => {
+    const out: Record<string, Record<string, WebAssembly.ImportValue>> = {};
+    for (const [ns, values] of Object.entries(shared)) out[ns] = { ...values };
+    for (const m of memories) out[m.module]![m.name] = stubMemory(m.type);
+    return out;
+  };
 }
 
 /** Writes one byte into page 0 of the first exported memory, if it has any. */
@@ -106,8 +176,7 @@ function firstMemoryBuffer(exports: WebAssembly.Exports, name: string | null): (
 
 export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: CompareOptions = {}): CompareResult {
   const { imports = {}, touch = () => {}, budgetMs = 1000, maxIterations = 100_000, skip = [] } = options;
-  const opts = { budgetMs, maxIterations, minIterations: 10 };
-  const timings: Partial<Record<Variant, Timing>> = {};
+  const importsFor: () => WebAssembly.Imports = typeof imports === 'function' ? imports : () => imports;
   const original = new WebAssembly.Module(bytes);
   const memoryName = WebAssembly.Module.exports(original).find((e) => e.kind === 'memory')?.name ?? null;
 
@@ -118,39 +187,58 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   const prepared = pooledEngine.prepare(bytes);
   const preparedFresh = freshEngine.prepare(bytes);
 
+  type Run = { setup: () => unknown; run: (io: unknown) => void };
+  const variants: Partial<Record<Variant, Run>> = {};
+  const withImports = (run: (io: WebAssembly.Imports) => void): Run => ({ setup: importsFor, run: run as (io: unknown) => void });
   const native = (exports: WebAssembly.Exports) => touch(exports, firstMemoryBuffer(exports, memoryName));
-  if (!skip.includes('native')) {
-    timings.native = measure(() => native(new WebAssembly.Instance(original, imports).exports), opts);
-  }
-  const cycle = (p: PreparedModule) => () => {
-    const lease = p.instantiate(imports);
-    touch(lease.exports, () => (memoryName === null ? null : lease.memoryBuffer()));
-    lease.release();
-  };
-  const rawCycle = (p: PreparedModule) => () => {
-    const lease = p.instantiate(imports);
-    native(lease.instance.exports);
-    lease.release();
-  };
-  if (!skip.includes('fresh')) timings.fresh = measure(cycle(preparedFresh), opts);
-  if (!skip.includes('pooled')) timings.pooled = measure(cycle(prepared), opts);
-  if (options.inline && !skip.includes('inline')) timings.inline = measure(cycle(inlineEngine.prepare(bytes)), opts);
-  if (options.raw && !skip.includes('raw')) timings.raw = measure(rawCycle(rawEngine.prepare(bytes)), opts);
+  const cycle = (p: PreparedModule) =>
+    withImports((io) => {
+      const lease = p.instantiate(io);
+      touch(lease.exports, () => (memoryName === null ? null : lease.memoryBuffer()));
+      lease.release();
+    });
+  const rawCycle = (p: PreparedModule) =>
+    withImports((io) => {
+      const lease = p.instantiate(io);
+      native(lease.instance.exports);
+      lease.release();
+    });
+  if (!skip.includes('native')) variants.native = withImports((io) => native(new WebAssembly.Instance(original, io).exports));
+  if (!skip.includes('fresh')) variants.fresh = cycle(preparedFresh);
+  if (!skip.includes('pooled')) variants.pooled = cycle(prepared);
+  if (options.inline && !skip.includes('inline')) variants.inline = cycle(inlineEngine.prepare(bytes));
+  if (options.raw && !skip.includes('raw')) variants.raw = rawCycle(rawEngine.prepare(bytes));
   if (!skip.includes('floor')) {
-    // The rewritten module, its memories supplied ready (no data in them).
+    // The compiled module the engine instantiates, its own memories supplied
+    // ready (created once, no data in them).
     const own = new Set(prepared.imports.map((d) => `${d.module}\0${d.name}`));
-    const io: Record<string, Record<string, WebAssembly.ImportValue>> = Object.create(imports as object);
+    const ready: { module: string; name: string; memory: WebAssembly.Memory }[] = [];
     for (const d of WebAssembly.Module.imports(prepared.module)) {
       if (d.kind !== 'memory' || own.has(`${d.module}\0${d.name}`)) continue;
       const info = prepared.memories.filter((m) => !m.imported)[Number(d.name)]!;
       const descriptor: WebAssembly.MemoryDescriptor = { initial: info.initialPages };
       if (info.maximumPages !== null) descriptor.maximum = info.maximumPages;
-      if (!Object.prototype.hasOwnProperty.call(io, d.module)) io[d.module] = {};
-      io[d.module]![d.name] = new WebAssembly.Memory(descriptor);
+      ready.push({ module: d.module, name: d.name, memory: new WebAssembly.Memory(descriptor) });
     }
-    timings.floor = measure(() => native(new WebAssembly.Instance(prepared.module, io).exports), opts);
+    variants.floor = {
+      setup: () => {
+        const io: Record<string, Record<string, WebAssembly.ImportValue>> = Object.create(importsFor() as object);
+        for (const r of ready) {
+          if (!Object.prototype.hasOwnProperty.call(io, r.module)) io[r.module] = {};
+          io[r.module]![r.name] = r.memory;
+        }
+        return io;
+      },
+      run: (io) => native(new WebAssembly.Instance(prepared.module, io as WebAssembly.Imports).exports),
+    };
   }
+  const timings: Partial<Record<Variant, Timing>> = measureInterleaved(variants as Record<Variant, Run>, {
+    budgetMs,
+    maxIterations,
+    minIterations: 10,
+  });
   const backend = pooledEngine.backend;
+  const stats = { pooled: pooledEngine.stats(), fresh: freshEngine.stats() };
   pooledEngine.close();
   inlineEngine.close();
   freshEngine.close();
@@ -159,5 +247,5 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   const overFloor = timings.floor && timings.pooled ? timings.pooled.median / timings.floor.median : null;
   const inlineOverFloor = timings.floor && timings.inline ? timings.inline.median / timings.floor.median : null;
   const rawOverPooled = timings.raw && timings.pooled ? timings.raw.median / timings.pooled.median : null;
-  return { backend, timings, speedup, overFloor, inlineOverFloor, rawOverPooled };
+  return { backend, timings, speedup, overFloor, inlineOverFloor, rawOverPooled, stats };
 }

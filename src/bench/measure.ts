@@ -40,6 +40,78 @@ export function measure(fn: () => void, options: MeasureOptions = {}): Timing {
   return summarize(times);
 }
 
+export interface InterleaveOptions {
+  /** Per variant: warm-up iterations (at most; at least 3)... */
+  warmup?: number;
+  /** ...or as many as fit in this many ms. */
+  warmupMs?: number;
+  /** Per variant: stop after this many measured iterations... */
+  maxIterations?: number;
+  /** ...or once this much time has been spent on it, but not before minIterations. */
+  budgetMs?: number;
+  minIterations?: number;
+  /** Length of one block of consecutive iterations of a variant, ms. */
+  blockMs?: number;
+}
+
+/**
+ * Measures several variants in alternating blocks (a, b, c, b, c, a, ...,
+ * the order rotating each round), so that drift in the machine's state
+ * (other processes, CPU frequency, the heap's growth and its collections)
+ * falls on all variants alike rather than on whichever ran last. Each block
+ * lasts about `blockMs`; each variant is warmed up before the first round.
+ * Each variant's `setup`, when given, runs before each iteration, untimed.
+ */
+export function measureInterleaved<K extends string>(
+  variants: Record<K, (() => void) | { setup: () => unknown; run: (prepared: unknown) => void }>,
+  options: InterleaveOptions = {},
+): Record<K, Timing> {
+  const { warmup = 1000, warmupMs = 200, maxIterations = 2000, budgetMs = 1000, minIterations = 20, blockMs = 20 } = options;
+  const names = Object.keys(variants) as K[];
+  const step = (name: K): (() => number) => {
+    const v = variants[name];
+    if (typeof v === 'function') {
+      return () => {
+        const t0 = process.hrtime.bigint();
+        v();
+        return Number(process.hrtime.bigint() - t0) / 1000;
+      };
+    }
+    return () => {
+      const arg = v.setup();
+      const t0 = process.hrtime.bigint();
+      v.run(arg);
+      return Number(process.hrtime.bigint() - t0) / 1000;
+    };
+  };
+  const steps = names.map(step);
+  const times = names.map(() => [] as number[]);
+  const spent = names.map(() => 0);
+  const perIteration = names.map(() => 1);
+  names.forEach((_, i) => {
+    const warmEnd = performance.now() + warmupMs;
+    let n = 0;
+    let total = 0;
+    for (; n < warmup && (n < 3 || performance.now() < warmEnd); n++) total += steps[i]!();
+    perIteration[i] = Math.max(total / n, 0.01);
+  });
+  const done = (i: number): boolean =>
+    times[i]!.length >= maxIterations || (times[i]!.length >= minIterations && spent[i]! >= budgetMs * 1000);
+  for (let round = 0; !names.every((_, i) => done(i)); round++) {
+    for (let k = 0; k < names.length; k++) {
+      const i = (k + round) % names.length;
+      if (done(i)) continue;
+      const block = Math.max(1, Math.round((blockMs * 1000) / perIteration[i]!));
+      const start = performance.now();
+      for (let j = 0; j < block && times[i]!.length < maxIterations; j++) times[i]!.push(steps[i]!());
+      spent[i] = spent[i]! + (performance.now() - start) * 1000;
+    }
+  }
+  const out = {} as Record<K, Timing>;
+  names.forEach((name, i) => (out[name] = summarize(times[i]!)));
+  return out;
+}
+
 export function summarize(times: number[]): Timing {
   const sorted = [...times].sort((a, b) => a - b);
   const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;

@@ -82,6 +82,8 @@ export interface ImportEntry {
   readonly memory?: MemoryType;
   /** Set for global imports: value type byte and mutability. */
   readonly global?: { readonly valType: number; readonly mutable: boolean };
+  /** Set for table imports: element type byte (0x70 funcref, 0x6f externref, ...) and limits. */
+  readonly table?: { readonly elemType: number; readonly min: number; readonly max: number | null };
 }
 
 export interface ExportEntry {
@@ -490,11 +492,12 @@ function readImports(s: Cursor, out: ImportEntry[]): void {
         s.u32();
         out.push({ module, name, kind: 'function' });
         break;
-      case 1:
-        s.valType();
-        s.limits(false);
-        out.push({ module, name, kind: 'table' });
+      case 1: {
+        const elemType = s.valType();
+        const { min, max } = s.limits(false);
+        out.push({ module, name, kind: 'table', table: { elemType, min, max } });
         break;
+      }
       case 2:
         out.push({ module, name, kind: 'memory', memory: s.limits(true) });
         break;

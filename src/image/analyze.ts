@@ -94,9 +94,7 @@ export interface AnalyzeOptions {
 /**
  * Resolves a plan's segments for one instantiation: absolute offsets from
  * the imported globals' values (u32), checked against the memory's size in
- * bytes and the size limit. Null when some segment would not fit: the
- * instance must then be made as native would, and trap as native does.
- * The reason instead of the segments when some segment would not fit, or
+ * bytes and the size limit. The reason instead of the segments when some segment would not fit, or
  * the span is over the size limit.
  */
 export function resolveSegments(
@@ -104,7 +102,17 @@ export function resolveSegments(
   globalValue: (global: number) => number,
   memoryBytes: number,
   options: Pick<AnalyzeOptions, 'sizeLimit' | 'pageSize'>,
-): PlacedSegment[] | 'out-of-bounds' | 'too-large' {
+): readonly PlacedSegment[] | 'out-of-bounds' | 'too-large' {
+  // Constant offsets (an imported memory's usual data): the same every
+  // time, so only the bounds are checked, from a summary made once. Walking
+  // and copying every segment cost pglite's 7,555 about 0.2 ms per
+  // instantiation.
+  const fixed = constantSummary(segments);
+  if (fixed !== null) {
+    if (fixed.end > memoryBytes) return 'out-of-bounds';
+    if (fixed.hi > 0 && roundUp(fixed.hi, options.pageSize) - roundDown(fixed.lo, options.pageSize) > options.sizeLimit) return 'too-large';
+    return segments;
+  }
   const out: PlacedSegment[] = [];
   let lo = Infinity;
   let hi = 0;
@@ -120,6 +128,28 @@ export function resolveSegments(
   }
   if (hi > 0 && roundUp(hi, options.pageSize) - roundDown(lo, options.pageSize) > options.sizeLimit) return 'too-large';
   return out;
+}
+
+/** For segments that all have constant offsets: the largest end, and the span of the non-empty ones. */
+const constantSummaries = new WeakMap<readonly PlacedSegment[], { end: number; lo: number; hi: number } | null>();
+function constantSummary(segments: readonly PlacedSegment[]): { end: number; lo: number; hi: number } | null {
+  let summary = constantSummaries.get(segments);
+  if (summary !== undefined) return summary;
+  summary = { end: 0, lo: Infinity, hi: 0 };
+  for (const seg of segments) {
+    if (seg.global != null) {
+      summary = null;
+      break;
+    }
+    const len = seg.dataEnd - seg.dataStart;
+    summary.end = Math.max(summary.end, seg.offset + len);
+    if (len > 0) {
+      summary.lo = Math.min(summary.lo, seg.offset);
+      summary.hi = Math.max(summary.hi, seg.offset + len);
+    }
+  }
+  constantSummaries.set(segments, summary);
+  return summary;
 }
 
 const exclusion = (code: ExclusionCode, message: string): Exclusion => ({ code, message });
@@ -152,9 +182,10 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
     const base = { index: memIndex, imported: true, type: imp.memory };
     const segs = byMemory.get(memIndex) ?? [];
     let fallback: FallbackReason | undefined;
+    const kinds = [imp.memory.shared ? 'shared' : '', imp.memory.memory64 ? 'memory64' : ''].filter(Boolean).join(' and ');
     const own =
-      imp.memory.shared || imp.memory.memory64
-        ? exclusion('imported', 'the memory is imported (shared or memory64); its segments are applied by V8 as usual')
+      kinds !== ''
+        ? exclusion('imported', `the memory is imported and ${kinds}; its segments are applied by V8 as usual`)
         : segs.length === 0
           ? exclusion('imported', 'the memory is imported and the module has no data for it')
           : !options.mapImported

@@ -72,7 +72,8 @@ function attackBuffer(buffer: ArrayBuffer, violations: string[], what: string): 
  * pool may reuse it, with background resets too.
  */
 function engineFor(config: StaleConfig): EngineClass {
-  return new Engine({ backend: config.backend, backgroundReset: config.backgroundReset, maxIdle: 1 });
+  // nativeWhenFaster: false, so that the small test modules keep their images and memories (the mechanism under test).
+  return new Engine({ backend: config.backend, backgroundReset: config.backgroundReset, maxIdle: 1, nativeWhenFaster: false });
 }
 
 /** B: instantiate (once A's reset ended), store the secret through the wrapped export, nothing else. */

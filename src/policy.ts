@@ -1,0 +1,166 @@
+/**
+ * When imaging cannot beat V8: the engine runs a module as V8 would.
+ *
+ * A pooled memory always wins: reusing one saves V8's allocation of a new
+ * memory, which costs more than what the engine adds. A new memory is
+ * different. Making it ourselves (`new WebAssembly.Memory`, then mapping
+ * the image) costs a few microseconds more than V8 allocating it inside
+ * `new WebAssembly.Instance`, and pays only through the copy V8 would have
+ * done: a module with little data loses. Such an instantiation is worth
+ * making only if the memory later comes back to the pool and is reused.
+ *
+ * So, per prepared module:
+ *  - `freshPathWins` (a cost model, decided at prepare): whether mapping the
+ *    image into a new memory beats V8's copy even with no reuse at all;
+ *  - if not, `FreshChoice` watches what became of the memories the module
+ *    made: while they come back to the pool, an instantiation that finds no
+ *    idle memory makes one (an investment the next instantiation collects);
+ *    once the last one made was retired after a single tenant (its memory
+ *    reached the caller, it grew, the pool keeps no idle memories, ...),
+ *    such instantiations run natively instead, and every PROBE_EVERY-th one
+ *    makes a memory again, to notice if that changes.
+ */
+
+/**
+ * The cost model's constants, in microseconds, measured with
+ * `wasm-cow bench` style runs (native against a new-memory cycle, in
+ * alternating blocks) on a 2-core AMD EPYC VM, Node 20, Linux 6.18:
+ *  - what the engine's new-memory path adds to V8's own instantiation when
+ *    there is no data at all (a JS-made memory, the slot and the lease):
+ *    4-5 µs for memories of 2 to 4096 pages;
+ *  - what V8's copy costs per host page it writes (the page fault on the new
+ *    memory and the copy): 1.8 µs, from 16-128 KiB of data;
+ *  - per active segment (bounds check and call): about 0.015 µs, from the
+ *    100,000-segment benchmark.
+ */
+export const COST = {
+  newMemoryOverheadUs: 5,
+  copyPerPageUs: 1.8,
+  copyPerSegmentUs: 0.015,
+  /** The saving must be at least this many times the overhead: a decision near break-even is left to V8. */
+  margin: 2,
+} as const;
+
+/** What V8 would copy into a new memory at instantiation, for one module. */
+export interface CopyWork {
+  /** Distinct host pages the module's imaged active segments write. */
+  readonly pages: number;
+  /** Imaged active segments. */
+  readonly segments: number;
+}
+
+export interface FreshEstimate {
+  /** What mapping the image saves: V8's copy. */
+  readonly savedUs: number;
+  /** What making the memory ourselves adds. */
+  readonly addedUs: number;
+  /** Whether a new memory with the image mapped beats V8 with no reuse at all. */
+  readonly wins: boolean;
+}
+
+/**
+ * `mapped`: whether the backend maps images (native) rather than copying
+ * them (copy: it saves nothing of V8's copy, it does one itself).
+ */
+export function estimateFresh(work: CopyWork, mapped = true): FreshEstimate {
+  const savedUs = mapped ? COST.copyPerPageUs * work.pages + COST.copyPerSegmentUs * work.segments : 0;
+  const addedUs = COST.newMemoryOverheadUs;
+  return { savedUs, addedUs, wins: savedUs >= COST.margin * addedUs };
+}
+
+/**
+ * Distinct pages of `pageSize` that the ranges [offset, offset + length)
+ * cover (ranges of length 0 cover none).
+ */
+export function pagesCovered(ranges: readonly { readonly offset: number; readonly length: number }[], pageSize: number): number {
+  const spans = ranges
+    .filter((r) => r.length > 0)
+    .map((r) => [Math.floor(r.offset / pageSize), Math.ceil((r.offset + r.length) / pageSize)] as const)
+    .sort((a, b) => a[0] - b[0]);
+  let pages = 0;
+  let end = -Infinity;
+  for (const [from, to] of spans) {
+    if (to <= end) continue;
+    pages += to - Math.max(from, end);
+    end = to;
+  }
+  return pages;
+}
+
+/** What the policy needs to know of a memory the module made (a Slot). */
+export interface MadeMemory {
+  readonly state: 'clean' | 'leased' | 'resetting' | 'retired';
+  /** Tenants it has served. */
+  readonly uses: number;
+}
+
+/**
+ * Conditional images (an imported memory's, or position-independent data)
+ * are checked at each instantiation; when the check fails, V8 applies the
+ * segments. A module whose last SKIP_AFTER checks all failed (a caller that
+ * instantiates into a memory already holding data, say) stops checking:
+ * the check costs a few microseconds that then only add to V8's own work.
+ * Every PROBE_EVERY-th instantiation checks again.
+ */
+export const SKIP_AFTER = 4;
+
+export class CheckStreak {
+  #misses = 0;
+  #skipped = 0;
+
+  /** Whether this instantiation should skip the check (and let V8 apply the segments). */
+  skip(): boolean {
+    if (this.#misses < SKIP_AFTER) return false;
+    return ++this.#skipped % PROBE_EVERY !== 0;
+  }
+
+  /** A check was made: whether its images could be used. */
+  checked(used: boolean): void {
+    this.#misses = used ? 0 : this.#misses + 1;
+  }
+}
+
+/** Every PROBE_EVERY-th instantiation that would run natively makes a memory instead. */
+export const PROBE_EVERY = 64;
+/** Memories made by the module that the policy remembers. */
+const REMEMBERED = 4;
+
+/** What became of a memory the module made (undefined: collected, so it was dropped). */
+export function fate(m: MadeMemory | undefined): 'returned' | 'lost' | 'pending' {
+  if (m === undefined) return 'lost';
+  if (m.uses > 1 || m.state === 'clean' || m.state === 'resetting') return 'returned';
+  return m.state === 'retired' ? 'lost' : 'pending';
+}
+
+/**
+ * The adaptive half of the policy, for a module whose new-memory path loses
+ * to V8 (see the file comment). Deterministic: decisions follow only from
+ * the memories reported to `made()` and the count of decisions.
+ */
+export class FreshChoice {
+  /** Weakly: a retired memory must not be kept alive (with its pages) by the policy. */
+  readonly #made: WeakRef<MadeMemory>[] = [];
+  #nativeRuns = 0;
+
+  /**
+   * Whether an instantiation that finds no idle memory should make one.
+   * False: it runs natively.
+   */
+  mayCreate(): boolean {
+    // The newest memory whose fate is known decides; none known: make one and see.
+    for (let i = this.#made.length - 1; i >= 0; i--) {
+      const f = fate(this.#made[i]!.deref());
+      if (f === 'pending') continue;
+      if (f === 'returned') return true;
+      if (++this.#nativeRuns % PROBE_EVERY === 0) return true;
+      return false;
+    }
+    return true;
+  }
+
+  /** The module made this memory (its first tenant is being served). */
+  made(memory: MadeMemory): void {
+    this.#made.push(new WeakRef(memory));
+    if (this.#made.length > REMEMBERED) this.#made.shift();
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The command line (out/src/cli.js, as built for the tests): bench's stub
+ * imports follow the module's import types, and inspect's text output says
+ * what becomes of imported memories.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stubImports } from '../src/bench/compare.js';
+import { buildModule, I32, I64, stdFuncs } from './helpers/wasm.js';
+
+const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-cli-'));
+let files = 0;
+function file(bytes: Uint8Array): string {
+  const path = join(dir, `m${files++}.wasm`);
+  writeFileSync(path, bytes);
+  return path;
+}
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+
+const F64 = 0x7c;
+/** Imports a mutable i32, an immutable i64, a mutable f64, an externref table and a memory; reads them in its start function. */
+const GLOBALS_MODULE = buildModule({
+  importMemory: { module: 'env', name: 'memory', min: 1, max: 4 },
+  importGlobals: [
+    { module: 'env', name: 'sp', type: I32, mutable: true },
+    { module: 'env', name: 'big', type: I64 },
+    { module: 'env', name: 'f', type: F64, mutable: true },
+  ],
+  importTables: [{ module: 'env', name: 'refs', element: 0x6f, min: 2, max: 8 }],
+  funcs: [
+    ...stdFuncs,
+    // start: sp = sp + 16 (global.get 0, i32.const 16, i32.add, global.set 0)
+    { body: [0x23, 0, 0x41, 16, 0x6a, 0x24, 0] },
+  ],
+  start: stdFuncs.length,
+  data: [{ offset: 64, bytes: [1, 2, 3] }],
+});
+
+test('stubImports: globals, tables and memories of the declared types', () => {
+  const imports = stubImports(GLOBALS_MODULE);
+  const env = imports['env']!;
+  assert.ok(env['sp'] instanceof WebAssembly.Global);
+  assert.equal((env['sp'] as WebAssembly.Global).value, 0);
+  assert.ok(env['big'] instanceof WebAssembly.Global);
+  assert.equal((env['big'] as WebAssembly.Global).value, 0n);
+  assert.ok(env['refs'] instanceof WebAssembly.Table);
+  assert.equal((env['refs'] as WebAssembly.Table).length, 2);
+  assert.ok(env['memory'] instanceof WebAssembly.Memory);
+  // And V8 links them (a bare 0 for either global would be a LinkError).
+  new WebAssembly.Instance(new WebAssembly.Module(GLOBALS_MODULE), imports);
+  assert.equal((env['sp'] as WebAssembly.Global).value, 16, 'the start function ran on the stub global');
+});
+
+test('bench: a module importing mutable and i64 globals benches with exit 0', () => {
+  const r = run('bench', file(GLOBALS_MODULE), '--json', '--n', '5');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { timings: Record<string, { n: number; median: number }> };
+  for (const v of ['native', 'fresh', 'pooled', 'floor']) {
+    assert.ok(out.timings[v] && out.timings[v]!.n >= 5 && out.timings[v]!.median > 0, `${v} measured`);
+  }
+});
+
+test('bench: a module that needs real imports exits 3 and names public APIs only', () => {
+  // The start function traps: no stub can make it instantiate.
+  const bytes = buildModule({ funcs: [{ body: [0x00] }], start: 0 });
+  const r = run('bench', file(bytes));
+  assert.equal(r.status, 3);
+  assert.match(r.stderr, /cannot be instantiated with stub imports/);
+  assert.match(r.stderr, /PreparedModule\.instantiate/);
+  assert.doesNotMatch(r.stderr, /compareInstantiation/);
+});
+
+test('inspect: the text output says how an imported memory is imaged', () => {
+  const bytes = buildModule({
+    importMemory: { module: 'env', name: 'memory', min: 2 },
+    funcs: stdFuncs,
+    data: [{ offset: 70000, bytes: new Uint8Array(40000).fill(3) }],
+  });
+  const r = run('inspect', file(bytes));
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /memory 0 \(imported\)/);
+  assert.match(r.stdout, /image: conditional \(imported-untouched\).*bytes 69632 to 110592/);
+  // With too little data, the cost model leaves it to V8, and says why.
+  const small = buildModule({ importMemory: { module: 'env', name: 'memory', min: 2 }, data: [{ offset: 70000, bytes: [9] }] });
+  const s = run('inspect', file(small));
+  assert.match(s.stdout, /no image: imported: the memory is imported and its data \(1 page\) is too small for mapping it to beat V8's copy/);
+});
+
+test('inspect: an imported shared memory says it is shared (not "shared or memory64")', () => {
+  const bytes = buildModule({
+    importMemory: { module: 'env', name: 'memory', min: 1, max: 1, shared: true },
+    funcs: stdFuncs,
+    data: [{ offset: 0, bytes: [1] }],
+  });
+  const r = run('inspect', file(bytes));
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /no image: imported: the memory is imported and shared;/);
+  assert.doesNotMatch(r.stdout, /shared or memory64/);
+});
+
+test('inspect: says what a module does when it needs a new memory', () => {
+  const small = buildModule({ memories: [{ min: 2, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 100, bytes: [7, 8, 9] }] });
+  const large = buildModule({ memories: [{ min: 4, export: 'mem' }], data: [{ offset: 0, bytes: new Uint8Array(65536).fill(1) }] });
+  const a = run('inspect', file(small));
+  assert.equal(a.status, 0, a.stderr);
+  assert.match(a.stdout, /new memories: runs as V8 would when no idle memory can be reused .*small data: V8's copy of 1 page in 1 segment/);
+  const b = run('inspect', file(large), '--json');
+  assert.equal(b.status, 0, b.stderr);
+  assert.equal((JSON.parse(b.stdout) as { newMemory: { mode: string; dataPages: number } }).newMemory.mode, 'image');
+});

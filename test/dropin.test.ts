@@ -1,0 +1,153 @@
+/**
+ * The drop-in instantiate(): its result behaves as the caller's module, and
+ * its cache recognises bytes by content, never by where they are.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import { DROP_IN_LIMITS, DropInCache, sampledHash } from '../src/dropin.js';
+import { getDefaultEngine, instantiate, type PreparedModule } from '../src/index.js';
+import { digest, fns, memoryOf } from './helpers/env.js';
+import { buildModule, stdFuncs } from './helpers/wasm.js';
+
+const DATA = new Uint8Array(256 * 1024).map((_, i) => (i * 7 + 3) & 0xff || 1);
+/** Enough data that an image in a new memory beats V8's copy (`seed` makes each module distinct). */
+const big = (seed: number) =>
+  buildModule({
+    importFuncs: [{ module: 'env', name: 'f', params: [], results: [] }],
+    memories: [{ min: 6, max: 16, export: 'mem' }],
+    funcs: stdFuncs,
+    data: [
+      { offset: 4096, bytes: DATA },
+      { offset: 8, bytes: [seed] },
+    ],
+  });
+const BIG = big(1);
+/** Too little data for that. */
+const SMALL = buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 16, bytes: [1, 2, 3] }] });
+const imports = { env: { f: () => {} } };
+
+/** Lets the cache's scheduled preparation run. */
+const settle = async () => {
+  await tick();
+  await tick();
+};
+
+test('drop-in instantiate(): result.module is the original module, on every call', async () => {
+  const native = await WebAssembly.instantiate(BIG, imports);
+  for (let call = 0; call < 4; call++) {
+    const { module, instance } = await instantiate(BIG, imports);
+    assert.deepEqual(WebAssembly.Module.imports(module), WebAssembly.Module.imports(native.module), `call ${call}: imports`);
+    assert.deepEqual(WebAssembly.Module.exports(module), WebAssembly.Module.exports(native.module), `call ${call}: exports`);
+    // Instantiable as V8 would instantiate it, with the caller's own imports.
+    const again = new WebAssembly.Instance(module, imports);
+    assert.equal(digest(memoryOf(again)), digest(memoryOf(native.instance)), `call ${call}: the module's own instance`);
+    assert.equal(digest(memoryOf(instance)), digest(memoryOf(native.instance)), `call ${call}: the returned instance`);
+    await settle();
+  }
+});
+
+test('drop-in instantiate(): later calls on the same bytes go through the prepared module', async () => {
+  const bytes = big(2);
+  const before = getDefaultEngine().stats();
+  await instantiate(bytes, imports); // native, keeps the compiled module
+  await instantiate(bytes.slice(), imports); // a new buffer, recognised by content: the kept module; prepares later
+  assert.equal(getDefaultEngine().stats().instantiations, before.instantiations, 'no engine instantiation yet');
+  await settle();
+  await instantiate(bytes.slice(), imports);
+  const after = getDefaultEngine().stats();
+  assert.equal(after.instantiations - before.instantiations, 1, 'the third through the engine');
+  assert.ok(after.bytesMapped - before.bytesMapped >= DATA.length, 'its data was mapped, not copied');
+});
+
+test('drop-in instantiate(): bytes changed in place are a new module', async () => {
+  const bytes = SMALL.slice();
+  const first = await instantiate(bytes, {});
+  assert.equal(fns(first.instance.exports).load8!(16), 1);
+  await settle();
+  // Change a data byte in place (same buffer, same length, same sampled hash or not).
+  const at = bytes.lastIndexOf(1);
+  bytes[at] = 0x55;
+  const second = await instantiate(bytes, {});
+  assert.equal(fns(second.instance.exports).load8!(16), 0x55);
+  assert.notEqual(second.module, first.module);
+  assert.equal(fns(new WebAssembly.Instance(second.module, {}).exports).load8!(16), 0x55);
+});
+
+test('drop-in instantiate(): errors are V8’s', async () => {
+  await assert.rejects(instantiate(new Uint8Array([0, 97, 115, 109, 2, 0, 0, 0])), WebAssembly.CompileError);
+  await assert.rejects(instantiate(BIG, {}), TypeError); // env.f missing: first call
+  await assert.rejects(instantiate(BIG, { env: {} }), WebAssembly.LinkError); // cached module
+  await assert.rejects(instantiate('not bytes' as unknown as BufferSource), TypeError);
+});
+
+test('DropInCache: bounded, least recently used first, prepared only where an image wins', async () => {
+  const prepared: string[] = [];
+  const fake = (mode: 'image' | 'adaptive') =>
+    ({
+      newMemory: { mode },
+      dispose: () => prepared.push('disposed'),
+      instantiateUnpooled: async () => {
+        prepared.push('unpooled');
+        return new WebAssembly.Instance(new WebAssembly.Module(SMALL));
+      },
+    }) as unknown as PreparedModule;
+  let nextMode: 'image' | 'adaptive' = 'image';
+  const cache = new DropInCache(getDefaultEngine, () => {
+    prepared.push(`prepare ${nextMode}`);
+    return fake(nextMode);
+  });
+  const mod = (i: number) => buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [i & 0xff, i >> 8] }] });
+
+  await cache.instantiate(mod(0));
+  await cache.instantiate(mod(0)); // second call: schedules preparation, runs the kept module
+  assert.deepEqual(prepared, []);
+  await settle();
+  assert.deepEqual(prepared, ['prepare image']);
+  await cache.instantiate(mod(0));
+  assert.deepEqual(prepared, ['prepare image', 'unpooled']);
+
+  nextMode = 'adaptive';
+  await cache.instantiate(mod(1));
+  await cache.instantiate(mod(1));
+  await settle();
+  await cache.instantiate(mod(1)); // prepared, but no gain: disposed, the kept module runs
+  assert.deepEqual(prepared, ['prepare image', 'unpooled', 'prepare adaptive', 'disposed']);
+
+  for (let i = 2; i < DROP_IN_LIMITS.entries + 5; i++) await cache.instantiate(mod(i));
+  assert.equal(cache.size, DROP_IN_LIMITS.entries);
+  assert.equal(prepared.filter((p) => p === 'disposed').length, 2, "the evicted entry's prepared module is disposed");
+  cache.clear();
+  assert.equal(cache.size, 0);
+});
+
+test('sampledHash: equal bytes hash equal; length and sampled bytes count', () => {
+  const a = new Uint8Array(100_000).map((_, i) => i & 0xff);
+  assert.equal(sampledHash(a), sampledHash(a.slice()));
+  assert.notEqual(sampledHash(a), sampledHash(a.subarray(0, 99_999)));
+  const b = a.slice();
+  b[5] = b[5]! ^ 1;
+  assert.notEqual(sampledHash(a), sampledHash(b));
+});
+
+test('drop-in instantiate(): bytes that only hash alike are never taken for each other', async () => {
+  const a = big(3);
+  const b = a.slice();
+  // A byte of the data no sample covers: same length, same sampled hash.
+  const step = Math.floor((b.length - 128) / 32);
+  const at = 64 + 10 * step + Math.floor(step / 2);
+  b[at] = b[at]! ^ 0xff;
+  assert.equal(sampledHash(a), sampledHash(b));
+  const dataStart = Buffer.from(a).indexOf(Buffer.from(DATA.subarray(0, 64)));
+  assert.ok(dataStart > 0 && at > dataStart && at < dataStart + DATA.length, 'the byte is in the data');
+  const memByte = 4096 + (at - dataStart); // where it lands in linear memory
+  for (let call = 0; call < 3; call++) {
+    const ra = await instantiate(a, imports);
+    const rb = await instantiate(b, imports);
+    const va = fns(ra.instance.exports).load8!(memByte);
+    const vb = fns(rb.instance.exports).load8!(memByte);
+    assert.equal(va, DATA[memByte - 4096], `call ${call}: a`);
+    assert.equal(vb, DATA[memByte - 4096]! ^ 0xff, `call ${call}: b`);
+    await settle();
+  }
+});
