@@ -148,13 +148,6 @@ static int vma_prot(const struct wc_procmap_query *q) {
          ((q->vma_flags & WC_VMA_EXECUTABLE) ? PROT_EXEC : 0);
 }
 
-static int page_all_zero(const uint8_t *p) {
-  const uint64_t *w = (const uint64_t *)p;
-  for (size_t i = 0; i < page_size / 8; i++)
-    if (w[i] != 0) return 0;
-  return 1;
-}
-
 /*
  * Classifies [start, end) of one anonymous read-write mapping: pages with a
  * frame (present or swapped, but not the zero page) are read; the others
@@ -174,7 +167,7 @@ static int64_t classify_anonymous(uint64_t start, uint64_t end, uint64_t range_s
       /* The kernel reports only inside [start, end); anything else is not believed. */
       if (regions[i].start < start || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
       for (uint64_t p = regions[i].start; p < regions[i].end; p += page_size) {
-        if (!page_all_zero((const uint8_t *)(uintptr_t)p)) {
+        if (!page_is_zero((const uint8_t *)(uintptr_t)p)) {
           out[(p - range_start) / page_size] = 1;
           found++;
         }

@@ -35,6 +35,8 @@
 
 /* Host page size (set once when the addon loads). */
 extern size_t page_size;
+/* Whether the page_size bytes at p (any alignment) hold only zero bytes. */
+int page_is_zero(const uint8_t *p);
 
 /* Argument checks, exactly as every entry point applies them (see wasm_cow.c). */
 int get_size(napi_env env, napi_value value, const char *what, uint64_t *out);
