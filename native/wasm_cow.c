@@ -76,6 +76,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -522,7 +523,7 @@ NAPI_MODULE_INIT() {
     return NULL;
   }
   page_size = (size_t)ps;
-  if (inject != NULL && strcmp(inject, "1") == 0) fault_enabled = 1;
+  if (inject != NULL && strcmp(inject, "1") == 0) atomic_store(&fault_enabled, 1);
   pages_init();
 
   getter = find_buffer_getter(env);
@@ -567,7 +568,7 @@ NAPI_MODULE_INIT() {
   if (napi_create_double(env, (double)page_size, &num) != napi_ok ||
       napi_set_named_property(env, exports, "pageSize", num) != napi_ok)
     return NULL;
-  if (napi_get_boolean(env, fault_enabled, &num) != napi_ok ||
+  if (napi_get_boolean(env, atomic_load(&fault_enabled), &num) != napi_ok ||
       napi_set_named_property(env, exports, "faultInjection", num) != napi_ok)
     return NULL;
   return exports;

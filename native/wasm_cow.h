@@ -221,8 +221,15 @@ enum fault_step {
   FAULT_PUBLISH, /* not a failure: a queued reset's done tag lags its status by 2 ms */
 };
 
-/* 0, or 1 once a load of the addon saw WASM_COW_FAULT_INJECTION=1 (set by module init; never back to 0). */
-extern int fault_enabled;
+/*
+ * 0, or 1 once any load of the addon in this process (the main thread or
+ * any worker: module init runs per environment) saw
+ * WASM_COW_FAULT_INJECTION=1. Never back to 0 while the addon is loaded, so
+ * from then on fault injection is on for every environment, including ones
+ * that loaded without the variable. Atomic: module init writes it on any
+ * JS thread while reset threads read it.
+ */
+extern _Atomic int fault_enabled;
 
 /* Returns 1 when `step` must fail now (and disarms the fault). */
 int fault_fires(enum fault_step step);
