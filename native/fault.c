@@ -37,9 +37,6 @@ int fault_fires(enum fault_step step) {
   return atomic_compare_exchange_strong(&fault_armed, &expected, FAULT_NONE);
 }
 
-int fault_mmap(void) { return fault_fires(FAULT_MMAP); }
-int fault_pagemap_scan(void) { return fault_fires(FAULT_PAGEMAP_SCAN); }
-
 /* setFault(step: string | null, skip = 0). Throws unless enabled at load. */
 napi_value set_fault(napi_env env, napi_callback_info info) {
   size_t argc = 2;

@@ -161,7 +161,7 @@ int table_map(int fd, uint64_t gen, uint8_t *addr, uint64_t length, uint64_t fil
   if (e != NULL && e->length != 0 && e->gen == gen) {
     if (file_offset > e->length || length > e->length - file_offset) {
       err = EINVAL;
-    } else if (fault_mmap()) {
+    } else if (fault_fires(FAULT_MMAP)) {
       err = ENOMEM;
     } else {
       void *p = mmap(addr, (size_t)length, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)file_offset);

@@ -264,7 +264,7 @@ napi_value map_image_at(napi_env env, napi_callback_info info) {
   }
   if (length == 0) return NULL;
   int err = 0;
-  if (fault_mmap()) {
+  if (fault_fires(FAULT_MMAP)) {
     err = ENOMEM;
   } else {
     void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)file_offset);
@@ -324,7 +324,7 @@ int pages_normalize(uint8_t *base, uint64_t length, int fd, uint64_t gen, uint64
           if (err != 0) return err;
         }
       } else if (file || shared) {
-        if (fault_mmap()) return ENOMEM;
+        if (fault_fires(FAULT_MMAP)) return ENOMEM;
         void *p = mmap((void *)(uintptr_t)s, (size_t)(t - s), prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
         if (p != (void *)(uintptr_t)s) {
           err = p == MAP_FAILED ? errno : EFAULT;

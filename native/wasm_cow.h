@@ -233,9 +233,6 @@ extern _Atomic int fault_enabled;
 
 /* Returns 1 when `step` must fail now (and disarms the fault). */
 int fault_fires(enum fault_step step);
-/* Fault injection (tests): whether the named step must fail now. */
-int fault_mmap(void);
-int fault_pagemap_scan(void);
 
 /* Entry point. */
 napi_value set_fault(napi_env env, napi_callback_info info);
