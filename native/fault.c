@@ -1,8 +1,9 @@
 /*
  * Fault injection (tests only): inert unless WASM_COW_FAULT_INJECTION=1 was
  * set in the environment when the addon loaded (wasm_cow.c then sets
- * fault_enabled). setFault(step, skip) arms one step, which then fails once
- * after `skip` successful passes; any thread may be the one that fails.
+ * fault_enabled, for the whole process: see wasm_cow.h). setFault(step,
+ * skip) arms one step, which then fails once after `skip` successful
+ * passes; any thread may be the one that fails.
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -21,8 +22,8 @@ static const char *const fault_names[] = {
 };
 _Static_assert(sizeof fault_names / sizeof fault_names[0] == FAULT_PUBLISH + 1, "one name per fault step");
 
-/* 0, or 1 once a load of the addon saw WASM_COW_FAULT_INJECTION=1 (never back to 0 while loaded). */
-int fault_enabled = 0;
+/* See wasm_cow.h: 0, or 1 for good once any load saw WASM_COW_FAULT_INJECTION=1. */
+_Atomic int fault_enabled = 0;
 /* The armed step, or FAULT_NONE: set by setFault (JS thread), cleared by the one caller that fails. */
 static _Atomic int fault_armed = FAULT_NONE;
 /* Passes of the armed step left before it fails (counts down past 0 while armed). */
@@ -30,14 +31,11 @@ static _Atomic long fault_skip = 0;
 
 /* Returns 1 when `step` must fail now (and disarms the fault). */
 int fault_fires(enum fault_step step) {
-  if (!fault_enabled || atomic_load(&fault_armed) != (int)step) return 0;
+  if (!atomic_load(&fault_enabled) || atomic_load(&fault_armed) != (int)step) return 0;
   if (atomic_fetch_sub(&fault_skip, 1) > 0) return 0;
   int expected = (int)step; /* the reset thread may race us: only one caller fails */
   return atomic_compare_exchange_strong(&fault_armed, &expected, FAULT_NONE);
 }
-
-int fault_mmap(void) { return fault_fires(FAULT_MMAP); }
-int fault_pagemap_scan(void) { return fault_fires(FAULT_PAGEMAP_SCAN); }
 
 /* setFault(step: string | null, skip = 0). Throws unless enabled at load. */
 napi_value set_fault(napi_env env, napi_callback_info info) {
@@ -47,7 +45,7 @@ napi_value set_fault(napi_env env, napi_callback_info info) {
   char name[32];
   size_t len = 0;
   uint64_t skip = 0;
-  if (!fault_enabled) {
+  if (!atomic_load(&fault_enabled)) {
     return throw_arg(env, 0, "fault injection is off; set WASM_COW_FAULT_INJECTION=1 before loading");
   }
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;

@@ -6,11 +6,12 @@
  * The entry points that create, close and count images are in wasm_cow.c.
  *
  * Invariants (each variable below says its own): an entry is live iff its
- * length is non-zero; a live entry's fd is open, sealed at that length, and
- * owned by a non-zero environment id; no two images ever share a
- * generation. Every read of an entry holds the lock (shared), every write
- * holds it exclusively, so an image cannot be closed, nor its view unmapped,
- * nor its fd number reused, while any thread uses it through this table.
+ * length is non-zero, and all zero (gen and file id too) when not; a live
+ * entry's fd is open, sealed at that length, and owned by a non-zero
+ * environment id; no two images ever share a generation. Every read of an
+ * entry holds the lock (shared), every write holds it exclusively, so an
+ * image cannot be closed, nor its view unmapped, nor its fd number reused,
+ * while any thread uses it through this table.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -161,7 +162,7 @@ int table_map(int fd, uint64_t gen, uint8_t *addr, uint64_t length, uint64_t fil
   if (e != NULL && e->length != 0 && e->gen == gen) {
     if (file_offset > e->length || length > e->length - file_offset) {
       err = EINVAL;
-    } else if (fault_mmap()) {
+    } else if (fault_fires(FAULT_MMAP)) {
       err = ENOMEM;
     } else {
       void *p = mmap(addr, (size_t)length, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)file_offset);
@@ -179,9 +180,7 @@ int table_remove(int fd, uint64_t owner, const uint8_t **view, uint64_t *length)
   if (fd >= 0 && (size_t)fd < table_cap && table[fd].length != 0 && table[fd].owner == owner) {
     *view = table[fd].view;
     *length = table[fd].length;
-    table[fd].view = NULL;
-    table[fd].length = 0;
-    table[fd].owner = 0;
+    memset(&table[fd], 0, sizeof table[fd]); /* as table_close_owned: a freed entry is all zero */
     table_live--;
     found = 1;
   }

@@ -79,24 +79,8 @@ _Static_assert(sizeof(struct wc_procmap_query) == 104, "struct procmap_query is 
 #define WC_VMA_SHARED 0x08
 #define WC_COVERING_OR_NEXT_VMA 0x10
 
-/* PAGEMAP_SCAN (Linux 6.7), under our own names (reset.c has its own copy). */
-struct wc_page_region {
-  uint64_t start, end, categories;
-};
-struct wc_pm_scan_arg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define WC_PAGEMAP_SCAN _IOWR('f', 16, struct wc_pm_scan_arg)
-#define WC_PAGE_IS_PRESENT (1ULL << 3)
-#define WC_PAGE_IS_SWAPPED (1ULL << 4)
-#define WC_PAGE_IS_PFNZERO (1ULL << 5)
-#define WC_REGIONS 64
-
 /* Whether PROCMAP_QUERY works: 0 not known yet, 1 yes, -1 no (the kernel lacks it). Never -1 once 1. */
 static _Atomic int procmap_state = 0;
-/* Cleared when the kernel does not know PAGEMAP_SCAN. */
-static _Atomic int scan_ok = 1;
 
 /* /proc/self/maps, opened once; -1 when unavailable, -2 before the first try. */
 static _Atomic int maps_fd = -2;
@@ -114,7 +98,7 @@ static int get_maps_fd(void) {
 
 void pages_init(void) {
   get_maps_fd();
-  get_pagemap_fd();
+  pagemap_init();
 }
 
 /* Closes /proc/self/maps; called with the last environment (env_release), when no thread can use it. */
@@ -164,52 +148,32 @@ static int vma_prot(const struct wc_procmap_query *q) {
          ((q->vma_flags & WC_VMA_EXECUTABLE) ? PROT_EXEC : 0);
 }
 
-static int page_all_zero(const uint8_t *p) {
-  const uint64_t *w = (const uint64_t *)p;
-  for (size_t i = 0; i < page_size / 8; i++)
-    if (w[i] != 0) return 0;
-  return 1;
-}
-
 /*
  * Classifies [start, end) of one anonymous read-write mapping: pages with a
  * frame (present or swapped, but not the zero page) are read; the others
- * hold zeros. Returns the non-zero pages found, or -1 (no scan).
+ * hold zeros. Returns the non-zero pages found, or -1 (no scan, or it failed).
  */
 static int64_t classify_anonymous(uint64_t start, uint64_t end, uint64_t range_start, uint8_t *out) {
-  int pm = get_pagemap_fd();
-  if (pm < 0 || !atomic_load(&scan_ok) || fault_pagemap_scan()) return -1;
-  struct wc_page_region regions[WC_REGIONS];
+  int pm = scan_fd();
+  if (pm < 0) return -1;
+  struct wc_page_region regions[WC_SCAN_REGIONS];
   struct wc_pm_scan_arg arg;
-  memset(&arg, 0, sizeof arg);
-  arg.size = sizeof arg;
-  arg.start = start;
-  arg.end = end;
-  arg.vec = (uintptr_t)regions;
-  arg.vec_len = WC_REGIONS;
-  arg.category_inverted = WC_PAGE_IS_PFNZERO;
-  arg.category_mask = WC_PAGE_IS_PFNZERO;
-  arg.category_anyof_mask = WC_PAGE_IS_PRESENT | WC_PAGE_IS_SWAPPED;
-  arg.return_mask = WC_PAGE_IS_PRESENT | WC_PAGE_IS_SWAPPED;
+  scan_query(&arg, start, end, regions, WC_PAGE_IS_PFNZERO);
   int64_t found = 0;
   for (;;) {
-    int n = ioctl(pm, WC_PAGEMAP_SCAN, &arg);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ENOTTY || errno == EINVAL) atomic_store(&scan_ok, 0);
-      return -1;
-    }
+    int n = scan_pages(pm, &arg);
+    if (n < 0) return -1;
     for (int i = 0; i < n; i++) {
       /* The kernel reports only inside [start, end); anything else is not believed. */
       if (regions[i].start < start || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
       for (uint64_t p = regions[i].start; p < regions[i].end; p += page_size) {
-        if (!page_all_zero((const uint8_t *)(uintptr_t)p)) {
+        if (!page_is_zero((const uint8_t *)(uintptr_t)p)) {
           out[(p - range_start) / page_size] = 1;
           found++;
         }
       }
     }
-    if (n < WC_REGIONS || arg.walk_end >= end) return found;
+    if (n < WC_SCAN_REGIONS || arg.walk_end >= end) return found;
     if (arg.walk_end <= arg.start) return -1; /* no progress: never loop */
     arg.start = arg.walk_end;
   }
@@ -300,7 +264,7 @@ napi_value map_image_at(napi_env env, napi_callback_info info) {
   }
   if (length == 0) return NULL;
   int err = 0;
-  if (fault_mmap()) {
+  if (fault_fires(FAULT_MMAP)) {
     err = ENOMEM;
   } else {
     void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)file_offset);
@@ -360,7 +324,7 @@ int pages_normalize(uint8_t *base, uint64_t length, int fd, uint64_t gen, uint64
           if (err != 0) return err;
         }
       } else if (file || shared) {
-        if (fault_mmap()) return ENOMEM;
+        if (fault_fires(FAULT_MMAP)) return ENOMEM;
         void *p = mmap((void *)(uintptr_t)s, (size_t)(t - s), prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
         if (p != (void *)(uintptr_t)s) {
           err = p == MAP_FAILED ? errno : EFAULT;

@@ -9,7 +9,7 @@
  * Invariants: nothing here maps or writes outside a range checked on the JS
  * thread (a reset: reset_args, whose fields say theirs), and nothing is ever
  * unmapped: a failed MAP_FIXED leaves the range covered (recover_range).
- * pagemap_fd and pagemap_scan_ok say their own below.
+ * pagemap_fd and scan_ok say their own below.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,23 +22,6 @@
 #include <unistd.h>
 
 #include "wasm_cow.h"
-
-/* PAGEMAP_SCAN (Linux 6.7); defined here for older headers. */
-#ifndef PAGEMAP_SCAN
-struct page_region {
-  uint64_t start, end, categories;
-};
-struct pm_scan_arg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#define PAGE_IS_FILE (1ULL << 2)
-#define PAGE_IS_PRESENT (1ULL << 3)
-#define PAGE_IS_SWAPPED (1ULL << 4)
-#define PAGE_IS_PFNZERO (1ULL << 5)
-#endif
-#define SCAN_REGIONS 64
 
 /* Re-covers a range whose MAP_FIXED mapping failed, so no hole is left. */
 void recover_range(uint8_t *addr, size_t length) {
@@ -96,18 +79,41 @@ napi_value discard(napi_env env, napi_callback_info info) {
 }
 
 /*
- * /proc/self/pagemap, opened at first use; -1 when unavailable, -2 before
- * the first try. Process-wide, shared by every environment and reset thread;
- * closed with the last environment (env_release), when none can use it.
+ * /proc/self/pagemap, opened at load (pagemap_init) or else at first use;
+ * -1 when unavailable, -2 before the first try. Process-wide, shared by
+ * every environment and reset thread; closed with the last environment
+ * (env_release), when none can use it.
  */
 static _Atomic int pagemap_fd = -2;
-/* Cleared when the kernel does not know PAGEMAP_SCAN. */
-static _Atomic int pagemap_scan_ok = 1;
+/*
+ * 1 while PAGEMAP_SCAN may be used, by every thread of the process; cleared
+ * for good when the kernel lacks it: the probe at open fails with ENOTTY or
+ * EINVAL, or a scan with ENOTTY. Never set again once cleared.
+ */
+static _Atomic int scan_ok = 1;
 
-int get_pagemap_fd(void) {
+/*
+ * Whether the kernel takes our scans: one page of this thread's stack (a
+ * mapped, page-aligned range), with the categories and masks the scans use.
+ * 0 only when it says it lacks the scan (ENOTTY) or refuses these arguments,
+ * which cannot be wrong (EINVAL); any other error says nothing of the kernel.
+ */
+static int scan_probe(int fd) {
+  struct wc_page_region regions[WC_SCAN_REGIONS];
+  struct wc_pm_scan_arg arg;
+  uint64_t page = (uintptr_t)regions & ~(uint64_t)(page_size - 1);
+  scan_query(&arg, page, page + page_size, regions, WC_PAGE_IS_PFNZERO | WC_PAGE_IS_FILE);
+  arg.max_pages = 1;
+  if (scan_pages(fd, &arg) >= 0) return 1;
+  return errno != EINVAL && errno != ENOTTY;
+}
+
+static int get_pagemap_fd(void) {
   int fd = pagemap_fd;
   if (fd != -2) return fd;
   fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  /* Probed before the descriptor is published: no scan runs before the kernel was asked. */
+  if (fd >= 0 && !scan_probe(fd)) scan_ok = 0;
   int expected = -2;
   if (!atomic_compare_exchange_strong(&pagemap_fd, &expected, fd < 0 ? -1 : fd)) {
     if (fd >= 0) close(fd); /* another thread won */
@@ -115,45 +121,71 @@ int get_pagemap_fd(void) {
   return pagemap_fd;
 }
 
+void pagemap_init(void) { get_pagemap_fd(); }
+
 /* Closes /proc/self/pagemap; called with the last environment (env_release), when no thread can use it. */
 void pagemap_release(void) {
   int fd = atomic_exchange(&pagemap_fd, -2);
   if (fd >= 0) close(fd);
 }
 
+int scan_fd(void) {
+  int fd = get_pagemap_fd();
+  if (fd < 0 || !scan_ok || fault_fires(FAULT_PAGEMAP_SCAN)) return -1;
+  return fd;
+}
+
+void scan_query(struct wc_pm_scan_arg *arg, uint64_t start, uint64_t end, struct wc_page_region *regions,
+                uint64_t clean) {
+  memset(arg, 0, sizeof *arg);
+  arg->size = sizeof *arg;
+  arg->start = start;
+  arg->end = end;
+  arg->vec = (uintptr_t)regions;
+  arg->vec_len = WC_SCAN_REGIONS;
+  arg->category_inverted = clean;
+  arg->category_mask = clean;
+  arg->category_anyof_mask = WC_PAGE_IS_PRESENT | WC_PAGE_IS_SWAPPED;
+  arg->return_mask = WC_PAGE_IS_PRESENT | WC_PAGE_IS_SWAPPED;
+}
+
+int scan_pages(int fd, struct wc_pm_scan_arg *arg) {
+  for (;;) {
+    int n = ioctl(fd, WC_PAGEMAP_SCAN, arg);
+    if (n >= 0) return n;
+    int err = errno;
+    if (err == EINTR) continue; /* the arguments are unchanged: ask again */
+    if (err == ENOTTY) scan_ok = 0;
+    errno = err;
+    return -1;
+  }
+}
+
+/* scan_dirty's answers other than a page count. */
+#define SCAN_TOO_MANY (-1) /* more than max_pages, or more regions than one call returns */
+#define SCAN_UNKNOWN (-2)  /* no scan (none, or an injected fault), or it failed */
+
 /*
  * Finds the pages of [addr, addr+length) that hold data: present or
  * swapped, but not the shared zero page, nor (when `file_pages_clean`) a
  * file page, i.e. a page of our own image not written since it was mapped.
- * Returns the number of such pages (filling `regions`, `*count`), or -1
- * when there are more than `max_pages`, too many regions, or no scan.
+ * Returns the number of such pages (filling `regions`, `*count`),
+ * SCAN_TOO_MANY, or SCAN_UNKNOWN.
  */
-static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, struct page_region *regions,
+static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, struct wc_page_region *regions,
                           int *count, int file_pages_clean) {
-  int fd = get_pagemap_fd();
-  if (fd < 0 || !pagemap_scan_ok || fault_fires(FAULT_PAGEMAP_SCAN)) return -1;
-  struct pm_scan_arg arg;
-  memset(&arg, 0, sizeof arg);
-  arg.size = sizeof arg;
-  arg.start = (uintptr_t)addr;
-  arg.end = (uintptr_t)addr + length;
-  arg.vec = (uintptr_t)regions;
-  arg.vec_len = SCAN_REGIONS;
+  int fd = scan_fd();
+  if (fd < 0) return SCAN_UNKNOWN;
+  struct wc_pm_scan_arg arg;
+  scan_query(&arg, (uintptr_t)addr, (uintptr_t)addr + length, regions,
+             WC_PAGE_IS_PFNZERO | (file_pages_clean ? WC_PAGE_IS_FILE : 0));
   arg.max_pages = max_pages + 1;
-  uint64_t clean = PAGE_IS_PFNZERO | (file_pages_clean ? PAGE_IS_FILE : 0);
-  arg.category_inverted = clean;
-  arg.category_mask = clean;
-  arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-  arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-  int n = ioctl(fd, PAGEMAP_SCAN, &arg);
-  if (n < 0) {
-    if (errno == ENOTTY || errno == EINVAL) pagemap_scan_ok = 0;
-    return -1;
-  }
-  if (n == SCAN_REGIONS && arg.walk_end < arg.end) return -1;
+  int n = scan_pages(fd, &arg);
+  if (n < 0) return SCAN_UNKNOWN;
+  if (n == WC_SCAN_REGIONS && arg.walk_end < arg.end) return SCAN_TOO_MANY;
   uint64_t pages = 0;
   for (int i = 0; i < n; i++) pages += (regions[i].end - regions[i].start) / page_size;
-  if (pages > max_pages) return -1;
+  if (pages > max_pages) return SCAN_TOO_MANY;
   *count = n;
   return (int64_t)pages;
 }
@@ -161,20 +193,21 @@ static int64_t scan_dirty(uint8_t *addr, uint64_t length, uint64_t max_pages, st
 /*
  * touchedPages(memory, offset, length) -> 0 when no page of the range holds
  * anything (never written, or only read: the zero page), a positive number
- * when some does, -1 when the kernel cannot tell (no PAGEMAP_SCAN).
+ * when some does, -1 when the kernel cannot tell (no PAGEMAP_SCAN, or the
+ * scan failed).
  */
 napi_value touched_pages(napi_env env, napi_callback_info info) {
   napi_value argv[3], result;
   uint8_t *addr;
   uint64_t length;
-  struct page_region regions[SCAN_REGIONS];
+  struct wc_page_region regions[WC_SCAN_REGIONS];
   int count = 0;
   if (!get_memory_range(env, info, 3, argv, 0, &addr, &length)) return NULL;
   int64_t pages = 0;
   if (length > 0) {
     pages = scan_dirty(addr, length, 0, regions, &count, 0);
-    /* -1 from the scan means "more than 0" or "unknown": tell them apart. */
-    if (pages < 0) pages = (pagemap_fd >= 0 && pagemap_scan_ok) ? 1 : -1;
+    if (pages == SCAN_TOO_MANY) pages = 1; /* more than 0 */
+    else if (pages < 0) pages = -1;
   }
   if (napi_create_double(env, (double)pages, &result) != napi_ok) return NULL;
   return result;
@@ -241,7 +274,7 @@ int reset_pages(const reset_args *a, double *restored) {
   int normalized = pages_normalize(a->base, a->length, a->fd, a->gen, a->image_offset, a->image_length);
   if (normalized != 0) return normalized;
   if (a->keep > 0) {
-    struct page_region regions[SCAN_REGIONS];
+    struct wc_page_region regions[WC_SCAN_REGIONS];
     int count = 0;
     int64_t pages = scan_dirty(a->base, a->length, a->keep / page_size, regions, &count, 1);
     for (int i = 0; pages >= 0 && i < count; i++) {

@@ -76,6 +76,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,15 +293,19 @@ int get_memory_range(napi_env env, napi_callback_info info, size_t expected, nap
   return 1;
 }
 
+/* Whether the page_size bytes at p hold only zero bytes (p need not be aligned: a Uint8Array may start anywhere). */
+int page_is_zero(const uint8_t *p) {
+  for (size_t i = 0; i < page_size; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, sizeof w); /* an unaligned load where the CPU has one, never a misaligned dereference */
+    if (w != 0) return 0;
+  }
+  return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* Entry points.                                                      */
 /* ------------------------------------------------------------------ */
-static int page_is_zero(const uint8_t *p, size_t n) {
-  const uint64_t *w = (const uint64_t *)p;
-  for (size_t i = 0; i < n / 8; i++)
-    if (w[i] != 0) return 0;
-  return 1;
-}
 
 /* createImage(bytes: Uint8Array) -> fd. bytes.length: multiple of the page size. */
 static napi_value create_image(napi_env env, napi_callback_info info) {
@@ -339,7 +344,7 @@ static napi_value create_image(napi_env env, napi_callback_info info) {
   /* Write only non-zero pages: zero pages stay holes in the file. */
   for (size_t off = 0; off < length; off += page_size) {
     const uint8_t *page = (const uint8_t *)data + off;
-    if (page_is_zero(page, page_size)) continue;
+    if (page_is_zero(page)) continue;
     size_t done = 0;
     while (done < page_size) {
       ssize_t n;
@@ -518,7 +523,7 @@ NAPI_MODULE_INIT() {
     return NULL;
   }
   page_size = (size_t)ps;
-  if (inject != NULL && strcmp(inject, "1") == 0) fault_enabled = 1;
+  if (inject != NULL && strcmp(inject, "1") == 0) atomic_store(&fault_enabled, 1);
   pages_init();
 
   getter = find_buffer_getter(env);
@@ -563,7 +568,7 @@ NAPI_MODULE_INIT() {
   if (napi_create_double(env, (double)page_size, &num) != napi_ok ||
       napi_set_named_property(env, exports, "pageSize", num) != napi_ok)
     return NULL;
-  if (napi_get_boolean(env, fault_enabled, &num) != napi_ok ||
+  if (napi_get_boolean(env, atomic_load(&fault_enabled), &num) != napi_ok ||
       napi_set_named_property(env, exports, "faultInjection", num) != napi_ok)
     return NULL;
   return exports;

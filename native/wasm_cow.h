@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 
 #include <node_api.h>
@@ -34,6 +35,8 @@
 
 /* Host page size (set once when the addon loads). */
 extern size_t page_size;
+/* Whether the page_size bytes at p (any alignment) hold only zero bytes. */
+int page_is_zero(const uint8_t *p);
 
 /* Argument checks, exactly as every entry point applies them (see wasm_cow.c). */
 int get_size(napi_env env, napi_value value, const char *what, uint64_t *out);
@@ -97,8 +100,54 @@ void table_release(void);
 /* Re-covers a range whose MAP_FIXED mapping failed, so no hole is left. */
 void recover_range(uint8_t *addr, size_t length);
 
-/* /proc/self/pagemap, opened once (-1 when unavailable). */
-int get_pagemap_fd(void);
+/*
+ * PAGEMAP_SCAN (Linux 6.7, linux/fs.h), under our own names: the system
+ * headers may lack it, and these never clash with theirs.
+ */
+struct wc_page_region {
+  uint64_t start, end, categories;
+};
+struct wc_pm_scan_arg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+_Static_assert(sizeof(struct wc_page_region) == 24, "struct page_region is 24 bytes");
+_Static_assert(sizeof(struct wc_pm_scan_arg) == 96, "struct pm_scan_arg is 96 bytes");
+#define WC_PAGEMAP_SCAN _IOWR('f', 16, struct wc_pm_scan_arg)
+#define WC_PAGE_IS_FILE (1ULL << 2)
+#define WC_PAGE_IS_PRESENT (1ULL << 3)
+#define WC_PAGE_IS_SWAPPED (1ULL << 4)
+#define WC_PAGE_IS_PFNZERO (1ULL << 5)
+/* The regions one scan call fills at most: every scan's `regions` holds this many. */
+#define WC_SCAN_REGIONS 64
+
+/*
+ * The scan, process-wide (see reset.c): /proc/self/pagemap opened once, and
+ * one flag that turns the scan off for every thread when the kernel lacks it.
+ *
+ * scan_fd: the descriptor to scan with when the scan may be used now, else
+ * -1 (no /proc/self/pagemap, the kernel lacks the scan, or the injected
+ * fault FAULT_PAGEMAP_SCAN fires, which this consumes). Call it once per
+ * scan, before its first scan_pages.
+ */
+int scan_fd(void);
+/*
+ * Fills *arg to find the pages of [start, end) that hold a frame (present or
+ * swapped) and are in none of the categories `clean`, into `regions`
+ * (WC_SCAN_REGIONS of them); no limit on pages (max_pages 0).
+ */
+void scan_query(struct wc_pm_scan_arg *arg, uint64_t start, uint64_t end, struct wc_page_region *regions,
+                uint64_t clean);
+/*
+ * PAGEMAP_SCAN of *arg on fd (from scan_fd), retried on EINTR. Returns the
+ * regions filled, or -1 with errno set: ENOTTY (the kernel lacks the scan)
+ * turns the scan off for the process; any other error, EINVAL included
+ * (the probe at open found the kernel takes our arguments), fails this
+ * call only.
+ */
+int scan_pages(int fd, struct wc_pm_scan_arg *arg);
+/* Opens /proc/self/pagemap and probes the scan, at load (again at the first use after pagemap_release). */
+void pagemap_init(void);
 /* Closes it; called with the last environment (env_release), when no thread can use it. */
 void pagemap_release(void);
 
@@ -149,7 +198,7 @@ napi_value reset_wait(napi_env env, napi_callback_info info);
  */
 int pages_normalize(uint8_t *base, uint64_t length, int fd, uint64_t gen, uint64_t image_offset, uint64_t image_length);
 
-/* Opens /proc/self/maps and /proc/self/pagemap (once per process; kept open): at load. */
+/* Opens /proc/self/maps and /proc/self/pagemap (once per process; kept open) and probes the scan: at load. */
 void pages_init(void);
 void pages_release(void);
 
@@ -172,14 +221,18 @@ enum fault_step {
   FAULT_PUBLISH, /* not a failure: a queued reset's done tag lags its status by 2 ms */
 };
 
-/* 0, or 1 once a load of the addon saw WASM_COW_FAULT_INJECTION=1 (set by module init; never back to 0). */
-extern int fault_enabled;
+/*
+ * 0, or 1 once any load of the addon in this process (the main thread or
+ * any worker: module init runs per environment) saw
+ * WASM_COW_FAULT_INJECTION=1. Never back to 0 while the addon is loaded, so
+ * from then on fault injection is on for every environment, including ones
+ * that loaded without the variable. Atomic: module init writes it on any
+ * JS thread while reset threads read it.
+ */
+extern _Atomic int fault_enabled;
 
 /* Returns 1 when `step` must fail now (and disarms the fault). */
 int fault_fires(enum fault_step step);
-/* Fault injection (tests): whether the named step must fail now. */
-int fault_mmap(void);
-int fault_pagemap_scan(void);
 
 /* Entry point. */
 napi_value set_fault(napi_env env, napi_callback_info info);
