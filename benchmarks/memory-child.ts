@@ -1,9 +1,20 @@
 /**
  * Child process for the memory benchmark: holds N live instances of the
  * 16 MiB module (native or engine), each having written K pages, and
- * prints the RSS and PSS growth over the baseline as JSON.
+ * prints as JSON the RSS and PSS growth over the baseline, and what the
+ * images cost apart from that: the baseline is taken after the image is
+ * built, and an image is a memfd whose pages live in Shmem (page cache),
+ * not in any process's RSS until mapped. So also:
+ *   imageBytes  the memfds' allocated size (fstat st_blocks, through
+ *               /proc/self/fd), once per imaged memory of a module;
+ *   imageCount  how many such memfds the process holds;
+ *   rssShmem    RssShmem (/proc/self/status) at the end: the image pages
+ *               mapped in this process (the read-only view each image
+ *               keeps, and image pages the memories map and have read);
+ *               part of RSS; rssShmemDelta is its growth over the baseline.
  *   node out/benchmarks/memory-child.js <native|engine> <N> <K>
  */
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { Engine, type Lease } from '../src/index.js';
 import { memoryUsage } from '../src/bench/measure.js';
 import { synthetic } from './scenarios.js';
@@ -38,6 +49,31 @@ if (mode === 'native') {
   };
 }
 scenario = null;
+
+/** The memfd images this process holds open: count and allocated bytes. */
+function images(): { count: number; bytes: number } {
+  let count = 0;
+  let bytes = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (!readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:wasm-cow-image')) continue;
+      const st = statSync(`/proc/self/fd/${fd}`);
+      count++;
+      bytes += st.blocks * 512;
+    } catch {
+      // the fd of readdir itself, or one closed meanwhile
+    }
+  }
+  return { count, bytes };
+}
+/** RssShmem of this process, bytes (0 where /proc/self/status lacks it). */
+function rssShmem(): number {
+  try {
+    return Number(/^RssShmem:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
 // Let the garbage of building the module and its image go first.
 const gc = (globalThis as { gc?: () => void }).gc;
 for (let i = 0; i < 4; i++) {
@@ -45,6 +81,7 @@ for (let i = 0; i < 4; i++) {
   await new Promise((r) => setTimeout(r, 50));
 }
 const before = memoryUsage();
+const shmemBefore = rssShmem();
 for (let i = 0; i < n; i++) touch(instantiate());
 // Settle again: garbage made while instantiating goes, the live instances stay.
 for (let i = 0; i < 4; i++) {
@@ -52,6 +89,19 @@ for (let i = 0; i < 4; i++) {
   await new Promise((r) => setTimeout(r, 50));
 }
 const after = memoryUsage();
+const shmemAfter = rssShmem();
+const image = images();
 process.stdout.write(
-  JSON.stringify({ mode, n, k, rss: after.rss - before.rss, pss: after.pss - before.pss, backend: engine?.backend ?? 'native' }),
+  JSON.stringify({
+    mode,
+    n,
+    k,
+    rss: after.rss - before.rss,
+    pss: after.pss - before.pss,
+    imageBytes: image.bytes,
+    imageCount: image.count,
+    rssShmem: shmemAfter,
+    rssShmemDelta: shmemAfter - shmemBefore,
+    backend: engine?.backend ?? 'native',
+  }),
 );

@@ -18,6 +18,8 @@ import { Engine } from '../src/index.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from '../src/bench/builder.js';
 import { coldStart } from './cold-start.js';
 import { label, realModules, sparse, synthetic, tinySegments, type Scenario } from './scenarios.js';
+import { parseModule } from '../src/binary/reader.js';
+import type { EngineStats } from '../src/stats.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -38,6 +40,10 @@ interface InstRow {
   scenario: string;
   kind: string;
   dataBytes: number;
+  /** The module's exports (the floor instantiates them too: V8's cost grows with them). */
+  exports: string[];
+  /** The module imports its memory (the caller's): wasm-cow pools none of it. */
+  importsMemory: boolean;
   result: CompareResult;
 }
 
@@ -54,7 +60,10 @@ for (const make of scenarios) {
   log(`instantiation: ${s.name} ...`);
   const budgetMs = quick ? 300 : s.dataBytes >= 64 * MiB ? 3000 : 1000;
   const result = compareInstantiation(s.bytes, { imports: s.imports, touch: s.touch, budgetMs, inline: true, raw: true });
-  rows.push({ scenario: s.name, kind: s.kind, dataBytes: s.dataBytes, result });
+  const parsed = parseModule(s.bytes);
+  const exports = parsed.exports.map((e) => e.name);
+  const importsMemory = parsed.imports.some((i) => i.kind === 'memory');
+  rows.push({ scenario: s.name, kind: s.kind, dataBytes: s.dataBytes, exports, importsMemory, result });
 }
 
 // 2. Memory, in child processes.
@@ -64,6 +73,12 @@ interface MemRow {
   k: number;
   rss: number;
   pss: number;
+  /** The images' memfds (allocated bytes, Shmem), once per imaged memory of the module: outside rss/pss. */
+  imageBytes: number;
+  imageCount: number;
+  /** RssShmem at the end, and its growth over the baseline (part of rss). */
+  rssShmem: number;
+  rssShmemDelta: number;
 }
 const child = (mode: string, n: number, k: number): MemRow => {
   const out = execFileSync(process.execPath, ['--expose-gc', join(here, 'memory-child.js'), mode, String(n), String(k)], {
@@ -189,51 +204,134 @@ md.push(`# wasm-cow benchmark results`, '');
 md.push(`Machine: ${machine}. Backend: ${backend}. Command: \`npm run bench${quick ? ' -- --quick' : ''}\`.`, '');
 md.push('## Instantiation (median / p99 per instance, each including one write into the data)', '');
 md.push(
-  '| module | active data | native | engine, fresh memory | engine, pooled | floor (V8, ready memory) | pooled vs native | pooled / floor | pooled, inline reset | inline / floor | raw access (lease.instance) | raw / pooled |',
+  '| module | active data | exports | native | engine, fresh memory | engine, pooled | floor (V8, ready memory) | pooled vs native | pooled / floor | ' +
+    'pooled: resets on the background thread | pooled, inline reset | inline / floor | raw access (lease.instance) | raw / pooled |',
 );
-md.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+md.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+/** Instantiations an engine ran as V8 would (its policy; all reasons). */
+const asV8 = (s: EngineStats | undefined): number => (s ? Object.values(s.nativeInstantiations).reduce((a, b) => a + b, 0) : 0);
+/** A cell, marked where the engine's policy ran some of its instantiations as V8 would. */
+const engineCell = (t: Timing | undefined, s: EngineStats | undefined): string => {
+  const n = asV8(s);
+  if (!s || n === 0) return cell(t);
+  return `${cell(t)} (${n === s.instantiations ? 'as V8' : `${((n / s.instantiations) * 100).toFixed(0)}% as V8`})`;
+};
+const share = (r: InstRow): string => {
+  const s = r.result.stats.pooled;
+  if (s.resets > 0) return `${((s.backgroundResets / s.resets) * 100).toFixed(0)}%`;
+  return r.importsMemory ? 'n/a (memory imported)' : 'n/a';
+};
+/** native / pooled, said as faster or slower. */
+const versus = (speedup: number | null): string =>
+  speedup === null ? 'n/a' : speedup >= 1 ? `${fmtRatio(speedup)} faster` : `${fmtRatio(1 / speedup)} slower`;
 for (const r of rows) {
   const t = r.result.timings;
+  const st = r.result.stats;
   md.push(
-    `| ${r.scenario} | ${label(r.dataBytes)} | ${cell(t.native)} | ${cell(t.fresh)} | ${cell(t.pooled)} | ${cell(t.floor)} | ` +
-      `${r.result.speedup ? fmtRatio(r.result.speedup) + ' faster' : 'n/a'} | ${r.result.overFloor ? fmtRatio(r.result.overFloor) : 'n/a'} | ` +
-      `${cell(t.inline)} | ${r.result.inlineOverFloor ? fmtRatio(r.result.inlineOverFloor) : 'n/a'} | ` +
-      `${cell(t.raw)} | ${r.result.rawOverPooled ? fmtRatio(r.result.rawOverPooled) : 'n/a'} |`,
+    `| ${r.scenario} | ${label(r.dataBytes)} | ${r.exports.length} | ${cell(t.native)} | ${engineCell(t.fresh, st.fresh)} | ${engineCell(t.pooled, st.pooled)} | ${cell(t.floor)} | ` +
+      `${versus(r.result.speedup)} | ${r.result.overFloor ? fmtRatio(r.result.overFloor) : 'n/a'} | ` +
+      `${share(r)} | ${engineCell(t.inline, st.inline)} | ${r.result.inlineOverFloor ? fmtRatio(r.result.inlineOverFloor) : 'n/a'} | ` +
+      `${engineCell(t.raw, st.raw)} | ${r.result.rawOverPooled ? fmtRatio(r.result.rawOverPooled) : 'n/a'} |`,
   );
 }
+const synthRows = rows.filter((r) => r.kind === 'synthetic');
+const synthExports = synthRows[0]?.exports ?? [];
+const sameExports = synthRows.every((r) => r.exports.join('\0') === synthExports.join('\0'));
+md.push(
+  '',
+  '"floor" is V8 instantiating the module the engine instantiates (the rewritten one: its memories imported, its data ' +
+    'segments empty) into a ready memory: the least any instantiation of that module can cost. It depends on the module, ' +
+    'mostly on how many exports V8 makes (the "exports" column). ' +
+    (synthExports.length && sameExports
+      ? `The synthetic modules (${synthRows.map((r) => r.scenario).join('; ')}) each export ${synthExports.map((e) => `\`${e}\``).join(', ')} ` +
+        '(one memory and five small functions) and import nothing: their floor is that of a tiny module. '
+      : '') +
+    "A real module's floor is its own, with stub imports (functions returning 0, globals, tables and memories of the declared types).",
+);
+const policyNotes: string[] = [];
+const VARIANT_NAME = { fresh: 'engine, fresh memory', pooled: 'engine, pooled', inline: 'pooled, inline reset', raw: 'raw access' } as const;
 for (const r of rows) {
-  for (const variant of ['fresh', 'pooled'] as const) {
+  for (const variant of ['fresh', 'pooled', 'inline', 'raw'] as const) {
     const s = r.result.stats[variant];
-    const native = s.nativeInstantiations['small-data'];
-    if (native > 0) {
-      md.push(
-        '',
-        `${r.scenario}, engine ${variant}: ${native} of ${s.instantiations} instantiations ran as V8 would (too little data for an image ` +
-          'in a new memory to beat V8, and the memories were not reused; see PreparedModule.newMemory).',
-      );
-    }
+    if (!s || asV8(s) === 0) continue;
+    const reasons = Object.entries(s.nativeInstantiations)
+      .filter(([, n]) => n > 0)
+      .map(([why, n]) => `${n} '${why}'`)
+      .join(', ');
+    policyNotes.push(`- ${r.scenario}, ${VARIANT_NAME[variant]}: ${asV8(s)} of ${s.instantiations} instantiations (${reasons})`);
   }
 }
+if (policyNotes.length) {
+  md.push(
+    '',
+    'Cells marked "as V8" are instantiations the engine\'s policy ran as V8 would (the original module, in a memory V8 makes ' +
+      "and fills: `stats().nativeInstantiations`), so they time V8's own path. 'small-data': no idle memory could be reused, " +
+      "the module's memories were not coming back to the pool, and its data is too small for an image in a new memory to beat " +
+      "V8's copy (PreparedModule.newMemory); 'unusable-image': the image could not be used. Counts include the warm-up:",
+    '',
+    ...policyNotes,
+  );
+}
+const bySize = (bytes: number) => rows.find((r) => r.kind === 'synthetic' && r.scenario === `synthetic ${label(bytes)}`);
+const r16 = bySize(16 * MiB);
+const r256 = bySize(256 * MiB);
 md.push(
   '',
   '"pooled" is the default: release() queues the reset to a background thread (one per Node.js thread, at idle priority) ' +
     'and returns; "pooled, inline reset" is `backgroundReset: false`, the reset done inside release(). ' +
-    'Both measure the calling thread; the background reset uses a second core when one is idle. ' +
-    'Both go through `lease.exports` and `lease.memoryBuffer()`, which release() revokes. "raw access" touches the ' +
+    'Both measure the calling thread only. The pooled figure holds only while a core is idle for the reset thread: ' +
+    '"resets on the background thread" is the share of this run\'s pooled resets that got there; when none is idle the ' +
+    'engine resets inline, release() takes longer, and the cycle costs about what "pooled, inline reset" shows. Take that ' +
+    'column as the number for a busy machine. The real modules are touched through `lease.memoryBuffer()`: release() then ' +
+    'detaches that buffer (`memory.grow(0)`) and resets inline, hence their 0%. A module that imports its memory (the glue ' +
+    "makes it: quickjs, pglite) gets its image mapped into the caller's memory, which wasm-cow does not pool: no reset at all.",
+  '',
+  'The cycle is not the same at every size: a reset finds the dirty pages with `PAGEMAP_SCAN` over the whole memory, ' +
+    'which takes longer the larger the range, and the background thread falls behind once a reset takes longer than an ' +
+    'instantiation' +
+    (rows.some((r) => r.scenario.startsWith('sparse')) ? ' (the sparse module: 512 MiB).' : '.') +
+    (r16 && r256
+      ? ` In this run: 16 MiB ${cell(r16.result.timings.pooled)} pooled, ${cell(r16.result.timings.inline)} inline; ` +
+        `256 MiB ${cell(r256.result.timings.pooled)} pooled, ${cell(r256.result.timings.inline)} inline.`
+      : ''),
+  '',
+  'Both go through `lease.exports` and `lease.memoryBuffer()`, which release() revokes. "raw access" touches the ' +
     'instance through `lease.instance.exports`, which it cannot revoke: each memory is retired at release and the next ' +
     'instance gets a new one (the image still mapped copy-on-write).',
 );
 md.push('', '## Memory: N live instances of the 16 MiB module, each having written one page', '');
-md.push('| live instances | native RSS | native PSS | engine RSS | engine PSS |', '|---|---|---|---|---|');
+md.push(
+  '| live instances | native RSS | native PSS | engine RSS | engine PSS | engine image (memfd in Shmem, once per module) | engine PSS + image |',
+  '|---|---|---|---|---|---|---|',
+);
 for (const n of counts) {
   const nat = memRows.find((m) => m.mode === 'native' && m.n === n);
   const eng = memRows.find((m) => m.mode === 'engine' && m.n === n)!;
   md.push(
-    `| ${n} | ${nat ? fmtBytes(nat.rss) : `not run (~${fmtBytes(n * 16 * MiB)})`} | ${nat ? fmtBytes(nat.pss) : 'not run'} | ${fmtBytes(eng.rss)} | ${fmtBytes(eng.pss)} |`,
+    `| ${n} | ${nat ? fmtBytes(nat.rss) : `not run (~${fmtBytes(n * 16 * MiB)})`} | ${nat ? fmtBytes(nat.pss) : 'not run'} | ` +
+      `${fmtBytes(eng.rss)} | ${fmtBytes(eng.pss)} | ${fmtBytes(eng.imageBytes)} (${eng.imageCount} memfd) | ${fmtBytes(eng.pss + eng.imageBytes)} |`,
   );
 }
-md.push('', `Native is measured up to ${NATIVE_MAX} instances; beyond that it would need about 16 MiB per instance.`, '');
-md.push('Engine, 100 live instances, cost per instance against pages each wrote:', '');
+const natShmem = Math.max(0, ...memRows.filter((m) => m.mode === 'native').map((m) => m.rssShmemDelta));
+const engShmem = Math.max(0, ...memRows.filter((m) => m.mode === 'engine').map((m) => m.rssShmemDelta));
+const natImage = Math.max(0, ...memRows.filter((m) => m.mode === 'native').map((m) => m.imageBytes));
+md.push(
+  '',
+  'RSS and PSS are the growth over a baseline taken once the module was compiled and, for the engine, its image built. ' +
+    'The image is not in them: it is a sealed memfd whose pages the kernel keeps in Shmem (page cache), in no ' +
+    "process's RSS until they are mapped and read, once per imaged memory of a prepared module however many instances " +
+    'use it. "engine image" is its allocated size (fstat of the memfd, through /proc/self/fd); "engine PSS + image" is ' +
+    `what the engine costs in all. The read-only view each image keeps mapped (and image pages the memories mapped and read) ` +
+    `appear as RssShmem: it grew by at most ${fmtBytes(engShmem)} for the engine, ${fmtBytes(natShmem)} for native, ` +
+    `which holds ${natImage ? fmtBytes(natImage) + ' of' : 'no'} images.`,
+  '',
+  `Native is measured up to ${NATIVE_MAX} instances; beyond that it would need about 16 MiB per instance.`,
+  '',
+);
+md.push(
+  `Engine, 100 live instances, cost per instance against pages each wrote (not including the image, ${fmtBytes(perPage[0]?.imageBytes ?? 0)} once):`,
+  '',
+);
 md.push('| pages written | RSS per instance | PSS per instance |', '|---|---|---|');
 for (const m of perPage) md.push(`| ${m.k} | ${fmtBytes(m.rss / m.n)} | ${fmtBytes(m.pss / m.n)} |`);
 md.push('', '## Reset (release) cost against pages dirtied (median / p99)', '');
@@ -268,7 +366,7 @@ for (const threads of [1, 2]) {
 md.push('', 'On 2 cores with 2 busy threads no core is idle: the reset threads (idle priority) rarely run and the resets are done inline.');
 md.push('', '## Emscripten cold start: fresh module instance to first result (median / p99)', '');
 md.push('| work | native | wasm-cow | ratio (median) |', '|---|---|---|---|');
-for (const c of cold) md.push(`| ${c.module} | ${cell(c.native)} | ${cell(c.engine)} | ${fmtRatio(c.native.median / c.engine.median)} faster |`);
+for (const c of cold) md.push(`| ${c.module} | ${cell(c.native)} | ${cell(c.engine)} | ${versus(c.native.median / c.engine.median)} |`);
 md.push('');
 
 const synth = rows.filter((r) => r.kind === 'synthetic' && r.dataBytes > 0 && r.scenario.startsWith('synthetic'));

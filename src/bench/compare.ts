@@ -62,8 +62,8 @@ export interface CompareResult {
   readonly inlineOverFloor: number | null;
   /** raw median / pooled median, when measured: what raw access costs. */
   readonly rawOverPooled: number | null;
-  /** The counters of the pooled and the fresh-memory engines after the run. */
-  readonly stats: { readonly pooled: EngineStats; readonly fresh: EngineStats };
+  /** The counters of each variant's engine after the run (inline and raw when measured). */
+  readonly stats: { readonly pooled: EngineStats; readonly fresh: EngineStats; readonly inline?: EngineStats; readonly raw?: EngineStats };
 }
 
 /** Imports for each instantiation: one object for all, or a function that makes one per instantiation. */
@@ -238,7 +238,12 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
     minIterations: 10,
   });
   const backend = pooledEngine.backend;
-  const stats = { pooled: pooledEngine.stats(), fresh: freshEngine.stats() };
+  const stats = {
+    pooled: pooledEngine.stats(),
+    fresh: freshEngine.stats(),
+    ...(variants.inline ? { inline: inlineEngine.stats() } : {}),
+    ...(variants.raw ? { raw: rawEngine.stats() } : {}),
+  };
   pooledEngine.close();
   inlineEngine.close();
   freshEngine.close();
