@@ -48,7 +48,7 @@
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
 import { performance } from 'node:perf_hooks';
-import { isArrayBuffer, isSharedArrayBuffer, isTypedArray } from 'node:util/types';
+import { bufferView } from '../buffer-source.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
 import { type Imports, PreparedModule, planModule } from '../prepared.js';
@@ -110,33 +110,6 @@ interface ContentState {
 type AnyFunction = (...args: unknown[]) => unknown;
 
 const isObject = (v: unknown): v is object => (typeof v === 'object' && v !== null) || typeof v === 'function';
-
-// The TypedArray accessors as V8 reads them (internal slots), not as a
-// subclass or an own property might redefine them.
-const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
-const getter = (name: string) => Object.getOwnPropertyDescriptor(TypedArrayProto, name)!.get!;
-const taBuffer = getter('buffer');
-const taOffset = getter('byteOffset');
-const taLength = getter('byteLength');
-
-/**
- * The bytes of a BufferSource as V8 takes them (an ArrayBuffer, or any
- * TypedArray, including one over a SharedArrayBuffer; not a DataView), or
- * null for anything else. `shared` when another thread may write them.
- */
-function bufferView(source: unknown): { bytes: Uint8Array; shared: boolean } | null {
-  try {
-    if (isArrayBuffer(source)) return { bytes: new Uint8Array(source), shared: false };
-    if (isTypedArray(source)) {
-      const buffer = taBuffer.call(source) as ArrayBufferLike;
-      const bytes = new Uint8Array(buffer, taOffset.call(source) as number, taLength.call(source) as number);
-      return { bytes, shared: isSharedArrayBuffer(buffer) };
-    }
-  } catch {
-    // A detached buffer: V8 reports it.
-  }
-  return null;
-}
 
 const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
   const out = new Uint8Array(b.length);
@@ -386,16 +359,34 @@ export class RegisterHook {
   }
 
   async #withModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
-    const instance = await this.#instantiateModule(entry, module, imports);
+    // From bytes: V8 reads the imports only after its asynchronous compile,
+    // so an eager preparation may be awaited here too.
+    const prepared = await this.#preparedAsync(entry);
+    const instance = await this.#instantiateWith(entry, module, imports, prepared);
     return { module, instance };
   }
 
-  async #instantiateModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.Instance> {
+  /**
+   * `WebAssembly.instantiate(module, imports)`: V8 reads the imports,
+   * instantiates and runs the start function within the call, and returns
+   * a promise of the result; so does this, whatever the policy.
+   */
+  #instantiateModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.Instance> {
+    return this.#instantiateWith(entry, module, imports, this.#preparedNow(entry, true));
+  }
+
+  /** Instantiates `module` (or `prepared`, when given) within the call, as V8 does; the promise settles later. */
+  #instantiateWith(
+    entry: ContentEntry,
+    module: WebAssembly.Module,
+    imports: Imports | undefined,
+    prepared: PreparedModule | null,
+  ): Promise<WebAssembly.Instance> {
     const n = this.#natives!;
-    const prepared = await this.#preparedAsync(entry);
     if (!prepared) {
+      // V8 instantiates a Module within the call: time the call itself.
       const t = performance.now();
-      const instance = await n.instantiate(module, imports);
+      const instance = n.instantiate(module, imports);
       this.#stateOf(entry).spent += performance.now() - t;
       return instance;
     }
@@ -405,18 +396,28 @@ export class RegisterHook {
     try {
       running = prepared.instantiateUnpooled(imports, (rewrite, io) => {
         called = true;
-        return n.instantiate(rewrite, io);
+        // The start function runs within this call and may call the
+        // program, which may compile and instantiate: that is the program's.
+        this.#depth--;
+        try {
+          return n.instantiate(rewrite, io);
+        } finally {
+          this.#depth++;
+        }
       });
     } finally {
       this.#depth--;
     }
-    try {
-      const instance = await running;
-      this.#stats.preparedInstantiations++;
-      return instance;
-    } catch (e) {
-      if (called) throw e;
+    if (called) {
+      // V8's own outcome (link errors, traps, start function): the program's to see.
+      return running.then((instance) => {
+        this.#stats.preparedInstantiations++;
+        return instance;
+      });
     }
+    // The engine failed before V8 ran (nothing of the program's ran either):
+    // V8 does it, still within the call.
+    running.catch(() => {});
     this.#core.fallback(Fallback.engineError);
     return n.instantiate(module, imports);
   }
@@ -503,13 +504,23 @@ export class RegisterHook {
     this.#stats.nativeInstantiations++;
   }
 
-  /** The prepared module to instantiate through now, or null for V8 on the original. Counts the use. */
-  #preparedNow(entry: ContentEntry): PreparedModule | null {
+  /**
+   * The prepared module to instantiate through now, or null for V8 on the
+   * original. Counts the use. Eager: prepares synchronously (V8 instantiates
+   * a Module within the call, also for the promise API). `promise`: for
+   * WebAssembly.instantiate, which V8 settles later (imported memories
+   * cannot take their image then).
+   */
+  #preparedNow(entry: ContentEntry, promise = false): PreparedModule | null {
     const s = this.#stateOf(entry);
     s.uses++;
     if (s.status === 'new') {
       if (this.policy === 'eager') this.#prepareSync(entry, s);
       else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
+    }
+    if (promise && s.status === 'ready' && !s.definesMemories) {
+      this.#core.fallback(Fallback.importedMemoryAsync);
+      return null;
     }
     return this.#use(entry, s);
   }
