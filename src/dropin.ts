@@ -21,6 +21,7 @@
  * third call on the same bytes, it is the same Module object each time
  * (natively each call compiles a new one).
  */
+import { bufferView } from './buffer-source.js';
 import type { Engine } from './engine.js';
 import { EngineClosedError } from './errors.js';
 import type { Imports, PreparedModule } from './prepared.js';
@@ -44,13 +45,16 @@ interface Entry {
   prepared: PreparedModule | null;
 }
 
-/** The bytes of a BufferSource, without copying; null for anything else (V8 then throws its own TypeError). */
+/**
+ * The bytes of a BufferSource as V8 reads them (internal slots, never
+ * shadowable properties), without copying; null for anything V8 would not
+ * take as it is (it then throws its own TypeError) and for shared memory
+ * (left to V8).
+ */
 function viewOf(source: unknown): Buffer | null {
-  if (source instanceof ArrayBuffer) return Buffer.from(source, 0, source.byteLength);
-  if (ArrayBuffer.isView(source) && source.buffer instanceof ArrayBuffer) {
-    return Buffer.from(source.buffer, source.byteOffset, source.byteLength);
-  }
-  return null;
+  const view = bufferView(source);
+  if (view === null || view.shared) return null;
+  return Buffer.from(view.bytes.buffer, view.bytes.byteOffset, view.bytes.byteLength);
 }
 
 /**

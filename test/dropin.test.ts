@@ -151,3 +151,21 @@ test('drop-in instantiate(): bytes that only hash alike are never taken for each
     await settle();
   }
 });
+
+test('drop-in instantiate(): a view is read through its internal slots, as V8 reads it, never its own properties', async () => {
+  const mod = (v: number) =>
+    buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [v, 0x5a] }], funcs: [{ export: 'id', results: [0x7f], body: [0x41, v] }] });
+  const a = mod(51);
+  const b = mod(52);
+  for (let k = 0; k < 3; k++) await instantiate(a);
+  await settle();
+  const disguised = new Uint8Array(b);
+  Object.defineProperties(disguised, { buffer: { value: a.buffer }, byteOffset: { value: a.byteOffset }, byteLength: { value: a.byteLength } });
+  const id = (r: WebAssembly.WebAssemblyInstantiatedSource) => (r.instance.exports as { id(): number }).id();
+  assert.equal(id(await WebAssembly.instantiate(disguised)), 52);
+  assert.equal(id(await instantiate(disguised)), 52);
+  // A DataView of bytes the cache holds: V8 rejects it, so does the drop-in.
+  const dv = new DataView(a.buffer, a.byteOffset, a.byteLength) as unknown as BufferSource;
+  await assert.rejects(WebAssembly.instantiate(dv), TypeError);
+  await assert.rejects(instantiate(dv), TypeError);
+});
