@@ -19,7 +19,9 @@
  * wasm-cow's rewrite): `WebAssembly.Module.imports()` lists its own imports
  * and `new WebAssembly.Instance(result.module, imports)` works. From the
  * third call on the same bytes, it is the same Module object each time
- * (natively each call compiles a new one).
+ * (natively each call compiles a new one). Those calls compile nothing, but
+ * read the imports when V8 would: on a later turn of the event loop, after
+ * its asynchronous compile.
  */
 import { bufferView } from './buffer-source.js';
 import type { Engine } from './engine.js';
@@ -84,6 +86,9 @@ export function sampledHash(b: Uint8Array): number {
   return h >>> 0;
 }
 
+/** Resolves on a later turn of the event loop, as a promise of V8's asynchronous compile would. */
+const afterCompile = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export class DropInCache {
   readonly #engine: () => Engine;
   readonly #prepare: (engine: Engine, bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module) => PreparedModule;
@@ -140,6 +145,11 @@ export class DropInCache {
       return result;
     }
     const module = entry.module!;
+    // V8 took the bytes at the call (as the comparison above did), but reads
+    // the imports only once its asynchronous compile is done: after the
+    // caller's synchronous code and the microtasks already queued. So does
+    // this, though it compiles nothing.
+    await afterCompile();
     if (entry.state === 'prepared') {
       try {
         return { module, instance: await entry.prepared!.instantiateUnpooled(imports) };
