@@ -290,7 +290,7 @@ async function lateHook(): Promise<unknown> {
   const i = describeInstanceA(new WebAssembly.Instance(early, importsA()));
   const after = new WebAssembly.Module(A);
   const j = describeInstanceA(new WebAssembly.Instance(after, importsA()));
-  return { enabled: reg.enabled, instance: i, after: j, fallbacks: reg.engine.stats().fallbacks, register: reg.stats() };
+  return { enabled: reg.enabled, instance: i, after: j, fallbacks: reg.getEngine().stats().fallbacks, register: reg.stats() };
 }
 
 if (!isMainThread) {

@@ -96,7 +96,7 @@ test('WASM_COW_REGISTER=0 leaves every WebAssembly global untouched', () => {
        const src = [WebAssembly.Module, WebAssembly.Instance, WebAssembly.instantiate, WebAssembly.compile].map((f) => Function.prototype.toString.call(f));
        const m = new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
        new WebAssembly.Instance(m);
-       console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, policy: r.policy, src, stats: r.engine.stats().instantiations, hook: r.stats() }));`,
+       console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, policy: r.policy, src, stats: r.getEngine().stats().instantiations, hook: r.stats() }));`,
     ],
     { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: '0' } },
   );
