@@ -19,8 +19,11 @@
  * wasm-cow's rewrite): `WebAssembly.Module.imports()` lists its own imports
  * and `new WebAssembly.Instance(result.module, imports)` works. From the
  * third call on the same bytes, it is the same Module object each time
- * (natively each call compiles a new one).
+ * (natively each call compiles a new one). Those calls compile nothing, but
+ * read the imports when V8 would: on a later turn of the event loop, after
+ * its asynchronous compile.
  */
+import { bufferView } from './buffer-source.js';
 import type { Engine } from './engine.js';
 import { EngineClosedError } from './errors.js';
 import type { Imports, PreparedModule } from './prepared.js';
@@ -44,13 +47,16 @@ interface Entry {
   prepared: PreparedModule | null;
 }
 
-/** The bytes of a BufferSource, without copying; null for anything else (V8 then throws its own TypeError). */
+/**
+ * The bytes of a BufferSource as V8 reads them (internal slots, never
+ * shadowable properties), without copying; null for anything V8 would not
+ * take as it is (it then throws its own TypeError) and for shared memory
+ * (left to V8).
+ */
 function viewOf(source: unknown): Buffer | null {
-  if (source instanceof ArrayBuffer) return Buffer.from(source, 0, source.byteLength);
-  if (ArrayBuffer.isView(source) && source.buffer instanceof ArrayBuffer) {
-    return Buffer.from(source.buffer, source.byteOffset, source.byteLength);
-  }
-  return null;
+  const view = bufferView(source);
+  if (view === null || view.shared) return null;
+  return Buffer.from(view.bytes.buffer, view.bytes.byteOffset, view.bytes.byteLength);
 }
 
 /**
@@ -79,6 +85,9 @@ export function sampledHash(b: Uint8Array): number {
   mix(n - 64, n);
   return h >>> 0;
 }
+
+/** Resolves on a later turn of the event loop, as a promise of V8's asynchronous compile would. */
+const afterCompile = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class DropInCache {
   readonly #engine: () => Engine;
@@ -136,6 +145,11 @@ export class DropInCache {
       return result;
     }
     const module = entry.module!;
+    // V8 took the bytes at the call (as the comparison above did), but reads
+    // the imports only once its asynchronous compile is done: after the
+    // caller's synchronous code and the microtasks already queued. So does
+    // this, though it compiles nothing.
+    await afterCompile();
     if (entry.state === 'prepared') {
       try {
         return { module, instance: await entry.prepared!.instantiateUnpooled(imports) };

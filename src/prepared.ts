@@ -620,8 +620,8 @@ interface IoCacheEntry {
 }
 
 /** The built-ins V8 instantiates with, as they were when this module loaded. */
-const Instance = WebAssembly.Instance;
-const instantiateModule = WebAssembly.instantiate as (module: WebAssembly.Module, imports?: Imports) => Promise<WebAssembly.Instance>;
+const Instance = wasm.Instance;
+const instantiateModule = wasm.instantiate as (module: WebAssembly.Module, imports?: Imports) => Promise<WebAssembly.Instance>;
 
 /**
  * `imports[module]` for each module name, when reading them and then each

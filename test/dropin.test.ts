@@ -151,3 +151,55 @@ test('drop-in instantiate(): bytes that only hash alike are never taken for each
     await settle();
   }
 });
+
+/** A module whose `id()` returns the imported global env.id, with data of its own (`seed`). */
+const withId = (seed: number) =>
+  buildModule({
+    importGlobals: [{ module: 'env', name: 'id' }],
+    memories: [{ min: 1 }],
+    data: [{ offset: 0, bytes: [seed] }],
+    funcs: [{ export: 'id', results: [0x7f], body: [0x23, 0] }],
+  });
+
+/** Three calls started together, one imports object changed between them: the ids each instance read. */
+async function idsOf(inst: (b: Uint8Array, i: WebAssembly.Imports) => Promise<WebAssembly.WebAssemblyInstantiatedSource>, bytes: Uint8Array): Promise<number[]> {
+  const io = { env: { id: 0 } };
+  const pending: Promise<WebAssembly.WebAssemblyInstantiatedSource>[] = [];
+  for (let i = 0; i < 3; i++) {
+    io.env.id = i;
+    pending.push(inst(bytes, io));
+  }
+  // A microtask queued now runs before V8's compile is done.
+  queueMicrotask(() => (io.env.id = 7));
+  return (await Promise.all(pending)).map((r) => (r.instance.exports as { id(): number }).id());
+}
+
+test('drop-in instantiate(): imports are read when V8 would read them, after its asynchronous compile, on every call', async () => {
+  for (const seed of [41, 42]) {
+    const bytes = withId(seed);
+    const native = await idsOf((b, i) => WebAssembly.instantiate(b as Uint8Array<ArrayBuffer>, i), bytes);
+    assert.deepEqual(native, [7, 7, 7]);
+    for (let round = 0; round < 4; round++) {
+      assert.deepEqual(await idsOf((b, i) => instantiate(b as Uint8Array<ArrayBuffer>, i), bytes), native, `seed ${seed}, round ${round}`);
+      await settle();
+    }
+  }
+});
+
+test('drop-in instantiate(): a view is read through its internal slots, as V8 reads it, never its own properties', async () => {
+  const mod = (v: number) =>
+    buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [v, 0x5a] }], funcs: [{ export: 'id', results: [0x7f], body: [0x41, v] }] });
+  const a = mod(51);
+  const b = mod(52);
+  for (let k = 0; k < 3; k++) await instantiate(a);
+  await settle();
+  const disguised = new Uint8Array(b);
+  Object.defineProperties(disguised, { buffer: { value: a.buffer }, byteOffset: { value: a.byteOffset }, byteLength: { value: a.byteLength } });
+  const id = (r: WebAssembly.WebAssemblyInstantiatedSource) => (r.instance.exports as { id(): number }).id();
+  assert.equal(id(await WebAssembly.instantiate(disguised)), 52);
+  assert.equal(id(await instantiate(disguised)), 52);
+  // A DataView of bytes the cache holds: V8 rejects it, so does the drop-in.
+  const dv = new DataView(a.buffer, a.byteOffset, a.byteLength) as unknown as BufferSource;
+  await assert.rejects(WebAssembly.instantiate(dv), TypeError);
+  await assert.rejects(instantiate(dv), TypeError);
+});

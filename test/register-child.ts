@@ -56,6 +56,18 @@ const D = buildModule({
   data: [{ offset: 0, bytes: [5] }],
   start: 1,
 });
+/** A module whose start function passes the imported global env.id to env.cb, and whose id() returns it. */
+const E = buildModule({
+  importFuncs: [{ module: 'env', name: 'cb', params: [I32] }],
+  importGlobals: [{ module: 'env', name: 'id' }],
+  memories: [{ min: 1 }],
+  data: [{ offset: 0, bytes: pseudoRandomBytes(2000, 5) }],
+  funcs: [
+    { body: [0x23, 0, 0x10, 0x00] },
+    { export: 'id', results: [I32], body: [0x23, 0] },
+  ],
+  start: 1,
+});
 const BAD = new Uint8Array([0, 0x61, 0x73, 0x6d, 2, 0, 0, 0]);
 const importsA = (): WebAssembly.Imports => ({ env: { f: (x: number) => x * 3 } });
 
@@ -208,6 +220,28 @@ async function observe(): Promise<{ obs: Obs; hook: unknown }> {
   obs['reentrant'] = inner;
   const reentrant = prepared() - before;
 
+  // WebAssembly.instantiate(module, imports): V8 reads the imports and runs
+  // the start function within the call. One imports object, changed between
+  // calls; the order of calls, start functions and returns.
+  const mE = new W.Module(E);
+  const timing: unknown[] = [];
+  for (let round = 0; round < 4; round++) {
+    const log: string[] = [];
+    const io = { env: { id: 0, cb: (id: number) => void log.push(`start ${id}`) } };
+    const pending: Promise<WebAssembly.Instance>[] = [];
+    for (let i = 0; i < 3; i++) {
+      io.env.id = i;
+      log.push(`call ${i}`);
+      pending.push(W.instantiate(mE, io));
+      log.push(`returned ${i}`);
+    }
+    const ids = (await Promise.all(pending)).map((x) => (x.exports as { id(): number }).id());
+    timing.push({ log, ids });
+    for (let k = 0; k < 20; k++) new W.Instance(mE, io); // under the lazy policy, toward its preparation
+    await registration()?.hook?.settled();
+  }
+  obs['instantiateModuleTiming'] = timing;
+
   // Data for an imported memory (synchronous: the image may be mapped into it).
   const mC = new W.Module(C);
   const cs: string[] = [];
@@ -256,7 +290,7 @@ async function lateHook(): Promise<unknown> {
   const i = describeInstanceA(new WebAssembly.Instance(early, importsA()));
   const after = new WebAssembly.Module(A);
   const j = describeInstanceA(new WebAssembly.Instance(after, importsA()));
-  return { enabled: reg.enabled, instance: i, after: j, fallbacks: reg.engine.stats().fallbacks, register: reg.stats() };
+  return { enabled: reg.enabled, instance: i, after: j, fallbacks: reg.getEngine().stats().fallbacks, register: reg.stats() };
 }
 
 if (!isMainThread) {

@@ -96,7 +96,7 @@ test('WASM_COW_REGISTER=0 leaves every WebAssembly global untouched', () => {
        const src = [WebAssembly.Module, WebAssembly.Instance, WebAssembly.instantiate, WebAssembly.compile].map((f) => Function.prototype.toString.call(f));
        const m = new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
        new WebAssembly.Instance(m);
-       console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, policy: r.policy, src, stats: r.engine.stats().instantiations, hook: r.stats() }));`,
+       console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, policy: r.policy, src, stats: r.getEngine().stats().instantiations, hook: r.stats() }));`,
     ],
     { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: '0' } },
   );
@@ -198,4 +198,22 @@ test('the 20 spec scripts under the hook (eager: every module through the engine
   assert.ok((engine.fallbacks['register-no-image'] ?? 0) > 0);
   const allowed = new Set(['register-no-image', 'non-zero', 'out-of-bounds']);
   for (const reason of Object.keys(engine.fallbacks)) assert.ok(allowed.has(reason), `unexpected fallback ${reason}`);
+});
+
+test('loading the hook loads no engine until the program first uses WebAssembly; switched off, it patches and keeps nothing', { skip: !linux && 'native backend only' }, () => {
+  const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+    const before = reg.madeHook !== null;
+    const stashed = globalThis[Symbol.for('wasm-cow.natives')] !== undefined;
+    new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+    console.log(JSON.stringify({ before, stashed, after: reg.madeHook !== null }));`;
+  const go = (mode: string) =>
+    JSON.parse(
+      execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, WASM_COW_REGISTER: mode },
+      }),
+    ) as { before: boolean; stashed: boolean; after: boolean };
+  assert.deepEqual(go('lazy'), { before: false, stashed: true, after: true });
+  assert.deepEqual(go('0'), { before: false, stashed: false, after: false });
 });

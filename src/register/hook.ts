@@ -48,12 +48,14 @@
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
 import { performance } from 'node:perf_hooks';
-import { isArrayBuffer, isSharedArrayBuffer, isTypedArray } from 'node:util/types';
+import { bufferView } from '../buffer-source.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
 import { type Imports, PreparedModule, planModule } from '../prepared.js';
 import { wasm as N } from '../wasm-api.js';
 import type { ContentCache, ContentEntry } from './cache.js';
+import { Fallback } from './fallback.js';
+import type { Natives, Router } from './install.js';
 
 export type PreparePolicy = 'lazy' | 'eager';
 
@@ -71,27 +73,7 @@ export interface RegisterStats {
   nativeInstantiations: number;
 }
 
-/** Reasons counted in engine.stats().fallbacks. */
-export const Fallback = {
-  /** A WebAssembly.Module the hook did not see compiled (another thread's, or compiled before the hook). */
-  unknownModule: 'register-unknown-module',
-  /** wasm-cow's reader could not read a module V8 compiled. */
-  unparsed: 'register-unparsed',
-  /** The module has nothing to map (no memory it defines or data it can image): nothing to gain. */
-  noImage: 'register-no-image',
-  /** V8 rejected the rewrite of a module it compiled. */
-  rewriteRejected: 'register-rewrite-rejected',
-  /** The engine failed before V8 was called (e.g. a memory could not be made): V8 did it instead. */
-  engineError: 'register-engine-error',
-  /** A Response whose bytes could not be read beside V8 (its body was used). */
-  streamUnread: 'register-stream-unread',
-  /**
-   * An asynchronous instantiation of a module whose memories are all
-   * imported: its data can be mapped only synchronously (conditional.ts),
-   * so the rewrite would gain nothing.
-   */
-  importedMemoryAsync: 'register-imported-memory-async',
-} as const;
+export { Fallback } from './fallback.js';
 
 interface ContentState {
   /** Instantiations of the content so far. */
@@ -107,36 +89,7 @@ interface ContentState {
   spent: number;
 }
 
-type AnyFunction = (...args: unknown[]) => unknown;
-
 const isObject = (v: unknown): v is object => (typeof v === 'object' && v !== null) || typeof v === 'function';
-
-// The TypedArray accessors as V8 reads them (internal slots), not as a
-// subclass or an own property might redefine them.
-const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
-const getter = (name: string) => Object.getOwnPropertyDescriptor(TypedArrayProto, name)!.get!;
-const taBuffer = getter('buffer');
-const taOffset = getter('byteOffset');
-const taLength = getter('byteLength');
-
-/**
- * The bytes of a BufferSource as V8 takes them (an ArrayBuffer, or any
- * TypedArray, including one over a SharedArrayBuffer; not a DataView), or
- * null for anything else. `shared` when another thread may write them.
- */
-function bufferView(source: unknown): { bytes: Uint8Array; shared: boolean } | null {
-  try {
-    if (isArrayBuffer(source)) return { bytes: new Uint8Array(source), shared: false };
-    if (isTypedArray(source)) {
-      const buffer = taBuffer.call(source) as ArrayBufferLike;
-      const bytes = new Uint8Array(buffer, taOffset.call(source) as number, taLength.call(source) as number);
-      return { bytes, shared: isSharedArrayBuffer(buffer) };
-    }
-  } catch {
-    // A detached buffer: V8 reports it.
-  }
-  return null;
-}
 
 const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
   const out = new Uint8Array(b.length);
@@ -144,14 +97,7 @@ const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
   return out;
 };
 
-export interface Natives {
-  readonly Module: typeof WebAssembly.Module;
-  readonly Instance: typeof WebAssembly.Instance;
-  readonly compile: typeof WebAssembly.compile;
-  readonly instantiate: typeof WebAssembly.instantiate;
-  readonly compileStreaming: typeof WebAssembly.compileStreaming | undefined;
-  readonly instantiateStreaming: typeof WebAssembly.instantiateStreaming | undefined;
-}
+export type { Natives } from './install.js';
 
 export class RegisterHook {
   readonly policy: PreparePolicy;
@@ -164,18 +110,14 @@ export class RegisterHook {
   readonly #pending = new Set<Promise<void>>();
   /** >0 while the hook itself calls into the engine: then everything goes to V8 as is. */
   #depth = 0;
-  /** The originals, as found at install(). */
-  #natives: Natives | null = null;
-  #restore: (() => void) | null = null;
+  /** The originals, as found before the globals were replaced (install.ts). */
+  readonly #natives: Natives;
 
-  constructor(core: EngineCore, cache: ContentCache, policy: PreparePolicy) {
+  constructor(core: EngineCore, cache: ContentCache, policy: PreparePolicy, natives: Natives) {
     this.#core = core;
     this.cache = cache;
     this.policy = policy;
-  }
-
-  get installed(): boolean {
-    return this.#natives !== null;
+    this.#natives = natives;
   }
 
   stats(): RegisterStats {
@@ -187,64 +129,21 @@ export class RegisterHook {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
-  /** Replaces the globals of `ns` (this thread's WebAssembly namespace). */
-  install(ns: typeof WebAssembly = WebAssembly): void {
-    if (this.#natives) return;
-    const natives: Natives = {
-      Module: ns.Module,
-      Instance: ns.Instance,
-      compile: ns.compile,
-      instantiate: ns.instantiate,
-      compileStreaming: ns.compileStreaming,
-      instantiateStreaming: ns.instantiateStreaming,
-    };
-    this.#natives = natives;
-    const ModuleProxy: typeof WebAssembly.Module = new Proxy(natives.Module, {
-      construct: (target, args, newTarget) => this.#newModule(args, newTarget === ModuleProxy ? target : newTarget),
-    });
-    const InstanceProxy: typeof WebAssembly.Instance = new Proxy(natives.Instance, {
-      construct: (target, args, newTarget) => this.#newInstance(args, newTarget === InstanceProxy ? target : newTarget),
-    });
-    const apply = <F extends AnyFunction>(fn: F, handler: (args: unknown[]) => unknown): F =>
-      new Proxy(fn, { apply: (target, self, args: unknown[]) => (this.#depth > 0 ? Reflect.apply(target, self, args) : handler(args)) });
-
-    const replaced: [object, PropertyKey, PropertyDescriptor | undefined][] = [];
-    const replace = (obj: object, key: PropertyKey, value: unknown): void => {
-      const old = Object.getOwnPropertyDescriptor(obj, key);
-      replaced.push([obj, key, old]);
-      Object.defineProperty(obj, key, { value, writable: old?.writable ?? true, enumerable: old?.enumerable ?? false, configurable: true });
-    };
-    replace(ns, 'Module', ModuleProxy);
-    replace(ns, 'Instance', InstanceProxy);
-    replace(natives.Module.prototype, 'constructor', ModuleProxy);
-    replace(natives.Instance.prototype, 'constructor', InstanceProxy);
-    replace(ns, 'compile', apply(natives.compile as AnyFunction, (args) => this.#compile(args)));
-    replace(ns, 'instantiate', apply(natives.instantiate as AnyFunction, (args) => this.#instantiate(args)));
-    if (natives.compileStreaming) {
-      replace(ns, 'compileStreaming', apply(natives.compileStreaming as AnyFunction, (args) => this.#compileStreaming(args)));
-    }
-    if (natives.instantiateStreaming) {
-      replace(ns, 'instantiateStreaming', apply(natives.instantiateStreaming as AnyFunction, (args) => this.#instantiateStreaming(args)));
-    }
-    this.#restore = () => {
-      for (const [obj, key, old] of replaced.reverse()) {
-        if (old) Object.defineProperty(obj, key, old);
-        else delete (obj as Record<PropertyKey, unknown>)[key];
-      }
-    };
-  }
-
-  /** Puts the originals back (modules and instances already made stay as they are). */
-  uninstall(): void {
-    this.#restore?.();
-    this.#restore = null;
-    this.#natives = null;
-  }
+  /** What the proxies of install.ts call. */
+  readonly router: Router = {
+    passthrough: () => this.#depth > 0,
+    newModule: (args, newTarget) => this.#newModule(args, newTarget),
+    newInstance: (args, newTarget) => this.#newInstance(args, newTarget),
+    compile: (args) => this.#compile(args),
+    instantiate: (args) => this.#instantiate(args),
+    compileStreaming: (args) => this.#compileStreaming(args),
+    instantiateStreaming: (args) => this.#instantiateStreaming(args),
+  };
 
   // ---- modules ----
 
   #newModule(args: unknown[], newTarget: Function): WebAssembly.Module {
-    const n = this.#natives!;
+    const n = this.#natives;
     if (this.#depth > 0) return Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
     const source = bufferView(args[0]);
     if (source?.shared) {
@@ -263,7 +162,7 @@ export class RegisterHook {
   }
 
   #compile(args: unknown[]): Promise<WebAssembly.Module> {
-    const n = this.#natives!;
+    const n = this.#natives;
     const source = bufferView(args[0]);
     if (!source) return Reflect.apply(n.compile, undefined, args) as Promise<WebAssembly.Module>;
     // V8 takes the bytes at the call; we take ours before anything else can run.
@@ -295,7 +194,7 @@ export class RegisterHook {
   // ---- instances ----
 
   #newInstance(args: unknown[], newTarget: Function): WebAssembly.Instance {
-    const n = this.#natives!;
+    const n = this.#natives;
     const native = () => Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
     if (this.#depth > 0) return native();
     const [module, imports] = args;
@@ -340,7 +239,7 @@ export class RegisterHook {
   }
 
   #instantiate(args: unknown[]): Promise<unknown> {
-    const n = this.#natives!;
+    const n = this.#natives;
     const native = () => Reflect.apply(n.instantiate, undefined, args) as Promise<unknown>;
     const [source, imports] = args;
     if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
@@ -386,16 +285,34 @@ export class RegisterHook {
   }
 
   async #withModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
-    const instance = await this.#instantiateModule(entry, module, imports);
+    // From bytes: V8 reads the imports only after its asynchronous compile,
+    // so an eager preparation may be awaited here too.
+    const prepared = await this.#preparedAsync(entry);
+    const instance = await this.#instantiateWith(entry, module, imports, prepared);
     return { module, instance };
   }
 
-  async #instantiateModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.Instance> {
-    const n = this.#natives!;
-    const prepared = await this.#preparedAsync(entry);
+  /**
+   * `WebAssembly.instantiate(module, imports)`: V8 reads the imports,
+   * instantiates and runs the start function within the call, and returns
+   * a promise of the result; so does this, whatever the policy.
+   */
+  #instantiateModule(entry: ContentEntry, module: WebAssembly.Module, imports: Imports | undefined): Promise<WebAssembly.Instance> {
+    return this.#instantiateWith(entry, module, imports, this.#preparedNow(entry, true));
+  }
+
+  /** Instantiates `module` (or `prepared`, when given) within the call, as V8 does; the promise settles later. */
+  #instantiateWith(
+    entry: ContentEntry,
+    module: WebAssembly.Module,
+    imports: Imports | undefined,
+    prepared: PreparedModule | null,
+  ): Promise<WebAssembly.Instance> {
+    const n = this.#natives;
     if (!prepared) {
+      // V8 instantiates a Module within the call: time the call itself.
       const t = performance.now();
-      const instance = await n.instantiate(module, imports);
+      const instance = n.instantiate(module, imports);
       this.#stateOf(entry).spent += performance.now() - t;
       return instance;
     }
@@ -405,18 +322,28 @@ export class RegisterHook {
     try {
       running = prepared.instantiateUnpooled(imports, (rewrite, io) => {
         called = true;
-        return n.instantiate(rewrite, io);
+        // The start function runs within this call and may call the
+        // program, which may compile and instantiate: that is the program's.
+        this.#depth--;
+        try {
+          return n.instantiate(rewrite, io);
+        } finally {
+          this.#depth++;
+        }
       });
     } finally {
       this.#depth--;
     }
-    try {
-      const instance = await running;
-      this.#stats.preparedInstantiations++;
-      return instance;
-    } catch (e) {
-      if (called) throw e;
+    if (called) {
+      // V8's own outcome (link errors, traps, start function): the program's to see.
+      return running.then((instance) => {
+        this.#stats.preparedInstantiations++;
+        return instance;
+      });
     }
+    // The engine failed before V8 ran (nothing of the program's ran either):
+    // V8 does it, still within the call.
+    running.catch(() => {});
     this.#core.fallback(Fallback.engineError);
     return n.instantiate(module, imports);
   }
@@ -424,7 +351,7 @@ export class RegisterHook {
   // ---- streaming ----
 
   #compileStreaming(args: unknown[]): Promise<WebAssembly.Module> {
-    const n = this.#natives!;
+    const n = this.#natives;
     const native = (a: unknown[]) => Reflect.apply(n.compileStreaming!, undefined, a) as Promise<WebAssembly.Module>;
     return Promise.resolve(args[0]).then(
       (response) => {
@@ -444,7 +371,7 @@ export class RegisterHook {
   }
 
   #instantiateStreaming(args: unknown[]): Promise<unknown> {
-    const n = this.#natives!;
+    const n = this.#natives;
     const native = (a: unknown[]) => Reflect.apply(n.instantiateStreaming!, undefined, a) as Promise<WebAssembly.WebAssemblyInstantiatedSource>;
     const imports = args[1];
     if (imports !== undefined && !isObject(imports)) return native(args);
@@ -503,13 +430,23 @@ export class RegisterHook {
     this.#stats.nativeInstantiations++;
   }
 
-  /** The prepared module to instantiate through now, or null for V8 on the original. Counts the use. */
-  #preparedNow(entry: ContentEntry): PreparedModule | null {
+  /**
+   * The prepared module to instantiate through now, or null for V8 on the
+   * original. Counts the use. Eager: prepares synchronously (V8 instantiates
+   * a Module within the call, also for the promise API). `promise`: for
+   * WebAssembly.instantiate, which V8 settles later (imported memories
+   * cannot take their image then).
+   */
+  #preparedNow(entry: ContentEntry, promise = false): PreparedModule | null {
     const s = this.#stateOf(entry);
     s.uses++;
     if (s.status === 'new') {
       if (this.policy === 'eager') this.#prepareSync(entry, s);
       else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
+    }
+    if (promise && s.status === 'ready' && !s.definesMemories) {
+      this.#core.fallback(Fallback.importedMemoryAsync);
+      return null;
     }
     return this.#use(entry, s);
   }

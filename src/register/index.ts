@@ -9,32 +9,75 @@
  * `--import`, every worker thread does). WASM_COW_REGISTER=0 switches it
  * off; WASM_COW_REGISTER=eager prepares every module at its first
  * instantiation (see hook.ts for the policies).
+ *
+ * Loading it is cheap: the switch is read first (off: nothing else is
+ * loaded), then the addon is found and the globals are replaced by thin
+ * proxies. The library and its Engine load at the first call of a patched
+ * global, or of getEngine().
  */
-import { coreOf, type Engine } from '../engine.js';
-import { getDefaultEngine } from '../index.js';
+import { createRequire } from 'node:module';
+import type { Engine } from '../engine.js';
+import { loadBinding } from '../native/binding.js';
 import { ContentCache } from './cache.js';
-import { type PreparePolicy, RegisterHook, type RegisterStats } from './hook.js';
+import type { PreparePolicy, RegisterHook, RegisterStats } from './hook.js';
+import { installProxies, nativesOf, type Natives } from './install.js';
 
 export { ContentCache, type ContentEntry, type ContentCacheOptions } from './cache.js';
 export type { PreparePolicy, RegisterStats } from './hook.js';
-export { Fallback } from './hook.js';
+export { Fallback } from './fallback.js';
 
-interface Registration {
-  readonly engine: Engine;
-  readonly cache: ContentCache;
-  readonly hook: RegisterHook | null;
+type Load = typeof import('./load.js');
+
+/** This thread's registration (also under Symbol.for('wasm-cow.register'), whichever copy of wasm-cow made it). */
+class Registration {
+  readonly cache = new ContentCache();
+  readonly policy: PreparePolicy | null;
   readonly disabledReason: string | null;
+  readonly #natives: Natives | null;
+  #engine: Engine | null = null;
+  #hook: RegisterHook | null = null;
+  #loading = false;
+
+  constructor(policy: PreparePolicy | null, disabledReason: string | null, natives: Natives | null) {
+    this.policy = policy;
+    this.disabledReason = disabledReason;
+    this.#natives = natives;
+  }
+
+  #load(): Load {
+    return createRequire(import.meta.url)('./load.js') as Load;
+  }
+
+  /** The Engine, loading the library on first use. */
+  get engine(): Engine {
+    this.#engine ??= this.#load().loadEngine();
+    return this.#engine;
+  }
+
+  /** The hook, made on first use (null when off, or while it is being made: V8 then). */
+  get hook(): RegisterHook | null {
+    if (this.#hook !== null || this.policy === null || this.#natives === null || this.#loading) return this.#hook;
+    this.#loading = true;
+    try {
+      this.#hook = this.#load().createHook(this.engine, this.cache, this.policy, this.#natives);
+    } finally {
+      this.#loading = false;
+    }
+    return this.#hook;
+  }
+
+  /** The hook if it was made already (without making it). */
+  get madeHook(): RegisterHook | null {
+    return this.#hook;
+  }
 }
 
-/** One registration per thread, whichever copy of wasm-cow made it. */
 const KEY = Symbol.for('wasm-cow.register');
 
 function register(): Registration {
   const g = globalThis as typeof globalThis & { [KEY]?: Registration };
   const existing = g[KEY];
   if (existing) return existing;
-  const engine = getDefaultEngine();
-  const cache = new ContentCache();
   const setting = (process.env.WASM_COW_REGISTER ?? '').trim().toLowerCase();
   let policy: PreparePolicy | null = 'lazy';
   if (['0', 'off', 'false', 'no'].includes(setting)) policy = null;
@@ -42,44 +85,54 @@ function register(): Registration {
   else if (!['', '1', 'on', 'true', 'yes', 'lazy'].includes(setting)) {
     process.emitWarning(`WASM_COW_REGISTER=${setting} is not one of 0, 1, lazy, eager; using lazy`, { code: 'WASM_COW_REGISTER' });
   }
-  let hook: RegisterHook | null = null;
-  let disabledReason: string | null = null;
-  if (policy === null) disabledReason = `WASM_COW_REGISTER=${setting}`;
-  else if (engine.backend !== 'native') disabledReason = `the native backend is not available (${engine.nativeUnavailableReason})`;
+  let registration: Registration;
+  if (policy === null) registration = new Registration(null, `WASM_COW_REGISTER=${setting}`, null);
   else {
-    hook = new RegisterHook(coreOf(engine), cache, policy);
-    hook.install(WebAssembly);
+    // The engine's 'auto' backend is native exactly when the addon loads.
+    const load = loadBinding();
+    if (load.binding === null) registration = new Registration(null, `the native backend is not available (${load.error})`, null);
+    else {
+      const natives = nativesOf(WebAssembly);
+      registration = new Registration(policy, null, natives);
+      const r = registration;
+      installProxies(WebAssembly, natives, () => r.hook?.router ?? null);
+    }
   }
-  const registration = { engine, cache, hook, disabledReason };
   Object.defineProperty(g, KEY, { value: registration, enumerable: false, configurable: false, writable: false });
   return registration;
 }
 
 const registration = register();
 
-/** The engine the hook instantiates through (the one `instantiate()` of 'wasm-cow' uses). Read `engine.stats()`. */
-export const engine: Engine = registration.engine;
+/**
+ * The engine the hook instantiates through (the one `instantiate()` of
+ * 'wasm-cow' uses). Read `getEngine().stats()`. The first call loads the
+ * library and makes the engine, if the program has not used WebAssembly yet.
+ */
+export function getEngine(): Engine {
+  return registration.engine;
+}
 
 /** This thread's cache of module contents (bytes -> original module and prepared form). */
 export const contentCache: ContentCache = registration.cache;
 
 /** Whether the hook is on in this thread. */
-export const enabled: boolean = registration.hook !== null;
+export const enabled: boolean = registration.policy !== null;
 
 /** Why the hook is off (WASM_COW_REGISTER=0, or no native backend), or null when it is on. */
 export const disabledReason: string | null = registration.disabledReason;
 
 /** 'lazy' or 'eager', or null when the hook is off. */
-export const policy: PreparePolicy | null = registration.hook?.policy ?? null;
+export const policy: PreparePolicy | null = registration.policy;
 
-/** What the hook did in this thread. */
+/** What the hook did in this thread (all zero until the program first uses WebAssembly). */
 export function stats(): RegisterStats {
   return (
-    registration.hook?.stats() ?? { modules: 0, preparations: 0, pending: 0, preparedInstantiations: 0, nativeInstantiations: 0 }
+    registration.madeHook?.stats() ?? { modules: registration.cache.size, preparations: 0, pending: 0, preparedInstantiations: 0, nativeInstantiations: 0 }
   );
 }
 
 /** Resolves once no module is being prepared in the background (for tests and benchmarks). */
 export function settled(): Promise<void> {
-  return registration.hook?.settled() ?? Promise.resolve();
+  return registration.madeHook?.settled() ?? Promise.resolve();
 }
