@@ -26,9 +26,6 @@
 /** An import's value that was not read (reading stopped before it, or its Get threw). */
 export const NOT_READ: unique symbol = Symbol('wasm-cow: not read');
 
-/** What one Get answered: a value, or an exception. */
-type Answer = { readonly value: unknown } | { readonly thrown: unknown };
-
 export interface PinnedImports {
   /** Per import, in declaration order: the value read, or NOT_READ. */
   readonly values: readonly unknown[];
@@ -36,40 +33,57 @@ export interface PinnedImports {
   readonly object: Record<string, unknown>;
 }
 
-interface Pin {
-  readonly object: Record<string, unknown>;
-  readonly answers: Map<string, Answer[]>;
+/** A Get that threw, as an answer to replay. */
+class Thrown {
+  constructor(readonly error: unknown) {}
 }
 
 function isObject(v: unknown): v is object {
   return (typeof v === 'object' && v !== null) || typeof v === 'function';
 }
 
-function record(pin: Pin, key: string, answer: Answer): void {
-  const list = pin.answers.get(key);
-  if (list) list.push(answer);
-  else pin.answers.set(key, [answer]);
+/** Keys whose answers differ, per pinned object: all their answers in order. */
+type Replays = Map<Record<string, unknown>, Map<string, unknown[]>>;
+
+/** Where the reads are recorded, to count the earlier answers of a key when it first answers differently. */
+interface Reads {
+  readonly list: readonly { readonly module: string; readonly name: string }[];
+  readonly modules: readonly unknown[];
+  readonly replays: Replays;
 }
 
-/** Gives the pin's object its properties: a data property per key that always answered one value, a replaying accessor otherwise. */
-function materialize(pin: Pin): void {
-  for (const [key, answers] of pin.answers) {
-    const first = answers[0]!;
-    if ('value' in first && answers.every((a) => 'value' in a && Object.is(a.value, first.value))) {
-      Object.defineProperty(pin.object, key, { value: first.value, writable: true, enumerable: true, configurable: true });
-      continue;
+/**
+ * Gives `o[key]` the answer of import `i`'s read (of its module name when
+ * `ns` is null, else of its name on `ns`): a data property on the first
+ * read; a later read answering differently (or a read that threw) makes the
+ * key replay all its answers.
+ */
+function answer(reads: Reads, o: Record<string, unknown>, key: string, value: unknown, i: number, ns: object | null): void {
+  const replays = reads.replays;
+  if (replays.size !== 0) {
+    const list = replays.get(o)?.get(key);
+    if (list !== undefined) {
+      list.push(value);
+      return;
     }
-    let next = 0;
-    Object.defineProperty(pin.object, key, {
-      get(): unknown {
-        const a = answers[Math.min(next++, answers.length - 1)]!;
-        if ('thrown' in a) throw a.thrown;
-        return a.value;
-      },
-      enumerable: true,
-      configurable: true,
-    });
   }
+  const has = key in o; // a null-prototype object: own properties only
+  if (has && !(value instanceof Thrown) && Object.is(o[key], value)) return;
+  if (!has && !(value instanceof Thrown)) {
+    o[key] = value;
+    return;
+  }
+  // The answers so far were all o[key]: one per earlier read of the same key.
+  let n = 0;
+  if (has) {
+    const { list, modules } = reads;
+    for (let j = 0; j < i; j++) if (ns === null ? list[j]!.module === key : modules[j] === ns && list[j]!.name === key) n++;
+  }
+  const answers: unknown[] = new Array<unknown>(n).fill(o[key]);
+  answers.push(value);
+  let keys = replays.get(o);
+  if (keys === undefined) replays.set(o, (keys = new Map()));
+  keys.set(key, answers);
 }
 
 /**
@@ -78,37 +92,61 @@ function materialize(pin: Pin): void {
  * throws its own TypeError for anything else, before reading).
  */
 export function pinImports(imports: object, list: readonly { readonly module: string; readonly name: string }[]): PinnedImports {
-  const values = new Array<unknown>(list.length).fill(NOT_READ);
-  const top: Pin = { object: Object.create(null) as Record<string, unknown>, answers: new Map() };
-  /** A pin per module object read (the same object read for several imports shares one). */
-  const pins = new Map<object, Pin>();
-  for (let i = 0; i < list.length; i++) {
-    const { module, name } = list[i]!;
+  const n = list.length;
+  const values = new Array<unknown>(n).fill(NOT_READ);
+  /** What Get(imports, module) answered, per import read. */
+  const modules = new Array<unknown>(n);
+  const top = Object.create(null) as Record<string, unknown>;
+  const pins = new Map<object, Record<string, unknown>>();
+  const replays: Replays = new Map();
+  const reads: Reads = { list, modules, replays };
+  let lastNs: object | null = null;
+  let lastPin: Record<string, unknown> | null = null;
+  for (let i = 0; i < n; i++) {
+    const imp = list[i]!;
     let ns: unknown;
     try {
-      ns = Reflect.get(imports, module);
+      ns = Reflect.get(imports, imp.module);
     } catch (e) {
-      record(top, module, { thrown: e });
+      answer(reads, top, imp.module, new Thrown(e), i, null);
       break;
     }
+    modules[i] = ns;
     if (!isObject(ns)) {
-      record(top, module, { value: ns });
+      // Kept as is: V8 throws its TypeError reading it, and reads nothing more.
+      answer(reads, top, imp.module, ns, i, null);
       break;
     }
-    let pin = pins.get(ns);
-    if (pin === undefined) pins.set(ns, (pin = { object: Object.create(null) as Record<string, unknown>, answers: new Map() }));
-    record(top, module, { value: pin.object });
-    let value: unknown;
+    let pin: Record<string, unknown>;
+    if (ns === lastNs) pin = lastPin!;
+    else {
+      pin = pins.get(ns) ?? (Object.create(null) as Record<string, unknown>);
+      pins.set(ns, pin);
+      lastNs = ns;
+      lastPin = pin;
+    }
+    answer(reads, top, imp.module, pin, i, null);
     try {
-      value = Reflect.get(ns, name);
+      values[i] = Reflect.get(ns, imp.name);
     } catch (e) {
-      record(pin, name, { thrown: e });
+      answer(reads, pin, imp.name, new Thrown(e), i, ns);
       break;
     }
-    record(pin, name, { value });
-    values[i] = value;
+    answer(reads, pin, imp.name, values[i], i, ns);
   }
-  materialize(top);
-  for (const pin of pins.values()) materialize(pin);
-  return { values, object: top.object };
+  for (const [o, keys] of replays) {
+    for (const [key, answers] of keys) {
+      let next = 0;
+      Object.defineProperty(o, key, {
+        get(): unknown {
+          const a = answers[Math.min(next++, answers.length - 1)];
+          if (a instanceof Thrown) throw a.error;
+          return a;
+        },
+        enumerable: true,
+        configurable: true,
+      });
+    }
+  }
+  return { values, object: top };
 }

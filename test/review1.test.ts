@@ -195,6 +195,11 @@ test('imports read once: failures are V8\'s own, at the same read', () => {
   const cases: Record<string, (log: string[]) => WebAssembly.Imports> = {
     'env getter throws': (log) => ({ get env(): never { log.push('env'); throw thrown; } }) as WebAssembly.Imports,
     'memory getter throws': (log) => ({ env: { get memory(): never { log.push('memory'); throw thrown; }, get __memory_base() { log.push('base'); return 0; } } }),
+    'env getter throws on its second read': (log) => {
+      let n = 0;
+      const env = { memory: new WebAssembly.Memory({ initial: 1 }), __memory_base: 0 };
+      return { get env() { log.push('env'); if (n++ > 0) throw thrown; return env; } } as WebAssembly.Imports;
+    },
     'env is a number, read by a getter': (log) => ({ get env() { log.push('env'); return 5; } }) as unknown as WebAssembly.Imports,
     'the base is missing': (log) => ({ get env() { log.push('env'); return { memory: new WebAssembly.Memory({ initial: 1 }) }; } }) as WebAssembly.Imports,
   };
