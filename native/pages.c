@@ -24,6 +24,14 @@
  *       covered with fresh anonymous zero pages (what it held), and the error
  *       says so (`zeroed: true`); only if that fails too is it left
  *       inaccessible (`zeroed: false`).
+ *   mappingCount(memory, limit) -> number
+ *       how many mappings (VMAs) cover the memory's bytes now, counted up to
+ *       `limit` (the walk stops there: at most `limit` queries, ~0.3 us each);
+ *       -1 when the kernel cannot tell. Each image placed into a memory splits
+ *       its VMAs; the engine bounds how many one memory may hold.
+ *   processMappings(limit) -> number
+ *       the same for the whole process (every VMA, up to `limit`), -1 when
+ *       unknown: the engine keeps its own mappings far from vm.max_map_count.
  *
  * And the reset's first step, pages_normalize (see wasm_cow.h), which makes a
  * pooled memory's mappings those of a clean slot whatever was mapped into it
@@ -336,4 +344,60 @@ int pages_normalize(uint8_t *base, uint64_t length, int fd, uint64_t gen, uint64
     cur = e;
   }
   return 0;
+}
+
+/* Counts the VMAs over [start, end), up to limit; -1 when unknown. */
+static int64_t count_vmas(uint64_t start, uint64_t end, int64_t limit) {
+  int64_t n = 0;
+  uint64_t cur = start;
+  while (cur < end && n < limit) {
+    struct wc_procmap_query q;
+    int err = query_vma(cur, &q);
+    if (err == ENOENT) break;
+    if (err != 0) return -1;
+    if (q.vma_start >= end) break;
+    if (q.vma_end <= cur) return -1; /* no progress: never loop */
+    n++;
+    cur = q.vma_end;
+  }
+  return n;
+}
+
+static int get_limit(napi_env env, napi_value v, int64_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > 1e9) {
+    throw_arg(env, 1, "limit must be a number in [0, 1e9]");
+    return 0;
+  }
+  *out = (int64_t)d;
+  return 1;
+}
+
+/* mappingCount(memory, limit) -> number (see the top). */
+napi_value mapping_count(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  size_t argc = 2;
+  uint8_t *base;
+  uint64_t byte_length;
+  int64_t limit;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2) return throw_arg(env, 0, "missing arguments");
+  if (!get_limit(env, argv[1], &limit)) return NULL;
+  if (!get_memory(env, argv[0], &base, &byte_length)) return NULL;
+  int64_t n = byte_length == 0 ? 0 : count_vmas((uintptr_t)base, (uintptr_t)base + byte_length, limit);
+  if (napi_create_double(env, (double)n, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/* processMappings(limit) -> number (see the top). */
+napi_value process_mappings(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  size_t argc = 1;
+  int64_t limit;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1) return throw_arg(env, 0, "missing arguments");
+  if (!get_limit(env, argv[0], &limit)) return NULL;
+  int64_t n = count_vmas(0, UINT64_MAX, limit);
+  if (napi_create_double(env, (double)n, &result) != napi_ok) return NULL;
+  return result;
 }

@@ -21,6 +21,7 @@
  *                                               what a range holds (PAGEMAP_SCAN, pagemap)
  *   nonZeroPages(memory, offset, length, out)   which pages hold only zeros now (pages.c)
  *   mapImageAt(memory, fd, offset, length, fileOffset)
+ *   mappingCount(memory, limit), processMappings(limit)   mappings (VMAs) now (pages.c)
  *                                               part of an image, CoW, over zero pages (pages.c)
  *   openImages(), setFault(step, skip)          accounting, fault injection (tests)
  *
@@ -558,7 +559,8 @@ NAPI_MODULE_INIT() {
       {"openImages", open_images},   {"setFault", set_fault},
       {"resetInit", reset_init},     {"resetBegin", reset_begin},
       {"resetWait", reset_wait},     {"nonZeroPages", non_zero_pages},
-      {"mapImageAt", map_image_at},
+      {"mapImageAt", map_image_at},     {"mappingCount", mapping_count},
+      {"processMappings", process_mappings},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||

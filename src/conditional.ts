@@ -37,10 +37,21 @@
  * instantiation uses the primary form unless a check before V8 fails; every
  * fallback is counted in the engine's stats with its reason.
  *
- * One thing is assumed of the imports object, as V8 reads it again: reading
- * the memory (and the globals the segments' offsets use) twice gives the same
- * values. Getters or Proxy traps that answer differently on a second read are
- * not supported.
+ * The imports are read once (PreparedModule, src/pin.ts): where reading
+ * them can run caller code (a getter, a Proxy), V8 is handed an object
+ * holding exactly the values read, so the engine and V8 see the same memory
+ * and globals; `read(i)` gives import i's value. A global's value is read
+ * through WebAssembly.Global's own getter (V8 reads it without running
+ * caller code; so does the engine).
+ *
+ * Position-independent data resolved at a base not seen before (the last
+ * SEEN_LIMIT resolved sets of values) gets no image: V8 writes it ('new-base';
+ * building an image costs more than V8's copy, and pays only when the base
+ * comes again). With nativeWhenFaster off, every base gets an image.
+ *
+ * Each placement into an imported memory adds mappings (VMAs); a memory
+ * holding too many (src/mappings.ts) gets the data written instead
+ * ('mappings').
  */
 import type { ParsedModule } from './binary/reader.js';
 import { rewriteModule } from './binary/rewriter.js';
@@ -49,7 +60,9 @@ import { type PlacedSegment, resolveSegments, roundDown, roundUp, WASM_PAGE, typ
 import { flattenImage, isZero } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { evaluateStart, type Fill, type StartAnalysis } from './image/start.js';
+import { mappingsFor, MAPPINGS_PER_MEMORY, reserveProcessMappings } from './mappings.js';
 import { bufferOf } from './memory.js';
+import { NOT_READ } from './pin.js';
 import type { SlotRequest } from './pool.js';
 import { countFallback, type FallbackReason } from './stats.js';
 
@@ -66,6 +79,10 @@ export interface Placement {
   readonly to: number;
   /** What the start function fills in this memory: filled again after the data. */
   readonly fills: readonly Fill[];
+  /** At most this many runs may be mapped (the memory's mapping bound, src/mappings.ts). */
+  readonly maxRuns: number;
+  /** Runs already allowed by the process's bound (reserveProcessMappings). */
+  readonly reserved: number;
 }
 
 /** What one instantiation uses. */
@@ -74,12 +91,19 @@ export interface Attempt {
   readonly requests: readonly SlotRequest[];
   /** Images to place into the caller's memories after V8 succeeded (see complete()). */
   readonly deferred: readonly Placement[];
+  /** The import object to hand V8 instead of the caller's (src/pin.ts), or null. */
+  readonly pinned?: Record<string, unknown> | null;
 }
+
+/** Reads import `i` (declaration order) of the caller's imports; NOT_READ when it could not be read. */
+export type ImportReader = (i: number) => unknown;
 
 /** Images cached per plan; past this many resolved bases the oldest is dropped. */
 const CACHE_LIMIT = 16;
 /** At most this many separate runs of zero pages are mapped per placement (each is a mapping, a VMA or two). */
 const MAX_RUNS = 16;
+/** Resolved sets of global values remembered per plan (a set seen before gets an image). */
+const SEEN_LIMIT = 64;
 
 export class ConditionalImages {
   readonly #core: EngineCore;
@@ -88,8 +112,12 @@ export class ConditionalImages {
   /** Every plan of the module, and the conditional ones among them. */
   readonly #allPlans: readonly MemoryPlan[];
   readonly #plans: readonly MemoryPlan[];
-  /** Imported globals, by global index: where to read their values. */
-  readonly #globals: readonly { readonly module: string; readonly name: string }[];
+  /** Imported globals, by global index: the import's index. */
+  readonly #globals: readonly number[];
+  /** Imported memories, by memory index: the import's index. */
+  readonly #memories: readonly number[];
+  /** Per plan: resolved sets of values seen (a new one gets no image; see the file comment). Null: every set gets one. */
+  readonly #seen: Map<number, Set<string>> | null;
   /** What the start function does (only 'none' or 'fills' when a plan is an imported memory). */
   readonly #start: StartAnalysis;
   /** Some active segment the primary form keeps could trap (after ours, natively). */
@@ -109,7 +137,10 @@ export class ConditionalImages {
     this.#parsed = parsed;
     this.#allPlans = plans;
     this.#plans = plans.filter((p) => p.condition !== null && p.excluded === null);
-    this.#globals = parsed.imports.filter((i) => i.kind === 'global').map((i) => ({ module: i.module, name: i.name }));
+    const byKind = (kind: string) => parsed.imports.flatMap((imp, i) => (imp.kind === kind ? [i] : []));
+    this.#globals = byKind('global');
+    this.#memories = byKind('memory');
+    this.#seen = core.options.nativeWhenFaster ? new Map() : null;
     this.#start = start;
     this.#trapRisk = keepsRiskySegments(parsed, plans);
   }
@@ -121,12 +152,15 @@ export class ConditionalImages {
    * memories, and `deferred` the images for imported memories, to place
    * with complete() once V8 has made the instance.
    */
-  resolve(imports: unknown, primary: WebAssembly.Module, requests: readonly SlotRequest[], sync: boolean): Attempt {
+  resolve(read: ImportReader, primary: WebAssembly.Module, requests: readonly SlotRequest[], sync: boolean): Attempt {
     const out = [...requests];
     const deferred: Placement[] = [];
     const values = new Map<number, number | null>();
     const value = (g: number): number | null => {
-      if (!values.has(g)) values.set(g, globalValue(imports, this.#globals[g]));
+      if (!values.has(g)) {
+        const i = this.#globals[g];
+        values.set(g, i === undefined ? null : globalValue(read(i)));
+      }
       return values.get(g)!;
     };
     const definedOrdinal = (index: number) => index - this.#parsed.importedMemoryCount;
@@ -135,9 +169,9 @@ export class ConditionalImages {
       if (plan.imported) {
         if (!sync) return this.#fallbackAttempt(requests, 'async');
         if (this.#trapRisk) return this.#fallbackAttempt(requests, 'trap-risk');
-        memory = importedMemory(imports, this.#parsed, plan.index);
+        memory = this.#importedMemory(read, plan.index);
         if (memory === null) return this.#fallbackAttempt(requests, 'imports');
-        if (this.#parsed.importedMemoryCount > 1 && this.#aliased(imports, plan.index, memory)) {
+        if (this.#parsed.importedMemoryCount > 1 && this.#aliased(read, plan.index, memory)) {
           return this.#fallbackAttempt(requests, 'aliased');
         }
       }
@@ -154,7 +188,9 @@ export class ConditionalImages {
         pageSize: this.#core.backend.pageSize,
       });
       if (typeof resolved === 'string') return this.#fallbackAttempt(requests, resolved);
-      const image = this.#image(plan, used.sort((a, b) => a[0] - b[0]).join(';'), resolved);
+      const key = used.sort((a, b) => a[0] - b[0]).join(';');
+      if (used.length > 0 && this.#firstSight(plan.index, key)) return this.#fallbackAttempt(requests, 'new-base');
+      const image = this.#image(plan, key, resolved);
       if (memory) {
         const span = spanOf(resolved, this.#core.backend.pageSize);
         if (!span) {
@@ -171,7 +207,14 @@ export class ConditionalImages {
         const runs = this.#zeroRuns(marks, image, span.from).length;
         if (runs === 0) return this.#fallbackAttempt(requests, 'non-zero');
         if (runs > MAX_RUNS) return this.#fallbackAttempt(requests, 'scattered');
-        deferred.push({ memory, index: plan.index, image, segments: resolved, ...span, fills: [] });
+        // The memory's mappings now, and the process's: a placement never takes either past its bound.
+        const count = this.#core.backend.mappingCount?.(memory, MAPPINGS_PER_MEMORY + 1) ?? null;
+        if (count === null) return this.#fallbackAttempt(requests, 'unclassifiable');
+        const maxRuns = Math.floor((MAPPINGS_PER_MEMORY - count) / 2);
+        if (maxRuns < runs || !reserveProcessMappings(this.#core.backend, mappingsFor(runs))) {
+          return this.#fallbackAttempt(requests, 'mappings');
+        }
+        deferred.push({ memory, index: plan.index, image, segments: resolved, ...span, fills: [], maxRuns, reserved: runs });
       } else {
         this.lastImage.set(plan.index, image);
         const i = definedOrdinal(plan.index);
@@ -179,7 +222,7 @@ export class ConditionalImages {
       }
     }
     if (deferred.length > 0 && this.#start.kind === 'fills') {
-      const fills = evaluateStart(this.#start, value, (m) => this.#memoryBytes(imports, m));
+      const fills = evaluateStart(this.#start, value, (m) => this.#memoryBytes(read, m));
       if (fills === 'unknown') return this.#fallbackAttempt(requests, 'imports');
       if (fills === 'traps') return this.#fallbackAttempt(requests, 'start-function');
       for (let i = 0; i < deferred.length; i++) {
@@ -220,6 +263,13 @@ export class ConditionalImages {
       runs = this.#zeroRuns(marks, image, p.from);
       if (runs.length > MAX_RUNS) {
         countFallback(this.#core.counters, 'scattered');
+        runs = [];
+      } else if (
+        runs.length > p.maxRuns ||
+        (runs.length > p.reserved && !reserveProcessMappings(backend, mappingsFor(runs.length - p.reserved)))
+      ) {
+        // More runs than the memory's mapping bound allows (found before V8): write instead.
+        countFallback(this.#core.counters, 'mappings');
         runs = [];
       } else if (runs.length === 0) {
         countFallback(this.#core.counters, 'non-zero');
@@ -291,18 +341,44 @@ export class ConditionalImages {
     return runs;
   }
 
+  /**
+   * Whether the resolved set `key` of plan `index` is seen for the first
+   * time (remembered now): it then gets no image. Never with
+   * nativeWhenFaster off.
+   */
+  #firstSight(index: number, key: string): boolean {
+    if (this.#seen === null) return false;
+    const cache = this.#cache.get(index);
+    if (cache?.has(key)) return false;
+    let seen = this.#seen.get(index);
+    if (!seen) this.#seen.set(index, (seen = new Set()));
+    if (seen.has(key)) {
+      seen.delete(key);
+      return false;
+    }
+    if (seen.size >= SEEN_LIMIT) seen.delete(seen.values().next().value as string);
+    seen.add(key);
+    return true;
+  }
+
+  /** The caller's memory for imported memory `index`, if it is a genuine one. */
+  #importedMemory(read: ImportReader, index: number): WebAssembly.Memory | null {
+    const i = this.#memories[index];
+    return i === undefined ? null : genuineMemory(read(i));
+  }
+
   /** Whether another memory import of the module is given the same memory. */
-  #aliased(imports: unknown, index: number, memory: WebAssembly.Memory): boolean {
+  #aliased(read: ImportReader, index: number, memory: WebAssembly.Memory): boolean {
     for (let i = 0; i < this.#parsed.importedMemoryCount; i++) {
-      if (i !== index && importedMemory(imports, this.#parsed, i) === memory) return true;
+      if (i !== index && this.#importedMemory(read, i) === memory) return true;
     }
     return false;
   }
 
   /** A memory's byte length as the instance will have it, or null when unknown. */
-  #memoryBytes(imports: unknown, index: number): number | null {
+  #memoryBytes(read: ImportReader, index: number): number | null {
     if (index < this.#parsed.importedMemoryCount) {
-      const m = importedMemory(imports, this.#parsed, index);
+      const m = this.#importedMemory(read, index);
       return m ? bufferOf(m).byteLength : null;
     }
     const type = this.#parsed.memories[index - this.#parsed.importedMemoryCount];
@@ -420,41 +496,35 @@ function keepsRiskySegments(parsed: ParsedModule, plans: readonly MemoryPlan[]):
   return false;
 }
 
-/** The caller's memory for imported memory `index`, if it is a genuine one. */
-function importedMemory(imports: unknown, parsed: ParsedModule, index: number): WebAssembly.Memory | null {
-  const entry = parsed.imports.filter((i) => i.kind === 'memory')[index];
-  if (!entry) return null;
-  const value = lookup(imports, entry.module, entry.name);
-  if (!(value instanceof WebAssembly.Memory)) return null;
+/** `value` if it is a genuine WebAssembly.Memory (a brand check: runs no caller code, not even a Proxy's trap). */
+function genuineMemory(value: unknown): WebAssembly.Memory | null {
+  if (value === NOT_READ || typeof value !== 'object' || value === null) return null;
   try {
-    bufferOf(value); // brand check: a genuine memory, not an imitation
+    bufferOf(value as WebAssembly.Memory);
   } catch {
     return null;
   }
-  return value;
+  return value as WebAssembly.Memory;
 }
 
-/** An imported i32 global's value as u32, or null when it cannot be read as one. */
-function globalValue(imports: unknown, where: { module: string; name: string } | undefined): number | null {
-  if (!where) return null;
-  let v = lookup(imports, where.module, where.name);
-  if (v instanceof WebAssembly.Global) {
+/** WebAssembly.Global.prototype.value's getter, as it was when this module loaded. */
+const globalGetter = Function.prototype.call.bind(Object.getOwnPropertyDescriptor(WebAssembly.Global.prototype, 'value')!.get!) as (
+  g: unknown,
+) => unknown;
+
+/**
+ * An imported i32 global's value as u32, or null when it cannot be read as
+ * one. A WebAssembly.Global is read through the original getter (a brand
+ * check: no caller code runs, as when V8 reads it).
+ */
+function globalValue(v: unknown): number | null {
+  if (v === NOT_READ) return null;
+  if (typeof v === 'object' && v !== null) {
     try {
-      v = v.value;
+      v = globalGetter(v);
     } catch {
       return null;
     }
   }
   return typeof v === 'number' && Number.isFinite(v) ? v >>> 0 : null;
-}
-
-function lookup(imports: unknown, module: string, name: string): unknown {
-  try {
-    if ((typeof imports !== 'object' && typeof imports !== 'function') || imports === null) return undefined;
-    const ns = Reflect.get(imports, module) as unknown;
-    if ((typeof ns !== 'object' && typeof ns !== 'function') || ns === null) return undefined;
-    return Reflect.get(ns, name);
-  } catch {
-    return undefined;
-  }
 }

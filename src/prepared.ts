@@ -6,7 +6,8 @@ import { parseModule, type ParsedModule } from './binary/reader.js';
 import { type RewriteResult, rewriteModule } from './binary/rewriter.js';
 import type { EngineCore } from './core.js';
 import { InvalidArgumentError, WasmFormatError } from './errors.js';
-import { type Attempt, ConditionalImages } from './conditional.js';
+import { type Attempt, ConditionalImages, type ImportReader } from './conditional.js';
+import { NOT_READ, pinImports } from './pin.js';
 import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
@@ -143,6 +144,8 @@ export class PreparedModule {
   #importModules: readonly string[] = [];
   /** Each import as (index in #importModules, name), each once. */
   #importNames: readonly (readonly [number, string])[] = [];
+  /** Every import in declaration order, with the index of its module name in #importModules. */
+  #importList: readonly { readonly module: string; readonly name: string; readonly m: number }[] = [];
   /** The import object last made for a (single-memory) slot, by slot. */
   readonly #ioCache = new WeakMap<Slot, IoCacheEntry>();
   /** Images resolved at each instantiation, or null when there are none. */
@@ -197,6 +200,7 @@ export class PreparedModule {
     for (const i of parsed.imports) names.set(`${i.module}\0${i.name}`, [modules.indexOf(i.module), i.name]);
     this.#importModules = modules;
     this.#importNames = [...names.values()];
+    this.#importList = parsed.imports.map((i) => ({ module: i.module, name: i.name, m: modules.indexOf(i.module) }));
     let module: WebAssembly.Module | null = null;
     let memoryModule: string | null = null;
     let size = input.length;
@@ -348,7 +352,7 @@ export class PreparedModule {
     }
     const attempt = this.#attempt!;
     try {
-      const instance = new wasm.Instance(attempt.module, this.#importObject(imports, slots));
+      const instance = new wasm.Instance(attempt.module, this.#importObject(imports, slots, attempt.pinned));
       // Nothing ran since V8 returned: place the images into imported memories now.
       if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
       return this.#finish<T>(instance, slots, attempt);
@@ -371,7 +375,7 @@ export class PreparedModule {
     const attempt = this.#attempt!;
     try {
       // Asynchronous: imported memories were left to V8 (attempt.deferred is empty).
-      return this.#finish<T>(await wasm.instantiate(attempt.module, this.#importObject(imports, slots)), slots, attempt);
+      return this.#finish<T>(await wasm.instantiate(attempt.module, this.#importObject(imports, slots, attempt.pinned)), slots, attempt);
     } catch (e) {
       throw this.#fail(slots, e);
     }
@@ -413,14 +417,46 @@ export class PreparedModule {
     const streak = this.#streak;
     if (streak !== null && this.#skipAttempt !== null && streak.skip()) return this.#skipAttempt;
     if (this.#fallbacks.length > 0) for (const r of this.#fallbacks) countFallback(this.#core.counters, r);
-    const attempt = this.#conditional.resolve(imports, this.module, requests, sync);
+    const { read, pinned } = this.#readImports(imports);
+    const attempt = this.#conditional.resolve(read, this.module, requests, sync);
     if (streak !== null) {
       // The primary form is used only when every check passed.
       const used = attempt.module === this.module;
       streak.checked(used);
-      if (!used) this.#skipAttempt = { ...attempt, deferred: [] };
+      if (!used) this.#skipAttempt = { ...attempt, deferred: [], pinned: null };
     }
-    return attempt;
+    return pinned === null ? attempt : { ...attempt, pinned };
+  }
+
+  /**
+   * How the conditional images read the caller's imports (once: src/pin.ts).
+   * When no Get on the way can run caller code (dataValues), the values are
+   * read directly (unobservable, and nothing can change them before V8
+   * reads them: no caller code runs in between), and V8 gets the import
+   * object #importObject makes. Otherwise each import is read once, in V8's
+   * order, and V8 gets the pinned object holding exactly what was read.
+   */
+  #readImports(imports: unknown): { read: ImportReader; pinned: Record<string, unknown> | null } {
+    if (!((typeof imports === 'object' && imports !== null) || typeof imports === 'function')) {
+      return { read: () => NOT_READ, pinned: null }; // V8 throws its TypeError before reading anything
+    }
+    const list = this.#importList;
+    const modules = dataValues(imports, this.#importModules, this.#importNames);
+    if (modules !== null) {
+      const read = (i: number): unknown => {
+        const imp = list[i];
+        const ns = imp === undefined ? undefined : modules[imp.m];
+        if (!((typeof ns === 'object' && ns !== null) || typeof ns === 'function')) return NOT_READ;
+        try {
+          return Reflect.get(ns, imp!.name);
+        } catch {
+          return NOT_READ;
+        }
+      };
+      return { read, pinned: null };
+    }
+    const pin = pinImports(imports, list);
+    return { read: (i) => pin.values[i], pinned: pin.object };
   }
 
   #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[], attempt?: Attempt): Lease<T> {
@@ -461,7 +497,7 @@ export class PreparedModule {
     this.#checkUsable();
     const attempt = this.#resolve(imports, true);
     const slots = this.#core.fresh(attempt.requests);
-    const instance = construct(attempt.module, this.#importObject(imports, slots));
+    const instance = construct(attempt.module, this.#importObject(imports, slots, attempt.pinned));
     // Nothing ran since V8 returned: place the images into imported memories now.
     if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
     this.#core.counters.instantiations++;
@@ -487,7 +523,7 @@ export class PreparedModule {
     // Asynchronous: imported memories are left to V8 (attempt.deferred is empty).
     const attempt = this.#resolve(imports, false);
     const slots = this.#core.fresh(attempt.requests);
-    const instance = await instantiate(attempt.module, this.#importObject(imports, slots));
+    const instance = await instantiate(attempt.module, this.#importObject(imports, slots, attempt.pinned));
     this.#core.counters.instantiations++;
     return instance;
   }
@@ -571,7 +607,16 @@ export class PreparedModule {
    *    `imports` itself as the receiver, as natively, so a caller's trap or
    *    getter is called exactly as natively and never sees our object.
    */
-  #importObject(imports: Imports | undefined, slots: readonly Slot[]): Imports | undefined {
+  #importObject(imports: Imports | undefined, slots: readonly Slot[], pinned?: Record<string, unknown> | null): Imports | undefined {
+    if (pinned) {
+      // The imports as read once (#readImports): V8 reads exactly those values, plus our memories.
+      if (this.#memoryModule !== null) {
+        const ns = Object.create(null) as Record<string, WebAssembly.Memory>;
+        for (let i = 0; i < slots.length; i++) ns[i] = slots[i]!.memory;
+        Object.defineProperty(pinned, this.#memoryModule, { value: ns, enumerable: true, configurable: true, writable: true });
+      }
+      return pinned as Imports;
+    }
     if (this.#memoryModule === null) return imports;
     const isObject = (typeof imports === 'object' && imports !== null) || typeof imports === 'function';
     if (!isObject && (imports !== undefined || this.#userImports > 0)) {

@@ -7,7 +7,7 @@
  *    copied in (counted once, when the image is built).
  *  - The others are counted once per instantiation (and memory) that could
  *    not use a conditional image: an imported memory's, or (for 'imports',
- *    'out-of-bounds', 'too-large') position-independent data's:
+ *    'out-of-bounds', 'too-large', 'new-base') position-independent data's:
  *    'backend'         the copy backend cannot tell what the memory's pages hold;
  *    'async'           instantiateAsync(): other code could touch the memory meanwhile;
  *    'start-function'  the start function does more than fill memory, or its fill would trap;
@@ -19,9 +19,17 @@
  *    'unclassifiable'  the kernel could not tell what the pages hold (no PROCMAP_QUERY or PAGEMAP_SCAN);
  *    'non-zero'        no page the image has data for holds only zeros: nothing to map;
  *    'scattered'       the zero pages form too many separate runs to map;
- *    'mmap'            mapping failed; the engine wrote the segments' bytes.
- *    (The last four are found before V8 runs, when V8 then writes the data;
- *    found only after V8, the engine writes exactly V8's bytes.)
+ *    'mmap'            mapping failed; the engine wrote the segments' bytes;
+ *    'mappings'        the memory already holds too many mappings (VMAs), or the
+ *                      process nears vm.max_map_count (src/mappings.ts): the data
+ *                      is written, not mapped;
+ *    'new-base'        position-independent data resolved at a base (set of
+ *                      global values) not seen before: no image is built for
+ *                      it, V8 writes the data (the next time that base comes,
+ *                      it gets one).
+ *    (Unclassifiable, non-zero, scattered, mappings are found before V8 runs,
+ *    when V8 then writes the data; found only after V8, the engine writes
+ *    exactly V8's bytes.)
  *  - 'register-*': the register hook left an instantiation to V8 (see
  *    docs/integrations/register.md); counted once per instantiation.
  */
@@ -39,6 +47,8 @@ export type FallbackReason =
   | 'non-zero'
   | 'scattered'
   | 'mmap'
+  | 'mappings'
+  | 'new-base'
   | 'register-unknown-module'
   | 'register-unparsed'
   | 'register-no-image'

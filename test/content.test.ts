@@ -121,7 +121,8 @@ test('a side-module layout: a calloc-ed range partly used by the caller; the mod
     view.fill(0x22, from, from + 100); // the caller uses the start of the first page...
     view.fill(0x33, to - 100, to); // ...and the end of the last one
   };
-  for (let i = 0; i < 3; i++) {
+  // The first time the base is seen, V8 writes the data ('new-base'); then it is imaged.
+  for (let i = 0; i < 4; i++) {
     const memory = new WebAssembly.Memory({ initial: 4, maximum: 16 });
     const nativeMemory = new WebAssembly.Memory({ initial: 4, maximum: 16 });
     layout(memory);
@@ -134,11 +135,15 @@ test('a side-module layout: a calloc-ed range partly used by the caller; the mod
     const inner = b.residentPages(memory, from + PAGE, 18 * PAGE);
     const mapped = engine.stats().bytesMapped - before;
     assert.equal(digest(memory), digest(nativeMemory), `instantiation ${i}`);
-    assert.equal(inner, 0, 'the inner pages were mapped, not written');
-    assert.equal(mapped, 18 * PAGE, 'the pages between the edge pages were mapped');
+    if (i === 0) {
+      assert.equal(mapped, 0, 'a new base: written by V8');
+    } else {
+      assert.equal(inner, 0, 'the inner pages were mapped, not written');
+      assert.equal(mapped, 18 * PAGE, 'the pages between the edge pages were mapped');
+    }
     lease.release();
   }
-  assert.deepEqual(engine.stats().fallbacks, {});
+  assert.deepEqual(engine.stats().fallbacks, { 'new-base': 1 });
   assert.notEqual(p.memories[0]!.image, null);
   engine.close();
 });
@@ -340,7 +345,8 @@ const withFillStart = (dest: number[], value: number, length: number): Uint8Arra
 
 for (const backend of BACKENDS) {
   test(`a start function that only fills memory (.bss): imaged, and equal to native even where the fill covers data (${backend})`, () => {
-    const engine = new Engine({ backend });
+    // nativeWhenFaster off: each module is instantiated once, and its base must get an image the first time.
+    const engine = new Engine({ backend, nativeWhenFaster: false });
     const base = 3 * PAGE + 40;
     const cases = [
       withFillStart([0x41, ...sleb(base + 9 * PAGE)], 0, 3 * PAGE), // constant offset, zeros over the data's end and past it

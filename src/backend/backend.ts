@@ -68,6 +68,14 @@ export interface Backend {
    * restored. Absent: never maps.
    */
   mapImageRange?(memory: WebAssembly.Memory, image: MemoryImage, offset: number, length: number): 'mapped' | 'write';
+  /**
+   * How many mappings (VMAs) cover the memory's bytes now, counted up to
+   * `limit`; null when the backend cannot tell (then nothing is mapped into
+   * a caller's memory). Present with mapImageRange.
+   */
+  mappingCount?(memory: WebAssembly.Memory, limit: number): number | null;
+  /** The process's mappings (VMAs) now, counted up to `limit`; null when unknown. */
+  processMappings?(limit: number): number | null;
   /** Gives a retired memory's pages back to the system early, where the backend finds it worth doing. */
   releasePages(memory: WebAssembly.Memory): void;
 }

@@ -138,6 +138,24 @@ export class NativeBackend implements Backend {
     }
   }
 
+  mappingCount(memory: WebAssembly.Memory, limit: number): number | null {
+    try {
+      const n = this.#binding.mappingCount(memory, limit);
+      return n < 0 ? null : n;
+    } catch {
+      return null;
+    }
+  }
+
+  processMappings(limit: number): number | null {
+    try {
+      const n = this.#binding.processMappings(limit);
+      return n < 0 ? null : n;
+    } catch {
+      return null;
+    }
+  }
+
   releasePages(_memory: WebAssembly.Memory): void {
     // Nothing: V8 unmaps a dropped memory at GC, as it does every native
     // instance's memory, and a caller still holding the memory object keeps

@@ -78,6 +78,10 @@ export interface NativeBinding {
    * inaccessible.
    */
   mapImageAt(memory: WebAssembly.Memory, fd: number, offset: number, length: number, fileOffset: number): void;
+  /** Mappings (VMAs) covering the memory's bytes now, counted up to `limit`; -1 when unknown. */
+  mappingCount(memory: WebAssembly.Memory, limit: number): number;
+  /** Mappings (VMAs) of the whole process now, counted up to `limit`; -1 when unknown. */
+  processMappings(limit: number): number;
   /** Pages in the range that are present or swapped out. */
   residentPages(memory: WebAssembly.Memory, offset: number, length: number): number;
   /** Images created and not yet closed, process-wide. */

@@ -1,0 +1,152 @@
+/**
+ * Reading a module's imports once, as V8 reads them, for modules whose
+ * images depend on the imports (conditional.ts).
+ *
+ * Such a module's instantiation uses the imports twice: the engine decides
+ * from the memory and the globals it is given, then V8 links what it reads.
+ * When reading can run caller code (a getter, a Proxy trap), the two reads
+ * could answer differently, and the data would land in a memory, or at a
+ * base, that the instance does not use. So the engine reads each import
+ * exactly once, in V8's order (for each import in declaration order:
+ * Get(imports, module), then Get(moduleObject, name)), and hands V8 a
+ * "pinned" import object that answers V8's Gets with exactly the values
+ * read: the caller's getters and traps run exactly as many times, in the
+ * same order, as natively, and V8 and the engine see the same objects.
+ *
+ * The pinned object and its module objects are null-prototype objects of
+ * the engine's, never seen by caller code. A key read once, or always
+ * answering the same value, is a data property; a key whose reads answered
+ * differently (a getter read by several imports, or the same (module, name)
+ * imported twice) is an accessor that replays the answers in order. Reading
+ * stops where V8's would: at a Get that throws (the pinned object's accessor
+ * throws the same exception object at the same point) or at a module value
+ * that is not an object (kept as is: V8 throws its own TypeError reading it).
+ */
+
+/** An import's value that was not read (reading stopped before it, or its Get threw). */
+export const NOT_READ: unique symbol = Symbol('wasm-cow: not read');
+
+export interface PinnedImports {
+  /** Per import, in declaration order: the value read, or NOT_READ. */
+  readonly values: readonly unknown[];
+  /** The import object to hand V8 (null prototype); the caller may add a module of its own to it. */
+  readonly object: Record<string, unknown>;
+}
+
+/** A Get that threw, as an answer to replay. */
+class Thrown {
+  constructor(readonly error: unknown) {}
+}
+
+function isObject(v: unknown): v is object {
+  return (typeof v === 'object' && v !== null) || typeof v === 'function';
+}
+
+/** Keys whose answers differ, per pinned object: all their answers in order. */
+type Replays = Map<Record<string, unknown>, Map<string, unknown[]>>;
+
+/** Where the reads are recorded, to count the earlier answers of a key when it first answers differently. */
+interface Reads {
+  readonly list: readonly { readonly module: string; readonly name: string }[];
+  readonly modules: readonly unknown[];
+  readonly replays: Replays;
+}
+
+/**
+ * Gives `o[key]` the answer of import `i`'s read (of its module name when
+ * `ns` is null, else of its name on `ns`): a data property on the first
+ * read; a later read answering differently (or a read that threw) makes the
+ * key replay all its answers.
+ */
+function answer(reads: Reads, o: Record<string, unknown>, key: string, value: unknown, i: number, ns: object | null): void {
+  const replays = reads.replays;
+  if (replays.size !== 0) {
+    const list = replays.get(o)?.get(key);
+    if (list !== undefined) {
+      list.push(value);
+      return;
+    }
+  }
+  const has = key in o; // a null-prototype object: own properties only
+  if (has && !(value instanceof Thrown) && Object.is(o[key], value)) return;
+  if (!has && !(value instanceof Thrown)) {
+    o[key] = value;
+    return;
+  }
+  // The answers so far were all o[key]: one per earlier read of the same key.
+  let n = 0;
+  if (has) {
+    const { list, modules } = reads;
+    for (let j = 0; j < i; j++) if (ns === null ? list[j]!.module === key : modules[j] === ns && list[j]!.name === key) n++;
+  }
+  const answers: unknown[] = new Array<unknown>(n).fill(o[key]);
+  answers.push(value);
+  let keys = replays.get(o);
+  if (keys === undefined) replays.set(o, (keys = new Map()));
+  keys.set(key, answers);
+}
+
+/**
+ * Reads `imports` for `list` (the module's imports in declaration order)
+ * as V8 does, once; see the file comment. `imports` must be an object (V8
+ * throws its own TypeError for anything else, before reading).
+ */
+export function pinImports(imports: object, list: readonly { readonly module: string; readonly name: string }[]): PinnedImports {
+  const n = list.length;
+  const values = new Array<unknown>(n).fill(NOT_READ);
+  /** What Get(imports, module) answered, per import read. */
+  const modules = new Array<unknown>(n);
+  const top = Object.create(null) as Record<string, unknown>;
+  const pins = new Map<object, Record<string, unknown>>();
+  const replays: Replays = new Map();
+  const reads: Reads = { list, modules, replays };
+  let lastNs: object | null = null;
+  let lastPin: Record<string, unknown> | null = null;
+  for (let i = 0; i < n; i++) {
+    const imp = list[i]!;
+    let ns: unknown;
+    try {
+      ns = Reflect.get(imports, imp.module);
+    } catch (e) {
+      answer(reads, top, imp.module, new Thrown(e), i, null);
+      break;
+    }
+    modules[i] = ns;
+    if (!isObject(ns)) {
+      // Kept as is: V8 throws its TypeError reading it, and reads nothing more.
+      answer(reads, top, imp.module, ns, i, null);
+      break;
+    }
+    let pin: Record<string, unknown>;
+    if (ns === lastNs) pin = lastPin!;
+    else {
+      pin = pins.get(ns) ?? (Object.create(null) as Record<string, unknown>);
+      pins.set(ns, pin);
+      lastNs = ns;
+      lastPin = pin;
+    }
+    answer(reads, top, imp.module, pin, i, null);
+    try {
+      values[i] = Reflect.get(ns, imp.name);
+    } catch (e) {
+      answer(reads, pin, imp.name, new Thrown(e), i, ns);
+      break;
+    }
+    answer(reads, pin, imp.name, values[i], i, ns);
+  }
+  for (const [o, keys] of replays) {
+    for (const [key, answers] of keys) {
+      let next = 0;
+      Object.defineProperty(o, key, {
+        get(): unknown {
+          const a = answers[Math.min(next++, answers.length - 1)];
+          if (a instanceof Thrown) throw a.error;
+          return a;
+        },
+        enumerable: true,
+        configurable: true,
+      });
+    }
+  }
+  return { values, object: top };
+}
