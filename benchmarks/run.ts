@@ -219,7 +219,8 @@ md.push(
   '"pooled" is the default: release() queues the reset to a background thread (one per Node.js thread, at idle priority) ' +
     'and returns; "pooled, inline reset" is `backgroundReset: false`, the reset done inside release(). ' +
     'Both measure the calling thread; the background reset uses a second core when one is idle. ' +
-    'Both go through `lease.exports` and `lease.memoryBuffer()`, which release() revokes. "raw access" touches the ' +
+    'Both go through `lease.exports`, which release() revokes (the write stands for the module\'s own code: its store ' +
+    'export, or for a real package a write the benchmark makes unseen; `lease.memoryBuffer()` would retire the memory). "raw access" touches the ' +
     'instance through `lease.instance.exports`, which it cannot revoke: each memory is retired at release and the next ' +
     'instance gets a new one (the image still mapped copy-on-write).',
 );
