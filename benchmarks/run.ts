@@ -282,8 +282,7 @@ md.push(
     'Both measure the calling thread only. The pooled figure holds only while a core is idle for the reset thread: ' +
     '"resets on the background thread" is the share of this run\'s pooled resets that got there; when none is idle the ' +
     'engine resets inline, release() takes longer, and the cycle costs about what "pooled, inline reset" shows. Take that ' +
-    'column as the number for a busy machine. The real modules are touched through `lease.memoryBuffer()`: release() then ' +
-    'detaches that buffer (`memory.grow(0)`) and resets inline, hence their 0%. A module that imports its memory (the glue ' +
+    'column as the number for a busy machine. A module that imports its memory (the glue ' +
     "makes it: quickjs, pglite) gets its image mapped into the caller's memory, which wasm-cow does not pool: no reset at all.",
   '',
   'The cycle is not the same at every size: a reset finds the dirty pages with `PAGEMAP_SCAN` over the whole memory, ' +
@@ -295,7 +294,8 @@ md.push(
         `256 MiB ${cell(r256.result.timings.pooled)} pooled, ${cell(r256.result.timings.inline)} inline.`
       : ''),
   '',
-  'Both go through `lease.exports` and `lease.memoryBuffer()`, which release() revokes. "raw access" touches the ' +
+  'Both go through `lease.exports`, which release() revokes (the write stands for the module\'s own code: its store ' +
+    'export, or for a real package a write the benchmark makes unseen; `lease.memoryBuffer()` would retire the memory). "raw access" touches the ' +
     'instance through `lease.instance.exports`, which it cannot revoke: each memory is retired at release and the next ' +
     'instance gets a new one (the image still mapped copy-on-write).',
 );

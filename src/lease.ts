@@ -33,6 +33,16 @@ interface CallState {
   phase: 0 | 1 | 2;
   /** Wrapped calls on the stack. */
   depth: number;
+  /**
+   * Whether a wrapped call handed out raw access: it ended by throwing (the
+   * exception passed through the instance's frames, and V8's structured
+   * stack trace gives `CallSite.getThis()`, the raw instance, for a wasm
+   * frame), or it returned a function reference. complete() then retires
+   * every memory of the lease. A plain store, so that the wrappers' catch
+   * blocks make no call (a call there can overflow the stack and skip the
+   * depth count).
+   */
+  raw: boolean;
   /** Returns the memories: once, from release() or from the outermost wrapped call ending after it. */
   readonly complete: () => void;
 }
@@ -57,7 +67,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     this.#slots = slots;
     this.#plan = plan;
     this.#ticket = core.watch(slots);
-    this.#calls = { phase: 0, depth: 0, complete: () => this.#complete() };
+    this.#calls = { phase: 0, depth: 0, raw: false, complete: () => this.#complete() };
     if (plan.atInstantiation) this.#exposeAll();
   }
 
@@ -145,6 +155,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
 
   #complete(): void {
     this.#calls.phase = 2;
+    if (this.#calls.raw) this.#exposeAll();
     this.#core.leaseReleased(this.#ticket, this.#slots);
     this.#slots.length = 0;
   }
@@ -164,7 +175,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
       const value = raw[name]!;
       if (typeof value === 'function') {
         const fn = value as RawFunction;
-        out[name] = (rawExports?.has(name) ? wrapReturningFunctions(fn, calls, name, exposeAll) : wrap(fn, calls, name)) as WebAssembly.ExportValue;
+        out[name] = (rawExports?.has(name) ? wrapReturningFunctions(fn, calls, name) : wrap(fn, calls, name)) as WebAssembly.ExportValue;
         continue;
       }
       let slot: Slot | undefined;
@@ -204,19 +215,19 @@ function released(name: string): never {
   throw new ReleasedInstanceError(`export "${name}" called`);
 }
 
-/** A wrapped call ended: the last one returns the memories of a lease released meanwhile. */
-function leave(calls: CallState): void {
-  if (--calls.depth === 0 && calls.phase === 1) calls.complete();
-}
-
 /*
  * Wrappers of fixed arity, chosen by the wasm function's `length` (its
  * parameter count): a wasm function ignores extra arguments and takes
  * missing ones as undefined, so passing exactly `length` of them is
  * exact, and cheaper than rest arguments. Arrow functions, like genuine
  * exports, are not constructors. Each keeps the count of wrapped calls on
- * the stack, for a release() from inside one (leave() on both paths rather
- * than in a finally: measured a little cheaper, same effect).
+ * the stack, for a release() from inside one. The count is taken down on
+ * both paths, inline rather than in a finally or a helper: no call can
+ * come between a return or throw and the decrement (a call in a catch can
+ * itself overflow the stack, after a stack overflow, and leave the count
+ * above zero). Only the outermost call, where the stack has unwound,
+ * calls complete() (there `phase !== 0` means 1: 2 is set only with no
+ * call on the stack). A throw marks the lease raw (CallState.raw).
  */
 const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = [
   (fn, c, name) => () => {
@@ -225,11 +236,12 @@ const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = 
     let r: unknown;
     try {
       r = fn();
-    } catch (e) {
-      leave(c);
-      throw e;
+    } catch (x) {
+      c.raw = true;
+      if (--c.depth === 0 && c.phase !== 0) c.complete();
+      throw x;
     }
-    leave(c);
+    if (--c.depth === 0 && c.phase !== 0) c.complete();
     return r;
   },
   (fn, c, name) => (a) => {
@@ -238,11 +250,12 @@ const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = 
     let r: unknown;
     try {
       r = fn(a);
-    } catch (e) {
-      leave(c);
-      throw e;
+    } catch (x) {
+      c.raw = true;
+      if (--c.depth === 0 && c.phase !== 0) c.complete();
+      throw x;
     }
-    leave(c);
+    if (--c.depth === 0 && c.phase !== 0) c.complete();
     return r;
   },
   (fn, c, name) => (a, b) => {
@@ -251,11 +264,12 @@ const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = 
     let r: unknown;
     try {
       r = fn(a, b);
-    } catch (e) {
-      leave(c);
-      throw e;
+    } catch (x) {
+      c.raw = true;
+      if (--c.depth === 0 && c.phase !== 0) c.complete();
+      throw x;
     }
-    leave(c);
+    if (--c.depth === 0 && c.phase !== 0) c.complete();
     return r;
   },
   (fn, c, name) => (a, b, d) => {
@@ -264,11 +278,12 @@ const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = 
     let r: unknown;
     try {
       r = fn(a, b, d);
-    } catch (e) {
-      leave(c);
-      throw e;
+    } catch (x) {
+      c.raw = true;
+      if (--c.depth === 0 && c.phase !== 0) c.complete();
+      throw x;
     }
-    leave(c);
+    if (--c.depth === 0 && c.phase !== 0) c.complete();
     return r;
   },
   (fn, c, name) => (a, b, d, e) => {
@@ -277,11 +292,12 @@ const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = 
     let r: unknown;
     try {
       r = fn(a, b, d, e);
-    } catch (e) {
-      leave(c);
-      throw e;
+    } catch (x) {
+      c.raw = true;
+      if (--c.depth === 0 && c.phase !== 0) c.complete();
+      throw x;
     }
-    leave(c);
+    if (--c.depth === 0 && c.phase !== 0) c.complete();
     return r;
   },
   (fn, c, name) => (a, b, d, e, f) => {
@@ -290,11 +306,12 @@ const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = 
     let r: unknown;
     try {
       r = fn(a, b, d, e, f);
-    } catch (e) {
-      leave(c);
-      throw e;
+    } catch (x) {
+      c.raw = true;
+      if (--c.depth === 0 && c.phase !== 0) c.complete();
+      throw x;
     }
-    leave(c);
+    if (--c.depth === 0 && c.phase !== 0) c.complete();
     return r;
   },
   (fn, c, name) => (a, b, d, e, f, g) => {
@@ -303,11 +320,12 @@ const FIXED: ((fn: RawFunction, c: CallState, name: string) => RawFunction)[] = 
     let r: unknown;
     try {
       r = fn(a, b, d, e, f, g);
-    } catch (e) {
-      leave(c);
-      throw e;
+    } catch (x) {
+      c.raw = true;
+      if (--c.depth === 0 && c.phase !== 0) c.complete();
+      throw x;
     }
-    leave(c);
+    if (--c.depth === 0 && c.phase !== 0) c.complete();
     return r;
   },
 ];
@@ -321,11 +339,12 @@ function wrap(fn: RawFunction, calls: CallState, name: string): RawFunction {
     let r: unknown;
     try {
       r = apply(fn, undefined, args);
-    } catch (e) {
-      leave(calls);
-      throw e;
+    } catch (x) {
+      calls.raw = true;
+      if (--calls.depth === 0 && calls.phase !== 0) calls.complete();
+      throw x;
     }
-    leave(calls);
+    if (--calls.depth === 0 && calls.phase !== 0) calls.complete();
     return r;
   };
   return withLength(w, fn.length);
@@ -336,21 +355,22 @@ function wrap(fn: RawFunction, calls: CallState, name: string): RawFunction {
  * returns is one of the instance's own (raw), so returning one counts as
  * raw access.
  */
-function wrapReturningFunctions(fn: RawFunction, calls: CallState, name: string, exposeAll: () => void): RawFunction {
+function wrapReturningFunctions(fn: RawFunction, calls: CallState, name: string): RawFunction {
   const w = (...args: unknown[]): unknown => {
     if (calls.phase !== 0) released(name);
     calls.depth++;
     let result: unknown;
     try {
       result = apply(fn, undefined, args);
-    } catch (e) {
-      leave(calls);
-      throw e;
+    } catch (x) {
+      calls.raw = true;
+      if (--calls.depth === 0 && calls.phase !== 0) calls.complete();
+      throw x;
     }
-    // Counted before leave(): a release() during the call returns the
+    // Counted before the depth: a release() during the call returns the
     // memories there, and they must know what was handed out.
-    if (result !== null && (typeof result === 'object' || typeof result === 'function')) exposeAll();
-    leave(calls);
+    if (result !== null && (typeof result === 'object' || typeof result === 'function')) calls.raw = true;
+    if (--calls.depth === 0 && calls.phase !== 0) calls.complete();
     return result;
   };
   return withLength(w, fn.length);

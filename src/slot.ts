@@ -43,7 +43,8 @@
  *                       any state --------------------------> retired   (grew, a reset or
  *                                                                         mapping failed, or the
  *                                                                         tenant was handed what
- *                                                                         release cannot revoke)
+ *                                                                         release cannot revoke,
+ *                                                                         a lent buffer included)
  *
  *  - clean:     contents are exactly `image` at image.offset and zero
  *               elsewhere in [0, initialBytes); byteLength === initialBytes;
@@ -61,6 +62,9 @@ import type { MemoryImage } from './image/image.js';
 import { WASM_PAGE } from './image/analyze.js';
 import { takeMemoryAllocationFault } from './fault.js';
 import { bufferOf, growMemory, newMemory } from './memory.js';
+
+/** A lent buffer keeps its memory alive for as long as anything holds the buffer (see Slot.lendBuffer). */
+const LENT_MEMORY = new WeakMap<ArrayBuffer, WebAssembly.Memory>();
 
 export type SlotState = 'clean' | 'leased' | 'resetting' | 'retired';
 
@@ -103,19 +107,20 @@ export class Slot {
   uses = 0;
   /**
    * Whether the tenant was lent the memory's ArrayBuffer (lendBuffer(),
-   * through `lease.memoryBuffer()`): reset() must then detach it, which
+   * through `lease.memoryBuffer()`): release must then detach it, which
    * only `memory.grow(0)` can do for a wasm memory. V8's grow costs
    * microseconds, and tens of them for large memories (the new buffer's
    * size counts as external memory and provokes a GC), so a memory whose
-   * buffer no one was lent skips it. Set for the current lease only.
+   * buffer no one was lent skips it. Set for the current lease only. (A
+   * lent buffer also makes the slot `exposed`: see lendBuffer().)
    */
   bufferLent = false;
   /**
    * Whether the tenant was handed something that release() cannot revoke
    * and that reaches this memory: the memory object, the instance, or one
-   * of its functions through a table or global (lease.ts). The pool then
-   * retires the slot at release instead of resetting it. Set for the
-   * current lease only.
+   * of its functions through a table or global (lease.ts), or its buffer
+   * (lendBuffer()). The pool then retires the slot at release instead of
+   * resetting it. Set for the current lease only.
    */
   exposed = false;
 
@@ -124,10 +129,23 @@ export class Slot {
     return this.bufferLent;
   }
 
-  /** The memory's current buffer, lent to the tenant: detached at release. */
+  /**
+   * The memory's current buffer, lent to the tenant: detached at release,
+   * and the memory retired rather than reused (`exposed`). Detaching
+   * revokes JavaScript's access only: native code given the address before
+   * release (an `fs.read` in libuv's thread pool, zlib, crypto.randomFill,
+   * an addon) keeps writing there after it, which must not reach the next
+   * tenant. The buffer keeps the memory alive (LENT_MEMORY): detached, it
+   * no longer holds the pages, and a view that native code is still
+   * writing through must not see them freed (or reused by a new memory at
+   * the same address) under it.
+   */
   lendBuffer(): ArrayBuffer {
     this.bufferLent = true;
-    return bufferOf(this.memory);
+    this.exposed = true;
+    const buffer = bufferOf(this.memory);
+    LENT_MEMORY.set(buffer, this.memory);
+    return buffer;
   }
   /**
    * What the engine's finalizer for this slot gets when V8 collects it: the

@@ -115,7 +115,8 @@ for (const backend of BACKENDS) {
   });
 
   test(`lease: exports, release revokes, Symbol.dispose (${backend})`, () => {
-    const engine = new Engine({ backend });
+    // Inline resets and always an image: l3 finds l2's memory clean (counted as a pooled reuse).
+    const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
     const prepared = engine.prepare(MODULE);
     const lease = prepared.instantiate();
     const { load8, store8 } = fns(lease.exports);
@@ -134,10 +135,16 @@ for (const backend of BACKENDS) {
     assert.throws(() => lease.memoryBuffer(), ReleasedInstanceError);
     lease.release(); // idempotent
     assert.equal(engine.stats().liveLeases, 0);
+    assert.equal(engine.stats().retiredExposed, 1, 'a lent buffer retires the memory (native code may still hold its address)');
     {
       using l2 = prepared.instantiate();
       assert.equal(fns(l2.exports).load8!(1000), DATA[0], 'the next tenant sees the image, not the write');
+      fns(l2.exports).store8!(1000, 0);
       assert.equal(engine.stats().liveLeases, 1);
+    }
+    {
+      using l3 = prepared.instantiate();
+      assert.equal(fns(l3.exports).load8!(1000), DATA[0], 'the next tenant sees the image, not the write');
       assert.equal(engine.stats().pooledReuses, 1, 'used only through revocable exports: pooled');
     }
     assert.equal(engine.stats().liveLeases, 0);

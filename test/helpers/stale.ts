@@ -11,7 +11,12 @@
  * reads B's memory between the steps under test. A scenario returns the
  * violations it saw (empty: isolation held).
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, read, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import type { BackendKind, Engine as EngineClass, Lease } from '../../src/index.js';
 import { buildModule, I32, sleb, stdFuncs, str, uleb } from '../../src/bench/builder.js';
 import { freshInitSqlJs, SQL_WASM } from './emscripten.js';
@@ -45,10 +50,9 @@ function peek(lease: Lease): WebAssembly.Instance {
   return hook ? hook(lease) : lease.instance;
 }
 
-/** B's memory, read once the attack is over, through the revocable buffer (or, on code without it, the exported memory). */
+/** B's memory, read once the attack is over, without counting as handed out (lease.memoryBuffer() would retire it). */
 function memoryDigest(lease: Lease): string {
-  const l = lease as Lease & { memoryBuffer?: () => ArrayBuffer };
-  return sha(l.memoryBuffer ? l.memoryBuffer() : (lease.exports['mem'] as WebAssembly.Memory).buffer);
+  return sha((peek(lease).exports['mem'] as WebAssembly.Memory).buffer);
 }
 
 /** What a fresh native instance holds after B's work: the secret stored. */
@@ -338,25 +342,62 @@ export const rawFunctions: Scenario = async (config) => {
   return violations;
 };
 
-/** Through lease.exports' functions and lease.memoryBuffer() only: the memory stays pooled, and a lent buffer is detached. */
+/** Through lease.exports' functions only: the memory stays pooled. */
 export const revocableStaysPooled: Scenario = async (config) => {
   const violations: string[] = [];
   const engine = engineFor(config);
   const prepared = engine.prepare(memModule);
   const want = expectedDigest(memModule);
   for (let i = 0; i < CYCLES; i++) {
+    engine.stats(); // B's reset (background) has ended: A gets B's memory
     const a = prepared.instantiate();
-    const l = a as Lease & { memoryBuffer?: () => ArrayBuffer };
-    const buffer = l.memoryBuffer ? l.memoryBuffer() : new ArrayBuffer(0);
     fn(a.exports, 'store8')(SCRIBBLE_AT, 1);
     a.release();
-    if (buffer.byteLength !== 0) violations.push(`cycle ${i}: a lent buffer is still attached after release`);
     const b = tenantB(engine, prepared);
     if (memoryDigest(b) !== want) violations.push(`cycle ${i}: the next tenant's memory differs from native`);
     b.release();
   }
   const s = engine.stats();
   if (s.pooledReuses < 2 * CYCLES - 2) violations.push(`pooled reuses: ${s.pooledReuses} of ${2 * CYCLES - 1}`);
+  if (s.retiredExposed !== 0) violations.push(`retired as handed out: ${s.retiredExposed}`);
+  engine.close();
+  return violations;
+};
+
+/**
+ * A buffer from lease.memoryBuffer() with native I/O in flight into it: an
+ * fs.read from a FIFO, blocked in libuv's thread pool until after A's
+ * release and B's start. The buffer is detached at release, but the thread
+ * keeps the address: it must write into A's (retired) memory, never B's.
+ */
+export const inflightRead: Scenario = async (config) => {
+  const violations: string[] = [];
+  const engine = engineFor(config);
+  const prepared = engine.prepare(memModule);
+  const want = expectedDigest(memModule);
+  const fifo = join(tmpdir(), `wasm-cow-test-fifo-${process.pid}-${threadId}-${config.backend}-${String(config.backgroundReset)}`);
+  execFileSync('mkfifo', [fifo]);
+  const fd = openSync(fifo, 'r+'); // O_RDWR: open does not block, and the read blocks until a write
+  try {
+    for (let i = 0; i < 3; i++) {
+      const a = prepared.instantiate();
+      const view = new Uint8Array(a.memoryBuffer(), SECRET_AT - 2, 8);
+      const done = new Promise<unknown>((resolve) => read(fd, view, 0, 4, null, (err, n) => resolve(err ?? n)));
+      a.release();
+      if (view.length !== 0) violations.push(`cycle ${i}: the lent buffer is still attached after release`);
+      const b = tenantB(engine, prepared);
+      writeSync(fd, Buffer.from([0xde, 0xad, 0xbe, 0xef])); // lands at SECRET_AT - 2 .. + 1, over B's secret if B has A's memory
+      const n = await done;
+      if (n !== 4) violations.push(`cycle ${i}: the read gave ${String(n)}`);
+      if (memoryDigest(b) !== want) violations.push(`cycle ${i}: the next tenant's memory differs from native (the in-flight read reached it)`);
+      b.release();
+    }
+  } finally {
+    closeSync(fd);
+    unlinkSync(fifo);
+  }
+  const s = engine.stats();
+  if (s.retiredExposed !== 3) violations.push(`memories whose buffer was lent, retired: ${s.retiredExposed} of 3`);
   engine.close();
   return violations;
 };
@@ -397,7 +438,7 @@ export const sqlJsModule: Scenario = async (config) => {
     dbB.run('CREATE TABLE b (y)');
     dbB.run('INSERT INTO b VALUES (10), (20), (30), (40), (50), (60), (70)');
     const leaseB = adapterB.lease!;
-    const bufferB = () => sha((leaseB as Lease & { memoryBuffer?: () => ArrayBuffer }).memoryBuffer?.() ?? memoryOf(leaseB).buffer);
+    const bufferB = () => sha(memoryOf(leaseB).buffer);
     const before = bufferB();
 
     // A's stale Module: A's own data (on its own, retired memory), never B's.
@@ -427,6 +468,71 @@ export const sqlJsModule: Scenario = async (config) => {
   return violations;
 };
 
+/**
+ * An Error created while A's wasm code was on the stack: V8's structured
+ * stack trace (Error.prepareStackTrace receiving CallSites) gives the raw
+ * instance as CallSite.getThis() of a wasm frame, now or when the stack is
+ * first formatted, after release. A call through lease.exports that ends by
+ * throwing must retire A's memories. Two errors: a trap's RuntimeError, and
+ * an Error an import throws through the wasm frames; both read only after
+ * release (V8 formats lazily).
+ */
+export const errorFrames: Scenario = async (config) => {
+  const violations: string[] = [];
+  const engine = engineFor(config);
+  const module = buildModule({
+    importFuncs: [{ module: 'env', name: 'fail' }],
+    memories: [{ min: 8, max: 16, export: 'mem' }],
+    funcs: [...stdFuncs, { export: 'run', body: [0x10, 0] }],
+    data: [{ offset: PAGE + 3, bytes: [1, 2, 3, 4, 5] }],
+  });
+  const imports = {
+    env: {
+      fail() {
+        throw new Error('from an import');
+      },
+    },
+  };
+  const prepared = engine.prepare(module);
+  const want = expectedDigest(module, imports);
+  const saved = Error.prepareStackTrace;
+  for (let i = 0; i < 4; i++) {
+    const a = prepared.instantiate(imports);
+    let kept: unknown;
+    try {
+      if (i % 2 === 0) fn(a.exports, 'load8')(1 << 30);
+      else fn(a.exports, 'run')();
+    } catch (e) {
+      kept = e;
+    }
+    a.release();
+    const b = tenantB(engine, prepared, imports);
+    let stolen: WebAssembly.Instance | null = null;
+    Error.prepareStackTrace = (_e, frames) => frames;
+    try {
+      const frames = (kept as { stack: unknown }).stack as { getThis(): unknown }[];
+      for (const f of frames) {
+        const self = f.getThis();
+        if (self instanceof WebAssembly.Instance) stolen = self;
+      }
+    } finally {
+      Error.prepareStackTrace = saved;
+    }
+    if (stolen === null) {
+      violations.push(`cycle ${i}: the error held no instance (nothing tested)`);
+    } else {
+      if (fn(stolen.exports, 'load8')(SECRET_AT) === SECRET) violations.push(`cycle ${i}: the error's instance read the next tenant's secret`);
+      fn(stolen.exports, 'store8')(SCRIBBLE_AT, SCRIBBLE);
+    }
+    if (memoryDigest(b) !== want) violations.push(`cycle ${i}: the next tenant's memory differs from native`);
+    b.release();
+  }
+  const s = engine.stats();
+  if (s.retiredExposed !== 4) violations.push(`memories retired after a throwing call: ${s.retiredExposed} of 4`);
+  engine.close();
+  return violations;
+};
+
 /** The scenarios every configuration and thread runs. */
 export const SCENARIOS: Record<string, Scenario> = {
   'buffers through the prototype getter and a saved getter': prototypeGetter,
@@ -435,4 +541,6 @@ export const SCENARIOS: Record<string, Scenario> = {
   'raw functions from a table, a result, a global': rawFunctions,
   'a released sql.js Module (the Emscripten adapter)': sqlJsModule,
   'revocable use only: still pooled': revocableStaysPooled,
+  'native I/O in flight into a lent buffer': inflightRead,
+  "an error thrown through the lease's wasm frames (CallSite.getThis())": errorFrames,
 };
