@@ -732,7 +732,7 @@ function smallImportedData(plan: MemoryPlan, pageSize: number): MemoryPlan | nul
   const pages =
     pagesCovered(ranges.filter((r) => !r.own), pageSize) +
     ranges.filter((r) => r.own).reduce((n, r) => n + Math.ceil(r.length / pageSize), 0);
-  const estimate = estimateFresh({ pages, segments: plan.segments.length });
+  const estimate = estimateFresh({ pages, segments: plan.segments.length }, true, true);
   if (estimate.wins) return null;
   return {
     ...plan,

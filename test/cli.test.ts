@@ -78,14 +78,14 @@ test('bench: a module that needs real imports exits 3 and names public APIs only
 
 test('inspect: the text output says how an imported memory is imaged', () => {
   const bytes = buildModule({
-    importMemory: { module: 'env', name: 'memory', min: 2 },
+    importMemory: { module: 'env', name: 'memory', min: 80 },
     funcs: stdFuncs,
-    data: [{ offset: 70000, bytes: new Uint8Array(40000).fill(3) }],
+    data: [{ offset: 70000, bytes: new Uint8Array(4400 * 1024).fill(3) }], // enough data for the cost model (about 4 MiB)
   });
   const r = run('inspect', file(bytes));
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /memory 0 \(imported\)/);
-  assert.match(r.stdout, /image: conditional \(imported-untouched\).*bytes 69632 to 110592/);
+  assert.match(r.stdout, /image: conditional \(imported-untouched\).*bytes 69632 to 4579328/);
   // With too little data, the cost model leaves it to V8, and says why.
   const small = buildModule({ importMemory: { module: 'env', name: 'memory', min: 2 }, data: [{ offset: 70000, bytes: [9] }] });
   const s = run('inspect', file(small));

@@ -34,7 +34,7 @@ if (linux) {
     ['pagemap_scan', 1, 'unclassifiable'],
   ] as const) {
     test(`${step} fails (after ${skip} passes) while placing an image into an imported memory: the data is written as V8 writes it, counted '${reason}'`, () => {
-      const engine = new Engine({ backend: 'native' });
+      const engine = new Engine({ backend: 'native', nativeWhenFaster: false });
       const p = engine.prepare(IMPORTING);
       const memory = new WebAssembly.Memory({ initial: 1, maximum: 8 });
       const nativeMemory = new WebAssembly.Memory({ initial: 1, maximum: 8 });
@@ -56,7 +56,7 @@ if (linux) {
       data: [{ offset: PAGE, bytes: pseudoRandomBytes(PAGE, 22) }],
     });
     const want = digest(new WebAssembly.Instance(new WebAssembly.Module(A)).exports['mem'] as WebAssembly.Memory);
-    const engine = new Engine({ backend: 'native', backgroundReset: false });
+    const engine = new Engine({ backend: 'native', backgroundReset: false, nativeWhenFaster: false });
     const a = engine.prepare(A);
     const importing = engine.prepare(IMPORTING);
     const lease = a.instantiate();

@@ -147,8 +147,8 @@ test('an imported memory with too little data is left to V8, with the reason', {
   new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory: native } });
   assert.equal(digest(memory), digest(native));
   assert.equal(engine.stats().bytesMapped, 0);
-  // Enough data: imaged (conditionally).
-  const big = engine.prepare(buildModule({ ...spec, data: [{ offset: 70000, bytes: new Uint8Array(40000).fill(1) }] }));
+  // Enough data (about 4 MiB for an imported memory): imaged (conditionally).
+  const big = engine.prepare(buildModule({ ...spec, importMemory: { module: 'env', name: 'memory', min: 80 }, data: [{ offset: 70000, bytes: new Uint8Array(4400 * 1024).fill(1) }] }));
   assert.equal(big.memories[0]!.condition, 'imported-untouched');
   // The cost model off: imaged whatever the size.
   const off = new Engine({ backend: 'native', nativeWhenFaster: false });
@@ -182,14 +182,15 @@ test('CheckStreak: checks skipped after SKIP_AFTER failures in a row, one in PRO
 
 test('an imported memory that keeps holding data: checks skipped, counted, exactly native', { skip: !BACKENDS.includes('native') && 'no native backend here' }, () => {
   const bytes = buildModule({
-    importMemory: { module: 'env', name: 'memory', min: 2 },
+    importMemory: { module: 'env', name: 'memory', min: 80 },
     funcs: stdFuncs,
-    data: [{ offset: 4096, bytes: new Uint8Array(40000).map((_, i) => i & 0xff || 1) }],
+    // Enough data for the small-data gate to let it through (about 4 MiB for an imported memory).
+    data: [{ offset: 4096, bytes: new Uint8Array(4400 * 1024).map((_, i) => i & 0xff || 1) }],
   });
   const engine = new Engine({ backend: 'native' });
   const p = engine.prepare(bytes);
-  const memory = new WebAssembly.Memory({ initial: 2 });
-  const native = new WebAssembly.Memory({ initial: 2 });
+  const memory = new WebAssembly.Memory({ initial: 80 });
+  const native = new WebAssembly.Memory({ initial: 80 });
   const nativeModule = new WebAssembly.Module(bytes);
   const n = SKIP_AFTER + 1 + 2 * PROBE_EVERY;
   for (let i = 0; i < n; i++) {

@@ -75,15 +75,18 @@ test('the process-wide bound: placements never take the process past half of vm.
 });
 
 test('position-independent data into an imported memory: a new base gets no image, a base seen before does', () => {
-  const data = new Uint8Array(16 * PAGE).fill(0xcd); // enough data for the small-data gate to let it through
+  // Enough data for the small-data gate to let it through (src/policy.ts: about 4 MiB for an imported memory).
+  const DATA_PAGES = 1100;
+  const BASES = 12;
+  const data = new Uint8Array(DATA_PAGES * PAGE).fill(0xcd);
   const bytes = picImported(data);
   const native = new WebAssembly.Module(bytes);
   const engine = new Engine({ backend: 'native' });
   const p = engine.prepare(bytes);
-  const span = 17 * PAGE;
-  const ours = new WebAssembly.Memory({ initial: Math.ceil((40 * span) / WASM_PAGE) + 1 });
-  const theirs = new WebAssembly.Memory({ initial: Math.ceil((40 * span) / WASM_PAGE) + 1 });
-  for (let i = 0; i < 40; i++) {
+  const span = (DATA_PAGES + 1) * PAGE;
+  const ours = new WebAssembly.Memory({ initial: Math.ceil((BASES * span) / WASM_PAGE) + 1 });
+  const theirs = new WebAssembly.Memory({ initial: Math.ceil((BASES * span) / WASM_PAGE) + 1 });
+  for (let i = 0; i < BASES; i++) {
     new WebAssembly.Instance(native, { env: { memory: theirs, __memory_base: i * span } });
     p.instantiate({ env: { memory: ours, __memory_base: i * span } }).release();
   }
@@ -97,15 +100,16 @@ test('position-independent data into an imported memory: a new base gets no imag
   const e2 = new Engine({ backend: 'native' });
   const p2 = e2.prepare(bytes);
   for (let i = 0; i < 3; i++) {
-    const a = new WebAssembly.Memory({ initial: 2 });
-    const b = new WebAssembly.Memory({ initial: 2 });
+    const pages = Math.ceil((4096 + DATA_PAGES * PAGE) / WASM_PAGE);
+    const a = new WebAssembly.Memory({ initial: pages });
+    const b = new WebAssembly.Memory({ initial: pages });
     new WebAssembly.Instance(native, { env: { memory: b, __memory_base: 4096 } });
     p2.instantiate({ env: { memory: a, __memory_base: 4096 } }).release();
     assert.equal(digest(a), digest(b));
   }
   assert.equal(e2.stats().imagesBuilt, 1);
   assert.equal(e2.stats().fallbacks['new-base'], 1);
-  assert.ok(e2.stats().bytesMapped >= 2 * 16 * PAGE);
+  assert.ok(e2.stats().bytesMapped >= 2 * DATA_PAGES * PAGE);
   e2.close();
 });
 
