@@ -28,6 +28,22 @@ void recover_range(uint8_t *addr, size_t length) {
   mmap(addr, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 }
 
+/*
+ * mmap(addr, length, read-write, flags, fd, 0) over a validated range of a
+ * memory (length > 0). If it fails, the range is re-covered (recover_range)
+ * and a JS error is thrown; returns NULL either way.
+ */
+static napi_value map_fixed(napi_env env, uint8_t *addr, uint64_t length, int flags, int fd) {
+  if (fault_fires(FAULT_MMAP)) return throw_errno(env, "mmap", ENOMEM);
+  void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE, flags, fd, 0);
+  if (p == MAP_FAILED || p != (void *)addr) {
+    int err = p == MAP_FAILED ? errno : EFAULT;
+    recover_range(addr, (size_t)length);
+    return throw_errno(env, "mmap", err);
+  }
+  return NULL;
+}
+
 /* mapImage(memory, fd, offset, length): CoW-map the first `length` bytes of the image. */
 napi_value map_image(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -38,14 +54,7 @@ napi_value map_image(napi_env env, napi_callback_info info) {
   if (!get_image_fd(env, argv[1], &fd, &image_length, NULL)) return NULL;
   if (length > image_length) return throw_arg(env, 1, "length exceeds the image's length");
   if (length == 0) return NULL;
-  if (fault_fires(FAULT_MMAP)) return throw_errno(env, "mmap", ENOMEM);
-  void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0);
-  if (p == MAP_FAILED || p != (void *)addr) {
-    int err = p == MAP_FAILED ? errno : EFAULT;
-    recover_range(addr, (size_t)length);
-    return throw_errno(env, "mmap", err);
-  }
-  return NULL;
+  return map_fixed(env, addr, length, MAP_PRIVATE | MAP_FIXED, fd);
 }
 
 /* mapZero(memory, offset, length): fresh anonymous zero pages over a range. */
@@ -55,15 +64,7 @@ napi_value map_zero(napi_env env, napi_callback_info info) {
   uint64_t length;
   if (!get_memory_range(env, info, 3, argv, 0, &addr, &length)) return NULL;
   if (length == 0) return NULL;
-  if (fault_fires(FAULT_MMAP)) return throw_errno(env, "mmap", ENOMEM);
-  void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED || p != (void *)addr) {
-    int err = p == MAP_FAILED ? errno : EFAULT;
-    recover_range(addr, (size_t)length);
-    return throw_errno(env, "mmap", err);
-  }
-  return NULL;
+  return map_fixed(env, addr, length, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1);
 }
 
 /* discard(memory, offset, length): drop private pages; they read the image or zero again. */

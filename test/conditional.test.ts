@@ -6,17 +6,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from '../src/index.js';
-import { BACKENDS, digest, fns, leaseDigest } from './helpers/env.js';
+import { BACKENDS, digest, fns, leaseDigest, outcome } from './helpers/env.js';
 import { buildModule, pseudoRandomBytes, stdFuncs, type ModuleSpec } from './helpers/wasm.js';
-
-const outcome = (f: () => unknown): string => {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    return `${(e as Error).constructor.name}: ${(e as Error).message}`;
-  }
-};
 
 const picSpec: ModuleSpec = {
   importGlobals: [

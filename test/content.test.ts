@@ -10,7 +10,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, type Lease } from '../src/index.js';
-import { BACKENDS, binding, digest, fns, leaseMemory } from './helpers/env.js';
+import { BACKENDS, binding, digest, fns, leaseMemory, outcome } from './helpers/env.js';
 import { buildModule, pseudoRandomBytes, sleb, stdFuncs, type DataSpec, type FuncSpec, type ModuleSpec } from './helpers/wasm.js';
 
 const PAGE = 4096;
@@ -34,15 +34,6 @@ function permutations(n: number): number[][] {
   }
   return out;
 }
-
-const outcome = (f: () => unknown): string => {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    return `${(e as Error).constructor.name}: ${(e as Error).message}`;
-  }
-};
 
 // Five modules over one imported memory (2 wasm pages = 32 host pages):
 // different offsets, pages shared between modules, bytes overlapping,

@@ -46,3 +46,13 @@ export type Fn = (...args: number[]) => number;
 export function fns(exports: WebAssembly.Exports): Record<string, Fn> {
   return exports as unknown as Record<string, Fn>;
 }
+
+/** What calling `f` gives: 'ok', or the error's class and message (to compare with native). */
+export const outcome = (f: () => unknown): string => {
+  try {
+    f();
+    return 'ok';
+  } catch (e) {
+    return `${(e as Error).constructor.name}: ${(e as Error).message}`;
+  }
+};
