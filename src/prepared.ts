@@ -169,6 +169,12 @@ export class PreparedModule {
   /** With conditional images: whether to skip their check, and the attempt used then (V8 applies the segments). */
   #streak: CheckStreak | null = null;
   #skipAttempt: Attempt | null = null;
+  /**
+   * Whether instantiating runs code (a start function). When it fails, the
+   * error can carry the raw instance (CallSite.getThis() of a wasm frame),
+   * so its memories are never reused.
+   */
+  #startRuns = true;
 
 
   /**
@@ -195,6 +201,7 @@ export class PreparedModule {
     }
 
     this.#exposure = analyzeExposure(input, parsed);
+    this.#startRuns = parsed.start !== null;
     const modules = [...new Set(parsed.imports.map((i) => i.module))];
     const names = new Map<string, readonly [number, string]>();
     for (const i of parsed.imports) names.set(`${i.module}\0${i.name}`, [modules.indexOf(i.module), i.name]);
@@ -482,6 +489,8 @@ export class PreparedModule {
 
   /** Instantiation failed: the memories go back (reset), the slot is freed. Nothing was placed into imported memories. */
   #fail(slots: Slot[], error: unknown): unknown {
+    // The start function may have run: what it left can reach the error's holder.
+    if (this.#startRuns) for (const s of slots) s.exposed = true;
     this.#core.releaseSlots(slots);
     this.#core.unreserve();
     return error;

@@ -347,3 +347,39 @@ function funcrefImportModule(): Uint8Array<ArrayBuffer> {
     ...section(11, vec([[0x00, 0x41, 16, 0x0b, 3, 7, 8, 9]])),
   ]);
 }
+
+test('a start function that traps: the error can carry the raw instance, so its memory is never reused', async () => {
+  // (memory 1) (data "abcd") (func $start unreachable) (start $start) (func (export "put") (param i32 i32) ...)
+  const put = { export: 'put', params: [I32, I32], body: [0x20, 0, 0x20, 1, 0x3a, 0, 0] };
+  const trapping = buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [97, 98, 99, 100] }], funcs: [{ body: [0x00] }, put], start: 0 });
+  const peek = { export: 'peek', params: [I32], results: [I32], body: [0x20, 0, 0x2d, 0, 0] };
+  const other = buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [97, 98, 99, 100] }], funcs: [put, peek] });
+  for (const backend of BACKENDS) {
+    for (const mode of ['sync', 'async'] as const) {
+      const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
+      const p = engine.prepare(trapping);
+      let error: unknown;
+      try {
+        if (mode === 'sync') p.instantiate();
+        else await p.instantiateAsync();
+      } catch (e) {
+        error = e;
+      }
+      assert.ok(error instanceof WebAssembly.RuntimeError, `${backend} ${mode}: ${String(error)}`);
+      // What a holder of the error can reach: the failed instance, through its wasm frame.
+      const old = Error.prepareStackTrace;
+      Error.prepareStackTrace = (_e, sites) => sites;
+      const sites = (error as unknown as { stack: NodeJS.CallSite[] }).stack;
+      Error.prepareStackTrace = old;
+      const stolen = sites.map((c) => c.getThis()).find((t) => t instanceof WebAssembly.Instance) as WebAssembly.Instance | undefined;
+      assert.ok(stolen, 'the trap carries the instance');
+      const next = engine.prepare(other).instantiate<{ peek: Fn }>();
+      (stolen.exports.put as Fn)(0, 0x7a);
+      assert.equal(next.exports.peek(0), 97, `${backend} ${mode}: the next tenant's memory is its own`);
+      assert.equal(engine.stats().retiredExposed, 1, `${backend} ${mode}: the failed instance's memory is retired`);
+      assert.equal(engine.stats().pooledReuses, 0);
+      next.release();
+      engine.close();
+    }
+  }
+});
