@@ -20,6 +20,8 @@ import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 import { countFallback, type FallbackReason } from './stats.js';
 import { wasm } from './wasm-api.js';
+import { type SnapshotSource, snapshotBytes } from './snapshot/snapshot.js';
+import { SnapshotError } from './snapshot/errors.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -72,6 +74,8 @@ export interface PrepareHints {
   readonly originalValid?: boolean;
   /** `input` compiled by V8 (valid, and used where the module runs as V8 would, with no second compile). */
   readonly original?: WebAssembly.Module;
+  /** Keep what snapshot() needs (PrepareOptions.snapshots); for a snapshot's module, its root module. */
+  readonly snapshots?: boolean | SnapshotSource;
 }
 
 /** @internal Parses and analyses a module and makes its rewrite; compiles nothing. */
@@ -169,6 +173,8 @@ export class PreparedModule {
   /** With conditional images: whether to skip their check, and the attempt used then (V8 applies the segments). */
   #streak: CheckStreak | null = null;
   #skipAttempt: Attempt | null = null;
+  /** What snapshot() rewrites (the original module), or null when snapshots were not asked for. */
+  #snapshotSource: SnapshotSource | null = null;
 
 
   /**
@@ -195,6 +201,7 @@ export class PreparedModule {
     }
 
     this.#exposure = analyzeExposure(input, parsed);
+    if (hints.snapshots) this.#snapshotSource = hints.snapshots === true ? { bytes: input, parsed } : hints.snapshots;
     const modules = [...new Set(parsed.imports.map((i) => i.module))];
     const names = new Map<string, readonly [number, string]>();
     for (const i of parsed.imports) names.set(`${i.module}\0${i.name}`, [modules.indexOf(i.module), i.name]);
@@ -270,6 +277,37 @@ export class PreparedModule {
       }
     }
     for (const p of this.#plans) if (p.excluded && p.fallback) this.#fallbacks.push(p.fallback);
+  }
+
+  /**
+   * A prepared module whose instances start in the state `lease` reached:
+   * its memories (contents and current size, as a new sealed image), its
+   * mutable globals and its tables, with the start function's effects
+   * included (it is not run again). Instantiating it costs what any image
+   * costs. The module must be prepared with `{ snapshots: true }`; throws
+   * SnapshotError (with a `reason`) where the state cannot be captured
+   * exactly. See docs/api.md, "Snapshots".
+   */
+  snapshot(lease: Lease): PreparedModule {
+    this.#core.checkOpen('snapshot()');
+    const source = this.#snapshotSource;
+    if (source === null) {
+      throw new SnapshotError(
+        this.#unparsed !== null ? 'unparsed' : 'not-enabled',
+        this.#unparsed !== null
+          ? `the module could not be read (${this.#unparsed}); it runs as is.`
+          : 'the module was not prepared with { snapshots: true }. Prepare it with engine.prepare(bytes, { snapshots: true }).',
+      );
+    }
+    const bytes = snapshotBytes(source, lease, this.#exposure, this.#core.backend.pageSize);
+    let snap: PreparedModule;
+    try {
+      snap = new PreparedModule(this.#core, bytes, { snapshots: source });
+    } catch (e) {
+      throw new SnapshotError('rewrite-rejected', `V8 rejected the snapshot's module (${(e as Error).message}). This is a wasm-cow bug; please report it.`, { cause: e });
+    }
+    void snap.memories; // build the images now: the bytes are let go
+    return snap;
   }
 
   /** @internal Whether `module` is the rewrite (some memory imaged or moved), not the original as is. */
