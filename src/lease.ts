@@ -77,10 +77,13 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   #instanceRead = false;
   /** Accessor exports of `lease.exports` that were read, or null for none. */
   #accessorsRead: Set<string> | null = null;
+  /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
+  readonly #hidden: ReadonlySet<string> | null;
 
   /** @internal Created by PreparedModule.instantiate(). */
-  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan) {
+  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan, hidden: ReadonlySet<string> | null = null) {
     this.#core = core;
+    this.#hidden = hidden;
     this.#instance = instance;
     this.#slots = slots;
     this.#plan = plan;
@@ -204,8 +207,10 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     const slots = this.#slots;
     const rawExports = this.#plan.rawExports.size > 0 ? this.#plan.rawExports : null;
     const exposeAll = () => this.#exposeAll();
+    const hidden = this.#hidden;
     const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
     for (const name of Object.keys(raw)) {
+      if (hidden !== null && hidden.has(name)) continue; // the engine's private exports (src/reuse/internal.ts)
       const value = raw[name]!;
       if (typeof value === 'function') {
         const fn = value as RawFunction;
