@@ -22,6 +22,8 @@ import { countFallback, type FallbackReason } from './stats.js';
 import { wasm } from './wasm-api.js';
 import { type SnapshotSource, snapshotBytes } from './snapshot/snapshot.js';
 import { SnapshotError } from './snapshot/errors.js';
+import { internalExports, isInternalName } from './reuse/internal.js';
+import { readModuleInfo } from './reuse/module-info.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -62,6 +64,8 @@ export interface ModulePlan {
   /** What the start function does (image/start.ts); null when the module could not be read. */
   readonly start: StartAnalysis | null;
   readonly rewritten: RewriteResult | null;
+  /** Names of the private exports the rewrite added (src/reuse/internal.ts), hidden from lease.exports; null for none. */
+  readonly hidden: ReadonlySet<string> | null;
 }
 
 /** @internal See the PreparedModule constructor. */
@@ -78,8 +82,13 @@ export interface PrepareHints {
   readonly snapshots?: boolean | SnapshotSource;
 }
 
-/** @internal Parses and analyses a module and makes its rewrite; compiles nothing. */
-export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): ModulePlan {
+/**
+ * @internal Parses and analyses a module and makes its rewrite; compiles
+ * nothing. `privateState`: the rewrite also exports every defined mutable
+ * global and table under private names (src/reuse/internal.ts), so that
+ * the engine can read them (snapshots).
+ */
+export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, privateState = false): ModulePlan {
   let parsed: ParsedModule | null = null;
   let parseError: WasmFormatError | null = null;
   try {
@@ -88,7 +97,7 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): Mo
     if (!(e instanceof WasmFormatError)) throw e;
     parseError = e;
   }
-  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null };
+  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null, hidden: null };
   const start = analyzeStart(input, parsed);
   const plans = analyzeMemories(parsed, {
     sizeLimit: core.options.imageSizeLimit,
@@ -99,8 +108,12 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): Mo
   const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
   const convert = new Set<number>();
   for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
-  const rewritten = importMemories || convert.size > 0 ? rewriteModule(input, parsed, { importMemories, convert }) : null;
-  return { parsed, parseError, plans, start, rewritten };
+  const info = privateState ? readModuleInfo(input, parsed) : null;
+  const extraExports = info === null ? [] : internalExports(parsed, info, false);
+  const rewritten =
+    importMemories || convert.size > 0 || extraExports.length > 0 ? rewriteModule(input, parsed, { importMemories, convert, extraExports }) : null;
+  const hidden = extraExports.length > 0 ? new Set(extraExports.map((e) => e.name)) : null;
+  return { parsed, parseError, plans, start, rewritten, hidden };
 }
 
 /**
@@ -175,6 +188,8 @@ export class PreparedModule {
   #skipAttempt: Attempt | null = null;
   /** What snapshot() rewrites (the original module), or null when snapshots were not asked for. */
   #snapshotSource: SnapshotSource | null = null;
+  /** The private exports of the compiled rewrite, hidden from lease.exports; null for none. */
+  #hidden: ReadonlySet<string> | null = null;
 
 
   /**
@@ -184,7 +199,7 @@ export class PreparedModule {
    */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>, hints: PrepareHints = {}) {
     this.#core = core;
-    const { parsed, parseError, plans, start, rewritten } = hints.plan ?? planModule(core, input);
+    const { parsed, parseError, plans, start, rewritten, hidden } = hints.plan ?? planModule(core, input, hints.snapshots !== undefined && hints.snapshots !== false);
 
     if (parsed === null) {
       // We could not read it. If V8 cannot either, say where it is malformed;
@@ -226,6 +241,7 @@ export class PreparedModule {
         memoryModule = rewritten.memoryModule;
         size = rewritten.bytes.length;
         this.#fromRewrite = true;
+        this.#hidden = hidden;
       }
       // The rewrite must not change what validates: check the original too.
       if (module !== null && !hints.originalValid && hints.original === undefined && !wasm.validate(input)) module = null;
@@ -236,6 +252,7 @@ export class PreparedModule {
         memoryModule = null;
         size = input.length;
         this.#fromRewrite = false;
+        this.#hidden = null;
         this.#plans = plans.map((p) =>
           p.imported
             ? p
@@ -353,7 +370,8 @@ export class PreparedModule {
   }
 
   get exports(): WebAssembly.ModuleExportDescriptor[] {
-    return WebAssembly.Module.exports(this.module);
+    const all = WebAssembly.Module.exports(this.module);
+    return this.#hidden === null ? all : all.filter((d) => !isInternalName(d.name));
   }
 
   /** Why the module could not be read (it then runs as is), or null. */
@@ -500,7 +518,7 @@ export class PreparedModule {
   #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[], attempt?: Attempt): Lease<T> {
     this.#core.counters.instantiations++;
     if (attempt !== undefined && attempt === this.#skipAttempt) this.#core.counters.nativeInstantiations['unusable-image']++;
-    return new Lease<T>(this.#core, instance, slots, this.#exposure);
+    return new Lease<T>(this.#core, instance, slots, this.#exposure, this.#hidden);
   }
 
   /** An instance made as V8 would make it: a lease with no pooled memory. */

@@ -10,8 +10,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { WASI } from 'node:wasi';
 import { Engine, type Lease, SnapshotError, type SnapshotRefusal } from '../src/index.js';
 import { unexposedInstance } from '../src/lease.js';
 import { BACKENDS } from './helpers/env.js';
@@ -232,7 +236,7 @@ const outcome = (f: () => unknown): string => {
 // ---------------------------------------------------------------------------
 
 for (const backend of BACKENDS) {
-  for (const hidden of [false]) {
+  for (const hidden of [false, true]) {
     const label = `${backend}${hidden ? ', hidden global' : ''}`;
     test(`a snapshot's instances hold the lease's state and then behave as it would (${label})`, () => {
       const bytes = mainModule(hidden);
@@ -290,6 +294,117 @@ for (const backend of BACKENDS) {
     copy.release();
     lease.release();
     engine.close();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The WASI fixture: a reactor whose init() takes about 30 ms, and its Wizer output.
+
+// As in wasi.test.ts: Node 20's node:wasi fast API calls can let a GC run
+// inside a call (nodejs/node#46777) once programs run on several memories.
+setFlagsFromString('--no-turbo-fast-api-calls');
+
+const fixture = (name: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(readFileSync(fileURLToPath(new URL(`../../test/fixtures/snapshot/${name}`, import.meta.url))));
+const DICTIONARY = fixture('dictionary.wasm');
+const WIZER = fixture('dictionary.wizer.wasm');
+const wasiStubs: WebAssembly.Imports = {
+  wasi_snapshot_preview1: { fd_close: () => 8, fd_fdstat_get: () => 8, fd_seek: () => 8, fd_write: () => 8 },
+};
+type Fns = Record<string, (...a: number[]) => number>;
+const digestOf = (m: WebAssembly.Memory): string => createHash('sha256').update(new Uint8Array(m.buffer)).digest('hex');
+
+/** Results that depend on everything init() built: lookups over the whole table, the checksum, the word count. */
+function answers(f: Fns): string {
+  const out: number[] = [f['word_count']!(), f['checksum']!()];
+  for (let k = 0; k < 200000; k += 997) out.push(f['lookup']!(k));
+  return out.join(',');
+}
+
+for (const backend of BACKENDS) {
+  test(`the WASI fixture snapshotted after init equals its Wizer output, byte for byte, and runs on as it does (${backend})`, () => {
+    const wizer = new WebAssembly.Instance(new WebAssembly.Module(WIZER), wasiStubs).exports as Fns & { memory: WebAssembly.Memory };
+    const engine = new Engine({ backend });
+    const prepared = engine.prepare(DICTIONARY, { snapshots: true });
+    const lease = prepared.instantiate(wasiStubs);
+    const f = lease.exports as Fns;
+    assert.equal(f['lookup']!(1), -1, 'nothing built before init()');
+    f['_initialize']!();
+    f['init']!();
+    const snap = prepared.snapshot(lease);
+    assert.equal(snap.memories[0]!.initialPages, wizer.memory.buffer.byteLength / 65536);
+    const copies = [snap.instantiate(wasiStubs), snap.instantiate(wasiStubs)];
+    const want = answers(wizer);
+    for (const c of copies) {
+      assert.equal(digestOf(unexposedInstance(c).exports['memory'] as WebAssembly.Memory), digestOf(wizer.memory), 'the same memory as Wizer wrote');
+      assert.equal(answers(c.exports as Fns), want);
+    }
+    // Then each changes as the Wizer instance and the lease do.
+    for (const k of [3, 3, 77, 123456]) {
+      const r = wizer['bump']!(k);
+      assert.equal(f['bump']!(k), r);
+      for (const c of copies) assert.equal((c.exports as Fns)['bump']!(k), r);
+    }
+    const end = answers(wizer);
+    assert.equal(answers(f), end);
+    for (const c of copies) assert.equal(answers(c.exports as Fns), end);
+    for (const c of copies) c.release();
+    lease.release();
+    engine.close();
+  });
+
+  test(`a snapshot of a node:wasi reactor prints, with a new WASI object, what native prints (${backend})`, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-snapshot-'));
+    try {
+      let n = 0;
+      /** Runs `body` with a new WASI object whose stdout is a file; returns what it printed. */
+      const printed = (body: (wasi: WASI) => void): string => {
+        const file = join(dir, `out-${n++}`);
+        const fd = openSync(file, 'w');
+        const wasi = new WASI({ version: 'preview1', args: ['dictionary'], stdout: fd, returnOnExit: true });
+        body(wasi);
+        closeSync(fd);
+        return readFileSync(file, 'utf8');
+      };
+      const steps = (f: Fns) => {
+        f['init']!();
+        f['bump']!(5);
+        f['bump']!(99);
+      };
+      const native = printed((wasi) => {
+        const instance = new WebAssembly.Instance(new WebAssembly.Module(DICTIONARY), wasi.getImportObject() as WebAssembly.Imports);
+        wasi.initialize(instance); // runs _initialize
+        steps(instance.exports as Fns);
+        (instance.exports as Fns)['report']!(42);
+      });
+      assert.match(native, /^dictionary: \d+ distinct words, lookup\(42\) = \d+, bumps 2\n$/);
+
+      const engine = new Engine({ backend });
+      const prepared = engine.prepare(DICTIONARY, { snapshots: true });
+      let snap: ReturnType<typeof prepared.snapshot> | null = null;
+      const first = printed((wasi) => {
+        const lease = prepared.instantiate(wasi.getImportObject() as WebAssembly.Imports);
+        wasi.initialize(lease.instance);
+        steps(lease.exports as Fns);
+        snap = prepared.snapshot(lease);
+        (lease.exports as Fns)['report']!(42);
+        lease.release();
+      });
+      assert.equal(first, native);
+      for (let i = 0; i < 3; i++) {
+        const out = printed((wasi) => {
+          const lease = snap!.instantiate(wasi.getImportObject() as WebAssembly.Imports);
+          // The reactor's constructors ran before the snapshot: set the memory only.
+          wasi.initialize({ exports: { memory: lease.exports['memory'] } } as unknown as WebAssembly.Instance);
+          (lease.exports as Fns)['report']!(42);
+          lease.release();
+        });
+        assert.equal(out, native, `snapshot instance ${i}`);
+      }
+      engine.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 }
 
@@ -408,7 +523,7 @@ test('snapshot() refuses a memory the engine cannot reach', () => {
   first.release();
   const lease = prepared.instantiate();
   assert.equal(engine.stats().nativeInstantiations['small-data'], 1);
-  assert.equal(refusal(() => prepared.snapshot(lease)), 'memory-unreachable');
+  assert.equal(refusal(() => prepared.snapshot(lease)), 'unreachable');
   lease.release();
   engine.close();
 });
@@ -416,5 +531,72 @@ test('snapshot() refuses a memory the engine cannot reach', () => {
 test('prepare() checks the snapshots option', () => {
   const engine = new Engine();
   assert.throws(() => engine.prepare(mainModule(false), { snapshots: 1 as unknown as boolean }), { code: 'ERR_WASM_COW_INVALID_ARGUMENT' });
+  engine.close();
+});
+
+test('snapshot() refuses code that can change a table or drop a passive segment', () => {
+  const engine = new Engine({ nativeWhenFaster: false });
+  const attempt = (bytes: Uint8Array<ArrayBuffer>): string => {
+    const prepared = engine.prepare(bytes, { snapshots: true });
+    const lease = prepared.instantiate();
+    const r = refusal(() => prepared.snapshot(lease));
+    lease.release();
+    return r;
+  };
+  const T_I_V = [0x60, 1, I32, 0];
+  // (table 1 funcref) (func (param i32) table.set 0 (local.get 0) (ref.null func))
+  const tableSet = assemble({
+    types: [T_I_V],
+    funcs: [{ type: 0, export: 'clear', code: [0x20, 0, 0xd0, FUNCREF, 0x26, 0] }],
+    tables: [[FUNCREF, 0x00, 1]],
+  });
+  assert.equal(attempt(tableSet), 'mutable-table');
+  // (table 1 funcref) (func table.grow 0 (ref.null func) (i32.const 1) drop)
+  const tableGrow = assemble({
+    types: [T_VOID],
+    funcs: [{ type: 0, export: 'grow', code: [0xd0, FUNCREF, 0x41, 1, 0xfc, 15, 0, 0x1a] }],
+    tables: [[FUNCREF, 0x00, 1]],
+  });
+  assert.equal(attempt(tableGrow), 'mutable-table');
+  // data.drop of a passive segment: refused; of an active one: no effect, accepted.
+  const dropping = (passive: boolean) =>
+    assemble({
+      types: [T_VOID],
+      funcs: [{ type: 0, export: 'drop', code: [0xfc, 9, 0] }],
+      memories: [[0x00, 1]],
+      dataCount: 1,
+      data: [passive ? [0x01, 2, 7, 7] : [0x00, 0x41, 0, 0x0b, 2, 7, 7]],
+    });
+  assert.equal(attempt(dropping(true)), 'dropped-segments');
+  assert.equal(attempt(dropping(false)), 'no error');
+  // elem.drop of a passive element segment.
+  const elemDrop = assemble({
+    types: [T_VOID],
+    funcs: [{ type: 0, export: 'drop', code: [0xfc, 13, 0] }],
+    tables: [[FUNCREF, 0x00, 1]],
+    elems: [[0x01, 0x00, 1, 0]],
+  });
+  assert.equal(attempt(elemDrop), 'dropped-segments');
+  engine.close();
+});
+
+test('a non-exported mutable global of an instance run as V8 would is unreachable; private exports stay hidden', () => {
+  const engine = new Engine();
+  const bytes = mainModule(true);
+  const small = engine.prepare(bytes, { snapshots: true });
+  assert.equal(small.newMemory?.mode, 'adaptive');
+  const first = small.instantiate();
+  assert.deepEqual(
+    Object.keys(first.exports).filter((n) => n.includes('wasm-cow')),
+    [],
+    'lease.exports shows none of the private exports',
+  );
+  assert.deepEqual(small.exports.map((e) => e.name), WebAssembly.Module.exports(new WebAssembly.Module(bytes)).map((e) => e.name));
+  void first.instance;
+  first.release(); // retired: the next instance runs as V8 would
+  const lease = small.instantiate();
+  assert.equal(engine.stats().nativeInstantiations['small-data'], 1);
+  assert.equal(refusal(() => small.snapshot(lease)), 'unreachable');
+  lease.release();
   engine.close();
 });

@@ -13,11 +13,14 @@ import { WasmCowError } from '../errors.js';
  *  - 'released'          the lease was released;
  *  - 'foreign-lease'     the lease is not an instance of this prepared module;
  *  - 'in-call'           a call into the instance is running (its frames' state is not in memory);
- *  - 'unparsed'          the module could not be read (it runs as is);
+ *  - 'unparsed'          the module could not be read (it runs as is), or its code could not
+ *                        be scanned and it has tables or passive segments;
  *  - 'imported-memory'   a memory is imported: it is the host's, not the instance's;
  *  - 'shared-memory'     a memory is shared: other threads may change it while it is read;
  *  - 'memory64'          a 64-bit memory (not supported);
- *  - 'memory-unreachable' the engine holds no reference to a memory (not exported, and V8 made it);
+ *  - 'unreachable'       the engine cannot read a memory or a mutable global: not exported,
+ *                        and the instance is of the original module (the cost model ran it
+ *                        as V8 would, or V8 rejected the rewrite);
  *  - 'reference-global'  a mutable global holds a non-null reference: it cannot be written as a constant;
  *  - 'unreadable-global' a mutable global's value cannot be read exactly (v128, a typed
  *                        reference, a NaN whose bits JS does not show);
@@ -37,7 +40,7 @@ export type SnapshotRefusal =
   | 'imported-memory'
   | 'shared-memory'
   | 'memory64'
-  | 'memory-unreachable'
+  | 'unreachable'
   | 'reference-global'
   | 'unreadable-global'
   | 'mutable-table'

@@ -11,7 +11,10 @@
  * open files, node:wasi's descriptors), which a snapshot's instance gets
  * anew from the imports it is given.
  */
-import type { ParsedModule } from '../binary/reader.js';
+import { type CodeScan, scanCode } from '../binary/code-scan.js';
+import { type ParsedModule, SectionId } from '../binary/reader.js';
+import { internalGlobalName } from '../reuse/internal.js';
+import { readModuleInfo } from '../reuse/module-info.js';
 import type { ExposurePlan } from '../exposure.js';
 import { type LeaseView, leaseView, type Lease } from '../lease.js';
 import { type CapturedMemory, captureMemory, constantOf } from './capture.js';
@@ -22,6 +25,8 @@ import { type DefinedGlobal, definedGlobals, snapshotModule } from './rewrite.js
 export interface SnapshotSource {
   readonly bytes: Uint8Array<ArrayBuffer>;
   readonly parsed: ParsedModule;
+  /** What the code can do (binary/code-scan.ts), scanned at the first snapshot. */
+  scan?: CodeScan;
 }
 
 /** Reads the state of `lease`, an instance of the prepared module whose exposure plan is `plan`; returns the snapshot module's bytes. */
@@ -39,6 +44,7 @@ export function snapshotBytes(source: SnapshotSource, lease: Lease, plan: Exposu
   }
   const { bytes, parsed } = source;
   checkMemories(parsed);
+  checkCode(source);
   checkTables(parsed, view);
   const globals = definedGlobals(bytes, parsed);
   const values = readGlobals(parsed, globals, view);
@@ -56,6 +62,50 @@ function checkMemories(parsed: ParsedModule): void {
   for (const m of parsed.memories) {
     if (m.shared) throw new SnapshotError('shared-memory', 'a memory is shared: other threads can change it while it is read.');
     if (m.memory64) throw new SnapshotError('memory64', 'a memory is 64-bit, which snapshots do not support.');
+  }
+}
+
+/**
+ * What the code can change that the snapshot keeps from the original
+ * module: tables (left to the element segments) and passive segments
+ * (copied as they were). Active segments were dropped at instantiation
+ * either way, so dropping them again changes nothing.
+ */
+function checkCode(source: SnapshotSource): void {
+  const { bytes, parsed } = source;
+  const scan = (source.scan ??= scanCode(bytes, parsed));
+  const info = readModuleInfo(bytes, parsed);
+  const tables = parsed.imports.some((i) => i.kind === 'table') || parsed.sections.some((s) => s.id === SectionId.table);
+  const passiveData = new Set(parsed.data.filter((d) => d.mode === 'passive').map((d) => d.index));
+  if (scan.kind === 'unknown' || info === null) {
+    if (tables || passiveData.size > 0 || parsed.sections.some((s) => s.id === SectionId.element)) {
+      const why = scan.kind === 'unknown' ? `${scan.reason} at byte offset ${scan.offset}` : 'its sections could not be read';
+      throw new SnapshotError(
+        'unparsed',
+        `the module's code could not be scanned (${why}), so whether it changed its tables or dropped segments is unknown.`,
+      );
+    }
+    return;
+  }
+  if (scan.mutatedTables.size > 0) {
+    throw new SnapshotError(
+      'mutable-table',
+      `the module's code can change table ${[...scan.mutatedTables].join(', ')} (table.set, .grow, .fill, .copy or .init), ` +
+        'so its element segments may no longer describe it. Snapshots support modules whose tables only their element segments fill.',
+    );
+  }
+  const passiveElems = new Set<number>();
+  info.elems.forEach((e, i) => {
+    if (e.mode === 'passive') passiveElems.add(i);
+  });
+  const data = [...scan.droppedData].filter((i) => passiveData.has(i));
+  const elems = [...scan.droppedElems].filter((i) => passiveElems.has(i));
+  if (data.length > 0 || elems.length > 0) {
+    const what = [...data.map((i) => `data segment ${i}`), ...elems.map((i) => `element segment ${i}`)].join(', ');
+    throw new SnapshotError(
+      'dropped-segments',
+      `the module's code can drop ${what} (data.drop / elem.drop), and whether it did is not visible. Snapshots support modules that keep their passive segments.`,
+    );
   }
 }
 
@@ -77,13 +127,20 @@ function readGlobals(parsed: ParsedModule, globals: readonly DefinedGlobal[], vi
   const first = parsed.importedGlobalCount;
   const exported = new Map<number, string>();
   for (const e of parsed.exports) if (e.kind === 'global' && !exported.has(e.index)) exported.set(e.index, e.name);
+  const raw = view.instance.exports;
   return globals.map((g, k) => {
     if (!g.mutable) return null;
     const name = exported.get(first + k);
     const what = `global ${first + k}${name === undefined ? '' : ` (export "${name}")`}`;
-    const object = name === undefined ? undefined : view.instance.exports[name];
+    // The rewrite's private export, else the module's own.
+    let object = raw[internalGlobalName(first + k)];
+    if (!(object instanceof WebAssembly.Global) && name !== undefined) object = raw[name];
     if (!(object instanceof WebAssembly.Global)) {
-      throw new SnapshotError('not-enabled', `${what} is mutable and not exported, and cannot be read.`);
+      throw new SnapshotError(
+        'unreachable',
+        `${what} is mutable and not exported, and this instance is of the original module (the cost model ran it as V8 would, ` +
+          'or V8 rejected the rewrite), which gives the engine no way to read it. Create the Engine with nativeWhenFaster: false.',
+      );
     }
     return constantOf(g.valType, () => object.value, what);
   });
@@ -99,7 +156,7 @@ function readMemories(parsed: ParsedModule, view: LeaseView, pageSize: number): 
     }
     if (memory === undefined) {
       throw new SnapshotError(
-        'memory-unreachable',
+        'unreachable',
         `memory ${d} is not exported and V8 made it (the module ran as V8 would), so the engine cannot read it. ` +
           'Prepare the module with nativeWhenFaster: false, or export the memory.',
       );
