@@ -57,9 +57,7 @@ function snapshotOf(engine: Engine): PreparedModule {
   return snap;
 }
 
-export function runner(variant: Variant, maxInstances = 1000): Runner {
-  const original = fixture('dictionary.wasm');
-  const wizer = fixture('dictionary.wizer.wasm');
+export function runner(variant: Variant, maxInstances = 1000, expected?: number): Runner {
   const nativeFirst = (module: WebAssembly.Module, init: boolean) => (keep?: unknown[]): number => {
     const instance = new WebAssembly.Instance(module, stubs);
     const fns = instance.exports as Fns;
@@ -81,14 +79,14 @@ export function runner(variant: Variant, maxInstances = 1000): Runner {
   let first: (keep?: unknown[]) => number;
   switch (variant) {
     case 'init, native':
-      first = nativeFirst(new WebAssembly.Module(original), true);
+      first = nativeFirst(new WebAssembly.Module(fixture('dictionary.wasm')), true);
       break;
     case 'Wizer, native':
-      first = nativeFirst(new WebAssembly.Module(wizer), false);
+      first = nativeFirst(new WebAssembly.Module(fixture('dictionary.wizer.wasm')), false);
       break;
     case 'Wizer, wasm-cow':
       engine = new Engine({ maxInstances });
-      first = leaseFirst(engine.prepare(wizer));
+      first = leaseFirst(engine.prepare(fixture('dictionary.wizer.wasm')));
       break;
     case 'snapshot, pooled':
       engine = new Engine({ maxInstances });
@@ -99,22 +97,29 @@ export function runner(variant: Variant, maxInstances = 1000): Runner {
       first = leaseFirst(snapshotOf(engine));
       break;
   }
-  const expected = nativeFirst(new WebAssembly.Module(original), true)();
-  return { first, expected, close: () => engine?.close() };
+  return { first, expected: expected ?? nativeFirst(new WebAssembly.Module(fixture('dictionary.wasm')), true)(), close: () => engine?.close() };
+}
+
+/** Lets V8 collect what setup left behind (and free wasm memories, which it does off the thread). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc?.();
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Child: N live instances after their first result; prints RSS / PSS growth per instance. */
-function child(variant: Variant, n: number): void {
-  const r = runner(variant, n + 1);
+async function child(variant: Variant, n: number, expected: number): Promise<void> {
+  const r = runner(variant, n + 2, expected);
   const warm: unknown[] = [];
   r.first(warm); // compile, build the image, fault in what every instance shares
   const keep: unknown[] = [];
-  globalThis.gc?.();
+  await settle();
   const base = memoryUsage();
   for (let i = 0; i < n; i++) if (r.first(keep) !== r.expected) throw new Error('wrong first result');
-  globalThis.gc?.();
+  await settle();
   const now = memoryUsage();
-  process.stdout.write(JSON.stringify({ rss: (now.rss - base.rss) / n, pss: (now.pss - base.pss) / n, live: keep.length }));
+  process.stdout.write(JSON.stringify({ rss: (now.rss - base.rss) / n, pss: (now.pss - base.pss) / n, live: keep.length + warm.length }));
 }
 
 export interface SnapshotBench {
@@ -131,10 +136,17 @@ export function snapshotBench(quick: boolean): SnapshotBench {
     { budgetMs: quick ? 300 : 1500, minIterations: quick ? 10 : 30, maxIterations: 5000, warmupMs: 100, blockMs: 40 },
   );
   for (const v of VARIANTS) runners[v].close();
-  const instances = quick ? 20 : 50;
+  const instances = quick ? 20 : 100;
   const script = fileURLToPath(import.meta.url);
+  const expected = String(runners['init, native'].expected);
   const memory = Object.fromEntries(
-    VARIANTS.map((v) => [v, JSON.parse(execFileSync(process.execPath, ['--expose-gc', script, '--child', v, String(instances)], { encoding: 'utf8' })) as { rss: number; pss: number }]),
+    VARIANTS.map((v) => [
+      v,
+      JSON.parse(execFileSync(process.execPath, ['--expose-gc', script, '--child', v, String(instances), expected], { encoding: 'utf8' })) as {
+        rss: number;
+        pss: number;
+      },
+    ]),
   ) as Record<Variant, { rss: number; pss: number }>;
   return { timing, memory, instances };
 }
@@ -156,7 +168,7 @@ export function snapshotTable(b: SnapshotBench): string[] {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   if (args[0] === '--child') {
-    child(args[1] as Variant, Number(args[2]));
+    await child(args[1] as Variant, Number(args[2]), Number(args[3]));
   } else {
     const b = snapshotBench(args.includes('--quick'));
     console.log(snapshotTable(b).join('\n'));

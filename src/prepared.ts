@@ -307,6 +307,7 @@ export class PreparedModule {
    */
   snapshot(lease: Lease): PreparedModule {
     this.#core.checkOpen('snapshot()');
+    if (this.#disposed) throw new InvalidArgumentError('this PreparedModule was disposed; snapshot a lease before disposing of its module');
     const source = this.#snapshotSource;
     if (source === null) {
       throw new SnapshotError(
@@ -596,6 +597,7 @@ export class PreparedModule {
     this.#source = null;
     this.#input = null;
     this.#original = null;
+    this.#snapshotSource = null;
     this.#conditional?.dispose();
   }
 

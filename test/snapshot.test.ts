@@ -454,6 +454,8 @@ test('snapshot() refuses, with a reason, what it cannot capture', () => {
   assert.equal(refusal(() => prepared.snapshot(l3)), 'unreadable-global');
   glob(rawExports(l3), 'gd').value = 1;
   assert.equal(refusal(() => prepared.snapshot(l3)), 'no error', 'the same lease, once its globals hold constants');
+  prepared.dispose();
+  assert.throws(() => prepared.snapshot(l3), { code: 'ERR_WASM_COW_INVALID_ARGUMENT' });
   l3.release();
   engine.close();
 });
