@@ -602,3 +602,73 @@ test('a non-exported mutable global of an instance run as V8 would is unreachabl
   lease.release();
   engine.close();
 });
+
+test('snapshots of modules with no data section, no memory, or memory grown from zero pages', () => {
+  for (const backend of BACKENDS) {
+    const engine = new Engine({ backend, nativeWhenFaster: false });
+    const T_II = [0x60, 2, I32, I32, 0];
+    const cases: { name: string; bytes: Uint8Array<ArrayBuffer>; drive: (ex: Ex) => void; read: (ex: Ex) => string }[] = [
+      {
+        name: 'memory, no data section, custom section last',
+        bytes: (() => {
+          const m = assemble({
+            types: [T_II, T_I_I],
+            funcs: [
+              { type: 0, export: 'store8', code: [0x20, 0, 0x20, 1, 0x3a, 0, 0] },
+              { type: 1, export: 'load8', code: [0x20, 0, 0x2d, 0, 0] },
+            ],
+            memories: [[0x00, 2]],
+          });
+          return new Uint8Array([...m, 0x00, 4, 3, ...bytesOf('abc')]);
+        })(),
+        drive: (ex) => {
+          call(ex, 'store8', 5, 1);
+          call(ex, 'store8', 70000, 2);
+        },
+        read: (ex) => `${String(call(ex, 'load8', 5))},${String(call(ex, 'load8', 70000))},${String(call(ex, 'load8', 6))}`,
+      },
+      {
+        name: 'no memory, a hidden mutable global',
+        bytes: assemble({
+          types: [T_V_I],
+          funcs: [{ type: 0, export: 'next', code: [0x23, 0, 0x41, 3, 0x6a, 0x24, 0, 0x23, 0] }],
+          globals: [{ type: [I32], mutable: true, init: [0x41, 10] }],
+        }),
+        drive: (ex) => void call(ex, 'next'),
+        read: (ex) => String(call(ex, 'next')),
+      },
+      {
+        name: 'memory of 0 pages grown by code',
+        bytes: assemble({
+          types: [T_I_I, T_II],
+          funcs: [
+            { type: 0, export: 'grow', code: [0x20, 0, 0x40, 0] },
+            { type: 1, export: 'store8', code: [0x20, 0, 0x20, 1, 0x3a, 0, 0] },
+            { type: 0, export: 'load8', code: [0x20, 0, 0x2d, 0, 0] },
+          ],
+          memories: [[0x01, 0, 4]],
+        }),
+        drive: (ex) => {
+          call(ex, 'grow', 3);
+          call(ex, 'store8', 3 * 65536 - 1, 9);
+        },
+        read: (ex) => `${String(call(ex, 'load8', 3 * 65536 - 1))},${String(call(ex, 'grow', 1))},${String(call(ex, 'grow', 1))}`,
+      },
+    ];
+    for (const c of cases) {
+      const prepared = engine.prepare(c.bytes, { snapshots: true });
+      const lease = prepared.instantiate();
+      const native = new WebAssembly.Instance(new WebAssembly.Module(c.bytes)).exports as Ex;
+      c.drive(lease.exports as Ex);
+      c.drive(native);
+      const snap = prepared.snapshot(lease);
+      const copy = snap.instantiate();
+      const want = c.read(native);
+      assert.equal(c.read(copy.exports as Ex), want, `${c.name} (${backend})`);
+      assert.equal(c.read(lease.exports as Ex), want, `${c.name}: the lease (${backend})`);
+      copy.release();
+      lease.release();
+    }
+    engine.close();
+  }
+});
