@@ -18,6 +18,7 @@ import { setFlagsFromString } from 'node:v8';
 import { WASI } from 'node:wasi';
 import { Engine, type Lease, SnapshotError, type SnapshotRefusal } from '../src/index.js';
 import { unexposedInstance } from '../src/lease.js';
+import { captureMemory } from '../src/snapshot/capture.js';
 import { BACKENDS } from './helpers/env.js';
 import { I32, I64, rng, sleb, str, uleb } from './helpers/wasm.js';
 
@@ -670,5 +671,28 @@ test('snapshots of modules with no data section, no memory, or memory grown from
       lease.release();
     }
     engine.close();
+  }
+});
+
+test('a memory captured as more runs of non-zero pages than a module may have segments is merged, exactly', () => {
+  const memory = new WebAssembly.Memory({ initial: 4 });
+  const bytes = new Uint8Array(memory.buffer);
+  const page = 4096;
+  for (let p = 0; p < bytes.length; p += 2 * page) bytes[p + (p % 4093)] = 1 + (p % 251); // every other page
+  bytes[bytes.length - 1] = 7;
+  const all = captureMemory(memory, page);
+  assert.equal(all.runs.length, bytes.length / page / 2); // the last page joins the run before it
+  for (const max of [1, 3, 10, 17]) {
+    const few = captureMemory(memory, page, max);
+    assert.ok(few.runs.length <= max, `${few.runs.length} runs for at most ${max}`);
+    // Written into a zero memory, the runs give back every byte.
+    const copy = new Uint8Array(bytes.length);
+    let last = -1;
+    for (const r of few.runs) {
+      assert.ok(r.offset > last, 'in order, not overlapping');
+      copy.set(r.bytes, r.offset);
+      last = r.offset + r.bytes.length - 1;
+    }
+    assert.deepEqual(copy, bytes);
   }
 });

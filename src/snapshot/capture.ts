@@ -27,8 +27,15 @@ export interface CapturedMemory {
 
 const WASM_PAGE = 65536;
 
+/**
+ * At most this many runs per memory (V8 takes at most 100,000 data segments
+ * per module; Wizer stops at 10,000 too): beyond it, runs separated by the
+ * shortest gaps are merged, zero pages and all (still exact).
+ */
+export const MAX_RUNS = 10_000;
+
 /** The memory's size and its runs of non-zero pages (views: copy them before anything runs). */
-export function captureMemory(memory: WebAssembly.Memory, pageSize: number): CapturedMemory {
+export function captureMemory(memory: WebAssembly.Memory, pageSize: number, maxRuns = MAX_RUNS): CapturedMemory {
   const buffer = bufferOf(memory);
   const bytes = new Uint8Array(buffer);
   const runs: CapturedRun[] = [];
@@ -43,7 +50,30 @@ export function captureMemory(memory: WebAssembly.Memory, pageSize: number): Cap
     }
   }
   if (start >= 0) runs.push({ offset: start, bytes: bytes.subarray(start) });
-  return { pages: bytes.length / WASM_PAGE, runs };
+  return { pages: bytes.length / WASM_PAGE, runs: merged(bytes, runs, pageSize, maxRuns) };
+}
+
+/** `runs`, with those closer than a gap that doubles until at most `maxRuns` remain merged. */
+function merged(bytes: Uint8Array, runs: CapturedRun[], pageSize: number, maxRuns: number): CapturedRun[] {
+  let out = runs;
+  for (let gap = pageSize * 2; out.length > Math.max(1, maxRuns); gap *= 2) {
+    const next: CapturedRun[] = [];
+    let from = out[0]!.offset;
+    let to = from + out[0]!.bytes.length;
+    for (let i = 1; i < out.length; i++) {
+      const r = out[i]!;
+      if (r.offset - to < gap) {
+        to = r.offset + r.bytes.length;
+        continue;
+      }
+      next.push({ offset: from, bytes: bytes.subarray(from, to) });
+      from = r.offset;
+      to = r.offset + r.bytes.length;
+    }
+    next.push({ offset: from, bytes: bytes.subarray(from, to) });
+    out = next;
+  }
+  return out;
 }
 
 /** Value types of globals, as their type byte. */
