@@ -1,8 +1,8 @@
 /**
  * prepared.snapshot(lease): the module, rewritten so that its instances
  * start in the state the lease reached (rewrite.ts), from what the lease's
- * memories and globals hold now (capture.ts). Every check that can refuse
- * runs before anything is read or built (errors.ts lists them).
+ * memories and globals hold now (capture.ts). Every refusal (errors.ts
+ * lists them) comes before any memory is read or anything is built.
  *
  * What the state is: the instance's defined memories (contents and size),
  * its defined mutable globals, and its tables as long as they still hold
@@ -14,7 +14,7 @@
 import { type CodeScan, scanCode } from '../binary/code-scan.js';
 import { type ParsedModule, SectionId } from '../binary/reader.js';
 import { internalGlobalName } from '../reuse/internal.js';
-import { readModuleInfo } from '../reuse/module-info.js';
+import { type ModuleInfo, readModuleInfo } from '../reuse/module-info.js';
 import type { ExposurePlan } from '../exposure.js';
 import { type LeaseView, leaseView, type Lease } from '../lease.js';
 import { type CapturedMemory, captureMemory, constantOf } from './capture.js';
@@ -27,6 +27,8 @@ export interface SnapshotSource {
   readonly parsed: ParsedModule;
   /** What the code can do (binary/code-scan.ts), scanned at the first snapshot. */
   scan?: CodeScan;
+  /** The module's other sections as module-info.ts reads them (null: not understood), read at the first snapshot. */
+  info?: ModuleInfo | null;
 }
 
 /** Reads the state of `lease`, an instance of the prepared module whose exposure plan is `plan`; returns the snapshot module's bytes. */
@@ -74,7 +76,7 @@ function checkMemories(parsed: ParsedModule): void {
 function checkCode(source: SnapshotSource): void {
   const { bytes, parsed } = source;
   const scan = (source.scan ??= scanCode(bytes, parsed));
-  const info = readModuleInfo(bytes, parsed);
+  const info = source.info === undefined ? (source.info = readModuleInfo(bytes, parsed)) : source.info;
   const tables = parsed.imports.some((i) => i.kind === 'table') || parsed.sections.some((s) => s.id === SectionId.table);
   const passiveData = new Set(parsed.data.filter((d) => d.mode === 'passive').map((d) => d.index));
   if (scan.kind === 'unknown' || info === null) {
