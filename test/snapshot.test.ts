@@ -19,6 +19,7 @@ import { WASI } from 'node:wasi';
 import { Engine, type Lease, SnapshotError, type SnapshotRefusal } from '../src/index.js';
 import { unexposedInstance } from '../src/lease.js';
 import { captureMemory } from '../src/snapshot/capture.js';
+import { stubImports } from '../src/bench/compare.js';
 import { BACKENDS } from './helpers/env.js';
 import { I32, I64, rng, sleb, str, uleb } from './helpers/wasm.js';
 
@@ -695,4 +696,61 @@ test('a memory captured as more runs of non-zero pages than a module may have se
     }
     assert.deepEqual(copy, bytes);
   }
+});
+
+// ---------------------------------------------------------------------------
+// Real modules from npm packages, raw (stub imports: no glue).
+
+const nodeModules = fileURLToPath(new URL('../../node_modules/', import.meta.url));
+
+/** A table's entries as function indices (an exported wasm function's name is its index), null for null. */
+const entries = (t: WebAssembly.Table): (string | null)[] =>
+  Array.from({ length: t.length }, (_, i) => {
+    const f = t.get(i) as ((...a: unknown[]) => unknown) | null;
+    return f === null ? null : f.name;
+  });
+
+for (const backend of BACKENDS) {
+  test(`sql.js's module, raw: a snapshot after its constructors equals the lease and a native instance, and runs them again as they do (${backend})`, () => {
+    const bytes = new Uint8Array(readFileSync(`${nodeModules}sql.js/dist/sql-wasm.wasm`));
+    const nativeModule = new WebAssembly.Module(bytes);
+    const engine = new Engine({ backend, nativeWhenFaster: false });
+    const prepared = engine.prepare(bytes, { snapshots: true });
+    const lease = prepared.instantiate(stubImports(bytes, nativeModule));
+    const native = new WebAssembly.Instance(nativeModule, stubImports(bytes, nativeModule)).exports as Ex;
+    // Its first exports: memory "O", __wasm_call_ctors "P", the function table "Q".
+    const raw = rawExports(lease);
+    const ctors = (ex: Ex) => call(ex, 'P');
+    ctors(raw);
+    ctors(native);
+    const snap = prepared.snapshot(lease);
+    const copy = snap.instantiate(stubImports(bytes, nativeModule));
+    const look = (ex: Ex) => ({ memory: digestOf(ex['O'] as WebAssembly.Memory), table: entries(ex['Q'] as WebAssembly.Table) });
+    const want = look(native);
+    assert.ok(want.table.filter((e) => e !== null).length > 500, 'the table holds its functions');
+    const fresh = new WebAssembly.Instance(nativeModule, stubImports(bytes, nativeModule)).exports as Ex;
+    assert.notEqual(look(fresh).memory, want.memory, 'the constructors wrote memory');
+    assert.deepEqual(look(rawExports(lease)), want);
+    assert.deepEqual(look(rawExports(copy)), want, "the snapshot's instance");
+    // The constructors run again (wasm code writing the heap) give the same memory on all three.
+    ctors(native);
+    ctors(rawExports(lease));
+    ctors(rawExports(copy));
+    const again = look(native);
+    assert.deepEqual(look(rawExports(lease)), again);
+    assert.deepEqual(look(rawExports(copy)), again);
+    copy.release();
+    lease.release();
+    engine.close();
+  });
+}
+
+test("a tree-sitter grammar (a side module: it imports its memory) is refused as 'imported-memory'", () => {
+  const bytes = new Uint8Array(readFileSync(`${nodeModules}tree-sitter-javascript/tree-sitter-javascript.wasm`));
+  const engine = new Engine();
+  const prepared = engine.prepare(bytes, { snapshots: true });
+  const lease = prepared.instantiate(stubImports(bytes, new WebAssembly.Module(bytes)));
+  assert.equal(refusal(() => prepared.snapshot(lease)), 'imported-memory');
+  lease.release();
+  engine.close();
 });
