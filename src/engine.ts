@@ -57,6 +57,16 @@ export interface EngineOptions {
   backgroundReset?: boolean;
 }
 
+/** Options of Engine.prepare(). */
+export interface PrepareOptions {
+  /**
+   * Let PreparedModule.snapshot() capture this module's leases. The engine
+   * then keeps the module's bytes (to rewrite them) for the prepared
+   * module's life. Default false.
+   */
+  snapshots?: boolean;
+}
+
 const GiB = 1024 * 1024 * 1024;
 
 /** @internal An engine's core, for wasm-cow's own modules (the register hook). */
@@ -132,9 +142,12 @@ export class Engine {
    * built at first instantiation. Throws WebAssembly.CompileError (or
    * WasmFormatError, a subclass) for an invalid module.
    */
-  prepare(bytes: BufferSource): PreparedModule {
+  prepare(bytes: BufferSource, options: PrepareOptions = {}): PreparedModule {
     this.#core.checkOpen('prepare()');
-    return new PreparedModule(this.#core, toBytes(bytes));
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('prepare options must be an object');
+    const snapshots = options.snapshots ?? false;
+    if (typeof snapshots !== 'boolean') throw new InvalidArgumentError(`snapshots must be a boolean, not ${String(snapshots)}`);
+    return new PreparedModule(this.#core, toBytes(bytes), { snapshots });
   }
 
   /** A snapshot of the engine's counters. */

@@ -13,7 +13,8 @@ export type WasmCowErrorCode =
   | 'ERR_WASM_COW_ENGINE_CLOSED'
   | 'ERR_WASM_COW_INVALID_ARGUMENT'
   | 'ERR_WASM_COW_BACKEND_UNAVAILABLE'
-  | 'ERR_WASM_COW_NATIVE';
+  | 'ERR_WASM_COW_NATIVE'
+  | 'ERR_WASM_COW_SNAPSHOT';
 
 /** Base class of the errors wasm-cow throws that are not WebAssembly's own. */
 export class WasmCowError extends Error {

@@ -10,7 +10,8 @@ import { DropInCache } from './dropin.js';
 import { Engine, prepareCompiled } from './engine.js';
 import type { Imports } from './prepared.js';
 
-export { Engine, type EngineOptions } from './engine.js';
+export { Engine, type EngineOptions, type PrepareOptions } from './engine.js';
+export { SnapshotError, type SnapshotRefusal } from './snapshot/errors.js';
 export { PreparedModule, type MemoryInfo, type Imports, type NewMemoryPolicy } from './prepared.js';
 export { Lease } from './lease.js';
 export { EmscriptenAdapter, emscriptenAdapter, type ReceiveInstance } from './integrations/emscripten.js';

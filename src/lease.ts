@@ -48,6 +48,20 @@ interface CallState {
 }
 
 let peekInstance: (lease: Lease) => WebAssembly.Instance;
+let viewLease: (lease: Lease) => LeaseView;
+
+/** @internal What a snapshot reads of a live lease (src/snapshot/). */
+export interface LeaseView {
+  readonly instance: WebAssembly.Instance;
+  /** The pooled memories, one per memory the module defines (empty when V8 made them). */
+  readonly memories: readonly WebAssembly.Memory[];
+  /** The exposure plan of the prepared module that made the lease (one object per module). */
+  readonly plan: ExposurePlan;
+  /** Whether a wrapped call is running. */
+  readonly inCall: boolean;
+  /** Whether JS could reach export `name` (a table, say) through what the lease handed out. */
+  readonly reached: (name: string) => boolean;
+}
 const apply = Reflect.apply;
 const defineProperty = Object.defineProperty;
 
@@ -59,10 +73,17 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   readonly #ticket: LeaseTicket;
   readonly #plan: ExposurePlan;
   readonly #calls: CallState;
+  /** Whether `lease.instance` was read. */
+  #instanceRead = false;
+  /** Accessor exports of `lease.exports` that were read, or null for none. */
+  #accessorsRead: Set<string> | null = null;
+  /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
+  readonly #hidden: ReadonlySet<string> | null;
 
   /** @internal Created by PreparedModule.instantiate(). */
-  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan) {
+  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan, hidden: ReadonlySet<string> | null = null) {
     this.#core = core;
+    this.#hidden = hidden;
     this.#instance = instance;
     this.#slots = slots;
     this.#plan = plan;
@@ -79,6 +100,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
    */
   get instance(): WebAssembly.Instance {
     if (this.#calls.phase !== 0) throw new ReleasedInstanceError('lease.instance read');
+    this.#instanceRead = true;
     this.#exposeAll();
     return this.#instance!;
   }
@@ -151,6 +173,21 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
       if (lease.#calls.phase !== 0) throw new ReleasedInstanceError('lease read');
       return lease.#instance!;
     };
+    viewLease = (lease) => {
+      if (lease.#calls.phase !== 0) throw new ReleasedInstanceError('lease read');
+      const rawExports = lease.#plan.rawExports;
+      return {
+        instance: lease.#instance!,
+        memories: lease.#slots.map((s) => s.memory),
+        plan: lease.#plan,
+        inCall: lease.#calls.depth > 0,
+        // A plain export is handed out with lease.exports; an accessor when it is read.
+        reached: (name) =>
+          lease.#instanceRead ||
+          lease.#calls.raw ||
+          (lease.#exports !== null && (!rawExports.has(name) || (lease.#accessorsRead?.has(name) ?? false))),
+      };
+    };
   }
 
   #complete(): void {
@@ -170,8 +207,10 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     const slots = this.#slots;
     const rawExports = this.#plan.rawExports.size > 0 ? this.#plan.rawExports : null;
     const exposeAll = () => this.#exposeAll();
+    const hidden = this.#hidden;
     const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
     for (const name of Object.keys(raw)) {
+      if (hidden !== null && hidden.has(name)) continue; // the engine's private exports (src/reuse/internal.ts)
       const value = raw[name]!;
       if (typeof value === 'function') {
         const fn = value as RawFunction;
@@ -186,6 +225,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
         defineProperty(out, name, {
           get: () => {
             if (calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+            (this.#accessorsRead ??= new Set()).add(name);
             if (s !== undefined) s.exposed = true;
             else exposeAll();
             return value;
@@ -209,6 +249,11 @@ type RawFunction = (...args: unknown[]) => unknown;
  */
 export function unexposedInstance(lease: Lease): WebAssembly.Instance {
   return peekInstance(lease);
+}
+
+/** @internal For src/snapshot/: the lease's state, read without counting anything as handed out. Throws after release(). */
+export function leaseView(lease: Lease): LeaseView {
+  return viewLease(lease);
 }
 
 function released(name: string): never {

@@ -20,6 +20,10 @@ import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 import { countFallback, type FallbackReason } from './stats.js';
 import { wasm } from './wasm-api.js';
+import { type SnapshotSource, snapshotBytes } from './snapshot/snapshot.js';
+import { SnapshotError } from './snapshot/errors.js';
+import { internalExports, isInternalName } from './reuse/internal.js';
+import { readModuleInfo } from './reuse/module-info.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -60,6 +64,8 @@ export interface ModulePlan {
   /** What the start function does (image/start.ts); null when the module could not be read. */
   readonly start: StartAnalysis | null;
   readonly rewritten: RewriteResult | null;
+  /** Names of the private exports the rewrite added (src/reuse/internal.ts), hidden from lease.exports; null for none. */
+  readonly hidden: ReadonlySet<string> | null;
 }
 
 /** @internal See the PreparedModule constructor. */
@@ -72,10 +78,17 @@ export interface PrepareHints {
   readonly originalValid?: boolean;
   /** `input` compiled by V8 (valid, and used where the module runs as V8 would, with no second compile). */
   readonly original?: WebAssembly.Module;
+  /** Keep what snapshot() needs (PrepareOptions.snapshots); for a snapshot's module, its root module. */
+  readonly snapshots?: boolean | SnapshotSource;
 }
 
-/** @internal Parses and analyses a module and makes its rewrite; compiles nothing. */
-export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): ModulePlan {
+/**
+ * @internal Parses and analyses a module and makes its rewrite; compiles
+ * nothing. `privateState`: the rewrite also exports every defined mutable
+ * global and table under private names (src/reuse/internal.ts), so that
+ * the engine can read them (snapshots).
+ */
+export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, privateState = false): ModulePlan {
   let parsed: ParsedModule | null = null;
   let parseError: WasmFormatError | null = null;
   try {
@@ -84,7 +97,7 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): Mo
     if (!(e instanceof WasmFormatError)) throw e;
     parseError = e;
   }
-  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null };
+  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null, hidden: null };
   const start = analyzeStart(input, parsed);
   const plans = analyzeMemories(parsed, {
     sizeLimit: core.options.imageSizeLimit,
@@ -95,8 +108,12 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): Mo
   const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
   const convert = new Set<number>();
   for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
-  const rewritten = importMemories || convert.size > 0 ? rewriteModule(input, parsed, { importMemories, convert }) : null;
-  return { parsed, parseError, plans, start, rewritten };
+  const info = privateState ? readModuleInfo(input, parsed) : null;
+  const extraExports = info === null ? [] : internalExports(parsed, info, false);
+  const rewritten =
+    importMemories || convert.size > 0 || extraExports.length > 0 ? rewriteModule(input, parsed, { importMemories, convert, extraExports }) : null;
+  const hidden = extraExports.length > 0 ? new Set(extraExports.map((e) => e.name)) : null;
+  return { parsed, parseError, plans, start, rewritten, hidden };
 }
 
 /**
@@ -175,6 +192,10 @@ export class PreparedModule {
    * so its memories are never reused.
    */
   #startRuns = true;
+  /** What snapshot() rewrites (the original module), or null when snapshots were not asked for. */
+  #snapshotSource: SnapshotSource | null = null;
+  /** The private exports of the compiled rewrite, hidden from lease.exports; null for none. */
+  #hidden: ReadonlySet<string> | null = null;
 
 
   /**
@@ -184,7 +205,7 @@ export class PreparedModule {
    */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>, hints: PrepareHints = {}) {
     this.#core = core;
-    const { parsed, parseError, plans, start, rewritten } = hints.plan ?? planModule(core, input);
+    const { parsed, parseError, plans, start, rewritten, hidden } = hints.plan ?? planModule(core, input, hints.snapshots !== undefined && hints.snapshots !== false);
 
     if (parsed === null) {
       // We could not read it. If V8 cannot either, say where it is malformed;
@@ -202,6 +223,7 @@ export class PreparedModule {
 
     this.#exposure = analyzeExposure(input, parsed);
     this.#startRuns = parsed.start !== null;
+    if (hints.snapshots) this.#snapshotSource = hints.snapshots === true ? { bytes: input, parsed } : hints.snapshots;
     const modules = [...new Set(parsed.imports.map((i) => i.module))];
     const names = new Map<string, readonly [number, string]>();
     for (const i of parsed.imports) names.set(`${i.module}\0${i.name}`, [modules.indexOf(i.module), i.name]);
@@ -226,6 +248,7 @@ export class PreparedModule {
         memoryModule = rewritten.memoryModule;
         size = rewritten.bytes.length;
         this.#fromRewrite = true;
+        this.#hidden = hidden;
       }
       // The rewrite must not change what validates: check the original too.
       if (module !== null && !hints.originalValid && hints.original === undefined && !wasm.validate(input)) module = null;
@@ -236,6 +259,7 @@ export class PreparedModule {
         memoryModule = null;
         size = input.length;
         this.#fromRewrite = false;
+        this.#hidden = null;
         this.#plans = plans.map((p) =>
           p.imported
             ? p
@@ -277,6 +301,38 @@ export class PreparedModule {
       }
     }
     for (const p of this.#plans) if (p.excluded && p.fallback) this.#fallbacks.push(p.fallback);
+  }
+
+  /**
+   * A prepared module whose instances start in the state `lease` reached:
+   * its memories (contents and current size, as a new sealed image), its
+   * mutable globals and its tables, with the start function's effects
+   * included (it is not run again). Instantiating it costs what any image
+   * costs. The module must be prepared with `{ snapshots: true }`; throws
+   * SnapshotError (with a `reason`) where the state cannot be captured
+   * exactly. See docs/api.md, "Snapshots".
+   */
+  snapshot(lease: Lease): PreparedModule {
+    this.#core.checkOpen('snapshot()');
+    if (this.#disposed) throw new InvalidArgumentError('this PreparedModule was disposed; snapshot a lease before disposing of its module');
+    const source = this.#snapshotSource;
+    if (source === null) {
+      throw new SnapshotError(
+        this.#unparsed !== null ? 'unparsed' : 'not-enabled',
+        this.#unparsed !== null
+          ? `the module could not be read (${this.#unparsed}); it runs as is.`
+          : 'the module was not prepared with { snapshots: true }. Prepare it with engine.prepare(bytes, { snapshots: true }).',
+      );
+    }
+    const bytes = snapshotBytes(source, lease, this.#exposure, this.#core.backend.pageSize);
+    let snap: PreparedModule;
+    try {
+      snap = new PreparedModule(this.#core, bytes, { snapshots: source });
+    } catch (e) {
+      throw new SnapshotError('rewrite-rejected', `V8 rejected the snapshot's module (${(e as Error).message}). This is a wasm-cow bug; please report it.`, { cause: e });
+    }
+    void snap.memories; // build the images now: the bytes are let go
+    return snap;
   }
 
   /** @internal Whether `module` is the rewrite (some memory imaged or moved), not the original as is. */
@@ -322,7 +378,8 @@ export class PreparedModule {
   }
 
   get exports(): WebAssembly.ModuleExportDescriptor[] {
-    return WebAssembly.Module.exports(this.module);
+    const all = WebAssembly.Module.exports(this.module);
+    return this.#hidden === null ? all : all.filter((d) => !isInternalName(d.name));
   }
 
   /** Why the module could not be read (it then runs as is), or null. */
@@ -469,7 +526,7 @@ export class PreparedModule {
   #finish<T extends WebAssembly.Exports>(instance: WebAssembly.Instance, slots: Slot[], attempt?: Attempt): Lease<T> {
     this.#core.counters.instantiations++;
     if (attempt !== undefined && attempt === this.#skipAttempt) this.#core.counters.nativeInstantiations['unusable-image']++;
-    return new Lease<T>(this.#core, instance, slots, this.#exposure);
+    return new Lease<T>(this.#core, instance, slots, this.#exposure, this.#hidden);
   }
 
   /** An instance made as V8 would make it: a lease with no pooled memory. */
@@ -549,6 +606,7 @@ export class PreparedModule {
     this.#source = null;
     this.#input = null;
     this.#original = null;
+    this.#snapshotSource = null;
     this.#conditional?.dispose();
   }
 

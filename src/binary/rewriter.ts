@@ -29,6 +29,15 @@ export interface RewriteOptions {
   readonly importMemories: boolean;
   /** Data segment indices to turn into empty passive segments. */
   readonly convert: ReadonlySet<number>;
+  /**
+   * Exports to append (instance reuse, src/reuse/: the engine's private
+   * view of defined mutable globals, tables and the start function). An
+   * export shifts no index space; the names must not be used by the
+   * module's own exports (the caller checks).
+   */
+  readonly extraExports?: readonly { readonly name: string; readonly kind: 'function' | 'table' | 'global'; readonly index: number }[];
+  /** Leave out the start section (the engine calls the start function itself, through an extra export). */
+  readonly dropStart?: boolean;
 }
 
 export interface RewriteResult {
@@ -39,6 +48,9 @@ export interface RewriteResult {
 
 const BASE_MODULE_NAME = 'wasm-cow:memory';
 const EMPTY_PASSIVE = [0x01, 0x00];
+const EXPORT_KIND = { function: 0, table: 1, global: 3 } as const;
+/** Sections that must follow the export section. */
+const AFTER_EXPORT: ReadonlySet<number> = new Set([SectionId.start, SectionId.element, SectionId.dataCount, SectionId.code, SectionId.data]);
 
 /** A module name no import of `parsed` uses. */
 export function privateModuleName(parsed: ParsedModule): string {
@@ -65,6 +77,14 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
     const body = concat(content);
     chunks.push([id, ...u32(body.length)], body);
   };
+  const extra = options.extraExports ?? [];
+  const extraBytes: number[] = [];
+  for (const e of extra) extraBytes.push(...name(e.name), EXPORT_KIND[e.kind], ...u32(e.index));
+  let exportsEmitted = extra.length === 0 || parsed.sections.some((s) => s.id === SectionId.export);
+  const emitNewExportSection = (): void => {
+    emitSection(SectionId.export, [u32(extra.length), extraBytes]);
+    exportsEmitted = true;
+  };
   const hasImportSection = parsed.sections.some((s) => s.id === SectionId.import);
   let importsEmitted = !moveMemories || hasImportSection;
   const emitNewImportSection = (): void => {
@@ -78,6 +98,8 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
     if (!importsEmitted && section.id !== SectionId.custom && section.id !== SectionId.type) {
       emitNewImportSection();
     }
+    // Likewise a new export section goes before the first section that must follow it.
+    if (!exportsEmitted && AFTER_EXPORT.has(section.id)) emitNewExportSection();
     if (section.id === SectionId.import && moveMemories) {
       const count = parsed.imports.length + parsed.memories.length;
       // Skip the original count; copy the entries verbatim.
@@ -85,6 +107,14 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
       while (bytes[p]! & 0x80) p++;
       p++;
       emitSection(SectionId.import, [u32(count), bytes.subarray(p, section.end), memoryImports]);
+    } else if (section.id === SectionId.export && extra.length > 0) {
+      const count = parsed.exports.length + extra.length;
+      let p = section.contentStart;
+      while (bytes[p]! & 0x80) p++;
+      p++;
+      emitSection(SectionId.export, [u32(count), bytes.subarray(p, section.end), extraBytes]);
+    } else if (section.id === SectionId.start && options.dropStart === true) {
+      // Left out: the caller runs the start function itself.
     } else if (section.id === SectionId.memory && moveMemories) {
       // Dropped: its memories are now imports.
     } else if (section.id === SectionId.data && options.convert.size > 0) {
@@ -98,5 +128,6 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
     }
   }
   if (!importsEmitted) emitNewImportSection();
+  if (!exportsEmitted) emitNewExportSection();
   return { bytes: concat(chunks), memoryModule };
 }

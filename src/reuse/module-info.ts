@@ -1,0 +1,261 @@
+/**
+ * What instance reuse needs to know about a module beyond what
+ * binary/reader.ts reads: function types (for the import trampolines'
+ * arity), function imports' types, defined globals and tables, element
+ * segments' modes and tags. Bounds-checked; anything it does not understand
+ * yields null (the module is then not eligible for reuse).
+ */
+import type { ParsedModule } from '../binary/reader.js';
+
+export interface FuncTypeInfo {
+  readonly params: number;
+  readonly results: number;
+}
+
+export interface GlobalInfo {
+  /** First byte of the value type (0x7f i32, 0x7e i64, 0x7d f32, 0x7c f64, 0x7b v128, references). */
+  readonly valType: number;
+  readonly mutable: boolean;
+}
+
+export interface TableInfo {
+  readonly elemType: number;
+  readonly min: number;
+  readonly max: number | null;
+}
+
+export interface ModuleInfo {
+  readonly types: readonly FuncTypeInfo[];
+  /** Type of each function import, in import order. */
+  readonly importFuncTypes: readonly FuncTypeInfo[];
+  readonly importedFuncs: number;
+  readonly importedTables: number;
+  readonly importedGlobals: number;
+  /** Defined globals (indices importedGlobals + i). */
+  readonly globals: readonly GlobalInfo[];
+  /** Defined tables (indices importedTables + i). */
+  readonly tables: readonly TableInfo[];
+  /** Element segments in order. */
+  readonly elems: readonly { readonly mode: 'active' | 'passive' | 'declarative'; readonly table: number }[];
+  /** Whether the module defines or imports tags. */
+  readonly tags: boolean;
+}
+
+class Bad extends Error {}
+
+class Cur {
+  constructor(
+    readonly b: Uint8Array,
+    public pos: number,
+    readonly end: number,
+  ) {}
+  u8(): number {
+    if (this.pos >= this.end) throw new Bad();
+    return this.b[this.pos++]!;
+  }
+  u32(): number {
+    let r = 0;
+    for (let i = 0; i < 5; i++) {
+      const x = this.u8();
+      r += (x & 0x7f) * 2 ** (7 * i);
+      if ((x & 0x80) === 0) return r;
+    }
+    throw new Bad();
+  }
+  leb(): void {
+    for (let i = 0; i < 10; i++) if ((this.u8() & 0x80) === 0) return;
+    throw new Bad();
+  }
+  skip(n: number): void {
+    if (n > this.end - this.pos) throw new Bad();
+    this.pos += n;
+  }
+  name(): void {
+    this.skip(this.u32());
+  }
+  valType(): number {
+    const t = this.u8();
+    if (t === 0x63 || t === 0x64) this.leb();
+    else if (!((t >= 0x7b && t <= 0x7f) || (t >= 0x69 && t <= 0x74))) throw new Bad();
+    return t;
+  }
+  limits(): { min: number; max: number | null } {
+    const flags = this.u8();
+    if (flags > 7) throw new Bad();
+    const wide = (flags & 4) !== 0;
+    const read = (): number => {
+      if (!wide) return this.u32();
+      const at = this.pos;
+      this.leb();
+      const c = new Cur(this.b, at, this.pos);
+      return c.u32();
+    };
+    const min = read();
+    const max = (flags & 1) !== 0 ? read() : null;
+    return { min, max };
+  }
+  constExpr(): void {
+    for (;;) {
+      const op = this.u8();
+      switch (op) {
+        case 0x0b:
+          return;
+        case 0x41:
+        case 0x42:
+          this.leb();
+          break;
+        case 0x43:
+          this.skip(4);
+          break;
+        case 0x44:
+          this.skip(8);
+          break;
+        case 0x23:
+        case 0xd2:
+        case 0xd0:
+          this.leb();
+          break;
+        case 0x6a:
+        case 0x6b:
+        case 0x6c:
+        case 0x7c:
+        case 0x7d:
+        case 0x7e:
+          break;
+        case 0xfd:
+          if (this.u32() !== 12) throw new Bad();
+          this.skip(16);
+          break;
+        default:
+          throw new Bad();
+      }
+    }
+  }
+}
+
+/** Reads the module's types, globals, tables and element modes; null when any is not understood. */
+export function readModuleInfo(bytes: Uint8Array, parsed: ParsedModule): ModuleInfo | null {
+  try {
+    return read(bytes, parsed);
+  } catch (e) {
+    if (e instanceof Bad) return null;
+    throw e;
+  }
+}
+
+function read(bytes: Uint8Array, parsed: ParsedModule): ModuleInfo {
+  const types: FuncTypeInfo[] = [];
+  const importFuncTypes: FuncTypeInfo[] = [];
+  const globals: GlobalInfo[] = [];
+  const tables: TableInfo[] = [];
+  const elems: { mode: 'active' | 'passive' | 'declarative'; table: number }[] = [];
+  let importedFuncs = 0;
+  let importedTables = 0;
+  let importedGlobals = 0;
+  let tags = false;
+  const typeAt = (i: number): FuncTypeInfo => types[i] ?? fail();
+  for (const sec of parsed.sections) {
+    const c = new Cur(bytes, sec.contentStart, sec.end);
+    switch (sec.id) {
+      case 1:
+        for (let n = c.u32(); n > 0; n--) {
+          if (c.u8() !== 0x60) throw new Bad(); // GC types: not eligible
+          let params = 0;
+          for (let k = c.u32(); k > 0; k--, params++) c.valType();
+          let results = 0;
+          for (let k = c.u32(); k > 0; k--, results++) c.valType();
+          types.push({ params, results });
+        }
+        break;
+      case 2:
+        for (let n = c.u32(); n > 0; n--) {
+          c.name();
+          c.name();
+          const kind = c.u8();
+          if (kind === 0) {
+            importFuncTypes.push(typeAt(c.u32()));
+            importedFuncs++;
+          } else if (kind === 1) {
+            c.valType();
+            c.limits();
+            importedTables++;
+          } else if (kind === 2) {
+            c.limits();
+          } else if (kind === 3) {
+            c.valType();
+            c.u8();
+            importedGlobals++;
+          } else if (kind === 4) {
+            c.u8();
+            c.u32();
+            tags = true;
+          } else {
+            throw new Bad();
+          }
+        }
+        break;
+      case 4:
+        for (let n = c.u32(); n > 0; n--) {
+          let withInit = false;
+          if (c.b[c.pos] === 0x40) {
+            c.u8();
+            if (c.u8() !== 0) throw new Bad();
+            withInit = true;
+          }
+          const elemType = c.valType();
+          const { min, max } = c.limits();
+          if (withInit) c.constExpr();
+          tables.push({ elemType, min, max });
+        }
+        break;
+      case 6:
+        for (let n = c.u32(); n > 0; n--) {
+          const valType = c.valType();
+          const m = c.u8();
+          if (m > 1) throw new Bad();
+          c.constExpr();
+          globals.push({ valType, mutable: m === 1 });
+        }
+        break;
+      case 9:
+        for (let n = c.u32(); n > 0; n--) elems.push(readElem(c));
+        break;
+      case 13:
+        if (c.u32() > 0) tags = true;
+        break;
+      default:
+        break;
+    }
+  }
+  return { types, importFuncTypes, importedFuncs, importedTables, importedGlobals, globals, tables, elems, tags };
+}
+
+function readElem(c: Cur): { mode: 'active' | 'passive' | 'declarative'; table: number } {
+  const flags = c.u32();
+  if (flags > 7) throw new Bad();
+  const passiveOrDecl = (flags & 1) !== 0;
+  const explicitTable = (flags & 2) !== 0;
+  const exprs = (flags & 4) !== 0;
+  let table = 0;
+  let mode: 'active' | 'passive' | 'declarative' = 'active';
+  if (!passiveOrDecl) {
+    if (explicitTable) table = c.u32();
+    c.constExpr();
+  } else {
+    mode = explicitTable ? 'declarative' : 'passive';
+  }
+  // elemkind / reftype: present unless flags is 0 or 4.
+  if (flags !== 0 && flags !== 4) {
+    if (exprs) c.valType();
+    else if (c.u8() !== 0) throw new Bad();
+  }
+  for (let n = c.u32(); n > 0; n--) {
+    if (exprs) c.constExpr();
+    else c.u32();
+  }
+  return { mode, table };
+}
+
+function fail(): never {
+  throw new Bad();
+}
