@@ -10,7 +10,7 @@
  * length is non-zero, and all zero (gen, file id, owners too) when not; a
  * live entry's fd is open, sealed at that length, and held by at least one
  * environment, each with a count of at least 1; no two images ever share a
- * generation, nor (while both have a view) their bytes. Every read of an
+ * generation, nor their bytes. Every read of an
  * entry holds the lock (shared), every write holds it exclusively, so an
  * image cannot be closed, nor its view unmapped, nor its fd number reused,
  * while any thread uses it through this table.
@@ -37,7 +37,7 @@
 /* the main thread or a worker that loaded us; see env_acquire) whose */
 /* createImage returned its fd, each as many times as it did. One     */
 /* image per content: createImage of bytes equal to a live image's    */
-/* (same length and hash, then compared byte for byte with its view)  */
+/* (same length and hash, then compared byte for byte with its file)  */
 /* returns that image's fd and counts one more hold, in whichever     */
 /* environment made it. Only a holder may map it, reset from it or    */
 /* close it: to any other its fd is not an image (a number it may     */
@@ -135,9 +135,25 @@ static int hold_add(image_entry *e, uint64_t env) {
   return 1;
 }
 
-/* Whether live entry e holds exactly `bytes` (length e->length). Needs its view: without one, never. Lock held. */
-static int same_bytes(const image_entry *e, uint64_t length, uint64_t hash, const uint8_t *bytes) {
-  return e->length == length && e->hash == hash && e->view != NULL && memcmp(e->view, bytes, (size_t)length) == 0;
+/*
+ * Whether live entry `fd` holds exactly `bytes` (`length` of them, hash
+ * `hash`). The file is read with pread, not through the view: reading the
+ * view would map the whole image into this process (counted in its RSS)
+ * for a comparison. Lock held (shared at least), so the fd is the image's.
+ */
+static int same_bytes(int fd, uint64_t length, uint64_t hash, const uint8_t *bytes) {
+  const image_entry *e = &table[fd];
+  if (e->length == 0 || e->length != length || e->hash != hash) return 0;
+  uint8_t chunk[16384];
+  for (uint64_t off = 0; off < length;) {
+    size_t want = length - off < sizeof chunk ? (size_t)(length - off) : sizeof chunk;
+    ssize_t n = pread(fd, chunk, want, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0; /* an I/O error: not shared */
+    if (memcmp(chunk, bytes + off, (size_t)n) != 0) return 0;
+    off += (uint64_t)n;
+  }
+  return 1;
 }
 
 /* Closes live entry `fd` (its last hold is gone) and leaves it all zero. Lock held exclusively. */
@@ -164,7 +180,7 @@ int table_share(uint64_t length, uint64_t hash, const uint8_t *bytes, uint64_t o
   if (length == 0 || owner == 0 || bytes == NULL) return -1;
   pthread_rwlock_rdlock(&table_lock);
   for (size_t fd = 0; fd < table_cap && found < 0; fd++) {
-    if (same_bytes(&table[fd], length, hash, bytes)) {
+    if (same_bytes((int)fd, length, hash, bytes)) {
       found = (int)fd;
       gen = table[fd].gen;
     }
@@ -193,7 +209,7 @@ int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owner, file
   pthread_rwlock_wrlock(&table_lock);
   if (bytes != NULL) {
     for (size_t i = 0; i < table_cap; i++) {
-      if ((int)i != fd && same_bytes(&table[i], length, hash, bytes) && hold_add(&table[i], owner)) {
+      if ((int)i != fd && same_bytes((int)i, length, hash, bytes) && hold_add(&table[i], owner)) {
         *shared = (int)i;
         pthread_rwlock_unlock(&table_lock);
         free(holds);
