@@ -127,16 +127,6 @@ export class MemoryPool {
     );
   }
 
-  /** Spares asked for and not made yet. */
-  get sparesPending(): number {
-    return this.#spares.pending;
-  }
-
-  /** Makes the spares asked for now, on this thread (what the idle turn would do). */
-  makeSpares(): void {
-    this.#spares.flush();
-  }
-
   /** Idle slots, counting those still being reset. */
   get idle(): number {
     return this.#all.size + this.#resetting.length;

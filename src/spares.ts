@@ -61,11 +61,6 @@ export class SpareQueue {
     this.#limit = limit;
   }
 
-  /** Spares asked for and not yet made (or dropped). */
-  get pending(): number {
-    return this.#wanted.length;
-  }
-
   /** Asks for one spare like `request`, made in a later turn. */
   want(request: SpareRequest): void {
     if (this.#wanted.length >= this.#limit()) return;
@@ -81,11 +76,6 @@ export class SpareQueue {
   /** Forgets every request (the pool was cleared; at engine.close() releases then ask for none). */
   clear(): void {
     this.#wanted = [];
-  }
-
-  /** Makes the requests now, on this thread (tests and benchmarks that have no idle turn to give). */
-  flush(): void {
-    while (this.#wanted.length > 0) this.#run(Infinity);
   }
 
   #schedule(): void {
