@@ -7,9 +7,9 @@
  * close and count images are in wasm_cow.c.
  *
  * Invariants (each variable below says its own): an entry is live iff its
- * length is non-zero, and all zero (gen, file id, owners too) when not; a
+ * length is non-zero, and all zero (gen, file id, holds too) when not; a
  * live entry's fd is open, sealed at that length, and held by at least one
- * environment, each with a count of at least 1; no two images ever share a
+ * environment (each with a count of at least 1) or pinned by a queued reset; no two images ever share a
  * generation, nor their bytes. Every read of an
  * entry holds the lock (shared), every write holds it exclusively, so an
  * image cannot be closed, nor its view unmapped, nor its fd number reused,
@@ -327,8 +327,9 @@ int table_map(int fd, uint64_t gen, uint8_t *addr, uint64_t length, uint64_t fil
 
 /*
  * Drops one hold of `owner` on image fd; closes the image (fd and view)
- * with its last hold. Returns 0 when `owner` holds no image at fd, 1
- * when a hold was dropped and the image stays open, 2 when it was closed.
+ * with its last hold, unless a queued reset pins it (table_unpin closes it
+ * then). Returns 0 when `owner` holds no image at fd, 1
+ * when a hold was dropped and the image stays open, 2 when no hold is left (closed, or kept for a pin).
  */
 int table_remove(int fd, uint64_t owner) {
   int result = 0;
