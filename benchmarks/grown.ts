@@ -17,7 +17,12 @@
  *                out, so it is reused as is (the pooled figure to match)
  * Every run's output must equal native's (checked).
  *
- *   tsc -p tsconfig.json && node out/benchmarks/grown.js [--runs N]
+ * Then the same four variants on a synthetic module with 16 MiB of data
+ * whose every tenant grows its memory by one page, in a loop that yields
+ * to the event loop between instantiations (as a server between requests):
+ * instantiate + grow + release, medians of `--synthetic N` (default 400).
+ *
+ *   tsc -p tsconfig.json && node out/benchmarks/grown.js [--runs N] [--synthetic N]
  */
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
@@ -25,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Engine } from '../src/index.js';
 import type { Lease } from '../src/index.js';
+import { synthetic } from './scenarios.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(`${root}package.json`);
@@ -136,3 +142,45 @@ for (const v of variants) {
   console.log(`| ${v} | ${f(median(inst[v]))} ms | ${v === 'no growth' ? '-' : `${f(median(whole[v]))} ms`} | ${c} |`);
 }
 for (const e of Object.values(engines)) e.close();
+
+// ---- synthetic: 16 MiB of data, every tenant grows by one page ----
+const synthRuns = Number(process.argv[process.argv.indexOf('--synthetic') + 1] || 400);
+const synth = synthetic(16 * 1024 * 1024).bytes;
+const synthModule = new WebAssembly.Module(synth);
+const synthEngines = { spares: new Engine(), 'no spares': new Engine({ spareMemories: false }), 'no growth': new Engine() };
+const synthPrepared = {
+  spares: synthEngines.spares.prepare(synth),
+  'no spares': synthEngines['no spares'].prepare(synth),
+  'no growth': synthEngines['no growth'].prepare(synth),
+};
+const grow = (e: WebAssembly.Exports) => (e['grow'] as (n: number) => number)(1);
+const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const synthTimes: Record<Variant, number[]> = { native: [], spares: [], 'no spares': [], 'no growth': [] };
+for (let i = 0; i < synthRuns + 20; i++) {
+  for (const v of i % 2 === 0 ? variants : [...variants].reverse()) {
+    const t0 = performance.now();
+    if (v === 'native') {
+      const instance = new WebAssembly.Instance(synthModule, {});
+      const t1 = performance.now();
+      grow(instance.exports);
+      if (i >= 20) synthTimes[v].push(t1 - t0);
+    } else {
+      const lease = synthPrepared[v].instantiate();
+      const t1 = performance.now();
+      if (v !== 'no growth') grow(lease.exports);
+      lease.release();
+      if (i >= 20) synthTimes[v].push(t1 - t0);
+    }
+    await yieldTurn();
+  }
+}
+console.log(`\nSynthetic module, 16 MiB of data, each tenant grows by 1 page; the loop yields a turn between instantiations; ${synthRuns} per variant, alternating (medians):\n`);
+console.log('| variant | instantiate | pooledReuses | sparesUsed | memoriesCreated |');
+console.log('|---|---|---|---|---|');
+const us = (ms: number): string => (ms >= 1 ? `${ms.toFixed(2)} ms` : `${(ms * 1000).toFixed(1)} µs`);
+for (const v of variants) {
+  const s = v === 'native' ? null : synthEngines[v].stats();
+  const c = s ? `${s.pooledReuses} | ${s.sparesUsed} | ${s.memoriesCreated}` : '- | - | -';
+  console.log(`| ${v} | ${us(median(synthTimes[v]))} | ${c} |`);
+}
+for (const e of Object.values(synthEngines)) e.close();
