@@ -13,7 +13,12 @@
  * images' bytes not already counted as mapped (max(0, image bytes -
  * RssShmem growth)).
  *
- *   tsc -p tsconfig.json && node out/benchmarks/shared-images.js [--samples N] [--mib M]
+ * With `--wasm FILE`, the module is that file (a real package's, e.g.
+ * node_modules/esbuild-wasm/esbuild.wasm; its function imports are stubbed:
+ * nothing runs, the instances are only made) and the page each instance
+ * writes is not written.
+ *
+ *   tsc -p tsconfig.json && node out/benchmarks/shared-images.js [--samples N] [--mib M | --wasm FILE]
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
@@ -39,14 +44,22 @@ interface Sample {
 
 if (!isMainThread) {
   // A worker: 50 live instances, each having written one page; then wait.
-  const { mode, mib } = workerData as { mode: Mode; mib: number };
-  const bytes = synthetic(mib * 1024 * 1024).bytes;
+  const { mode, mib, wasm } = workerData as { mode: Mode; mib: number; wasm: string };
+  const bytes = wasm ? new Uint8Array(readFileSync(wasm)) : synthetic(mib * 1024 * 1024).bytes;
   const keep: unknown[] = [];
-  const touch = (e: WebAssembly.Exports) => (e['store8'] as (a: number, v: number) => void)(65536 + 100, 1);
+  const touch = (e: WebAssembly.Exports) => {
+    if (!wasm) (e['store8'] as (a: number, v: number) => void)(65536 + 100, 1);
+  };
+  // Function imports stubbed (nothing runs); any other kind of import is not supported here.
+  const imports: Record<string, Record<string, unknown>> = {};
+  for (const i of WebAssembly.Module.imports(new WebAssembly.Module(bytes))) {
+    if (i.kind !== 'function') throw new Error(`import ${i.module}.${i.name} is a ${i.kind}`);
+    (imports[i.module] ??= {})[i.name] = () => 0;
+  }
   if (mode === 'native') {
     const module = new WebAssembly.Module(bytes);
     for (let i = 0; i < INSTANCES; i++) {
-      const instance = new WebAssembly.Instance(module, {});
+      const instance = new WebAssembly.Instance(module, imports as WebAssembly.Imports);
       touch(instance.exports);
       keep.push(instance);
     }
@@ -54,7 +67,7 @@ if (!isMainThread) {
     const engine = new Engine({ backend: 'native', maxInstances: INSTANCES + 1 });
     const prepared = engine.prepare(bytes);
     for (let i = 0; i < INSTANCES; i++) {
-      const lease: Lease = prepared.instantiate();
+      const lease: Lease = prepared.instantiate(imports as WebAssembly.Imports);
       touch(lease.exports);
       keep.push(lease);
     }
@@ -68,6 +81,7 @@ if (!isMainThread) {
 } else if (process.argv[2] === 'child') {
   const mode = process.argv[3] as Mode;
   const mib = Number(process.argv[4]);
+  const wasm = process.argv[5] ?? '';
   const rssShmem = (): number => Number(/^RssShmem:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
   const images = (): { count: number; bytes: number } => {
     let count = 0;
@@ -93,7 +107,7 @@ if (!isMainThread) {
   await settle();
   const before = memoryUsage();
   const shmemBefore = rssShmem();
-  const workers = Array.from({ length: WORKERS }, () => new Worker(self, { workerData: { mode, mib } }));
+  const workers = Array.from({ length: WORKERS }, () => new Worker(self, { workerData: { mode, mib, wasm } }));
   await Promise.all(workers.map((w) => new Promise((resolve, reject) => (w.once('message', resolve), w.once('error', reject)))));
   await settle();
   const after = memoryUsage();
@@ -117,16 +131,19 @@ if (!isMainThread) {
   };
   const samples = arg('--samples', 3);
   const mib = arg('--mib', 4);
+  const w = process.argv.indexOf('--wasm');
+  const wasm = w > 0 ? process.argv[w + 1]! : '';
   const got: Record<Mode, Sample[]> = { native: [], engine: [] };
   for (let s = 0; s < samples; s++) {
     for (const mode of s % 2 === 0 ? (['native', 'engine'] as const) : (['engine', 'native'] as const)) {
-      const out = execFileSync(process.execPath, ['--expose-gc', self, 'child', mode, String(mib)], { encoding: 'utf8' });
+      const out = execFileSync(process.execPath, ['--expose-gc', self, 'child', mode, String(mib), wasm], { encoding: 'utf8' });
       got[mode].push(JSON.parse(out) as Sample);
     }
   }
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   const m = (mode: Mode, k: keyof Sample): number => median(got[mode].map((x) => x[k]));
-  console.log(`${WORKERS} worker threads x ${INSTANCES} live instances of one module with ${mib} MiB of data (each instance wrote 1 page); median of ${samples} processes per mode:\n`);
+  const what = wasm ? `${wasm} (instantiated only)` : `one module with ${mib} MiB of data (each instance wrote 1 page)`;
+  console.log(`${WORKERS} worker threads x ${INSTANCES} live instances of ${what}; median of ${samples} processes per mode:\n`);
   console.log('| mode | RSS growth | PSS growth | RssShmem growth | memfd images | their Shmem | RSS + Shmem |');
   console.log('|---|---|---|---|---|---|---|');
   for (const mode of ['native', 'engine'] as const) {
