@@ -61,7 +61,9 @@
  *
  * Only the JS thread writes `tail` and `reaped`. A queued job holds a
  * strong reference to its memory, so V8 cannot free the pages while they
- * are written. The reset writes only inside [base, base + length) as
+ * are written, and a pin on its image (table_pin, undone when the job is
+ * reaped), so the image stays open for it even if every holder closes it
+ * meanwhile. The reset writes only inside [base, base + length) as
  * checked on the JS thread, and only memories whose whole 4 GiB range is
  * reserved are queued (see memory_is_stable): such a memory never moves,
  * even if someone grows it meanwhile. JS hands out a memory again only
@@ -202,6 +204,7 @@ void reap_jobs(napi_env env, reset_queue *q) {
     if (atomic_load_explicit(&job->tag, memory_order_acquire) != TAG(i, JOB_DONE)) break;
     napi_delete_reference(env, job->memory);
     job->memory = NULL;
+    if (job->args.fd >= 0) table_unpin(job->args.fd, job->args.gen); /* pinned by reset_begin */
     /* The tag stays (i, DONE) until job i + QUEUE_CAP takes the slot: the
        reset thread, if behind, then knows job i needs nothing from it. */
     atomic_store_explicit(&q->reaped, i + 1, memory_order_relaxed);
@@ -221,7 +224,9 @@ void reset_queue_free(napi_env env, reset_queue *q) {
   }
   /* Jobs that never ran simply leave their memory as it is. */
   for (uint64_t i = q->reaped; i < atomic_load(&q->tail); i++) {
-    if (q->jobs[i % QUEUE_CAP].memory != NULL) napi_delete_reference(env, q->jobs[i % QUEUE_CAP].memory);
+    reset_job *job = &q->jobs[i % QUEUE_CAP];
+    if (job->memory != NULL) napi_delete_reference(env, job->memory);
+    if (job->args.fd >= 0) table_unpin(job->args.fd, job->args.gen);
   }
   if (q->status_ref != NULL) napi_delete_reference(env, q->status_ref);
   pthread_mutex_destroy(&q->lock);
@@ -323,11 +328,16 @@ napi_value reset_begin(napi_env env, napi_callback_info info) {
     ret = -3; /* full */
   } else if (!q->started && pthread_create(&q->thread, NULL, reset_thread, q) != 0) {
     ret = -3; /* no thread (yet): try again next time */
+  } else if (a.fd >= 0 && !table_pin(a.fd, a.gen)) {
+    ret = -3; /* cannot happen: this thread holds the image (get_reset_args checked) */
   } else {
     q->started = 1;
     uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
     reset_job *job = &q->jobs[t % QUEUE_CAP];
-    if (napi_create_reference(env, argv[0], 1, &job->memory) != napi_ok) return NULL;
+    if (napi_create_reference(env, argv[0], 1, &job->memory) != napi_ok) {
+      if (a.fd >= 0) table_unpin(a.fd, a.gen);
+      return NULL;
+    }
     job->args = a;
     job->cell = (uint32_t)cell;
     atomic_store_explicit(&q->status[cell], STATUS_PENDING, memory_order_relaxed);

@@ -6,8 +6,9 @@
  * modules, pools or slots (those live in TypeScript); it offers a few page
  * operations, and it validates every argument before any system call:
  *
- *   createImage(bytes)                  -> fd   memfd, filled, sealed
- *   closeImage(fd)                              close an image we created
+ *   createImage(bytes)                  -> fd   memfd, filled, sealed (or the open
+ *                                               image of the same bytes, shared)
+ *   closeImage(fd)                              drop a hold (the last closes it)
  *   mapImage(memory, fd, offset, length)        MAP_PRIVATE|MAP_FIXED CoW map
  *   mapZero(memory, offset, length)             anonymous MAP_FIXED over a range
  *   discard(memory, offset, length)             madvise(MADV_DONTNEED)
@@ -330,6 +331,15 @@ static napi_value create_image(napi_env env, napi_callback_info info) {
   }
   if (data == NULL) return throw_arg(env, 0, "bytes is detached");
 
+  /* One image per content, process-wide: an open image of these very bytes
+     (made by this thread or any other) is shared, with one more hold. */
+  uint64_t hash = content_hash((const uint8_t *)data, (uint64_t)length);
+  int shared = table_share((uint64_t)length, hash, (const uint8_t *)data, env_id(env));
+  if (shared >= 0) {
+    if (napi_create_int32(env, shared, &result) != napi_ok) return NULL;
+    return result;
+  }
+
   if (fault_fires(FAULT_MEMFD_CREATE)) return throw_errno(env, "memfd_create", EMFILE);
   fd = memfd_create("wasm-cow-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return throw_errno(env, "memfd_create", errno);
@@ -383,10 +393,12 @@ static napi_value create_image(napi_env env, napi_callback_info info) {
   {
     void *v = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
     const uint8_t *view = v == MAP_FAILED ? NULL : (const uint8_t *)v;
-    if (!table_add(fd, length, view, env_id(env), (file_id){st.st_dev, st.st_ino})) {
+    int added = table_add(fd, length, view, env_id(env), (file_id){st.st_dev, st.st_ino}, hash, (const uint8_t *)data, &shared);
+    if (added != 1) { /* 2: another thread added these bytes meanwhile, and we hold that image */
       if (view != NULL) munmap((void *)view, length);
       close(fd);
-      return throw_errno(env, "malloc", ENOMEM);
+      if (added == 0) return throw_errno(env, "malloc", ENOMEM);
+      fd = shared;
     }
   }
   if (napi_create_int32(env, fd, &result) != napi_ok) return NULL;
@@ -404,10 +416,12 @@ fail_seal:
 }
 
 /*
- * closeImage(fd) -> undefined. Existing mappings keep the file alive. Only
- * the environment that created the image may close it: an fd of another
- * thread's image (or one its teardown closed and the kernel reused) is
- * refused like any fd that is not an image.
+ * closeImage(fd) -> undefined. Drops one of this environment's holds on
+ * the image (one per createImage that returned fd); the image itself (fd
+ * and view) closes with its last hold, in any environment. Existing
+ * mappings keep the file alive. An fd this environment holds no image at
+ * (another thread's image, or one closed already and reused by the kernel)
+ * is refused like any fd that is not an image.
  */
 static napi_value close_image(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -417,10 +431,7 @@ static napi_value close_image(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 1) return throw_arg(env, 0, "missing fd");
   if (!get_image_fd(env, argv[0], &fd, &length, NULL)) return NULL;
-  const uint8_t *view = NULL;
-  if (!table_remove(fd, env_id(env), &view, &length)) return throw_arg(env, 1, "fd is not an open wasm-cow image");
-  if (view != NULL) munmap((void *)view, length);
-  close(fd);
+  if (table_remove(fd, env_id(env)) == 0) return throw_arg(env, 1, "fd is not an open wasm-cow image");
   return NULL;
 }
 

@@ -70,9 +70,22 @@ typedef struct {
   ino_t ino;
 } file_id;
 
-/* Adds image fd (owned by `owner`, never 0) with a new generation; 0 when out of memory. */
-int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owner, file_id id);
-/* Returns 1, the image length and generation when fd is a live image that `owner` created. */
+/* A hash of `length` bytes (a multiple of 32): a filter for images of equal content. */
+uint64_t content_hash(const uint8_t *p, uint64_t length);
+/*
+ * The fd of a live image holding exactly `bytes` (`length` of them, hash
+ * `hash`), with one more hold counted for `owner`; -1 when there is none.
+ */
+int table_share(uint64_t length, uint64_t hash, const uint8_t *bytes, uint64_t owner);
+/*
+ * Adds image fd (held once by `owner`, never 0) with a new generation: 1.
+ * 2 when a live image of the same `bytes` appeared meanwhile: a hold on it
+ * is counted and *shared is its fd (the caller closes its own fd and view).
+ * 0 when out of memory.
+ */
+int table_add(int fd, uint64_t length, const uint8_t *view, uint64_t owner, file_id id, uint64_t hash, const uint8_t *bytes,
+              int *shared);
+/* Returns 1, the image length and generation when fd is a live image that `owner` holds. */
 int table_find(int fd, uint64_t owner, uint64_t *length, uint64_t *gen);
 /* Copies image bytes [off, off+len) of image (fd, gen) to dst (see image_table.c). */
 int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint64_t len);
@@ -86,10 +99,14 @@ int table_file_id(int fd, uint64_t gen, file_id *id);
  * anonymous mapping.
  */
 int table_map(int fd, uint64_t gen, uint8_t *addr, uint64_t length, uint64_t file_offset, int prot);
-/* Takes image fd of `owner` out of the table (the caller closes fd and unmaps *view); 0 if none. */
-int table_remove(int fd, uint64_t owner, const uint8_t **view, uint64_t *length);
-/* Closes every image `owner` still has open (its environment's teardown). */
+/* Drops one hold of `owner` on image fd, closing it with its last: 0 none held, 1 dropped, 2 dropped and closed. */
+int table_remove(int fd, uint64_t owner);
+/* Drops every hold `owner` has, closing the images it held last (its environment's teardown). */
 void table_close_owned(uint64_t owner);
+/* Pins image (fd, gen) open for a queued reset: 1, or 0 when it is not open. */
+int table_pin(int fd, uint64_t gen);
+/* Undoes one table_pin; closes the image when nothing holds or pins it any more. */
+void table_unpin(int fd, uint64_t gen);
 /* The number of images created and not yet closed. */
 size_t table_open_count(void);
 /* Frees the table's array when it holds no image (the last environment ended). */

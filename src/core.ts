@@ -17,6 +17,8 @@ export interface CoreOptions {
   readonly memoryReuseLimit: number;
   /** Run a module as V8 would where the cost model says imaging cannot win (EngineOptions.nativeWhenFaster). */
   readonly nativeWhenFaster: boolean;
+  /** Replace memories retired at release with spares made in idle time (EngineOptions.spareMemories). */
+  readonly spareMemories?: boolean;
 }
 
 export class EngineCore {
@@ -40,8 +42,13 @@ export class EngineCore {
   constructor(backend: Backend, options: CoreOptions) {
     this.backend = backend;
     this.options = options;
-    this.pool = new MemoryPool(backend, options.maxIdle, this.counters, options.memoryReuseLimit, (slot) =>
-      this.#collected.register(slot, slot.tenancy),
+    this.pool = new MemoryPool(
+      backend,
+      options.maxIdle,
+      this.counters,
+      options.memoryReuseLimit,
+      (slot) => this.#collected.register(slot, slot.tenancy),
+      options.spareMemories ?? true,
     );
   }
 

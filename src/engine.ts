@@ -55,6 +55,15 @@ export interface EngineOptions {
    * is done. Default true; false resets inside release().
    */
   backgroundReset?: boolean;
+  /**
+   * Replace a pooled memory retired at release (it grew, or its tenant was
+   * handed it) with a spare made in idle time: a new memory of the same
+   * size holding the same image, which the next instantiation takes from
+   * the pool (see src/spares.ts; counted in `stats().sparesMade` and
+   * `sparesUsed`). Spares count against `maxIdle`. Default true; false
+   * makes no spares (the next instantiation then makes its memory itself).
+   */
+  spareMemories?: boolean;
 }
 
 /** Options of Engine.prepare(). */
@@ -104,6 +113,10 @@ export class Engine {
     if (typeof background !== 'boolean') {
       throw new InvalidArgumentError(`backgroundReset must be a boolean, not ${String(background)}`);
     }
+    const spareMemories = options.spareMemories ?? true;
+    if (typeof spareMemories !== 'boolean') {
+      throw new InvalidArgumentError(`spareMemories must be a boolean, not ${String(spareMemories)}`);
+    }
     const nativeWhenFaster = options.nativeWhenFaster ?? true;
     if (typeof nativeWhenFaster !== 'boolean') {
       throw new InvalidArgumentError(`nativeWhenFaster must be a boolean, not ${String(nativeWhenFaster)}`);
@@ -127,6 +140,7 @@ export class Engine {
       imageSizeLimit,
       memoryReuseLimit,
       nativeWhenFaster,
+      spareMemories,
     });
   }
 

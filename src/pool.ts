@@ -27,6 +27,11 @@
  * (the addon then does that reset on this thread if the reset thread has
  * not started it). Resetting slots count against `maxIdle` too.
  *
+ * A slot retired at release (it grew, its tenant was handed it, or its
+ * reset failed) is replaced by a spare made in idle time: a new memory of
+ * the same size holding the same image, idle in the pool like any other
+ * (src/spares.ts).
+ *
  * Invariants: every slot in the indexes is clean and appears in all three
  * (`#all`, its size set, its image set) or in none of them. Every slot in
  * `#resetting` is in state 'resetting' and in no index, oldest first.
@@ -34,6 +39,7 @@
 import type { Backend } from './backend/backend.js';
 import type { MemoryImage } from './image/image.js';
 import { Slot, type SlotSize, sizeKey } from './slot.js';
+import { SPARES_PER_KEY, SpareQueue, type SpareRequest } from './spares.js';
 import type { StatsCounters } from './stats.js';
 
 export interface SlotRequest extends SlotSize {
@@ -96,6 +102,9 @@ export class MemoryPool {
 
   /** Called with each slot the pool creates. */
   readonly #onCreate: ((slot: Slot) => void) | undefined;
+  /** Replacements asked for retired slots, made in idle time (when #sparesOn). */
+  readonly #spares: SpareQueue;
+  readonly #sparesOn: boolean;
 
   constructor(
     backend: Backend,
@@ -103,13 +112,19 @@ export class MemoryPool {
     stats: StatsCounters,
     maxUses = Infinity,
     onCreate?: (slot: Slot) => void,
+    spares = true,
   ) {
+    this.#sparesOn = spares;
     this.#onCreate = onCreate;
     this.#backend = backend;
     this.#maxIdle = maxIdle;
     this.#stats = stats;
     this.#maxUses = maxUses;
     this.#background = backend.backgroundReset === true;
+    this.#spares = new SpareQueue(
+      (r) => this.#makeSpare(r),
+      () => this.#maxIdle,
+    );
   }
 
   /** Idle slots, counting those still being reset. */
@@ -140,6 +155,7 @@ export class MemoryPool {
     } else {
       this.#unindex(slot);
     }
+    const spare = slot.spare;
     let fast: boolean;
     try {
       fast = slot.acquire(request.image);
@@ -149,6 +165,7 @@ export class MemoryPool {
       throw e;
     }
     if (reused) this.#stats.pooledReuses++;
+    if (spare) this.#stats.sparesUsed++;
     if (reused && fast) this.#stats.fastPathHits++;
     if (!fast && request.image) this.#stats.bytesMapped += request.image.length;
     return slot;
@@ -168,11 +185,13 @@ export class MemoryPool {
       slot.retire(true);
       this.#stats.retiredMemories++;
       this.#stats.retiredExposed++;
+      if (keep) this.#replace(slot);
       return;
     }
     const worn = slot.uses >= this.#maxUses && slot.needsDetach;
     if (!keep || worn || this.#maxIdle === 0) {
       this.#retire(slot);
+      if (keep && worn) this.#replace(slot);
       return;
     }
     if (this.#resetting.length > 0) this.#settle(false);
@@ -256,7 +275,9 @@ export class MemoryPool {
   /** A released slot whose reset ended: idle if clean, else counted as retired. */
   #adopt(slot: Slot, background: boolean): void {
     if (slot.state !== 'clean') {
+      // It grew (a memory cannot shrink), or its reset failed.
       this.#stats.retiredMemories++;
+      this.#replace(slot);
       return;
     }
     this.#stats.resets++;
@@ -276,6 +297,7 @@ export class MemoryPool {
 
   /** A disposed image: its idle slots go back to zero (or are retired). */
   dropImage(image: MemoryImage): void {
+    this.#spares.drop(image);
     this.drain(); // a queued reset may be restoring from this image
     const slots = this.#byImage.get(image);
     if (!slots) return;
@@ -293,11 +315,47 @@ export class MemoryPool {
 
   /** Retires every idle slot (waiting for queued resets first). */
   clear(): void {
+    this.#spares.clear();
     this.drain();
     for (const slot of [...this.#all]) {
       this.#unindex(slot);
       this.#retire(slot);
     }
+  }
+
+  /** Asks for a spare to replace a slot retired at release (src/spares.ts). */
+  #replace(slot: Slot): void {
+    if (this.#maxIdle === 0 || !this.#sparesOn) return;
+    this.#spares.want({ initialPages: slot.size.initialPages, maximumPages: slot.size.maximumPages, image: slot.tenantImage, key: slot.key });
+  }
+
+  /**
+   * Makes one spare (in idle time), unless the pool already holds
+   * SPARES_PER_KEY idle memories of its size and image, or `maxIdle` in all.
+   * A failure (no address space, mapping refused) makes nothing: the next
+   * tenant will make its memory itself, and meet the error there.
+   */
+  #makeSpare(r: SpareRequest): void {
+    if (this.#resetting.length > 0) this.#settle(false);
+    if (this.idle >= this.#maxIdle) return;
+    if ((this.#byImage.get(imageKey(r.image, r.key))?.size ?? 0) >= SPARES_PER_KEY) return;
+    let slot: Slot;
+    try {
+      slot = new Slot(this.#backend, r);
+    } catch {
+      return;
+    }
+    this.#stats.memoriesCreated++;
+    this.#onCreate?.(slot);
+    try {
+      slot.stock(r.image);
+    } catch {
+      this.#stats.retiredMemories++;
+      return;
+    }
+    this.#stats.sparesMade++;
+    if (r.image) this.#stats.bytesMapped += r.image.length;
+    this.#index(slot);
   }
 
   #retire(slot: Slot): void {

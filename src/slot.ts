@@ -156,6 +156,16 @@ export class Slot {
   readonly #backend: Backend;
   /** Whether the last queued reset was done by the calling thread (the backend's thread had not started it). */
   resetHere = false;
+  /**
+   * Whether the slot is a spare (src/spares.ts) no tenant has taken yet:
+   * made in idle time, holding its image, never used.
+   */
+  spare = false;
+  /**
+   * The image the current (or last) tenant got at acquire: what a spare
+   * replacing this slot must hold. Kept after retire() (which clears `image`).
+   */
+  tenantImage: MemoryImage | null = null;
   /** While resetting: the backend's ticket for the queued reset. -1 otherwise. */
   #ticket = -1;
 
@@ -191,8 +201,31 @@ export class Slot {
     this.state = 'leased';
     this.bufferLent = false;
     this.exposed = false;
+    this.spare = false;
+    this.tenantImage = image;
     this.uses++;
     return fast;
+  }
+
+  /**
+   * Makes a new slot a spare holding `image`: clean (all zero) -> clean
+   * with the image placed, before any tenant. On failure the slot is
+   * retired and the error rethrown.
+   */
+  stock(image: MemoryImage | null): void {
+    if (this.state !== 'clean' || this.uses !== 0 || this.image !== null) {
+      throw new Error(`wasm-cow internal error: stocking a ${this.state} slot that served ${this.uses} tenants`);
+    }
+    if (image !== null) {
+      try {
+        this.#backend.place(this.memory, image);
+      } catch (e) {
+        this.retire();
+        throw e;
+      }
+    }
+    this.image = image;
+    this.spare = true;
   }
 
   /**

@@ -79,6 +79,14 @@ export interface EngineStats {
   pooledReuses: number;
   /** Pooled reuses that found the same image already in place (no system call). */
   fastPathHits: number;
+  /**
+   * Spare memories made in idle time to replace pooled memories retired at
+   * release (they grew, or were handed out): new memories holding their
+   * image, idle in the pool (counted in `memoriesCreated` too).
+   */
+  sparesMade: number;
+  /** Of `pooledReuses`, those that took a spare (its first tenant). */
+  sparesUsed: number;
   /** Images built (one per imaged memory of a prepared module, at first use). */
   imagesBuilt: number;
   /** Images kept as bytes because a memfd could not be made. */
@@ -119,6 +127,8 @@ export function newCounters(): StatsCounters {
     nativeInstantiations: { 'small-data': 0, 'unusable-image': 0 },
     pooledReuses: 0,
     fastPathHits: 0,
+    sparesMade: 0,
+    sparesUsed: 0,
     imagesBuilt: 0,
     imageFallbacks: 0,
     bytesMapped: 0,

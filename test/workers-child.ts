@@ -103,7 +103,11 @@ if (!isMainThread) {
   const count = Number(countArg);
   const self = fileURLToPath(import.meta.url);
 
-  const sample = () => ({
+  // A full GC first (the child runs with --expose-gc): memories the main thread's engine retired
+  // (a tenant read its memory) keep their image mapped until V8 collects them, which would
+  // otherwise happen at any moment between two samples.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const sample = () => (gc?.(), {
     fds: readdirSync('/proc/self/fd').length,
     memfdMaps: readFileSync('/proc/self/maps', 'utf8')
       .split('\n')

@@ -23,7 +23,7 @@ type Sample = { fds: number; memfdMaps: number };
 type Common = { workers: number; terminated: number; errors: string[]; bad: number };
 
 function run<T>(scenario: string, workers: number): T & Common {
-  const out = execFileSync(process.execPath, [child, scenario, String(workers * scale)], { encoding: 'utf8', timeout: 120_000 });
+  const out = execFileSync(process.execPath, ['--expose-gc', child, scenario, String(workers * scale)], { encoding: 'utf8', timeout: 120_000 });
   const r = JSON.parse(out) as T & Common;
   console.log(`${scenario}: ${out.length > 600 ? `${out.slice(0, 600)}…` : out}`);
   assert.deepEqual(r.errors, [], 'no worker failed');

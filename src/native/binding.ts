@@ -13,12 +13,16 @@ export interface NativeBinding {
   /** Whether setFault works (WASM_COW_FAULT_INJECTION=1 at load). */
   readonly faultInjection: boolean;
   /**
-   * Creates a sealed memfd holding `bytes`; returns its fd. The image
-   * belongs to this thread: only this thread can map, restore from or close
-   * it, and the addon closes it when this thread's environment ends.
+   * Returns the fd of a sealed memfd holding `bytes`: an open image of the
+   * very same bytes if there is one in the process (made by any thread;
+   * the same fd then comes back), else a new one. Either way this thread
+   * holds the image once more: only a thread holding it can map, restore
+   * from or close it, and the addon drops this thread's holds when its
+   * environment ends. The image closes with its last hold (and once no
+   * queued reset names it).
    */
   createImage(bytes: Uint8Array): number;
-  /** Closes an image fd this thread created with createImage (any other fd throws). */
+  /** Drops one of this thread's holds on image `fd` (from createImage; any other fd throws). */
   closeImage(fd: number): void;
   /** Maps the first `length` bytes of image `fd` copy-on-write at `offset` of `memory`. */
   mapImage(memory: WebAssembly.Memory, fd: number, offset: number, length: number): void;
@@ -84,7 +88,7 @@ export interface NativeBinding {
   processMappings(limit: number): number;
   /** Pages in the range that are present or swapped out. */
   residentPages(memory: WebAssembly.Memory, offset: number, length: number): number;
-  /** Images created and not yet closed, process-wide. */
+  /** Images (distinct memfds) open, process-wide. */
   openImages(): number;
   /** Test-only: make `step` fail once after `skip` passes; null disarms. */
   setFault(step: FaultStep | null, skip?: number): void;
