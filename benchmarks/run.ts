@@ -17,6 +17,7 @@ import { lineChartSvg } from '../src/bench/svg.js';
 import { Engine } from '../src/index.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from '../src/bench/builder.js';
 import { coldStart } from './cold-start.js';
+import { packageBench, packagesMarkdown } from './packages.js';
 import { label, realModules, sparse, synthetic, tinySegments, type Scenario } from './scenarios.js';
 import { parseModule } from '../src/binary/reader.js';
 import type { EngineStats } from '../src/stats.js';
@@ -195,6 +196,10 @@ for (const mode of ['native', 'engine', 'engine-inline'] as const) {
 log('cold start: sql.js and QuickJS ...');
 const cold = await coldStart(quick ? 20 : 100);
 
+// 6. Real npm packages, native against the register hook, in child processes.
+const packageOptions = { samples: quick ? 2 : 5, instSamples: quick ? 2 : 5, live: 50 };
+const packages = packageBench({ ...packageOptions, log });
+
 // Output.
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmtBytes(totalmem())}, Linux ${safe(() => execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim())}, Node ${process.version}`;
 const backend = rows[0]?.result.backend ?? 'unknown';
@@ -368,6 +373,7 @@ md.push('', '## Emscripten cold start: fresh module instance to first result (me
 md.push('| work | native | wasm-cow | ratio (median) |', '|---|---|---|---|');
 for (const c of cold) md.push(`| ${c.module} | ${cell(c.native)} | ${cell(c.engine)} | ${versus(c.native.median / c.engine.median)} |`);
 md.push('');
+md.push(...packagesMarkdown(packages, packageOptions), '');
 
 const synth = rows.filter((r) => r.kind === 'synthetic' && r.dataBytes > 0 && r.scenario.startsWith('synthetic'));
 const svg = lineChartSvg({
@@ -388,7 +394,7 @@ const svg = lineChartSvg({
 for (const p of [jsonPath, mdPath, svgPath]) mkdirSync(dirname(p), { recursive: true });
 writeFileSync(
   jsonPath,
-  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold }, null, 2),
+  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold, packages }, null, 2),
 );
 writeFileSync(mdPath, md.join('\n'));
 writeFileSync(svgPath, svg);
