@@ -47,17 +47,34 @@
  * without the name), and stack traces through code of a prepared instance
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
-import { performance } from 'node:perf_hooks';
 import { bufferView } from '../buffer-source.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
-import { type Imports, PreparedModule, planModule } from '../prepared.js';
-import { wasm as N } from '../wasm-api.js';
+import type { Imports, PreparedModule, planModule } from '../prepared.js';
 import type { ContentCache, ContentEntry } from './cache.js';
 import { Fallback } from './fallback.js';
 import type { Natives, Router } from './install.js';
 
 export type PreparePolicy = 'lazy' | 'eager';
+
+/**
+ * What the hook needs of the library (the engine, the planner and the
+ * prepared module). This module imports none of it: what a content's first
+ * native instantiations need is here, so that a program that never gets to
+ * preparing a module never loads the library (tens of milliseconds, more on
+ * a busy host) on its instantiation's path.
+ */
+export interface Library {
+  readonly core: EngineCore;
+  readonly planModule: typeof planModule;
+  readonly PreparedModule: typeof PreparedModule;
+}
+
+/** The library, loaded on first `load()`; `peek()` tells whether it is. */
+export interface LibrarySource {
+  peek(): Library | null;
+  load(): Library;
+}
 
 /** What the hook did, for its own stats(). */
 export interface RegisterStats {
@@ -89,6 +106,9 @@ interface ContentState {
   spent: number;
 }
 
+/** Milliseconds, monotonic (process.hrtime: loads nothing, where performance.now() would load perf_hooks on a first call). */
+const performance = { now: (): number => Number(process.hrtime.bigint()) / 1e6 };
+
 const isObject = (v: unknown): v is object => (typeof v === 'object' && v !== null) || typeof v === 'function';
 
 const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
@@ -102,7 +122,9 @@ export type { Natives } from './install.js';
 export class RegisterHook {
   readonly policy: PreparePolicy;
   readonly cache: ContentCache;
-  readonly #core: EngineCore;
+  readonly #library: LibrarySource;
+  /** Fallbacks counted before the library was loaded: added to engine.stats() once it is. */
+  readonly #unflushed = new Map<FallbackReason, number>();
   /** Every module handed out that was compiled from bytes the hook saw: its content. */
   readonly #modules = new WeakMap<object, ContentEntry>();
   readonly #states = new WeakMap<ContentEntry, ContentState>();
@@ -113,11 +135,33 @@ export class RegisterHook {
   /** The originals, as found before the globals were replaced (install.ts). */
   readonly #natives: Natives;
 
-  constructor(core: EngineCore, cache: ContentCache, policy: PreparePolicy, natives: Natives) {
-    this.#core = core;
+  constructor(library: LibrarySource, cache: ContentCache, policy: PreparePolicy, natives: Natives) {
+    this.#library = library;
     this.cache = cache;
     this.policy = policy;
     this.#natives = natives;
+  }
+
+  /** The library (loading it), with fallbacks counted before added to its engine's stats. */
+  #lib(): Library {
+    const lib = this.#library.load();
+    this.flushFallbacks();
+    return lib;
+  }
+
+  /** Counts a fallback in the engine's stats (later, if the library is not loaded yet). */
+  #fallback(reason: FallbackReason): void {
+    const lib = this.#library.peek();
+    if (lib) lib.core.fallback(reason);
+    else this.#unflushed.set(reason, (this.#unflushed.get(reason) ?? 0) + 1);
+  }
+
+  /** Adds the fallbacks counted before the library was loaded to its engine's stats (once it is). */
+  flushFallbacks(): void {
+    const lib = this.#library.peek();
+    if (!lib || this.#unflushed.size === 0) return;
+    for (const [reason, n] of this.#unflushed) for (let i = 0; i < n; i++) lib.core.fallback(reason);
+    this.#unflushed.clear();
   }
 
   stats(): RegisterStats {
@@ -234,7 +278,7 @@ export class RegisterHook {
       this.#depth--;
     }
     // The engine failed before V8 ran (nothing of the program's ran either).
-    this.#core.fallback(Fallback.engineError);
+    this.#fallback(Fallback.engineError);
     return native();
   }
 
@@ -344,7 +388,7 @@ export class RegisterHook {
     // The engine failed before V8 ran (nothing of the program's ran either):
     // V8 does it, still within the call.
     running.catch(() => {});
-    this.#core.fallback(Fallback.engineError);
+    this.#fallback(Fallback.engineError);
     return n.instantiate(module, imports);
   }
 
@@ -412,7 +456,7 @@ export class RegisterHook {
           () => null,
         );
     } catch {
-      this.#core.fallback(Fallback.streamUnread);
+      this.#fallback(Fallback.streamUnread);
       return null;
     }
   }
@@ -445,7 +489,7 @@ export class RegisterHook {
       else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     if (promise && s.status === 'ready' && !s.definesMemories) {
-      this.#core.fallback(Fallback.importedMemoryAsync);
+      this.#fallback(Fallback.importedMemoryAsync);
       return null;
     }
     return this.#use(entry, s);
@@ -459,7 +503,7 @@ export class RegisterHook {
       else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     if (s.status === 'ready' && !s.definesMemories) {
-      this.#core.fallback(Fallback.importedMemoryAsync);
+      this.#fallback(Fallback.importedMemoryAsync);
       return null;
     }
     return this.#use(entry, s);
@@ -467,7 +511,7 @@ export class RegisterHook {
 
   #use(entry: ContentEntry, s: ContentState): PreparedModule | null {
     if (s.status === 'ready') return entry.prepared;
-    if (s.status === 'unusable') this.#core.fallback(s.reason!);
+    if (s.status === 'unusable') this.#fallback(s.reason!);
     else this.#stats.nativeInstantiations++;
     return null;
   }
@@ -482,13 +526,13 @@ export class RegisterHook {
   }
 
   #prepareSync(entry: ContentEntry, s: ContentState): void {
-    this.#prepare(entry, s, (bytes) => new N.Module(bytes));
+    this.#prepare(entry, s, (bytes) => new this.#natives.Module(bytes));
   }
 
   async #prepareAsync(entry: ContentEntry, s: ContentState): Promise<void> {
     let compiled: Promise<WebAssembly.Module> | null = null;
     this.#prepare(entry, s, (bytes) => {
-      compiled = N.compile(bytes);
+      compiled = this.#natives.compile(bytes);
       return null;
     });
     if (compiled === null) return;
@@ -510,7 +554,8 @@ export class RegisterHook {
     s.status = 'preparing';
     this.#depth++;
     try {
-      const plan = planModule(this.#core, entry.bytes);
+      const lib = this.#lib();
+      const plan = lib.planModule(lib.core, entry.bytes);
       if (plan.parsed === null) return this.#unusable(s, Fallback.unparsed);
       if (plan.rewritten === null) return this.#unusable(s, Fallback.noImage);
       s.definesMemories = plan.rewritten.memoryModule !== null;
@@ -529,14 +574,15 @@ export class RegisterHook {
     }
   }
 
-  readonly #plans = new WeakMap<ContentEntry, ReturnType<typeof planModule>>();
+  readonly #plans = new WeakMap<ContentEntry, ReturnType<Library['planModule']>>();
 
   #finish(entry: ContentEntry, s: ContentState, module: WebAssembly.Module): void {
     const plan = this.#plans.get(entry)!;
     this.#plans.delete(entry);
     this.#depth++;
     try {
-      const prepared = new PreparedModule(this.#core, entry.bytes, {
+      const lib = this.#lib();
+      const prepared = new lib.PreparedModule(lib.core, entry.bytes, {
         plan,
         compiled: { bytes: plan.rewritten!.bytes, module },
         originalValid: true,
@@ -560,10 +606,10 @@ export class RegisterHook {
   #countUnknown(value: unknown): void {
     if (!isObject(value)) return;
     try {
-      N.Module.exports(value as WebAssembly.Module);
+      this.#natives.Module.exports(value as WebAssembly.Module);
     } catch {
       return; // not a module: V8 says what it is
     }
-    this.#core.fallback(Fallback.unknownModule);
+    this.#fallback(Fallback.unknownModule);
   }
 }
