@@ -9,6 +9,7 @@
  *     hook has prepared what it will (its default, lazy, policy prepares in
  *     the background after a few native instantiations), `later`: each
  *     `new WebAssembly.Instance(module, imports)` (all files, summed), ms.
+ *   ... packages-child.js first async|sync FILE...   (the first only)
  *   node --expose-gc [--import wasm-cow/register] out/benchmarks/packages-child.js mem N FILE...
  *     N live instances of each file, each having written one byte into page
  *     0 of its memory: RSS and PSS growth over a baseline taken once the
@@ -97,17 +98,22 @@ async function warm(loaded: Loaded[]): Promise<void> {
 async function inst(api: string, files: string[]): Promise<void> {
   const loaded: Loaded[] = [];
   let first = 0;
+  let cpu = 0;
   for (const file of files) {
     const bytes = readFileSync(file);
     const imports = stubs(bytes);
     const io = imports();
+    const c = process.cpuUsage();
     const t = performance.now();
     let module: WebAssembly.Module;
     if (api === 'async') module = (await WebAssembly.instantiate(bytes, io)).module;
     else new WebAssembly.Instance((module = new WebAssembly.Module(bytes)), io);
     first += performance.now() - t;
+    const used = process.cpuUsage(c);
+    cpu += (used.user + used.system) / 1000;
     loaded.push({ module, imports });
   }
+  if (what === 'first') return void process.stdout.write(JSON.stringify({ first, cpu }));
   await warm(loaded);
   const hook = registration()?.hook ?? null;
   const s0 = hook?.stats();
@@ -121,7 +127,7 @@ async function inst(api: string, files: string[]): Promise<void> {
   }
   const s1 = hook?.stats();
   const through = s0 && s1 ? s1.preparedInstantiations - s0.preparedInstantiations : 0;
-  process.stdout.write(JSON.stringify({ first, later, through, of: later.length * loaded.length }));
+  process.stdout.write(JSON.stringify({ first, cpu, later, through, of: later.length * loaded.length }));
 }
 
 /** The memfd images this process holds open: allocated bytes. */
@@ -190,6 +196,6 @@ async function mem(n: number, files: string[]): Promise<void> {
 }
 
 const [what, arg, ...files] = process.argv.slice(2);
-if (what === 'inst') await inst(arg!, files);
+if (what === 'inst' || what === 'first') await inst(arg!, files);
 else if (what === 'mem') await mem(Number(arg), files);
 else throw new Error(`usage: packages-child.js inst async|sync FILE... | mem N FILE...`);

@@ -230,6 +230,31 @@ test('lazy: a content\'s first native instantiations load no library; fallbacks 
   assert.equal(out.hook.nativeInstantiations, 3);
 });
 
+test('lazy: bytes seen once through instantiate(bytes) are not kept; from their second sight on they are', { skip: !linux && 'native backend only' }, () => {
+  const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+    const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const first = await WebAssembly.instantiate(bytes);
+    const afterFirst = reg.cache.size;
+    const again = new WebAssembly.Instance(first.module);
+    const second = await WebAssembly.instantiate(bytes);
+    const afterSecond = reg.cache.size;
+    const third = await WebAssembly.instantiate(bytes);
+    const read = [first, { instance: again }, second, third].map((r) => new Uint8Array(r.instance.exports.mem.buffer)[0]);
+    console.log(JSON.stringify({ afterFirst, afterSecond, read, hook: reg.madeHook.stats(), fallbacks: reg.engine.stats().fallbacks }));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  ) as { afterFirst: number; afterSecond: number; read: number[]; hook: RegisterStats & { modules: number }; fallbacks: Record<string, number> };
+  assert.equal(out.afterFirst, 0, 'first sight: nothing kept');
+  assert.equal(out.afterSecond, 1, 'second sight: the bytes are kept');
+  assert.deepEqual(out.read, [42, 42, 42, 42]);
+  assert.equal(out.hook.nativeInstantiations, 4, 'all four by V8 (the policy)');
+  assert.deepEqual(out.fallbacks, {}, 'the first-sight module is not counted as unknown');
+});
+
 test('loading the hook loads no engine until the program first uses WebAssembly; switched off, it patches and keeps nothing', { skip: !linux && 'native backend only' }, () => {
   const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
     const before = reg.madeHook !== null;

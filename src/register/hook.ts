@@ -35,7 +35,11 @@
  *    background: the rewrite is planned on a later turn of the event loop
  *    and compiled by V8 asynchronously, off the main thread; instantiations
  *    after it is ready go through it. A loop that never yields to the event
- *    loop stays native.
+ *    loop stays native. Bytes seen for the first time through
+ *    `WebAssembly.instantiate(bytes)` are not even kept (only their
+ *    fingerprint): glue that instantiates once per process pays nothing;
+ *    from their second sight on they are kept as above. (So a module that
+ *    came from such a first sight is instantiated by V8 only.)
  *  - 'eager': the first instantiation prepares the content (synchronously
  *    for `new WebAssembly.Instance`, with V8's asynchronous compile for the
  *    promise APIs) and goes through it. This compiles every module twice.
@@ -51,7 +55,7 @@ import { bufferView } from '../buffer-source.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
 import type { Imports, PreparedModule, planModule } from '../prepared.js';
-import type { ContentCache, ContentEntry } from './cache.js';
+import { type ContentCache, type ContentEntry, fingerprint } from './cache.js';
 import { Fallback } from './fallback.js';
 import type { Natives, Router } from './install.js';
 
@@ -130,6 +134,10 @@ export class RegisterHook {
   readonly #states = new WeakMap<ContentEntry, ContentState>();
   readonly #stats = { preparations: 0, preparedInstantiations: 0, nativeInstantiations: 0 };
   readonly #pending = new Set<Promise<void>>();
+  /** Fingerprints of bytes seen once through instantiate(bytes), and not kept (bounded; oldest first). */
+  readonly #seen = new Set<string>();
+  /** Modules V8 compiled from bytes the hook saw once and did not keep: instantiated by V8, not a fallback. */
+  readonly #unkept = new WeakSet<object>();
   /** >0 while the hook itself calls into the engine: then everything goes to V8 as is. */
   #depth = 0;
   /** The originals, as found before the globals were replaced (install.ts). */
@@ -244,7 +252,8 @@ export class RegisterHook {
     const [module, imports] = args;
     const entry = isObject(module) ? this.#modules.get(module) : undefined;
     if (!entry) {
-      this.#countUnknown(module);
+      if (this.#unkept.has(module as object)) this.#stats.nativeInstantiations++;
+      else this.#countUnknown(module);
       return native();
     }
     if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
@@ -291,13 +300,27 @@ export class RegisterHook {
     if (entry) return this.#instantiateModule(entry, source as WebAssembly.Module, imports as Imports | undefined);
     const view = bufferView(source);
     if (!view) {
-      this.#countUnknown(source);
+      if (isObject(source) && this.#unkept.has(source)) this.#stats.nativeInstantiations++;
+      else this.#countUnknown(source);
       return native();
     }
     const known = this.cache.get(view.bytes);
     if (known === null) {
       if (this.policy === 'lazy' && !view.shared) {
-        // First sight: V8 does it all, we keep the bytes. V8 took its copy
+        if (this.#firstSight(view.bytes)) {
+          // First sight of these bytes through instantiate(bytes): V8 does
+          // it all, and nothing is kept (a copy of the bytes would cost
+          // about 5% of V8's compile, wasted on a program that instantiates
+          // them once: glue that instantiates once per process). The module
+          // is V8's alone; its later instantiations stay V8's.
+          this.#nativeUse(null);
+          const result = n.instantiate(source as BufferSource, imports as Imports | undefined);
+          return result.then((r) => {
+            this.#unkept.add(r.module);
+            return r;
+          });
+        }
+        // Second sight: V8 does it all, we keep the bytes. V8 took its copy
         // at the call; ours, taken before anything else can run, overlaps
         // V8's compile on its own threads.
         this.#nativeUse(null);
@@ -601,6 +624,20 @@ export class RegisterHook {
   #unusable(s: ContentState, reason: FallbackReason): void {
     s.status = 'unusable';
     s.reason = reason;
+  }
+
+  /**
+   * Whether bytes of this fingerprint (length and sampled bytes) are seen
+   * for the first time; notes them. Bytes whose fingerprint was seen are
+   * kept from their next sight on (a collision only makes other bytes kept
+   * one sight early).
+   */
+  #firstSight(bytes: Uint8Array): boolean {
+    const key = fingerprint(bytes);
+    if (this.#seen.has(key)) return false;
+    this.#seen.add(key);
+    if (this.#seen.size > 1024) this.#seen.delete(this.#seen.values().next().value as string);
+    return true;
   }
 
   #countUnknown(value: unknown): void {

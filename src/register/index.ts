@@ -22,7 +22,7 @@ import { createRequire } from 'node:module';
 import type { Engine } from '../engine.js';
 import { loadBinding } from '../native/binding.js';
 import { ContentCache } from './cache.js';
-import type { Library, PreparePolicy, RegisterHook, RegisterStats } from './hook.js';
+import { type Library, type PreparePolicy, RegisterHook, type RegisterStats } from './hook.js';
 import { installProxies, nativesOf, type Natives } from './install.js';
 
 export { ContentCache, type ContentEntry, type ContentCacheOptions } from './cache.js';
@@ -30,7 +30,6 @@ export type { PreparePolicy, RegisterStats } from './hook.js';
 export { Fallback } from './fallback.js';
 
 type Load = typeof import('./load.js');
-type Hook = typeof import('./hook.js');
 
 /** This thread's registration (also under Symbol.for('wasm-cow.register'), whichever copy of wasm-cow made it). */
 class Registration {
@@ -75,7 +74,6 @@ class Registration {
     if (this.#hook !== null || this.policy === null || this.#natives === null || this.#loading) return this.#hook;
     this.#loading = true;
     try {
-      const { RegisterHook } = this.#require<Hook>('./hook.js');
       this.#hook = new RegisterHook({ peek: () => this.#library, load: () => this.#loadLibrary() }, this.cache, this.policy, this.#natives);
     } finally {
       this.#loading = false;
