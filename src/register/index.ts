@@ -10,10 +10,11 @@
  * off; WASM_COW_REGISTER=eager prepares every module at its first
  * instantiation (see hook.ts for the policies).
  *
- * Loading it is cheap: the switch is read first (off: nothing else is
- * loaded), then the addon is found and the globals are replaced by thin
- * proxies. The hook itself (hook.ts, light) is made at the first call of a
- * patched global; the library and its Engine load only when the hook first
+ * Loading it is cheap: it loads a few small modules of its own (this one,
+ * install, cache, hook), reads the switch (off: no addon, nothing patched),
+ * then finds the addon and replaces the globals by thin proxies. The hook
+ * is made at the first call of a patched global; the library and its
+ * Engine load only when the hook first
  * prepares a module (under the lazy policy, in the background, after a
  * content's native instantiations have taken as long as its compile), or
  * at getEngine(): a program's first instantiations never wait for them.
