@@ -103,6 +103,12 @@ export interface PackageRow {
   /** Of the hook's later instantiations, how many went through a prepared module. */
   laterThrough: { through: number; of: number };
   memory: Pair<MemResult>;
+  /**
+   * `WebAssembly.instantiate(bytes)` (native) against the drop-in
+   * `instantiate(bytes)` of 'wasm-cow' (hook: not loaded), 12 calls on the
+   * same bytes per process: call 1, call 2, call 3, calls 4-12, ms.
+   */
+  dropIn: Pair<{ call1: Timing; call2: Timing; call3: Timing; later: Timing }>;
 }
 
 /** Runs `f(variant)` `samples` times per variant, alternating which goes first. */
@@ -117,10 +123,13 @@ function alternate<T>(samples: number, f: (v: Variant) => T): Pair<T[]> {
 
 const both = <T, U>(p: Pair<T>, f: (x: T) => U): Pair<U> => ({ native: f(p.native), hook: f(p.hook) });
 
-export function packageBench(options: { samples?: number; instSamples?: number; live?: number; log?: (m: string) => void } = {}): PackageRow[] {
+export function packageBench(
+  options: { samples?: number; instSamples?: number; dropInSamples?: number; live?: number; log?: (m: string) => void } = {},
+): PackageRow[] {
   const samples = options.samples ?? 7;
   const instSamples = options.instSamples ?? 5;
   const live = options.live ?? 50;
+  const dropInSamples = options.dropInSamples ?? 3;
   const log = options.log ?? (() => {});
   const rows: PackageRow[] = [];
   for (const spec of PACKAGES) {
@@ -136,6 +145,14 @@ export function packageBench(options: { samples?: number; instSamples?: number; 
     const inst = alternate(instSamples, (v) => JSON.parse(node(v, [child, 'inst', spec.api, ...files])) as { first: number; later: number[]; through: number; of: number });
     log(`packages: ${spec.name}: ${live} live instances ...`);
     const mem = alternate(1, (v) => JSON.parse(node(v, [child, 'mem', String(live), ...files], ['--expose-gc'])) as MemResult);
+    log(`packages: ${spec.name}: drop-in instantiate(bytes) ...`);
+    const drop = alternate(dropInSamples, (v) => JSON.parse(node('native', [child, 'dropin', v === 'hook' ? '1' : '0', ...files])) as { calls: number[] });
+    const calls = (xs: { calls: number[] }[]) => ({
+      call1: summarize(xs.map((x) => x.calls[0]!)),
+      call2: summarize(xs.map((x) => x.calls[1]!)),
+      call3: summarize(xs.map((x) => x.calls[2]!)),
+      later: summarize(xs.flatMap((x) => x.calls.slice(3))),
+    });
     rows.push({
       spec,
       coldStart: both(cold, summarize),
@@ -143,6 +160,7 @@ export function packageBench(options: { samples?: number; instSamples?: number; 
       later: both(inst, (xs) => summarize(xs.flatMap((x) => x.later))),
       laterThrough: { through: inst.hook.reduce((a, x) => a + x.through, 0), of: inst.hook.reduce((a, x) => a + x.of, 0) },
       memory: both(mem, (xs) => xs[0]!),
+      dropIn: both(drop, calls),
     });
   }
   return rows;
@@ -153,7 +171,7 @@ const fmt = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixe
 /** hook against native: "0.91x (faster)". */
 const ratio = (hook: number, native: number): string => `${(hook / native).toFixed(2)}x`;
 
-export function packagesMarkdown(rows: PackageRow[], options: { samples?: number; instSamples?: number; live?: number } = {}): string[] {
+export function packagesMarkdown(rows: PackageRow[], options: { samples?: number; instSamples?: number; dropInSamples?: number; live?: number } = {}): string[] {
   const samples = options.samples ?? 7;
   const instSamples = options.instSamples ?? 5;
   const live = options.live ?? 50;
@@ -168,7 +186,9 @@ export function packagesMarkdown(rows: PackageRow[], options: { samples?: number
       `(${instSamples} processes). Instantiate alone: \`new WebAssembly.Instance(module, imports)\` with stub imports, once the ` +
       `hook has prepared the module or decided not to (40 per process). ${live} live instances: each wrote one byte into page 0 of its ` +
       'memory; RSS and PSS (/proc/self/smaps_rollup) are the growth over a baseline taken after compiling (and preparing); ' +
-      '"+ images" adds the memfd images (Shmem, once per module, outside RSS until mapped and read); "process RSS" is the total at the end.',
+      '"+ images" adds the memfd images (Shmem, once per module, outside RSS until mapped and read); "process RSS" is the total at the end. ' +
+      "Drop-in: the drop-in `instantiate(bytes, imports)` of 'wasm-cow' (no hook) in the hook column, against " +
+      `\`WebAssembly.instantiate(bytes, imports)\`, 12 calls on the same bytes per process, a turn of the event loop between (${options.dropInSamples ?? 3} processes).`,
   );
   for (const r of rows) {
     const m = r.memory;
@@ -185,6 +205,11 @@ export function packagesMarkdown(rows: PackageRow[], options: { samples?: number
       `| RSS + images | ${fmtBytes(m.native.rss + m.native.image)} | ${fmtBytes(m.hook.rss + m.hook.image)} (${fmtBytes(m.hook.image)} of images) | ${ratio(m.hook.rss + m.hook.image, m.native.rss + m.native.image)} |`,
       `| PSS + images | ${fmtBytes(m.native.pss + m.native.image)} | ${fmtBytes(m.hook.pss + m.hook.image)} | ${ratio(m.hook.pss + m.hook.image, m.native.pss + m.native.image)} |`,
       `| process RSS at the end | ${fmtBytes(m.native.total)} | ${fmtBytes(m.hook.total)} | ${ratio(m.hook.total, m.native.total)} |`,
+      ...(['call1', 'call2', 'call3', 'later'] as const).map((k) => {
+        const d = r.dropIn;
+        const what = { call1: 'call 1', call2: 'call 2', call3: 'call 3', later: 'calls 4-12' }[k];
+        return `| drop-in \`instantiate(bytes)\`, ${what} | ${msCell(d.native[k])} | ${msCell(d.hook[k])} | ${ratio(d.hook[k].median, d.native[k].median)} |`;
+      }),
     );
   }
   return md;
@@ -194,7 +219,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
   const at = args.indexOf('--samples');
   const samples = at >= 0 ? Number(args[at + 1]) : 5;
-  const opts = { samples, instSamples: samples, live: 50 };
+  const opts = { samples, instSamples: samples, dropInSamples: Math.min(3, samples), live: 50 };
   const rows = packageBench({ ...opts, log: (m) => process.stderr.write(`${m}\n`) });
   process.stdout.write(packagesMarkdown(rows, opts).join('\n') + '\n');
 }
