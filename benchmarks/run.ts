@@ -197,7 +197,7 @@ log('cold start: sql.js and QuickJS ...');
 const cold = await coldStart(quick ? 20 : 100);
 
 // 6. Real npm packages, native against the register hook, in child processes.
-const packageOptions = { samples: quick ? 2 : 5, instSamples: quick ? 2 : 5, dropInSamples: quick ? 1 : 3, live: 50 };
+const packageOptions = { samples: quick ? 2 : 5, instSamples: quick ? 2 : 3, dropInSamples: quick ? 1 : 3, live: 50 };
 const packages = packageBench({ ...packageOptions, log });
 
 // Output.
