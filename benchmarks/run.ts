@@ -18,6 +18,7 @@ import { Engine } from '../src/index.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from '../src/bench/builder.js';
 import { coldStart } from './cold-start.js';
 import { snapshotBench, snapshotTable } from './snapshot.js';
+import { packageBench, packagesMarkdown } from './packages.js';
 import { label, realModules, sparse, synthetic, tinySegments, type Scenario } from './scenarios.js';
 import { parseModule } from '../src/binary/reader.js';
 import type { EngineStats } from '../src/stats.js';
@@ -200,6 +201,10 @@ const cold = await coldStart(quick ? 20 : 100);
 log('snapshots: the WASI fixture to its first result, five ways ...');
 const snapshots = snapshotBench(quick);
 
+// 7. Real npm packages, native against the register hook, in child processes.
+const packageOptions = { samples: quick ? 2 : 5, instSamples: quick ? 2 : 3, dropInSamples: quick ? 1 : 3, live: 50 };
+const packages = packageBench({ ...packageOptions, log });
+
 // Output.
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmtBytes(totalmem())}, Linux ${safe(() => execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim())}, Node ${process.version}`;
 const backend = rows[0]?.result.backend ?? 'unknown';
@@ -380,6 +385,8 @@ md.push(
     'each after its first result (child processes). "snapshot": prepared.snapshot(lease) after _initialize() and init().',
   '',
 );
+md.push('');
+md.push(...packagesMarkdown(packages, packageOptions), '');
 
 const synth = rows.filter((r) => r.kind === 'synthetic' && r.dataBytes > 0 && r.scenario.startsWith('synthetic'));
 const svg = lineChartSvg({
@@ -400,7 +407,7 @@ const svg = lineChartSvg({
 for (const p of [jsonPath, mdPath, svgPath]) mkdirSync(dirname(p), { recursive: true });
 writeFileSync(
   jsonPath,
-  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold, snapshots }, null, 2),
+  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold, snapshots, packages }, null, 2),
 );
 writeFileSync(mdPath, md.join('\n'));
 writeFileSync(svgPath, svg);

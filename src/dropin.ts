@@ -24,9 +24,10 @@
  * its asynchronous compile.
  */
 import { bufferView } from './buffer-source.js';
-import type { Engine } from './engine.js';
+import { coreOf, type Engine } from './engine.js';
 import { EngineClosedError } from './errors.js';
-import type { Imports, PreparedModule } from './prepared.js';
+import { type Imports, PreparedModule, planModule } from './prepared.js';
+import { wasm } from './wasm-api.js';
 
 /** Entries kept, and bytes of module kept over all entries; least recently used go first. */
 export const DROP_IN_LIMITS = { entries: 16, bytes: 256 * 1024 * 1024 } as const;
@@ -86,22 +87,56 @@ export function sampledHash(b: Uint8Array): number {
   return h >>> 0;
 }
 
+/** What prepares a kept module: a PreparedModule of `bytes` (`original`: V8's module of them), or null when none is made. */
+export type DropInPrepare = (
+  engine: Engine,
+  bytes: Uint8Array<ArrayBuffer>,
+  original: WebAssembly.Module,
+) => PreparedModule | null | Promise<PreparedModule | null>;
+
+/**
+ * Prepares a kept module as the register hook does: the rewrite is planned
+ * here (on the main thread) and compiled by V8 asynchronously, off it (a
+ * synchronous compile would stall the program's event loop for as long as
+ * V8's compile of the module, which V8 itself does off the main thread for
+ * WebAssembly.instantiate). Null when there is nothing to rewrite or V8
+ * rejects the rewrite: the kept module is then as fast.
+ */
+export async function prepareInBackground(engine: Engine, bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module): Promise<PreparedModule | null> {
+  const core = coreOf(engine);
+  core.checkOpen('prepare()');
+  const plan = planModule(core, bytes);
+  if (plan.rewritten === null) return null;
+  let module: WebAssembly.Module;
+  try {
+    module = await wasm.compile(plan.rewritten.bytes);
+  } catch {
+    return null;
+  }
+  core.checkOpen('prepare()'); // closed meanwhile
+  return new PreparedModule(core, bytes, { plan, compiled: { bytes: plan.rewritten.bytes, module }, original });
+}
+
 /** Resolves on a later turn of the event loop, as a promise of V8's asynchronous compile would. */
 const afterCompile = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class DropInCache {
   readonly #engine: () => Engine;
-  readonly #prepare: (engine: Engine, bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module) => PreparedModule;
+  readonly #prepare: DropInPrepare;
   /** Least recently used first. */
   readonly #entries = new Map<Entry, true>();
   #bytes = 0;
+  /** Preparations scheduled or running. */
+  readonly #pending = new Set<Promise<void>>();
 
-  constructor(
-    engine: () => Engine,
-    prepare: (engine: Engine, bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module) => PreparedModule,
-  ) {
+  constructor(engine: () => Engine, prepare: DropInPrepare) {
     this.#engine = engine;
     this.#prepare = prepare;
+  }
+
+  /** Resolves once no preparation is scheduled or running (for tests and benchmarks). */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
   /** Entries kept now (for tests). */
@@ -216,24 +251,26 @@ export class DropInCache {
    */
   #schedulePrepare(entry: Entry): void {
     entry.state = 'preparing';
-    setImmediate(() => {
-      if (entry.state !== 'preparing' || entry.bytes === null) return; // dropped meanwhile
-      let prepared: PreparedModule | null = null;
-      try {
+    const job = new Promise<void>((resolve) => setImmediate(resolve).unref())
+      .then(() => {
+        if (entry.state !== 'preparing' || entry.bytes === null) return null; // dropped meanwhile
         const bytes = new Uint8Array(entry.bytes.buffer, entry.bytes.byteOffset, entry.bytes.length) as Uint8Array<ArrayBuffer>;
-        prepared = this.#prepare(this.#engine(), bytes, entry.module!);
-      } catch {
-        prepared = null;
-      }
-      // Only where new memories with the image beat V8's copy: otherwise the
-      // kept module is exactly as fast.
-      if (prepared !== null && prepared.newMemory?.mode === 'image') {
-        entry.prepared = prepared;
-        entry.state = 'prepared';
-      } else {
-        prepared?.dispose();
-        entry.state = 'native';
-      }
-    }).unref();
+        return this.#prepare(this.#engine(), bytes, entry.module!);
+      })
+      .catch(() => null)
+      .then((prepared) => {
+        // Only where new memories with the image beat V8's copy (otherwise
+        // the kept module is exactly as fast), and only if the entry was not
+        // dropped meanwhile.
+        if (prepared !== null && entry.state === 'preparing' && prepared.newMemory?.mode === 'image') {
+          entry.prepared = prepared;
+          entry.state = 'prepared';
+        } else {
+          prepared?.dispose();
+          if (entry.state === 'preparing') entry.state = 'native';
+        }
+      })
+      .finally(() => this.#pending.delete(job));
+    this.#pending.add(job);
   }
 }

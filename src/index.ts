@@ -6,8 +6,8 @@
  *   using lease = prepared.instantiate(imports);
  *   lease.exports.run();
  */
-import { DropInCache } from './dropin.js';
-import { Engine, prepareCompiled } from './engine.js';
+import { DropInCache, prepareInBackground } from './dropin.js';
+import { Engine } from './engine.js';
 import type { Imports } from './prepared.js';
 
 export { Engine, type EngineOptions, type PrepareOptions } from './engine.js';
@@ -38,7 +38,12 @@ export function getDefaultEngine(): Engine {
   return defaultEngine;
 }
 
-const dropIn = new DropInCache(getDefaultEngine, (engine, bytes, original) => prepareCompiled(engine, bytes, original));
+const dropIn = new DropInCache(getDefaultEngine, prepareInBackground);
+
+/** @internal Resolves once the drop-in `instantiate()` prepares nothing in the background (for tests and benchmarks). */
+export function dropInSettled(): Promise<void> {
+  return dropIn.settled();
+}
 
 /**
  * Drop-in for `WebAssembly.instantiate(bytes, imports)`: same result shape,

@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { DROP_IN_LIMITS, DropInCache, sampledHash } from '../src/dropin.js';
-import { getDefaultEngine, instantiate, type PreparedModule } from '../src/index.js';
+import { dropInSettled, getDefaultEngine, instantiate, type PreparedModule } from '../src/index.js';
 import { digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
 
@@ -27,10 +27,11 @@ const BIG = big(1);
 const SMALL = buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 16, bytes: [1, 2, 3] }] });
 const imports = { env: { f: () => {} } };
 
-/** Lets the cache's scheduled preparation run. */
+/** Lets the cache's scheduled preparation run (and, for the drop-in's own cache, finish its asynchronous compile). */
 const settle = async () => {
   await tick();
   await tick();
+  await dropInSettled();
 };
 
 test('drop-in instantiate(): result.module is the original module, on every call', async () => {
@@ -119,6 +120,46 @@ test('DropInCache: bounded, least recently used first, prepared only where an im
   assert.equal(prepared.filter((p) => p === 'disposed').length, 2, "the evicted entry's prepared module is disposed");
   cache.clear();
   assert.equal(cache.size, 0);
+});
+
+test('DropInCache: a preparation that completes later is used from then on; one completing after its entry was dropped is disposed', async () => {
+  const log: string[] = [];
+  const fake = (name: string) =>
+    ({
+      newMemory: { mode: 'image' },
+      dispose: () => log.push(`disposed ${name}`),
+      instantiateUnpooled: async () => {
+        log.push(`unpooled ${name}`);
+        return new WebAssembly.Instance(new WebAssembly.Module(SMALL));
+      },
+    }) as unknown as PreparedModule;
+  const finish: (() => void)[] = [];
+  const cache = new DropInCache(getDefaultEngine, (_engine, bytes) => {
+    const name = `m${bytes[bytes.length - 1]}`;
+    log.push(`prepare ${name}`);
+    return new Promise((resolve) => finish.push(() => resolve(fake(name))));
+  });
+  const mod = (i: number) => buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [i] }] });
+  await cache.instantiate(mod(1));
+  await cache.instantiate(mod(1));
+  await tick();
+  await tick();
+  assert.deepEqual(log, ['prepare m1'], 'preparing');
+  await cache.instantiate(mod(1)); // not ready yet: the kept module
+  assert.deepEqual(log, ['prepare m1']);
+  finish.shift()!();
+  await cache.settled();
+  await cache.instantiate(mod(1));
+  assert.deepEqual(log, ['prepare m1', 'unpooled m1'], 'ready: used');
+
+  await cache.instantiate(mod(2));
+  await cache.instantiate(mod(2));
+  await tick();
+  await tick();
+  cache.clear(); // dropped while its preparation runs
+  finish.shift()!();
+  await cache.settled();
+  assert.deepEqual(log, ['prepare m1', 'unpooled m1', 'prepare m2', 'disposed m1', 'disposed m2']);
 });
 
 test('sampledHash: equal bytes hash equal; length and sampled bytes count', () => {

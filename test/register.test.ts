@@ -201,6 +201,60 @@ test('the 20 spec scripts under the hook (eager: every module through the engine
   for (const reason of Object.keys(engine.fallbacks)) assert.ok(allowed.has(reason), `unexpected fallback ${reason}`);
 });
 
+test('lazy: a content\'s first native instantiations load no library; fallbacks counted meanwhile reach engine.stats()', { skip: !linux && 'native backend only' }, () => {
+  // A module with a defined memory and data (one the hook could prepare),
+  // instantiated a few times within one turn (no background preparation can
+  // start); then a module compiled by another copy of V8's API (unknown to
+  // the hook: a fallback counted while the library is not loaded).
+  const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+    const natives = globalThis[Symbol.for('wasm-cow.natives')];
+    const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 11,7,1,0,65,0,11,1,42]);
+    const m = new WebAssembly.Module(bytes);
+    for (let i = 0; i < 3; i++) new WebAssembly.Instance(m);
+    const after3 = reg.libraryLoaded;
+    new WebAssembly.Instance(new natives.Module(bytes));
+    const afterUnknown = reg.libraryLoaded;
+    const fallbacks = reg.engine.stats().fallbacks;
+    console.log(JSON.stringify({ after3, afterUnknown, loaded: reg.libraryLoaded, fallbacks, hook: reg.madeHook.stats() }));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  ) as { after3: boolean; afterUnknown: boolean; loaded: boolean; fallbacks: Record<string, number>; hook: RegisterStats };
+  assert.equal(out.after3, false, 'three native instantiations did not load the library');
+  assert.equal(out.afterUnknown, false, 'nor did counting a fallback');
+  assert.equal(out.loaded, true, 'getEngine() did');
+  assert.deepEqual(out.fallbacks, { 'register-unknown-module': 1 }, 'the fallback counted before reached the engine');
+  assert.equal(out.hook.nativeInstantiations, 3);
+});
+
+test('lazy: bytes seen once through instantiate(bytes) are not kept; from their second sight on they are', { skip: !linux && 'native backend only' }, () => {
+  const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+    const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const first = await WebAssembly.instantiate(bytes);
+    const afterFirst = reg.cache.size;
+    const again = new WebAssembly.Instance(first.module);
+    const second = await WebAssembly.instantiate(bytes);
+    const afterSecond = reg.cache.size;
+    const third = await WebAssembly.instantiate(bytes);
+    const read = [first, { instance: again }, second, third].map((r) => new Uint8Array(r.instance.exports.mem.buffer)[0]);
+    console.log(JSON.stringify({ afterFirst, afterSecond, read, hook: reg.madeHook.stats(), fallbacks: reg.engine.stats().fallbacks }));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  ) as { afterFirst: number; afterSecond: number; read: number[]; hook: RegisterStats & { modules: number }; fallbacks: Record<string, number> };
+  assert.equal(out.afterFirst, 0, 'first sight: nothing kept');
+  assert.equal(out.afterSecond, 1, 'second sight: the bytes are kept');
+  assert.deepEqual(out.read, [42, 42, 42, 42]);
+  assert.equal(out.hook.nativeInstantiations, 4, 'all four by V8 (the policy)');
+  assert.deepEqual(out.fallbacks, {}, 'the first-sight module is not counted as unknown');
+});
+
 test('loading the hook loads no engine until the program first uses WebAssembly; switched off, it patches and keeps nothing', { skip: !linux && 'native backend only' }, () => {
   const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
     const before = reg.madeHook !== null;

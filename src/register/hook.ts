@@ -35,7 +35,11 @@
  *    background: the rewrite is planned on a later turn of the event loop
  *    and compiled by V8 asynchronously, off the main thread; instantiations
  *    after it is ready go through it. A loop that never yields to the event
- *    loop stays native.
+ *    loop stays native. Bytes seen for the first time through
+ *    `WebAssembly.instantiate(bytes)` are not even kept (only their
+ *    fingerprint): glue that instantiates once per process pays nothing;
+ *    from their second sight on they are kept as above. (So a module that
+ *    came from such a first sight is instantiated by V8 only.)
  *  - 'eager': the first instantiation prepares the content (synchronously
  *    for `new WebAssembly.Instance`, with V8's asynchronous compile for the
  *    promise APIs) and goes through it. This compiles every module twice.
@@ -47,17 +51,34 @@
  * without the name), and stack traces through code of a prepared instance
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
-import { performance } from 'node:perf_hooks';
 import { bufferView } from '../buffer-source.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
-import { type Imports, PreparedModule, planModule } from '../prepared.js';
-import { wasm as N } from '../wasm-api.js';
-import type { ContentCache, ContentEntry } from './cache.js';
+import type { Imports, PreparedModule, planModule } from '../prepared.js';
+import { type ContentCache, type ContentEntry, fingerprint } from './cache.js';
 import { Fallback } from './fallback.js';
 import type { Natives, Router } from './install.js';
 
 export type PreparePolicy = 'lazy' | 'eager';
+
+/**
+ * What the hook needs of the library (the engine, the planner and the
+ * prepared module). This module imports none of it: what a content's first
+ * native instantiations need is here, so that a program that never gets to
+ * preparing a module never loads the library (tens of milliseconds, more on
+ * a busy host) on its instantiation's path.
+ */
+export interface Library {
+  readonly core: EngineCore;
+  readonly planModule: typeof planModule;
+  readonly PreparedModule: typeof PreparedModule;
+}
+
+/** The library, loaded on first `load()`; `peek()` tells whether it is. */
+export interface LibrarySource {
+  peek(): Library | null;
+  load(): Library;
+}
 
 /** What the hook did, for its own stats(). */
 export interface RegisterStats {
@@ -89,6 +110,9 @@ interface ContentState {
   spent: number;
 }
 
+/** Milliseconds, monotonic (process.hrtime: loads nothing, where performance.now() would load perf_hooks on a first call). */
+const performance = { now: (): number => Number(process.hrtime.bigint()) / 1e6 };
+
 const isObject = (v: unknown): v is object => (typeof v === 'object' && v !== null) || typeof v === 'function';
 
 const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
@@ -102,22 +126,50 @@ export type { Natives } from './install.js';
 export class RegisterHook {
   readonly policy: PreparePolicy;
   readonly cache: ContentCache;
-  readonly #core: EngineCore;
+  readonly #library: LibrarySource;
+  /** Fallbacks counted before the library was loaded: added to engine.stats() once it is. */
+  readonly #unflushed = new Map<FallbackReason, number>();
   /** Every module handed out that was compiled from bytes the hook saw: its content. */
   readonly #modules = new WeakMap<object, ContentEntry>();
   readonly #states = new WeakMap<ContentEntry, ContentState>();
   readonly #stats = { preparations: 0, preparedInstantiations: 0, nativeInstantiations: 0 };
   readonly #pending = new Set<Promise<void>>();
+  /** Fingerprints of bytes seen once through instantiate(bytes), and not kept (bounded; oldest first). */
+  readonly #seen = new Set<string>();
+  /** Modules V8 compiled from bytes the hook saw once and did not keep: instantiated by V8, not a fallback. */
+  readonly #unkept = new WeakSet<object>();
   /** >0 while the hook itself calls into the engine: then everything goes to V8 as is. */
   #depth = 0;
   /** The originals, as found before the globals were replaced (install.ts). */
   readonly #natives: Natives;
 
-  constructor(core: EngineCore, cache: ContentCache, policy: PreparePolicy, natives: Natives) {
-    this.#core = core;
+  constructor(library: LibrarySource, cache: ContentCache, policy: PreparePolicy, natives: Natives) {
+    this.#library = library;
     this.cache = cache;
     this.policy = policy;
     this.#natives = natives;
+  }
+
+  /** The library (loading it), with fallbacks counted before added to its engine's stats. */
+  #lib(): Library {
+    const lib = this.#library.load();
+    this.flushFallbacks();
+    return lib;
+  }
+
+  /** Counts a fallback in the engine's stats (later, if the library is not loaded yet). */
+  #fallback(reason: FallbackReason): void {
+    const lib = this.#library.peek();
+    if (lib) lib.core.fallback(reason);
+    else this.#unflushed.set(reason, (this.#unflushed.get(reason) ?? 0) + 1);
+  }
+
+  /** Adds the fallbacks counted before the library was loaded to its engine's stats (once it is). */
+  flushFallbacks(): void {
+    const lib = this.#library.peek();
+    if (!lib || this.#unflushed.size === 0) return;
+    for (const [reason, n] of this.#unflushed) for (let i = 0; i < n; i++) lib.core.fallback(reason);
+    this.#unflushed.clear();
   }
 
   stats(): RegisterStats {
@@ -200,7 +252,8 @@ export class RegisterHook {
     const [module, imports] = args;
     const entry = isObject(module) ? this.#modules.get(module) : undefined;
     if (!entry) {
-      this.#countUnknown(module);
+      if (this.#unkept.has(module as object)) this.#stats.nativeInstantiations++;
+      else this.#countUnknown(module);
       return native();
     }
     if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
@@ -234,7 +287,7 @@ export class RegisterHook {
       this.#depth--;
     }
     // The engine failed before V8 ran (nothing of the program's ran either).
-    this.#core.fallback(Fallback.engineError);
+    this.#fallback(Fallback.engineError);
     return native();
   }
 
@@ -247,13 +300,27 @@ export class RegisterHook {
     if (entry) return this.#instantiateModule(entry, source as WebAssembly.Module, imports as Imports | undefined);
     const view = bufferView(source);
     if (!view) {
-      this.#countUnknown(source);
+      if (isObject(source) && this.#unkept.has(source)) this.#stats.nativeInstantiations++;
+      else this.#countUnknown(source);
       return native();
     }
     const known = this.cache.get(view.bytes);
     if (known === null) {
       if (this.policy === 'lazy' && !view.shared) {
-        // First sight: V8 does it all, we keep the bytes. V8 took its copy
+        if (this.#firstSight(view.bytes)) {
+          // First sight of these bytes through instantiate(bytes): V8 does
+          // it all, and nothing is kept (a copy of the bytes would cost
+          // about 5% of V8's compile, wasted on a program that instantiates
+          // them once: glue that instantiates once per process). The module
+          // is V8's alone; its later instantiations stay V8's.
+          this.#nativeUse(null);
+          const result = n.instantiate(source as BufferSource, imports as Imports | undefined);
+          return result.then((r) => {
+            this.#unkept.add(r.module);
+            return r;
+          });
+        }
+        // Second sight: V8 does it all, we keep the bytes. V8 took its copy
         // at the call; ours, taken before anything else can run, overlaps
         // V8's compile on its own threads.
         this.#nativeUse(null);
@@ -344,7 +411,7 @@ export class RegisterHook {
     // The engine failed before V8 ran (nothing of the program's ran either):
     // V8 does it, still within the call.
     running.catch(() => {});
-    this.#core.fallback(Fallback.engineError);
+    this.#fallback(Fallback.engineError);
     return n.instantiate(module, imports);
   }
 
@@ -412,7 +479,7 @@ export class RegisterHook {
           () => null,
         );
     } catch {
-      this.#core.fallback(Fallback.streamUnread);
+      this.#fallback(Fallback.streamUnread);
       return null;
     }
   }
@@ -445,7 +512,7 @@ export class RegisterHook {
       else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     if (promise && s.status === 'ready' && !s.definesMemories) {
-      this.#core.fallback(Fallback.importedMemoryAsync);
+      this.#fallback(Fallback.importedMemoryAsync);
       return null;
     }
     return this.#use(entry, s);
@@ -459,7 +526,7 @@ export class RegisterHook {
       else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     if (s.status === 'ready' && !s.definesMemories) {
-      this.#core.fallback(Fallback.importedMemoryAsync);
+      this.#fallback(Fallback.importedMemoryAsync);
       return null;
     }
     return this.#use(entry, s);
@@ -467,7 +534,7 @@ export class RegisterHook {
 
   #use(entry: ContentEntry, s: ContentState): PreparedModule | null {
     if (s.status === 'ready') return entry.prepared;
-    if (s.status === 'unusable') this.#core.fallback(s.reason!);
+    if (s.status === 'unusable') this.#fallback(s.reason!);
     else this.#stats.nativeInstantiations++;
     return null;
   }
@@ -482,13 +549,13 @@ export class RegisterHook {
   }
 
   #prepareSync(entry: ContentEntry, s: ContentState): void {
-    this.#prepare(entry, s, (bytes) => new N.Module(bytes));
+    this.#prepare(entry, s, (bytes) => new this.#natives.Module(bytes));
   }
 
   async #prepareAsync(entry: ContentEntry, s: ContentState): Promise<void> {
     let compiled: Promise<WebAssembly.Module> | null = null;
     this.#prepare(entry, s, (bytes) => {
-      compiled = N.compile(bytes);
+      compiled = this.#natives.compile(bytes);
       return null;
     });
     if (compiled === null) return;
@@ -510,7 +577,8 @@ export class RegisterHook {
     s.status = 'preparing';
     this.#depth++;
     try {
-      const plan = planModule(this.#core, entry.bytes);
+      const lib = this.#lib();
+      const plan = lib.planModule(lib.core, entry.bytes);
       if (plan.parsed === null) return this.#unusable(s, Fallback.unparsed);
       if (plan.rewritten === null) return this.#unusable(s, Fallback.noImage);
       s.definesMemories = plan.rewritten.memoryModule !== null;
@@ -529,14 +597,15 @@ export class RegisterHook {
     }
   }
 
-  readonly #plans = new WeakMap<ContentEntry, ReturnType<typeof planModule>>();
+  readonly #plans = new WeakMap<ContentEntry, ReturnType<Library['planModule']>>();
 
   #finish(entry: ContentEntry, s: ContentState, module: WebAssembly.Module): void {
     const plan = this.#plans.get(entry)!;
     this.#plans.delete(entry);
     this.#depth++;
     try {
-      const prepared = new PreparedModule(this.#core, entry.bytes, {
+      const lib = this.#lib();
+      const prepared = new lib.PreparedModule(lib.core, entry.bytes, {
         plan,
         compiled: { bytes: plan.rewritten!.bytes, module },
         originalValid: true,
@@ -557,13 +626,27 @@ export class RegisterHook {
     s.reason = reason;
   }
 
+  /**
+   * Whether bytes of this fingerprint (length and sampled bytes) are seen
+   * for the first time; notes them. Bytes whose fingerprint was seen are
+   * kept from their next sight on (a collision only makes other bytes kept
+   * one sight early).
+   */
+  #firstSight(bytes: Uint8Array): boolean {
+    const key = fingerprint(bytes);
+    if (this.#seen.has(key)) return false;
+    this.#seen.add(key);
+    if (this.#seen.size > 1024) this.#seen.delete(this.#seen.values().next().value as string);
+    return true;
+  }
+
   #countUnknown(value: unknown): void {
     if (!isObject(value)) return;
     try {
-      N.Module.exports(value as WebAssembly.Module);
+      this.#natives.Module.exports(value as WebAssembly.Module);
     } catch {
       return; // not a module: V8 says what it is
     }
-    this.#core.fallback(Fallback.unknownModule);
+    this.#fallback(Fallback.unknownModule);
   }
 }

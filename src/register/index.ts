@@ -10,16 +10,20 @@
  * off; WASM_COW_REGISTER=eager prepares every module at its first
  * instantiation (see hook.ts for the policies).
  *
- * Loading it is cheap: the switch is read first (off: nothing else is
- * loaded), then the addon is found and the globals are replaced by thin
- * proxies. The library and its Engine load at the first call of a patched
- * global, or of getEngine().
+ * Loading it is cheap: it loads a few small modules of its own (this one,
+ * install, cache, hook), reads the switch (off: no addon, nothing patched),
+ * then finds the addon and replaces the globals by thin proxies. The hook
+ * is made at the first call of a patched global; the library and its
+ * Engine load only when the hook first
+ * prepares a module (under the lazy policy, in the background, after a
+ * content's native instantiations have taken as long as its compile), or
+ * at getEngine(): a program's first instantiations never wait for them.
  */
 import { createRequire } from 'node:module';
 import type { Engine } from '../engine.js';
 import { loadBinding } from '../native/binding.js';
 import { ContentCache } from './cache.js';
-import type { PreparePolicy, RegisterHook, RegisterStats } from './hook.js';
+import { type Library, type PreparePolicy, RegisterHook, type RegisterStats } from './hook.js';
 import { installProxies, nativesOf, type Natives } from './install.js';
 
 export { ContentCache, type ContentEntry, type ContentCacheOptions } from './cache.js';
@@ -35,6 +39,7 @@ class Registration {
   readonly disabledReason: string | null;
   readonly #natives: Natives | null;
   #engine: Engine | null = null;
+  #library: Library | null = null;
   #hook: RegisterHook | null = null;
   #loading = false;
 
@@ -44,14 +49,25 @@ class Registration {
     this.#natives = natives;
   }
 
-  #load(): Load {
-    return createRequire(import.meta.url)('./load.js') as Load;
+  #require<T>(file: string): T {
+    return createRequire(import.meta.url)(file) as T;
+  }
+
+  /** The library and its Engine, loaded on first use. */
+  #loadLibrary(): Library {
+    if (this.#library === null) {
+      const { engine, library } = this.#require<Load>('./load.js').loadLibrary();
+      this.#engine = engine;
+      this.#library = library;
+      this.#hook?.flushFallbacks();
+    }
+    return this.#library;
   }
 
   /** The Engine, loading the library on first use. */
   get engine(): Engine {
-    this.#engine ??= this.#load().loadEngine();
-    return this.#engine;
+    this.#loadLibrary();
+    return this.#engine!;
   }
 
   /** The hook, made on first use (null when off, or while it is being made: V8 then). */
@@ -59,11 +75,16 @@ class Registration {
     if (this.#hook !== null || this.policy === null || this.#natives === null || this.#loading) return this.#hook;
     this.#loading = true;
     try {
-      this.#hook = this.#load().createHook(this.engine, this.cache, this.policy, this.#natives);
+      this.#hook = new RegisterHook({ peek: () => this.#library, load: () => this.#loadLibrary() }, this.cache, this.policy, this.#natives);
     } finally {
       this.#loading = false;
     }
     return this.#hook;
+  }
+
+  /** Whether the library and its Engine are loaded (by a preparation, or getEngine()). */
+  get libraryLoaded(): boolean {
+    return this.#library !== null;
   }
 
   /** The hook if it was made already (without making it). */
