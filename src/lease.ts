@@ -166,37 +166,117 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   }
 
   #wrap(raw: WebAssembly.Exports): WebAssembly.Exports {
-    const calls = this.#calls;
-    const slots = this.#slots;
-    const rawExports = this.#plan.rawExports.size > 0 ? this.#plan.rawExports : null;
-    const exposeAll = () => this.#exposeAll();
-    const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
-    for (const name of Object.keys(raw)) {
-      const value = raw[name]!;
-      if (typeof value === 'function') {
-        const fn = value as RawFunction;
-        out[name] = (rawExports?.has(name) ? wrapReturningFunctions(fn, calls, name) : wrap(fn, calls, name)) as WebAssembly.ExportValue;
-        continue;
-      }
-      let slot: Slot | undefined;
-      for (let i = 0; i < slots.length; i++) if (slots[i]!.memory === value) slot = slots[i];
-      if (slot !== undefined || rawExports?.has(name)) {
-        // Handing this out cannot be revoked: count it when it is read.
-        const s = slot;
-        defineProperty(out, name, {
-          get: () => {
-            if (calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
-            if (s !== undefined) s.exposed = true;
-            else exposeAll();
-            return value;
-          },
-          enumerable: true,
-        });
-        continue;
-      }
-      out[name] = value;
+    // The slots as they are now: the lease's own list empties at release, and a memory read after it must still throw.
+    const handler = new LazyExports(raw, this.#calls, this.#slots.slice(), this.#plan.rawExports, () => this.#exposeAll());
+    return new Proxy(Object.create(null) as WebAssembly.Exports, handler);
+  }
+}
+
+/**
+ * `lease.exports`, built lazily: a Proxy whose `get` makes the wrapper of
+ * an export (or runs the accessor's check) at its first read, so that a
+ * lease pays for the exports it uses rather than for all of them (pglite
+ * exports 2,128 functions: building every wrapper cost about 0.4 ms per
+ * lease, more than the instantiation saved). Anything that looks at the
+ * object's shape rather than reading a name (ownKeys, property
+ * descriptors, `in` aside, extensibility, defining, deleting, setting,
+ * setPrototypeOf) first materializes the target: the frozen, null-prototype
+ * object the eager build made, holding the same wrappers already handed
+ * out. The Proxy invariants hold at every step: until then the target is
+ * empty and extensible (any `get` result is allowed), after it each trap
+ * answers as the frozen target does.
+ */
+class LazyExports implements ProxyHandler<WebAssembly.Exports> {
+  /** What `get` returned per name (wrappers keep their identity). */
+  readonly #made = new Map<string, unknown>();
+  #target: WebAssembly.Exports | null = null;
+
+  constructor(
+    readonly raw: WebAssembly.Exports,
+    readonly calls: CallState,
+    readonly slots: readonly Slot[],
+    readonly rawExports: ReadonlySet<string>,
+    readonly exposeAll: () => void,
+  ) {}
+
+  get(_t: WebAssembly.Exports, key: string | symbol): unknown {
+    if (typeof key !== 'string') return undefined; // a null-prototype object of string keys
+    const made = this.#made.get(key);
+    if (made !== undefined) return made;
+    const value = this.raw[key];
+    if (value === undefined) return undefined;
+    const kind = this.#kind(key, value);
+    if (kind === 'plain') return value;
+    if (kind === 'function') {
+      const fn = value as RawFunction;
+      const w = this.rawExports.has(key) ? wrapReturningFunctions(fn, this.calls, key) : wrap(fn, this.calls, key);
+      this.#made.set(key, w);
+      return w;
     }
-    return Object.freeze(out);
+    return this.#read(key, value, kind);
+  }
+
+  /** Whether an export is wrapped, an accessor (the memory's slot, or raw), or handed out as is. */
+  #kind(name: string, value: WebAssembly.ExportValue): 'function' | 'plain' | 'raw' | Slot {
+    if (typeof value === 'function') return 'function';
+    for (let i = 0; i < this.slots.length; i++) if (this.slots[i]!.memory === value) return this.slots[i]!;
+    return this.rawExports.has(name) ? 'raw' : 'plain';
+  }
+
+  /** An accessor's read: handing this out cannot be revoked, so it is counted. */
+  #read(name: string, value: WebAssembly.ExportValue, kind: 'raw' | Slot): unknown {
+    if (this.calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+    if (kind === 'raw') this.exposeAll();
+    else kind.exposed = true;
+    return value;
+  }
+
+  /** The frozen object the eager build made (with the wrappers handed out so far), once. */
+  #materialize(t: WebAssembly.Exports): WebAssembly.Exports {
+    if (this.#target !== null) return t;
+    const out = t as Record<string, unknown>;
+    for (const name of Object.keys(this.raw)) {
+      const value = this.raw[name]!;
+      const kind = this.#kind(name, value);
+      if (kind === 'function') {
+        out[name] = this.get(t, name);
+      } else if (kind === 'plain') {
+        out[name] = value;
+      } else {
+        // Slots are fixed when the accessor is made (the lease's list empties at release).
+        defineProperty(out, name, { get: () => this.#read(name, value, kind), enumerable: true });
+      }
+    }
+    Object.freeze(out);
+    return (this.#target = t);
+  }
+
+  has(_t: WebAssembly.Exports, key: string | symbol): boolean {
+    return typeof key === 'string' && Object.hasOwn(this.raw, key);
+  }
+  ownKeys(t: WebAssembly.Exports): (string | symbol)[] {
+    return Reflect.ownKeys(this.#materialize(t));
+  }
+  getOwnPropertyDescriptor(t: WebAssembly.Exports, key: string | symbol): PropertyDescriptor | undefined {
+    return Reflect.getOwnPropertyDescriptor(this.#materialize(t), key);
+  }
+  defineProperty(t: WebAssembly.Exports, key: string | symbol, d: PropertyDescriptor): boolean {
+    return Reflect.defineProperty(this.#materialize(t), key, d);
+  }
+  deleteProperty(t: WebAssembly.Exports, key: string | symbol): boolean {
+    return Reflect.deleteProperty(this.#materialize(t), key);
+  }
+  set(t: WebAssembly.Exports, key: string | symbol, v: unknown, receiver: unknown): boolean {
+    return Reflect.set(this.#materialize(t), key, v, receiver);
+  }
+  isExtensible(t: WebAssembly.Exports): boolean {
+    return Reflect.isExtensible(this.#materialize(t));
+  }
+  preventExtensions(t: WebAssembly.Exports): boolean {
+    return Reflect.preventExtensions(this.#materialize(t));
+  }
+  setPrototypeOf(t: WebAssembly.Exports, proto: object | null): boolean {
+    return Reflect.setPrototypeOf(this.#materialize(t), proto);
   }
 }
 
