@@ -167,8 +167,8 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
 
   #wrap(raw: WebAssembly.Exports): WebAssembly.Exports {
     // The slots as they are now: the lease's own list empties at release, and a memory read after it must still throw.
-    const handler = new LazyExports(raw, this.#calls, this.#slots.slice(), this.#plan.rawExports, () => this.#exposeAll());
-    return new Proxy(Object.create(null) as WebAssembly.Exports, handler);
+    const slots = this.#slots.length === 0 ? NO_SLOTS : this.#slots.slice();
+    return new Proxy({} as WebAssembly.Exports, new LazyExports(raw, this.#calls, slots, this.#plan.rawExports));
   }
 }
 
@@ -186,22 +186,24 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
  * empty and extensible (any `get` result is allowed), after it each trap
  * answers as the frozen target does.
  */
+const NO_SLOTS: readonly Slot[] = [];
+
 class LazyExports implements ProxyHandler<WebAssembly.Exports> {
-  /** What `get` returned per name (wrappers keep their identity). */
-  readonly #made = new Map<string, unknown>();
-  #target: WebAssembly.Exports | null = null;
+  /** What `get` returned per name (wrappers keep their identity); made at the first. */
+  #made: Map<string, unknown> | null = null;
+  /** Whether the target was filled and frozen (until then it is an empty, extensible object). */
+  #done = false;
 
   constructor(
     readonly raw: WebAssembly.Exports,
     readonly calls: CallState,
     readonly slots: readonly Slot[],
     readonly rawExports: ReadonlySet<string>,
-    readonly exposeAll: () => void,
   ) {}
 
   get(_t: WebAssembly.Exports, key: string | symbol): unknown {
     if (typeof key !== 'string') return undefined; // a null-prototype object of string keys
-    const made = this.#made.get(key);
+    const made = this.#made?.get(key);
     if (made !== undefined) return made;
     const value = this.raw[key];
     if (value === undefined) return undefined;
@@ -209,8 +211,8 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
     if (kind === 'plain') return value;
     if (kind === 'function') {
       const fn = value as RawFunction;
-      const w = this.rawExports.has(key) ? wrapReturningFunctions(fn, this.calls, key) : wrap(fn, this.calls, key);
-      this.#made.set(key, w);
+      const w = this.rawExports.size > 0 && this.rawExports.has(key) ? wrapReturningFunctions(fn, this.calls, key) : wrap(fn, this.calls, key);
+      (this.#made ??= new Map()).set(key, w);
       return w;
     }
     return this.#read(key, value, kind);
@@ -226,14 +228,15 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
   /** An accessor's read: handing this out cannot be revoked, so it is counted. */
   #read(name: string, value: WebAssembly.ExportValue, kind: 'raw' | Slot): unknown {
     if (this.calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
-    if (kind === 'raw') this.exposeAll();
+    if (kind === 'raw') for (const s of this.slots) s.exposed = true; // every memory of the lease
     else kind.exposed = true;
     return value;
   }
 
   /** The frozen object the eager build made (with the wrappers handed out so far), once. */
   #materialize(t: WebAssembly.Exports): WebAssembly.Exports {
-    if (this.#target !== null) return t;
+    if (this.#done) return t;
+    Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object
     const out = t as Record<string, unknown>;
     for (const name of Object.keys(this.raw)) {
       const value = this.raw[name]!;
@@ -248,9 +251,13 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
       }
     }
     Object.freeze(out);
-    return (this.#target = t);
+    this.#done = true;
+    return t;
   }
 
+  getPrototypeOf(): object | null {
+    return null; // the target's once filled; until then it is extensible, so any answer holds
+  }
   has(_t: WebAssembly.Exports, key: string | symbol): boolean {
     return typeof key === 'string' && Object.hasOwn(this.raw, key);
   }

@@ -17,8 +17,9 @@
  *    idle memory makes one (an investment the next instantiation collects);
  *    once the last one made was retired after a single tenant (its memory
  *    reached the caller, it grew, the pool keeps no idle memories, ...),
- *    such instantiations run natively instead, and every PROBE_EVERY-th one
- *    makes a memory again, to notice if that changes.
+ *    such instantiations run natively instead, and now and then one makes a
+ *    memory again, to notice if that changes (every PROBE_EVERY-th, the
+ *    interval doubling while the probes' memories are lost, up to PROBE_MAX).
  */
 
 /**
@@ -131,8 +132,15 @@ export class CheckStreak {
   }
 }
 
-/** Every PROBE_EVERY-th instantiation that would run natively makes a memory instead. */
+/**
+ * Every PROBE_EVERY-th instantiation that would run natively makes a memory
+ * instead (CheckStreak: checks again). FreshChoice backs off: each probe
+ * whose memory was lost again doubles its interval, up to PROBE_MAX (a
+ * probe's memory costs tens of µs, which 1 in 64 spread over a small
+ * module's native instantiations, about 13 µs, made about 0.5 µs each).
+ */
 export const PROBE_EVERY = 64;
+export const PROBE_MAX = 4096;
 /** Memories made by the module that the policy remembers. */
 const REMEMBERED = 4;
 
@@ -152,6 +160,8 @@ export class FreshChoice {
   /** Weakly: a retired memory must not be kept alive (with its pages) by the policy. */
   readonly #made: WeakRef<MadeMemory>[] = [];
   #nativeRuns = 0;
+  /** Native runs between probes: PROBE_EVERY, doubled at each probe up to PROBE_MAX, back to PROBE_EVERY once a memory came back. */
+  #interval = PROBE_EVERY;
 
   /**
    * Whether an instantiation that finds no idle memory should make one.
@@ -162,9 +172,15 @@ export class FreshChoice {
     for (let i = this.#made.length - 1; i >= 0; i--) {
       const f = fate(this.#made[i]!.deref());
       if (f === 'pending') continue;
-      if (f === 'returned') return true;
-      if (++this.#nativeRuns % PROBE_EVERY === 0) return true;
-      return false;
+      if (f === 'returned') {
+        this.#interval = PROBE_EVERY;
+        this.#nativeRuns = 0;
+        return true;
+      }
+      if (++this.#nativeRuns < this.#interval) return false;
+      this.#nativeRuns = 0;
+      this.#interval = Math.min(2 * this.#interval, PROBE_MAX);
+      return true;
     }
     return true;
   }

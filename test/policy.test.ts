@@ -5,7 +5,7 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { CheckStreak, COST, estimateFresh, fate, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY, SKIP_AFTER } from '../src/policy.js';
+import { CheckStreak, COST, estimateFresh, fate, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY, PROBE_MAX, SKIP_AFTER } from '../src/policy.js';
 import { Engine, ReleasedInstanceError } from '../src/index.js';
 import { BACKENDS, digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -50,10 +50,25 @@ test('FreshChoice: make memories while they come back; run natively once they do
   c.made(first);
   assert.equal(c.mayCreate(), true, 'still in its first lease: unknown');
   first.state = 'retired'; // released, and not pooled
-  const answers = Array.from({ length: 2 * PROBE_EVERY }, () => c.mayCreate());
-  assert.equal(answers.filter(Boolean).length, 2, `one probe in ${PROBE_EVERY}`);
-  assert.equal(answers[PROBE_EVERY - 1], true);
+  // Probes while memories keep being lost: after PROBE_EVERY native runs, then twice as many each time, up to PROBE_MAX.
+  const expected: number[] = [];
+  for (let at = 0, gap = PROBE_EVERY; expected.length < 10; gap = Math.min(2 * gap, PROBE_MAX)) expected.push((at += gap) - 1);
+  const answers = Array.from({ length: expected.at(-1)! + 1 }, () => c.mayCreate());
+  assert.deepEqual(
+    answers.flatMap((a, i) => (a ? [i] : [])),
+    expected,
+    'probes back off',
+  );
+  assert.equal(expected.at(-1)! - expected.at(-2)!, PROBE_MAX, 'at most PROBE_MAX apart');
   c.made(m('resetting', 1)); // the probe's memory came back to the pool
+  assert.equal(c.mayCreate(), true);
+  c.made(m('retired', 1)); // lost again: probing starts over at PROBE_EVERY
+  const again = Array.from({ length: PROBE_EVERY }, () => c.mayCreate());
+  assert.deepEqual(
+    again.flatMap((a, i) => (a ? [i] : [])),
+    [PROBE_EVERY - 1],
+  );
+  c.made(m('resetting', 1));
   assert.equal(c.mayCreate(), true);
   c.made(m('retired', 1));
   assert.equal(c.mayCreate(), false, 'the newest known fate decides');
