@@ -44,6 +44,30 @@
  */
 export const COST = {
   newMemoryOverheadUs: 5,
+  /**
+   * What a new memory adds per 64 KiB page of its initial size, counted up
+   * to `sizedPagesMax` pages. The constant above was measured on memories
+   * of trivial modules; on real ones the new-memory path lost more as the
+   * memory grew. Interleaved A/B, native against a new memory per instance
+   * (`maxIdle: 0`), 2-core Xeon VM shared with other jobs, Node 20, medians
+   * of 5-9 rounds: modules with memories of 3-23 pages (resvg,
+   * lightningcss, synthetic) saved about what the copy model says; oniguruma
+   * (256 pages) saved less than it says (fresh/native 0.88-0.94 where it
+   * predicts a 138 µs saving); sql.js (338 pages) lost (1.23: 30-110 µs
+   * slower in most rounds, where it predicts a 37 µs win). A trivial module
+   * in a 339-page memory still won (by about 13 µs of the 24 predicted); the
+   * term makes it adaptive, which gives that up but never loses. The time went to V8 itself, not
+   * to the mapping: the copy backend's new-memory path was as slow, and a
+   * rewritten sql.js instantiated into a memory made just before took
+   * 270-640 µs against 80 µs for a memory used before. 0.15 µs per page
+   * separates the two real modules with room on both sides (sql.js needs
+   * more than 0.05, oniguruma less than 0.25). Not measured beyond 339
+   * pages: counted up to 1024 (64 MiB), so that modules with much data in a
+   * huge memory (the sparse 512 MiB benchmark: 1.3 ms against V8's 2.4)
+   * keep their image.
+   */
+  perMemoryPageUs: 0.15,
+  sizedPagesMax: 1024,
   importedOverheadUs: 900,
   copyPerPageUs: 1.8,
   copyPerSegmentUs: 0.015,
@@ -57,6 +81,8 @@ export interface CopyWork {
   readonly pages: number;
   /** Imaged active segments. */
   readonly segments: number;
+  /** Initial size, in 64 KiB pages, of the memories the engine would make (0 when it makes none). */
+  readonly memoryPages?: number;
 }
 
 export interface FreshEstimate {
@@ -76,7 +102,8 @@ export interface FreshEstimate {
  */
 export function estimateFresh(work: CopyWork, mapped = true, imported = false): FreshEstimate {
   const savedUs = mapped ? COST.copyPerPageUs * work.pages + COST.copyPerSegmentUs * work.segments : 0;
-  const addedUs = imported ? COST.importedOverheadUs : COST.newMemoryOverheadUs;
+  const sized = Math.min(work.memoryPages ?? 0, COST.sizedPagesMax);
+  const addedUs = imported ? COST.importedOverheadUs : COST.newMemoryOverheadUs + COST.perMemoryPageUs * sized;
   return { savedUs, addedUs, wins: savedUs >= COST.margin * addedUs };
 }
 

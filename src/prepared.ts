@@ -256,12 +256,15 @@ export class PreparedModule {
       // an excluded memory's segments are copied by V8 either way).
       const ranges: { offset: number; length: number }[] = [];
       let segments = 0;
+      let memoryPages = 0;
       for (const p of this.#plans) {
-        if (p.imported || p.excluded) continue;
+        if (p.imported) continue;
+        memoryPages += p.type.min; // every memory the engine makes, imaged or not
+        if (p.excluded) continue;
         segments += p.segments.length;
         for (const seg of p.segments) ranges.push({ offset: seg.offset, length: seg.dataEnd - seg.dataStart });
       }
-      const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments };
+      const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments, memoryPages };
       this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments };
       if (!this.#fresh.wins && core.options.nativeWhenFaster) {
         this.#choice = new FreshChoice();

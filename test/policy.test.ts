@@ -40,6 +40,16 @@ test('estimateFresh: the model and its margin', () => {
   const e = estimateFresh({ pages: 20, segments: 397 });
   assert.equal(e.savedUs, 20 * per + 397 * COST.copyPerSegmentUs);
   assert.equal(e.addedUs, COST.newMemoryOverheadUs);
+  // The new memory's size adds, up to sizedPagesMax pages: sql.js's 20 pages of data in a 338-page memory do not win.
+  const sql = estimateFresh({ pages: 20, segments: 397, memoryPages: 338 });
+  assert.equal(sql.addedUs, COST.newMemoryOverheadUs + 338 * COST.perMemoryPageUs);
+  assert.equal(sql.wins, false);
+  assert.equal(estimateFresh({ pages: 20, segments: 397, memoryPages: 3 }).wins, true, 'the same data in a small memory wins');
+  assert.equal(estimateFresh({ pages: 75, segments: 180, memoryPages: 256 }).wins, true, 'oniguruma: 75 pages of data in 256');
+  const huge = estimateFresh({ pages: 512, segments: 512, memoryPages: 8193 });
+  assert.equal(huge.addedUs, COST.newMemoryOverheadUs + COST.sizedPagesMax * COST.perMemoryPageUs, 'counted up to sizedPagesMax');
+  assert.equal(huge.wins, true);
+  assert.equal(estimateFresh({ pages: 20, segments: 1, memoryPages: 338 }, true, true).addedUs, COST.importedOverheadUs, 'an imported memory is not made');
 });
 
 test('FreshChoice: make memories while they come back; run natively once they do not, probing now and then', () => {
@@ -94,10 +104,14 @@ test('newMemory: the cost model decides per module', { skip: !BACKENDS.includes(
     dataPages: 1,
     segments: 1,
     savedUs: COST.copyPerPageUs + COST.copyPerSegmentUs,
-    addedUs: COST.newMemoryOverheadUs,
+    addedUs: COST.newMemoryOverheadUs + COST.perMemoryPageUs * 2,
   });
   assert.equal(engine.prepare(LARGE).newMemory?.mode, 'image');
+  assert.equal(engine.prepare(LARGE).newMemory?.addedUs, COST.newMemoryOverheadUs + COST.perMemoryPageUs * 4);
   assert.equal(new Engine({ backend: 'copy' }).prepare(LARGE).newMemory?.mode, 'adaptive', 'the copy backend copies too');
+  // The same data in a memory of 400 pages: a new memory of that size costs more than the copy saves.
+  const inLarge = buildModule({ memories: [{ min: 400, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 4096, bytes: new Uint8Array(64 * 1024).fill(3) }] });
+  assert.equal(engine.prepare(inLarge).newMemory?.mode, 'adaptive');
   // No memory supplied by the engine: no policy.
   const imported = buildModule({ importMemory: { module: 'env', name: 'm', min: 1 }, funcs: stdFuncs });
   assert.equal(engine.prepare(imported).newMemory, null);
