@@ -118,6 +118,8 @@ export interface NewMemoryPolicy {
   /** Pages of data V8 would write into a new memory, and segments it would apply. */
   readonly dataPages: number;
   readonly segments: number;
+  /** Initial size, in 64 KiB pages, of the memories the engine would make (the cost model counts it). */
+  readonly memoryPages: number;
 }
 
 export class PreparedModule {
@@ -160,7 +162,7 @@ export class PreparedModule {
   #fromRewrite = false;
 
   /** The cost model's estimate for a new memory; null when the engine supplies no memory. */
-  #fresh: (FreshEstimate & { dataPages: number; segments: number }) | null = null;
+  #fresh: (FreshEstimate & { dataPages: number; segments: number; memoryPages: number }) | null = null;
   /** For a module whose new-memory path loses to V8: when to make a memory (null: always). */
   #choice: FreshChoice | null = null;
   /** The original module, for instantiations run as V8 would (compiled at first need from #input). */
@@ -265,7 +267,7 @@ export class PreparedModule {
         for (const seg of p.segments) ranges.push({ offset: seg.offset, length: seg.dataEnd - seg.dataStart });
       }
       const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments, memoryPages };
-      this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments };
+      this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments, memoryPages };
       if (!this.#fresh.wins && core.options.nativeWhenFaster) {
         this.#choice = new FreshChoice();
         this.#original = hints.original ?? null;
@@ -335,7 +337,7 @@ export class PreparedModule {
   get newMemory(): NewMemoryPolicy | null {
     const f = this.#fresh;
     if (f === null) return null;
-    return { mode: this.#choice === null ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments };
+    return { mode: this.#choice === null ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments, memoryPages: f.memoryPages };
   }
 
   /**

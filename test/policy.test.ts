@@ -103,6 +103,7 @@ test('newMemory: the cost model decides per module', { skip: !BACKENDS.includes(
     mode: 'adaptive',
     dataPages: 1,
     segments: 1,
+    memoryPages: 2,
     savedUs: COST.copyPerPageUs + COST.copyPerSegmentUs,
     addedUs: COST.newMemoryOverheadUs + COST.perMemoryPageUs * 2,
   });
