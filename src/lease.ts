@@ -189,7 +189,9 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
 const NO_SLOTS: readonly Slot[] = [];
 
 class LazyExports implements ProxyHandler<WebAssembly.Exports> {
-  /** What `get` returned per name (wrappers keep their identity); made at the first. */
+  /** What `get` returned per name (wrappers keep their identity): the first here, the others in #made. */
+  #firstName: string | null = null;
+  #first: unknown = undefined;
   #made: Map<string, unknown> | null = null;
   /** Whether the target was filled and frozen (until then it is an empty, extensible object). */
   #done = false;
@@ -203,6 +205,7 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
 
   get(_t: WebAssembly.Exports, key: string | symbol): unknown {
     if (typeof key !== 'string') return undefined; // a null-prototype object of string keys
+    if (key === this.#firstName) return this.#first;
     const made = this.#made?.get(key);
     if (made !== undefined) return made;
     const value = this.raw[key];
@@ -212,7 +215,12 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
     if (kind === 'function') {
       const fn = value as RawFunction;
       const w = this.rawExports.size > 0 && this.rawExports.has(key) ? wrapReturningFunctions(fn, this.calls, key) : wrap(fn, this.calls, key);
-      (this.#made ??= new Map()).set(key, w);
+      if (this.#firstName === null) {
+        this.#firstName = key;
+        this.#first = w;
+      } else {
+        (this.#made ??= new Map()).set(key, w);
+      }
       return w;
     }
     return this.#read(key, value, kind);

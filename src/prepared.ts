@@ -399,7 +399,14 @@ export class PreparedModule {
     try {
       const attempt = (this.#attempt = this.#resolve(imports, sync));
       const choice = this.#choice;
-      const slots = choice === null ? this.#core.acquire(attempt.requests)! : this.#core.acquire(attempt.requests, choice.mayCreate());
+      let slots: Slot[] | null;
+      if (choice === null) {
+        slots = this.#core.acquire(attempt.requests)!;
+      } else {
+        const create = choice.mayCreate();
+        // No idle or resetting memory at all: acquire() could only make one.
+        slots = create || this.#core.pool.idle > 0 ? this.#core.acquire(attempt.requests, create) : null;
+      }
       if (slots === null) return null;
       if (choice !== null) for (const slot of slots) if (slot.uses === 1) choice.made(slot);
       // Its imports may pass the instance's functions out, during
