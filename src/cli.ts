@@ -196,12 +196,13 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
   if (nm) {
     const estimate =
       `V8's copy of ${nm.dataPages} page${nm.dataPages === 1 ? '' : 's'} in ${nm.segments} segment${nm.segments === 1 ? '' : 's'}: ` +
-      `about ${nm.savedUs.toFixed(1)} µs saved by an image, against ${nm.addedUs.toFixed(1)} µs added by making the memory`;
+      `about ${nm.savedUs.toFixed(1)} µs saved by an image, against ${nm.addedUs.toFixed(1)} µs added by making ` +
+      `${nm.memoryPages} page${nm.memoryPages === 1 ? '' : 's'} of memory`;
     lines.push(
       nm.mode === 'image'
         ? `new memories: the image is mapped (${estimate})`
         : `new memories: runs as V8 would when no idle memory can be reused and the module's memories are not coming back ` +
-            `to the pool (small data: ${estimate}); pooled memories are still used`,
+            `to the pool (too little data for the memory's size: ${estimate}); pooled memories are still used`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);

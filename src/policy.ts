@@ -17,8 +17,9 @@
  *    idle memory makes one (an investment the next instantiation collects);
  *    once the last one made was retired after a single tenant (its memory
  *    reached the caller, it grew, the pool keeps no idle memories, ...),
- *    such instantiations run natively instead, and every PROBE_EVERY-th one
- *    makes a memory again, to notice if that changes.
+ *    such instantiations run natively instead, and now and then one makes a
+ *    memory again, to notice if that changes (every PROBE_EVERY-th, the
+ *    interval doubling while the probes' memories are lost, up to PROBE_MAX).
  */
 
 /**
@@ -43,6 +44,30 @@
  */
 export const COST = {
   newMemoryOverheadUs: 5,
+  /**
+   * What a new memory adds per 64 KiB page of its initial size, counted up
+   * to `sizedPagesMax` pages. The constant above was measured on memories
+   * of trivial modules; on real ones the new-memory path lost more as the
+   * memory grew. Interleaved A/B, native against a new memory per instance
+   * (`maxIdle: 0`), 2-core Xeon VM shared with other jobs, Node 20, medians
+   * of 5-9 rounds: modules with memories of 3-23 pages (resvg,
+   * lightningcss, synthetic) saved about what the copy model says; oniguruma
+   * (256 pages) saved less than it says (fresh/native 0.88-0.94 where it
+   * predicts a 138 µs saving); sql.js (338 pages) lost (1.23: 30-110 µs
+   * slower in most rounds, where it predicts a 37 µs win). A trivial module
+   * in a 339-page memory still won (by about 13 µs of the 24 predicted); the
+   * term makes it adaptive, which gives that up but never loses. The time went to V8 itself, not
+   * to the mapping: the copy backend's new-memory path was as slow, and a
+   * rewritten sql.js instantiated into a memory made just before took
+   * 270-640 µs against 80 µs for a memory used before. 0.15 µs per page
+   * separates the two real modules with room on both sides (sql.js needs
+   * more than 0.05, oniguruma less than 0.25). Not measured beyond 339
+   * pages: counted up to 1024 (64 MiB), so that modules with much data in a
+   * huge memory (the sparse 512 MiB benchmark: 1.3 ms against V8's 2.4)
+   * keep their image.
+   */
+  perMemoryPageUs: 0.15,
+  sizedPagesMax: 1024,
   importedOverheadUs: 900,
   copyPerPageUs: 1.8,
   copyPerSegmentUs: 0.015,
@@ -56,6 +81,8 @@ export interface CopyWork {
   readonly pages: number;
   /** Imaged active segments. */
   readonly segments: number;
+  /** Initial size, in 64 KiB pages, of the memories the engine would make (0 when it makes none). */
+  readonly memoryPages?: number;
 }
 
 export interface FreshEstimate {
@@ -75,7 +102,8 @@ export interface FreshEstimate {
  */
 export function estimateFresh(work: CopyWork, mapped = true, imported = false): FreshEstimate {
   const savedUs = mapped ? COST.copyPerPageUs * work.pages + COST.copyPerSegmentUs * work.segments : 0;
-  const addedUs = imported ? COST.importedOverheadUs : COST.newMemoryOverheadUs;
+  const sized = Math.min(work.memoryPages ?? 0, COST.sizedPagesMax);
+  const addedUs = imported ? COST.importedOverheadUs : COST.newMemoryOverheadUs + COST.perMemoryPageUs * sized;
   return { savedUs, addedUs, wins: savedUs >= COST.margin * addedUs };
 }
 
@@ -131,8 +159,15 @@ export class CheckStreak {
   }
 }
 
-/** Every PROBE_EVERY-th instantiation that would run natively makes a memory instead. */
+/**
+ * Every PROBE_EVERY-th instantiation that would run natively makes a memory
+ * instead (CheckStreak: checks again). FreshChoice backs off: each probe
+ * whose memory was lost again doubles its interval, up to PROBE_MAX (a
+ * probe's memory costs tens of µs, which 1 in 64 spread over a small
+ * module's native instantiations, about 13 µs, made about 0.5 µs each).
+ */
 export const PROBE_EVERY = 64;
+export const PROBE_MAX = 4096;
 /** Memories made by the module that the policy remembers. */
 const REMEMBERED = 4;
 
@@ -152,6 +187,15 @@ export class FreshChoice {
   /** Weakly: a retired memory must not be kept alive (with its pages) by the policy. */
   readonly #made: WeakRef<MadeMemory>[] = [];
   #nativeRuns = 0;
+  /** Native runs between probes: PROBE_EVERY, doubled at each probe up to PROBE_MAX, back to PROBE_EVERY once a memory came back. */
+  #interval = PROBE_EVERY;
+  /**
+   * The newest memory made was lost. 'lost' is final (a retired memory is
+   * never used again, a collected one is gone), so until made() reports
+   * another, it decides without being looked at again (a deref() is a call
+   * into V8, about 50 ns, on every instantiation run as V8 would).
+   */
+  #newestLost = false;
 
   /**
    * Whether an instantiation that finds no idle memory should make one.
@@ -159,18 +203,31 @@ export class FreshChoice {
    */
   mayCreate(): boolean {
     // The newest memory whose fate is known decides; none known: make one and see.
-    for (let i = this.#made.length - 1; i >= 0; i--) {
+    for (let i = this.#newestLost ? -1 : this.#made.length - 1; i >= 0; i--) {
       const f = fate(this.#made[i]!.deref());
       if (f === 'pending') continue;
-      if (f === 'returned') return true;
-      if (++this.#nativeRuns % PROBE_EVERY === 0) return true;
-      return false;
+      if (f === 'returned') {
+        this.#interval = PROBE_EVERY;
+        this.#nativeRuns = 0;
+        return true;
+      }
+      if (i === this.#made.length - 1) this.#newestLost = true;
+      return this.#lostRun();
     }
+    return this.#newestLost ? this.#lostRun() : true;
+  }
+
+  /** An instantiation while the memories are lost: native, but every so often a probe. */
+  #lostRun(): boolean {
+    if (++this.#nativeRuns < this.#interval) return false;
+    this.#nativeRuns = 0;
+    this.#interval = Math.min(2 * this.#interval, PROBE_MAX);
     return true;
   }
 
   /** The module made this memory (its first tenant is being served). */
   made(memory: MadeMemory): void {
+    this.#newestLost = false;
     this.#made.push(new WeakRef(memory));
     if (this.#made.length > REMEMBERED) this.#made.shift();
   }

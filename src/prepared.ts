@@ -135,6 +135,8 @@ export interface NewMemoryPolicy {
   /** Pages of data V8 would write into a new memory, and segments it would apply. */
   readonly dataPages: number;
   readonly segments: number;
+  /** Initial size, in 64 KiB pages, of the memories the engine would make (the cost model counts it). */
+  readonly memoryPages: number;
 }
 
 export class PreparedModule {
@@ -177,7 +179,7 @@ export class PreparedModule {
   #fromRewrite = false;
 
   /** The cost model's estimate for a new memory; null when the engine supplies no memory. */
-  #fresh: (FreshEstimate & { dataPages: number; segments: number }) | null = null;
+  #fresh: (FreshEstimate & { dataPages: number; segments: number; memoryPages: number }) | null = null;
   /** For a module whose new-memory path loses to V8: when to make a memory (null: always). */
   #choice: FreshChoice | null = null;
   /** The original module, for instantiations run as V8 would (compiled at first need from #input). */
@@ -287,13 +289,16 @@ export class PreparedModule {
       // an excluded memory's segments are copied by V8 either way).
       const ranges: { offset: number; length: number }[] = [];
       let segments = 0;
+      let memoryPages = 0;
       for (const p of this.#plans) {
-        if (p.imported || p.excluded) continue;
+        if (p.imported) continue;
+        memoryPages += p.type.min; // every memory the engine makes, imaged or not
+        if (p.excluded) continue;
         segments += p.segments.length;
         for (const seg of p.segments) ranges.push({ offset: seg.offset, length: seg.dataEnd - seg.dataStart });
       }
-      const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments };
-      this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments };
+      const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments, memoryPages };
+      this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments, memoryPages };
       if (!this.#fresh.wins && core.options.nativeWhenFaster) {
         this.#choice = new FreshChoice();
         this.#original = hints.original ?? null;
@@ -396,7 +401,7 @@ export class PreparedModule {
   get newMemory(): NewMemoryPolicy | null {
     const f = this.#fresh;
     if (f === null) return null;
-    return { mode: this.#choice === null ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments };
+    return { mode: this.#choice === null ? 'image' : 'adaptive', savedUs: f.savedUs, addedUs: f.addedUs, dataPages: f.dataPages, segments: f.segments, memoryPages: f.memoryPages };
   }
 
   /**
@@ -458,7 +463,14 @@ export class PreparedModule {
     try {
       const attempt = (this.#attempt = this.#resolve(imports, sync));
       const choice = this.#choice;
-      const slots = choice === null ? this.#core.acquire(attempt.requests)! : this.#core.acquire(attempt.requests, choice.mayCreate());
+      let slots: Slot[] | null;
+      if (choice === null) {
+        slots = this.#core.acquire(attempt.requests)!;
+      } else {
+        const create = choice.mayCreate();
+        // No idle or resetting memory at all: acquire() could only make one.
+        slots = create || this.#core.pool.idle > 0 ? this.#core.acquire(attempt.requests, create) : null;
+      }
       if (slots === null) return null;
       if (choice !== null) for (const slot of slots) if (slot.uses === 1) choice.made(slot);
       // Its imports may pass the instance's functions out, during

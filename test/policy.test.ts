@@ -5,7 +5,7 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { CheckStreak, COST, estimateFresh, fate, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY, SKIP_AFTER } from '../src/policy.js';
+import { CheckStreak, COST, estimateFresh, fate, FreshChoice, type MadeMemory, pagesCovered, PROBE_EVERY, PROBE_MAX, SKIP_AFTER } from '../src/policy.js';
 import { Engine, ReleasedInstanceError } from '../src/index.js';
 import { BACKENDS, digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -40,6 +40,16 @@ test('estimateFresh: the model and its margin', () => {
   const e = estimateFresh({ pages: 20, segments: 397 });
   assert.equal(e.savedUs, 20 * per + 397 * COST.copyPerSegmentUs);
   assert.equal(e.addedUs, COST.newMemoryOverheadUs);
+  // The new memory's size adds, up to sizedPagesMax pages: sql.js's 20 pages of data in a 338-page memory do not win.
+  const sql = estimateFresh({ pages: 20, segments: 397, memoryPages: 338 });
+  assert.equal(sql.addedUs, COST.newMemoryOverheadUs + 338 * COST.perMemoryPageUs);
+  assert.equal(sql.wins, false);
+  assert.equal(estimateFresh({ pages: 20, segments: 397, memoryPages: 3 }).wins, true, 'the same data in a small memory wins');
+  assert.equal(estimateFresh({ pages: 75, segments: 180, memoryPages: 256 }).wins, true, 'oniguruma: 75 pages of data in 256');
+  const huge = estimateFresh({ pages: 512, segments: 512, memoryPages: 8193 });
+  assert.equal(huge.addedUs, COST.newMemoryOverheadUs + COST.sizedPagesMax * COST.perMemoryPageUs, 'counted up to sizedPagesMax');
+  assert.equal(huge.wins, true);
+  assert.equal(estimateFresh({ pages: 20, segments: 1, memoryPages: 338 }, true, true).addedUs, COST.importedOverheadUs, 'an imported memory is not made');
 });
 
 test('FreshChoice: make memories while they come back; run natively once they do not, probing now and then', () => {
@@ -50,10 +60,25 @@ test('FreshChoice: make memories while they come back; run natively once they do
   c.made(first);
   assert.equal(c.mayCreate(), true, 'still in its first lease: unknown');
   first.state = 'retired'; // released, and not pooled
-  const answers = Array.from({ length: 2 * PROBE_EVERY }, () => c.mayCreate());
-  assert.equal(answers.filter(Boolean).length, 2, `one probe in ${PROBE_EVERY}`);
-  assert.equal(answers[PROBE_EVERY - 1], true);
+  // Probes while memories keep being lost: after PROBE_EVERY native runs, then twice as many each time, up to PROBE_MAX.
+  const expected: number[] = [];
+  for (let at = 0, gap = PROBE_EVERY; expected.length < 10; gap = Math.min(2 * gap, PROBE_MAX)) expected.push((at += gap) - 1);
+  const answers = Array.from({ length: expected.at(-1)! + 1 }, () => c.mayCreate());
+  assert.deepEqual(
+    answers.flatMap((a, i) => (a ? [i] : [])),
+    expected,
+    'probes back off',
+  );
+  assert.equal(expected.at(-1)! - expected.at(-2)!, PROBE_MAX, 'at most PROBE_MAX apart');
   c.made(m('resetting', 1)); // the probe's memory came back to the pool
+  assert.equal(c.mayCreate(), true);
+  c.made(m('retired', 1)); // lost again: probing starts over at PROBE_EVERY
+  const again = Array.from({ length: PROBE_EVERY }, () => c.mayCreate());
+  assert.deepEqual(
+    again.flatMap((a, i) => (a ? [i] : [])),
+    [PROBE_EVERY - 1],
+  );
+  c.made(m('resetting', 1));
   assert.equal(c.mayCreate(), true);
   c.made(m('retired', 1));
   assert.equal(c.mayCreate(), false, 'the newest known fate decides');
@@ -78,11 +103,16 @@ test('newMemory: the cost model decides per module', { skip: !BACKENDS.includes(
     mode: 'adaptive',
     dataPages: 1,
     segments: 1,
+    memoryPages: 2,
     savedUs: COST.copyPerPageUs + COST.copyPerSegmentUs,
-    addedUs: COST.newMemoryOverheadUs,
+    addedUs: COST.newMemoryOverheadUs + COST.perMemoryPageUs * 2,
   });
   assert.equal(engine.prepare(LARGE).newMemory?.mode, 'image');
+  assert.equal(engine.prepare(LARGE).newMemory?.addedUs, COST.newMemoryOverheadUs + COST.perMemoryPageUs * 4);
   assert.equal(new Engine({ backend: 'copy' }).prepare(LARGE).newMemory?.mode, 'adaptive', 'the copy backend copies too');
+  // The same data in a memory of 400 pages: a new memory of that size costs more than the copy saves.
+  const inLarge = buildModule({ memories: [{ min: 400, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 4096, bytes: new Uint8Array(64 * 1024).fill(3) }] });
+  assert.equal(engine.prepare(inLarge).newMemory?.mode, 'adaptive');
   // No memory supplied by the engine: no policy.
   const imported = buildModule({ importMemory: { module: 'env', name: 'm', min: 1 }, funcs: stdFuncs });
   assert.equal(engine.prepare(imported).newMemory, null);

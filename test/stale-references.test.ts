@@ -106,6 +106,55 @@ for (const backend of BACKENDS) {
     engine.close();
   });
 
+  test(`lease.exports is built at first use: same wrappers, same shape, whatever is read first (${backend})`, () => {
+    const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
+    const prepared = engine.prepare(
+      buildModule({ memories: [{ min: 1, export: 'mem' }], globals: [{ type: I32, mutable: true, init: [0x41, 5], export: 'g' }], funcs: stdFuncs }),
+    );
+    // A function read before the shape is looked at keeps its identity in the frozen object.
+    const a = prepared.instantiate();
+    const ea = a.exports as unknown as Record<string, unknown>;
+    const store8 = ea['store8'];
+    assert.equal(ea['store8'], store8, 'the same wrapper at each read');
+    assert.equal(Object.getOwnPropertyDescriptor(ea, 'store8')!.value, store8, 'the descriptor holds the wrapper handed out');
+    assert.ok('load8' in ea && !('nope' in ea) && !(Symbol.iterator in ea));
+    assert.equal(ea['nope'], undefined);
+    assert.equal(ea[Symbol.toStringTag as unknown as string], undefined);
+    assert.deepEqual(Object.keys(ea), Object.keys(unexposedInstance(a).exports));
+    assert.ok(Object.isFrozen(ea));
+    assert.throws(() => {
+      'use strict';
+      ea['store8'] = 1;
+    }, TypeError);
+    assert.throws(() => Object.defineProperty(ea, 'x', { value: 1 }), TypeError);
+    assert.throws(() => Object.setPrototypeOf(ea, {}), TypeError);
+    assert.equal(Object.getPrototypeOf(ea), null);
+    assert.equal(Reflect.deleteProperty(ea, 'load8'), false);
+    a.release();
+    assert.equal(engine.stats().retiredExposed, 0, 'the shape read no memory: pooled');
+
+    // Kept past release, never read before: functions are wrappers that throw, the memory accessor throws.
+    const b = prepared.instantiate();
+    const eb = b.exports as unknown as Record<string, unknown>;
+    b.release();
+    const late = eb['load8'] as Fn;
+    assert.equal(typeof late, 'function');
+    assert.throws(() => late(0), ReleasedInstanceError);
+    assert.throws(() => eb['mem'], ReleasedInstanceError);
+    assert.equal(eb['g'], (eb['g'] as WebAssembly.Global), 'an i32 global: as is');
+    assert.throws(() => Object.getOwnPropertyDescriptor(eb, 'mem')!.get!(), ReleasedInstanceError, 'materialized after release');
+    assert.equal(engine.stats().retiredExposed, 0, 'nothing read: pooled');
+
+    // The shape looked at first: the memory stays an accessor, counted when read.
+    const c = prepared.instantiate();
+    const ec = c.exports as unknown as Record<string, unknown>;
+    assert.equal(typeof Object.getOwnPropertyDescriptor(ec, 'mem')!.get, 'function');
+    assert.ok(ec['mem'] instanceof WebAssembly.Memory);
+    c.release();
+    assert.equal(engine.stats().retiredExposed, 1, 'the memory read: retired');
+    engine.close();
+  });
+
   test(`what is retired: the memory read, the instance, a table; per memory, per lease (${backend})`, () => {
     const engine = new Engine({ backend, backgroundReset: false, nativeWhenFaster: false });
     const p = engine.prepare(buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: stdFuncs }));
