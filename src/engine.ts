@@ -61,6 +61,16 @@ const GiB = 1024 * 1024 * 1024;
 
 /** @internal An engine's core, for wasm-cow's own modules (the register hook). */
 export let coreOf: (engine: Engine) => EngineCore;
+/** Options of engine.prepare(). */
+export interface PrepareOptions {
+  /**
+   * Reuse instances: a released lease's instance is reset (memories,
+   * globals, tables; the start function runs again) and serves the next
+   * lease, when the module is eligible (`prepared.reuse`). See docs/api.md.
+   */
+  readonly reuse?: boolean;
+}
+
 /**
  * @internal prepare() for bytes V8 has compiled already (the drop-in
  * instantiate()): `bytes` are not copied (the caller keeps them unchanged)
@@ -132,9 +142,11 @@ export class Engine {
    * built at first instantiation. Throws WebAssembly.CompileError (or
    * WasmFormatError, a subclass) for an invalid module.
    */
-  prepare(bytes: BufferSource): PreparedModule {
+  prepare(bytes: BufferSource, options: PrepareOptions = {}): PreparedModule {
     this.#core.checkOpen('prepare()');
-    return new PreparedModule(this.#core, toBytes(bytes));
+    const reuse = options?.reuse;
+    if (reuse !== undefined && typeof reuse !== 'boolean') throw new InvalidArgumentError(`reuse must be a boolean, not ${String(reuse)}`);
+    return new PreparedModule(this.#core, toBytes(bytes), { reuse: reuse === true });
   }
 
   /** A snapshot of the engine's counters. */

@@ -10,11 +10,11 @@ import { DropInCache } from './dropin.js';
 import { Engine, prepareCompiled } from './engine.js';
 import type { Imports } from './prepared.js';
 
-export { Engine, type EngineOptions } from './engine.js';
+export { Engine, type EngineOptions, type PrepareOptions } from './engine.js';
 export { PreparedModule, type MemoryInfo, type Imports, type NewMemoryPolicy } from './prepared.js';
 export { Lease } from './lease.js';
 export { EmscriptenAdapter, emscriptenAdapter, type ReceiveInstance } from './integrations/emscripten.js';
-export type { EngineStats, FallbackReason, NativeReason } from './stats.js';
+export type { EngineStats, FallbackReason, NativeReason, ReuseReason } from './stats.js';
 export type { BackendKind } from './backend/backend.js';
 export type { ExclusionCode, MemoryCondition } from './image/analyze.js';
 export {

@@ -27,6 +27,18 @@ import type { ExposurePlan } from './exposure.js';
 import { bufferOf } from './memory.js';
 import type { LeaseTicket, Slot } from './slot.js';
 
+/** @internal A lease of a reused instance (src/reuse/pool.ts). */
+export interface ReuseTenancy {
+  /** Set when something that can outlive the lease reached the caller: the instance is then not reused. */
+  exposed: boolean;
+  /** Exports the next tenant would share (defined tables, mutable globals): reading one sets `exposed`. */
+  readonly guarded: ReadonlySet<string>;
+  /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
+  readonly hidden: ReadonlySet<string>;
+  /** Called at release instead of returning the memories to the pool. */
+  readonly complete: (ticket: LeaseTicket, slots: readonly Slot[]) => void;
+}
+
 /** Shared by a lease and its wrappers. */
 interface CallState {
   /** 0: live. 1: released while a wrapped call runs (memories not returned yet). 2: released. */
@@ -59,13 +71,13 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   readonly #ticket: LeaseTicket;
   readonly #plan: ExposurePlan;
   readonly #calls: CallState;
-  /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
-  readonly #hidden: ReadonlySet<string> | null;
+  /** For an instance of a module prepared with `reuse` (src/reuse/pool.ts), else null. */
+  readonly #reuse: ReuseTenancy | null;
 
   /** @internal Created by PreparedModule.instantiate(). */
-  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan, hidden: ReadonlySet<string> | null = null) {
+  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan, reuse: ReuseTenancy | null = null) {
     this.#core = core;
-    this.#hidden = hidden;
+    this.#reuse = reuse;
     this.#instance = instance;
     this.#slots = slots;
     this.#plan = plan;
@@ -159,12 +171,14 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   #complete(): void {
     this.#calls.phase = 2;
     if (this.#calls.raw) this.#exposeAll();
-    this.#core.leaseReleased(this.#ticket, this.#slots);
+    if (this.#reuse !== null) this.#reuse.complete(this.#ticket, this.#slots);
+    else this.#core.leaseReleased(this.#ticket, this.#slots);
     this.#slots.length = 0;
   }
 
   /** Raw access: none of the lease's memories may be reused. */
   #exposeAll(): void {
+    if (this.#reuse !== null) this.#reuse.exposed = true;
     for (const s of this.#slots) s.exposed = true;
   }
 
@@ -173,7 +187,8 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     const slots = this.#slots;
     const rawExports = this.#plan.rawExports.size > 0 ? this.#plan.rawExports : null;
     const exposeAll = () => this.#exposeAll();
-    const hidden = this.#hidden;
+    const reuse = this.#reuse;
+    const hidden = reuse?.hidden ?? null;
     const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
     for (const name of Object.keys(raw)) {
       if (hidden !== null && hidden.has(name)) continue; // the engine's private exports (src/reuse/internal.ts)
@@ -185,14 +200,18 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
       }
       let slot: Slot | undefined;
       for (let i = 0; i < slots.length; i++) if (slots[i]!.memory === value) slot = slots[i];
-      if (slot !== undefined || rawExports?.has(name)) {
+      const guarded = reuse !== null && reuse.guarded.has(name);
+      if (slot !== undefined || rawExports?.has(name) || guarded) {
         // Handing this out cannot be revoked: count it when it is read.
         const s = slot;
+        const all = rawExports?.has(name) === true;
         defineProperty(out, name, {
           get: () => {
             if (calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+            // A reused instance's table or global is the next tenant's: the instance is not reused.
+            if (reuse !== null) reuse.exposed = true;
             if (s !== undefined) s.exposed = true;
-            else exposeAll();
+            if (all || (s === undefined && !guarded)) exposeAll();
             return value;
           },
           enumerable: true,

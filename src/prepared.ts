@@ -20,6 +20,9 @@ import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
 import { countFallback, type FallbackReason } from './stats.js';
 import { wasm } from './wasm-api.js';
+import { planReuse, type ReuseDecision, type ReuseReason } from './reuse/plan.js';
+import { InstancePool } from './reuse/pool.js';
+import { isInternalName, readInternalState } from './reuse/internal.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -60,6 +63,17 @@ export interface ModulePlan {
   /** What the start function does (image/start.ts); null when the module could not be read. */
   readonly start: StartAnalysis | null;
   readonly rewritten: RewriteResult | null;
+  /** Instance reuse (src/reuse/plan.ts): null when it was not asked for. */
+  readonly reuse?: ReuseDecision | null;
+}
+
+/** Whether instances of a prepared module are reused (engine.prepare(bytes, { reuse: true })). */
+export interface ReuseInfo {
+  readonly enabled: boolean;
+  /** Why not, when not enabled: 'not-requested' or a ReuseReason decided at prepare. */
+  readonly reason: ReuseReason | 'not-requested' | null;
+  /** A sentence saying why, or null. */
+  readonly detail: string | null;
 }
 
 /** @internal See the PreparedModule constructor. */
@@ -68,6 +82,8 @@ export interface PrepareHints {
   readonly plan?: ModulePlan;
   /** The rewrite compiled beforehand (for example asynchronously), from plan.rewritten.bytes. */
   readonly compiled?: { readonly bytes: Uint8Array; readonly module: WebAssembly.Module };
+  /** Reuse instances (engine.prepare(bytes, { reuse: true })). */
+  readonly reuse?: boolean;
   /** V8 has compiled `input` itself: do not validate it again. */
   readonly originalValid?: boolean;
   /** `input` compiled by V8 (valid, and used where the module runs as V8 would, with no second compile). */
@@ -75,7 +91,7 @@ export interface PrepareHints {
 }
 
 /** @internal Parses and analyses a module and makes its rewrite; compiles nothing. */
-export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): ModulePlan {
+export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, reuse = false): ModulePlan {
   let parsed: ParsedModule | null = null;
   let parseError: WasmFormatError | null = null;
   try {
@@ -84,7 +100,7 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): Mo
     if (!(e instanceof WasmFormatError)) throw e;
     parseError = e;
   }
-  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null };
+  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null, reuse: reuse ? { enabled: false, reason: 'unparsed', detail: parseError!.message } : null };
   const start = analyzeStart(input, parsed);
   const plans = analyzeMemories(parsed, {
     sizeLimit: core.options.imageSizeLimit,
@@ -95,6 +111,16 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>): Mo
   const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
   const convert = new Set<number>();
   for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
+  if (reuse) {
+    // Instance reuse: the rewrite also exports the state to restore and drops the start section (src/reuse/).
+    const decision = planReuse(input, parsed, plans, analyzeExposure(input, parsed), importMemories || parsed.memories.length === 0);
+    if (decision.enabled) {
+      const { extraExports, dropStart } = decision.plan;
+      return { parsed, parseError, plans, start, rewritten: rewriteModule(input, parsed, { importMemories, convert, extraExports, dropStart }), reuse: decision };
+    }
+    const rewritten = importMemories || convert.size > 0 ? rewriteModule(input, parsed, { importMemories, convert }) : null;
+    return { parsed, parseError, plans, start, rewritten, reuse: decision };
+  }
   const rewritten = importMemories || convert.size > 0 ? rewriteModule(input, parsed, { importMemories, convert }) : null;
   return { parsed, parseError, plans, start, rewritten };
 }
@@ -169,6 +195,9 @@ export class PreparedModule {
   /** With conditional images: whether to skip their check, and the attempt used then (V8 applies the segments). */
   #streak: CheckStreak | null = null;
   #skipAttempt: Attempt | null = null;
+  /** Instance reuse: the pool, when enabled. */
+  #reusePool: InstancePool | null = null;
+  #reuseInfo: ReuseInfo = { enabled: false, reason: 'not-requested', detail: null };
 
 
   /**
@@ -178,7 +207,9 @@ export class PreparedModule {
    */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>, hints: PrepareHints = {}) {
     this.#core = core;
-    const { parsed, parseError, plans, start, rewritten } = hints.plan ?? planModule(core, input);
+    const plan = hints.plan ?? planModule(core, input, hints.reuse === true);
+    const { parsed, parseError, plans, start, rewritten } = plan;
+    if (plan.reuse) this.#reuseInfo = plan.reuse.enabled ? { enabled: true, reason: null, detail: null } : { enabled: false, reason: plan.reuse.reason, detail: plan.reuse.detail };
 
     if (parsed === null) {
       // We could not read it. If V8 cannot either, say where it is malformed;
@@ -270,6 +301,66 @@ export class PreparedModule {
       }
     }
     for (const p of this.#plans) if (p.excluded && p.fallback) this.#fallbacks.push(p.fallback);
+    if (plan.reuse?.enabled) this.#startReuse(plan.reuse.plan);
+  }
+
+  /** Sets up the instance pool (the rewrite compiled), or records why not. */
+  #startReuse(plan: Extract<ReuseDecision, { enabled: true }>['plan']): void {
+    if (!this.#fromRewrite) {
+      this.#reuseInfo = { enabled: false, reason: 'rewrite-rejected', detail: 'V8 rejected the rewritten module' };
+      return;
+    }
+    this.#choice = null; // a reused instance beats any new one
+    const list = this.#importList;
+    this.#reusePool = new InstancePool(
+      {
+        core: this.#core,
+        module: this.module,
+        exposure: this.#exposure,
+        importList: list,
+        memoryModule: this.#memoryModule,
+        checkUsable: () => this.#checkUsable(),
+        requests: () => this.#ensureImages(),
+        read: (imports) => this.#readForReuse(imports),
+      },
+      plan,
+    );
+    this.#core.onClose.add(new WeakRef(this.#reusePool));
+  }
+
+  /**
+   * Instance reuse (src/reuse/pool.ts): `{ enabled: true }` when released
+   * leases' instances are reset and reused; otherwise why not.
+   */
+  get reuse(): ReuseInfo {
+    return this.#reuseInfo;
+  }
+
+  /** The caller's imports read once, as V8 reads them (see #readImports), for the instance pool. */
+  #readForReuse(imports: unknown): { values: readonly unknown[] | null; direct: (slots: readonly Slot[]) => Imports | undefined } {
+    const asGiven = (slots: readonly Slot[]): Imports | undefined => this.#importObject(imports as Imports | undefined, slots);
+    const list = this.#importList;
+    if (!((typeof imports === 'object' && imports !== null) || typeof imports === 'function')) {
+      return { values: list.length === 0 ? [] : null, direct: asGiven };
+    }
+    const modules = dataValues(imports, this.#importModules, this.#importNames);
+    if (modules !== null) {
+      const values = new Array<unknown>(list.length);
+      for (let i = 0; i < list.length; i++) {
+        const imp = list[i]!;
+        const ns = modules[imp.m];
+        if (!((typeof ns === 'object' && ns !== null) || typeof ns === 'function')) return { values: null, direct: asGiven };
+        try {
+          values[i] = (ns as Record<string, unknown>)[imp.name];
+        } catch {
+          return { values: null, direct: asGiven };
+        }
+      }
+      return { values, direct: asGiven };
+    }
+    const pin = pinImports(imports, list);
+    const values = pin.values.includes(NOT_READ) ? null : pin.values;
+    return { values, direct: (slots) => this.#importObject(imports as Imports | undefined, slots, pin.object) };
   }
 
   /** @internal Whether `module` is the rewrite (some memory imaged or moved), not the original as is. */
@@ -315,7 +406,8 @@ export class PreparedModule {
   }
 
   get exports(): WebAssembly.ModuleExportDescriptor[] {
-    return WebAssembly.Module.exports(this.module);
+    const all = WebAssembly.Module.exports(this.module);
+    return this.#reusePool === null ? all : all.filter((d) => !isInternalName(d.name));
   }
 
   /** Why the module could not be read (it then runs as is), or null. */
@@ -341,6 +433,7 @@ export class PreparedModule {
    * PoolExhaustedError and EngineClosedError.
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
+    if (this.#reusePool !== null) return this.#reusePool.instantiate<T>(imports);
     const slots = this.#begin(imports, true);
     if (slots === null) {
       try {
@@ -363,6 +456,8 @@ export class PreparedModule {
 
   /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
+    // With reuse: synchronous (the start function, if any, runs before this returns its promise).
+    if (this.#reusePool !== null) return this.#reusePool.instantiate<T>(imports);
     const slots = this.#begin(imports, false);
     if (slots === null) {
       try {
@@ -500,6 +595,7 @@ export class PreparedModule {
     const instance = construct(attempt.module, this.#importObject(imports, slots, attempt.pinned));
     // Nothing ran since V8 returned: place the images into imported memories now.
     if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
+    if (this.#reusePool !== null) readInternalState(instance).start?.(); // the reuse rewrite has no start section
     this.#core.counters.instantiations++;
     return instance;
   }
@@ -524,6 +620,7 @@ export class PreparedModule {
     const attempt = this.#resolve(imports, false);
     const slots = this.#core.fresh(attempt.requests);
     const instance = await instantiate(attempt.module, this.#importObject(imports, slots, attempt.pinned));
+    if (this.#reusePool !== null) readInternalState(instance).start?.(); // the reuse rewrite has no start section
     this.#core.counters.instantiations++;
     return instance;
   }
@@ -541,6 +638,7 @@ export class PreparedModule {
     this.#input = null;
     this.#original = null;
     this.#conditional?.dispose();
+    this.#reusePool?.dispose();
   }
 
   [Symbol.dispose](): void {
