@@ -35,12 +35,15 @@ export interface ReuseTenancy {
   readonly guarded: ReadonlySet<string>;
   /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
   readonly hidden: ReadonlySet<string>;
+  /** The instance's export shape, made at its first lease and kept with the instance. */
+  readonly shape: { value: ExportShape | null };
   /** Called at release instead of returning the memories to the pool. */
   readonly complete: (ticket: LeaseTicket, slots: readonly Slot[]) => void;
 }
 
 /** Shared by a lease and its wrappers. */
-interface CallState {
+/** @internal */
+export interface CallState {
   /** 0: live. 1: released while a wrapped call runs (memories not returned yet). 2: released. */
   phase: 0 | 1 | 2;
   /** Wrapped calls on the stack. */
@@ -183,15 +186,13 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   }
 
   #wrap(raw: WebAssembly.Exports): WebAssembly.Exports {
+    if (this.#reuse !== null) return this.#wrapShaped(this.#reuse, raw);
     const calls = this.#calls;
     const slots = this.#slots;
     const rawExports = this.#plan.rawExports.size > 0 ? this.#plan.rawExports : null;
     const exposeAll = () => this.#exposeAll();
-    const reuse = this.#reuse;
-    const hidden = reuse?.hidden ?? null;
     const out: Record<string, WebAssembly.ExportValue> = Object.create(null);
     for (const name of Object.keys(raw)) {
-      if (hidden !== null && hidden.has(name)) continue; // the engine's private exports (src/reuse/internal.ts)
       const value = raw[name]!;
       if (typeof value === 'function') {
         const fn = value as RawFunction;
@@ -200,18 +201,14 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
       }
       let slot: Slot | undefined;
       for (let i = 0; i < slots.length; i++) if (slots[i]!.memory === value) slot = slots[i];
-      const guarded = reuse !== null && reuse.guarded.has(name);
-      if (slot !== undefined || rawExports?.has(name) || guarded) {
+      if (slot !== undefined || rawExports?.has(name)) {
         // Handing this out cannot be revoked: count it when it is read.
         const s = slot;
-        const all = rawExports?.has(name) === true;
         defineProperty(out, name, {
           get: () => {
             if (calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
-            // A reused instance's table or global is the next tenant's: the instance is not reused.
-            if (reuse !== null) reuse.exposed = true;
             if (s !== undefined) s.exposed = true;
-            if (all || (s === undefined && !guarded)) exposeAll();
+            else exposeAll();
             return value;
           },
           enumerable: true,
@@ -222,9 +219,81 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     }
     return Object.freeze(out);
   }
+
+  /** #wrap for a reused instance, from its export shape (made at its first lease). */
+  #wrapShaped(reuse: ReuseTenancy, raw: WebAssembly.Exports): WebAssembly.Exports {
+    const calls = this.#calls;
+    const slots = this.#slots;
+    const shape = (reuse.shape.value ??= this.#shape(reuse, raw));
+    const exposeAll = () => this.#exposeAll();
+    const out: Record<string, unknown> = Object.create(null);
+    for (let i = 0; i < shape.length; i++) {
+      const e = shape[i]!;
+      const name = e.name;
+      if (e.kind === 0) out[name] = e.make!(e.value as RawFunction, calls, name);
+      else if (e.kind === 1) out[name] = wrapReturningFunctions(e.value as RawFunction, calls, name);
+      else if (e.kind === 3) out[name] = e.value;
+      else {
+        const s = e.slot >= 0 ? slots[e.slot] : undefined;
+        const { all, guarded, value } = e;
+        defineProperty(out, name, {
+          get: () => {
+            if (calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+            // A reused instance's table or global is the next tenant's: the instance is not reused.
+            reuse.exposed = true;
+            if (s !== undefined) s.exposed = true;
+            if (all || (s === undefined && !guarded)) exposeAll();
+            return value;
+          },
+          enumerable: true,
+        });
+      }
+    }
+    return Object.freeze(out) as WebAssembly.Exports;
+  }
+
+  #shape(reuse: ReuseTenancy, raw: WebAssembly.Exports): ExportShape {
+    const rawExports = this.#plan.rawExports;
+    const slots = this.#slots;
+    const out: ExportShape[number][] = [];
+    for (const name of Object.keys(raw)) {
+      if (reuse.hidden.has(name)) continue; // the engine's private exports (src/reuse/internal.ts)
+      const value = raw[name]!;
+      const base = { name, value, make: null, slot: -1, all: false, guarded: false };
+      if (typeof value === 'function') {
+        const fn = value as RawFunction;
+        if (rawExports.has(name)) out.push({ ...base, kind: 1 });
+        else out.push({ ...base, kind: 0, make: FIXED[fn.length] ?? ((f, c, n) => wrap(f, c, n)) });
+        continue;
+      }
+      const slot = slots.findIndex((s) => s.memory === value);
+      const guarded = reuse.guarded.has(name);
+      if (slot >= 0 || rawExports.has(name) || guarded) out.push({ ...base, kind: 2, slot, all: rawExports.has(name), guarded });
+      else out.push({ ...base, kind: 3 });
+    }
+    return out;
+  }
 }
 
 type RawFunction = (...args: unknown[]) => unknown;
+
+/**
+ * @internal What lease.exports is made of, per export of a reused
+ * instance: computed once per instance (its exports never change), so that
+ * each lease only makes the wrappers. Kinds: 0 a wrapped function, 1 a
+ * function whose result can be a function reference, 2 an accessor (a
+ * memory: `slot` its index in the lease's slots, or -1; `all`: every memory
+ * is exposed), 3 a plain value.
+ */
+export type ExportShape = readonly {
+  readonly name: string;
+  readonly value: unknown;
+  readonly kind: 0 | 1 | 2 | 3;
+  readonly make: ((fn: RawFunction, c: CallState, name: string) => RawFunction) | null;
+  readonly slot: number;
+  readonly all: boolean;
+  readonly guarded: boolean;
+}[];
 
 /**
  * @internal For the engine's own tests and benchmarks only (not exported by

@@ -38,7 +38,7 @@ function dirty(lease: Lease, pages: number): void {
 
 for (const backend of linux ? (['native', 'copy'] as const) : (['copy'] as const)) {
   test(`reuse: V8 fails to allocate the first instance’s memory: RangeError, nothing leaked, next instance exact (${backend})`, () => {
-    const engine = new Engine({ backend, maxInstances: 1 });
+    const engine = new Engine({ backend, maxInstances: 1, backgroundReset: false });
     const p = engine.prepare(bytes, { reuse: true });
     injectMemoryAllocationFaults(1);
     assert.throws(() => p.instantiate(importsFor(0)), RangeError);
@@ -55,7 +55,7 @@ for (const backend of linux ? (['native', 'copy'] as const) : (['copy'] as const
   });
 
   test(`reuse: a link error and a start trap leave the pool consistent (${backend})`, () => {
-    const engine = new Engine({ backend, maxInstances: 1 });
+    const engine = new Engine({ backend, maxInstances: 1, backgroundReset: false });
     const p = engine.prepare(bytes, { reuse: true });
     p.instantiate(importsFor(0)).release();
     assert.throws(() => p.instantiate({ env: { k: 1234 } } as never), WebAssembly.LinkError);
@@ -88,7 +88,11 @@ if (linux) {
           b.setFault(null);
           assertFresh(next, 2, `after a failed ${step}`);
           const s = engine.stats();
-          if (step === 'pagemap_scan') {
+          // With background resets the failure is found when the instance is next looked at, and an
+          // instance still resetting is not waited for: only the inline case has exact counts.
+          if (backgroundReset) {
+            assert.ok(s.instancesReused <= 1);
+          } else if (step === 'pagemap_scan') {
             assert.equal(s.instancesReused, 1, 'madvise instead: the instance is reused');
           } else {
             assert.equal(s.instancesReused, 0, 'the instance was dropped');
@@ -109,7 +113,7 @@ if (linux) {
   }
 
   test('reuse: mmap fails placing the image of the first instance: the error, nothing leaked, next instance exact', () => {
-    const engine = new Engine({ backend: 'native' });
+    const engine = new Engine({ backend: 'native', backgroundReset: false });
     const p = engine.prepare(bytes, { reuse: true });
     b.setFault('mmap');
     try {

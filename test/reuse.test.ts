@@ -133,7 +133,13 @@ function run(o: RunOptions): void {
       lease.release();
       previousClean = clean;
     }
-    assert.equal(engine.stats().instancesReused, expectReused, `seed ${o.seed}: instances reused`);
+    const reused = engine.stats().instancesReused;
+    if (o.backgroundReset) {
+      // An instance still being reset on the reset thread is not waited for: one more is made (pool.ts).
+      assert.ok(reused <= expectReused && (expectReused < 4 || reused > 0), `seed ${o.seed}: ${reused} reused, at most ${expectReused}`);
+    } else {
+      assert.equal(reused, expectReused, `seed ${o.seed}: instances reused`);
+    }
   } finally {
     engine.close();
   }
@@ -151,7 +157,7 @@ for (const backend of BACKENDS) {
 }
 
 test('each lease brings its own function imports; other imports must be identical, else another instance', () => {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: false });
   try {
     const prepared = engine.prepare(reuseModule(5), { reuse: true });
     const a = prepared.instantiate(importsFor(1));
@@ -178,7 +184,7 @@ test('each lease brings its own function imports; other imports must be identica
 });
 
 test('an import V8 would link directly (a wasm function, a bound or native function) gets an instance of its own', () => {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: false });
   try {
     const bytes = reuseModule(6);
     const prepared = engine.prepare(bytes, { reuse: true });
@@ -205,7 +211,7 @@ test('an import V8 would link directly (a wasm function, a bound or native funct
 });
 
 test('isolation: after release, old exports and lease.instance throw; a lent buffer is detached and its instance dropped', () => {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: false });
   try {
     const prepared = engine.prepare(reuseModule(7), { reuse: true });
     const a = prepared.instantiate(importsFor(1));
@@ -232,7 +238,7 @@ test('isolation: after release, old exports and lease.instance throw; a lent buf
 });
 
 test('what drops an instance is counted by reason', () => {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: false });
   try {
     const prepared = engine.prepare(reuseModule(8), { reuse: true });
     const cases: [string, (l: Lease) => void][] = [
@@ -259,7 +265,7 @@ test('what drops an instance is counted by reason', () => {
 });
 
 test('a start function that traps: instantiate throws as natively, the instance is not reused', () => {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: false });
   try {
     const bytes = reuseModule(9);
     const prepared = engine.prepare(bytes, { reuse: true });
@@ -278,7 +284,7 @@ test('a start function that traps: instantiate throws as natively, the instance 
 });
 
 test('release during a call returns the instance when the call ends; dispose and close drop idle instances', () => {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: false });
   const bytes = reuseModule(10);
   const prepared = engine.prepare(bytes, { reuse: true });
   let lease: Lease | null = null;
@@ -301,7 +307,7 @@ test('release during a call returns the instance when the call ends; dispose and
 });
 
 test('prepared.reuse says why a module is not eligible; such a module runs as without reuse', () => {
-  const engine = new Engine();
+  const engine = new Engine({ backgroundReset: false });
   try {
     const plain = engine.prepare(reuseModule(11));
     assert.deepEqual(plain.reuse, { enabled: false, reason: 'not-requested', detail: null });

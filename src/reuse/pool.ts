@@ -37,7 +37,7 @@
  */
 import type { EngineCore } from '../core.js';
 import type { ExposurePlan } from '../exposure.js';
-import type { Lease, ReuseTenancy } from '../lease.js';
+import type { ExportShape, Lease, ReuseTenancy } from '../lease.js';
 import { Lease as LeaseClass } from '../lease.js';
 import type { SlotRequest } from '../pool.js';
 import type { LeaseTicket, Slot } from '../slot.js';
@@ -82,6 +82,8 @@ interface Entry {
   readonly start: (() => unknown) | null;
   /** Set when the instance must not be reused (a reason found at creation). */
   broken: ReuseReason | null;
+  /** How lease.exports is made from the instance's exports (lease.ts), once. */
+  readonly shape: { value: ExportShape | null };
 }
 
 export class InstancePool {
@@ -124,8 +126,8 @@ export class InstancePool {
       return this.#direct<T>(direct);
     }
     const entry = this.#take(values);
-    if (entry !== null) return this.#lease<T>(entry, values, true);
-    if (this.#idle.length > 0) this.#decline('imports-differ');
+    if (entry !== null && entry !== 'busy') return this.#lease<T>(entry, values, true);
+    if (entry === null && this.#idle.length > 0) this.#decline('imports-differ');
     return this.#lease<T>(this.#create(values), values, false);
   }
 
@@ -141,24 +143,49 @@ export class InstancePool {
     return true;
   }
 
-  /** An idle instance linked to the same non-function imports, settled and clean; null if none. */
-  #take(values: readonly unknown[]): Entry | null {
+  /**
+   * An idle instance linked to the same non-function imports, settled and
+   * clean, oldest first (its reset has had the longest to finish); null if
+   * none; 'busy' when the only one is still being reset on the backend's
+   * thread: one more instance is made rather than wait (as the memory pool
+   * does), so a module used in a loop alternates between two instances.
+   * With two or more still resetting, it waits for the oldest.
+   */
+  #take(values: readonly unknown[]): Entry | null | 'busy' {
     const idle = this.#idle;
-    for (let k = idle.length - 1; k >= 0; k--) {
+    let matching = 0;
+    let oldest = -1;
+    for (let k = 0; k < idle.length; k++) {
       const e = idle[k]!;
       if (!this.#sameLinks(e, values)) continue;
-      idle.splice(k, 1);
-      let clean = true;
-      for (const s of e.slots) if (!s.settle(true) || s.state !== 'clean') clean = false;
-      if (!clean) {
+      if (oldest < 0) oldest = k;
+      matching++;
+      if (this.#settled(e, false)) return this.#takeAt(k, values);
+    }
+    if (matching === 0) return null;
+    if (matching === 1) return 'busy';
+    this.#settled(idle[oldest]!, true);
+    return this.#takeAt(oldest, values);
+  }
+
+  /** Whether every memory of `e` ended its reset (waiting for it with `wait`). */
+  #settled(e: Entry, wait: boolean): boolean {
+    for (const s of e.slots) if (!s.settle(wait)) return false;
+    return true;
+  }
+
+  #takeAt(k: number, values: readonly unknown[]): Entry | null | 'busy' {
+    const e = this.#idle.splice(k, 1)[0]!;
+    for (const s of e.slots) {
+      if (s.state !== 'clean') {
+        // The reset failed (the slot retired itself) or the memory grew meanwhile.
         this.#decline('reset-failed');
         this.#retire(e);
         return this.#take(values);
       }
-      this.#core.counters.resets += e.slots.length;
-      return e;
     }
-    return null;
+    this.#core.counters.resets += e.slots.length;
+    return e;
   }
 
   #sameLinks(e: Entry, values: readonly unknown[]): boolean {
@@ -224,7 +251,7 @@ export class InstancePool {
       for (let i = 0; i < entries.length; i++) entries[i] = table.get(i);
       return { table, entries };
     });
-    return { instance, slots, images: requests, cur, linked, globals, tables, start: state.start, broken };
+    return { instance, slots, images: requests, cur, linked, globals, tables, start: state.start, broken, shape: { value: null } };
   }
 
   /** Hands `e` to a new lease with `values`' functions; runs the start function. */
@@ -246,6 +273,7 @@ export class InstancePool {
       exposed: false,
       guarded: this.#plan.guarded,
       hidden: this.#hidden,
+      shape: e.shape,
       complete: (ticket, slots) => this.#complete(e, tenancy, ticket, slots),
     };
     if (e.start !== null) {
@@ -289,6 +317,7 @@ export class InstancePool {
       exposed: false,
       guarded: this.#plan.guarded,
       hidden: this.#hidden,
+      shape: { value: null },
       complete: (ticket, s) => core.leaseReleased(ticket, s),
     };
     return new LeaseClass<T>(core, instance, slots, this.#host.exposure, tenancy);

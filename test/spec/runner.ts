@@ -168,7 +168,7 @@ const describe = (e: unknown): string => {
 
 export function runScript(dir: string, script: string, mode: Mode): ScriptResult {
   const json = JSON.parse(readFileSync(join(dir, `${script}.json`), 'utf8')) as { commands: Command[] };
-  const engine = mode === 'native' ? null : new Engine({ backend: mode === 'engine-copy' ? 'copy' : 'native', maxInstances: 100_000 });
+  const engine = mode === 'native' ? null : new Engine({ backend: mode === 'engine-copy' ? 'copy' : 'native', maxInstances: 100_000, ...(mode === 'engine-reuse' ? { backgroundReset: false } : {}) });
   const reuse = mode === 'engine-reuse';
   let reusePrepared = 0;
   let reuseEligible = 0;

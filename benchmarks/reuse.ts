@@ -1,0 +1,117 @@
+/**
+ * Instance reuse against the pooled cycle and native, side by side in one
+ * run (interleaved blocks), per module: one cycle is instantiate, one call
+ * that writes memory, release (native: new WebAssembly.Instance and the
+ * call). Then the cost of a function-import trampoline per call.
+ *
+ *   npx tsc -p tsconfig.json && node out/benchmarks/reuse.js [--quick]
+ *
+ * Prints a markdown table (medians and p99, µs) and writes
+ * benchmarks/results/reuse.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Engine } from '../src/index.js';
+import { measureInterleaved, type Timing } from '../src/bench/measure.js';
+import { buildModule, I32, uleb } from '../src/bench/builder.js';
+import { realModules, synthetic } from './scenarios.js';
+
+const quick = process.argv.includes('--quick');
+const MiB = 1024 * 1024;
+const budgetMs = quick ? 300 : 1500;
+
+type Exports = Record<string, (...a: number[]) => number>;
+
+interface Row {
+  name: string;
+  reuse: Timing;
+  pooled: Timing;
+  native: Timing;
+  reused: number;
+  declined: Record<string, number>;
+}
+
+function cycle(name: string, bytes: Uint8Array<ArrayBuffer>, imports: WebAssembly.Imports, touch: (e: Exports) => void): Row {
+  const engine = new Engine();
+  const reusable = engine.prepare(bytes, { reuse: true });
+  if (!reusable.reuse.enabled) throw new Error(`${name}: not eligible for reuse (${reusable.reuse.reason}: ${reusable.reuse.detail})`);
+  const pooled = engine.prepare(bytes);
+  const module = new WebAssembly.Module(bytes);
+  const t = measureInterleaved(
+    {
+      reuse: () => {
+        const l = reusable.instantiate(imports);
+        touch(l.exports as unknown as Exports);
+        l.release();
+      },
+      pooled: () => {
+        const l = pooled.instantiate(imports);
+        touch(l.exports as unknown as Exports);
+        l.release();
+      },
+      native: () => {
+        const i = new WebAssembly.Instance(module, imports);
+        touch(i.exports as unknown as Exports);
+      },
+    },
+    { budgetMs, maxIterations: 200_000, warmupMs: quick ? 100 : 300 },
+  );
+  const s = engine.stats();
+  engine.close();
+  return { name, ...t, reused: s.instancesReused, declined: s.reuseDeclined as Record<string, number> };
+}
+
+/** ns per import call: a loop calling an i32 -> i32 import n times, linked directly (native) and through a reused instance's trampoline. */
+function trampolineCost(): { direct: Timing; trampoline: Timing; nsPerCall: number } {
+  const n = 100_000;
+  // loop(n): for (i = n; i; i--) acc = f(acc)
+  const body = [0x02, 0x40, 0x03, 0x40, 0x20, 0, 0x45, 0x0d, 1, 0x20, 1, 0x10, 0, 0x21, 1, 0x20, 0, 0x41, 1, 0x6b, 0x21, 0, 0x0c, 0, 0x0b, 0x0b, 0x20, 1];
+  const bytes = buildModule({
+    importFuncs: [{ module: 'env', name: 'f', params: [I32], results: [I32] }],
+    memories: [{ min: 1 }],
+    funcs: [{ export: 'loop', params: [I32], results: [I32], locals: [I32], body }],
+  });
+  void uleb;
+  const f = (x: number): number => (x + 1) | 0;
+  const engine = new Engine();
+  const p = engine.prepare(bytes, { reuse: true });
+  const lease = p.instantiate({ env: { f } });
+  const native = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { f } });
+  const direct = native.exports['loop'] as (n: number) => number;
+  const viaTrampoline = lease.exports['loop'] as (n: number) => number;
+  const t = measureInterleaved({ direct: () => void direct(n), trampoline: () => void viaTrampoline(n) }, { budgetMs, maxIterations: 2000, warmupMs: 200 });
+  lease.release();
+  engine.close();
+  return { ...t, nsPerCall: ((t.trampoline.median - t.direct.median) * 1000) / n };
+}
+
+const rows: Row[] = [];
+const sizes = quick ? [0, MiB, 16 * MiB] : [0, 64 * 1024, MiB, 16 * MiB, 256 * MiB];
+for (const size of sizes) {
+  const s = synthetic(size);
+  rows.push(cycle(s.name, s.bytes, {}, (e) => e['store8']!(65536 + 100, 1)));
+}
+for (const s of realModules()) {
+  if (s.name !== 'sql.js') continue;
+  // sql.js: malloc (Ia in its minified exports) writes the heap's bookkeeping.
+  const imports = typeof s.imports === 'function' ? s.imports() : s.imports;
+  rows.push(cycle(s.name, s.bytes, imports, (e) => void e['Ia']!(64)));
+}
+const tramp = trampolineCost();
+
+const f = (x: number): string => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0));
+const lines = [
+  '| module | reuse median (p99) µs | pooled median (p99) µs | native median (p99) µs | pooled / reuse | native / reuse |',
+  '|---|---|---|---|---|---|',
+  ...rows.map(
+    (r) =>
+      `| ${r.name} | ${f(r.reuse.median)} (${f(r.reuse.p99)}) | ${f(r.pooled.median)} (${f(r.pooled.p99)}) | ${f(r.native.median)} (${f(r.native.p99)}) | ${(r.pooled.median / r.reuse.median).toFixed(1)}x | ${(r.native.median / r.reuse.median).toFixed(0)}x |`,
+  ),
+  '',
+  `Import trampoline: ${tramp.nsPerCall.toFixed(1)} ns per call (100,000 calls of an i32 -> i32 import: direct ${f(tramp.direct.median)} µs, through the trampoline ${f(tramp.trampoline.median)} µs, medians).`,
+];
+console.log(lines.join('\n'));
+for (const r of rows) if (Object.keys(r.declined).length > 0) console.log(`${r.name}: declined ${JSON.stringify(r.declined)}`);
+const dir = fileURLToPath(new URL('../../benchmarks/results/', import.meta.url));
+mkdirSync(dir, { recursive: true });
+writeFileSync(`${dir}reuse.json`, JSON.stringify({ rows, trampoline: tramp, quick, node: process.version }, null, 2));
