@@ -328,6 +328,13 @@ export class PreparedModule {
     this.#core.onClose.add(new WeakRef(this.#reusePool));
   }
 
+  /** Reuse was asked for and the module is not eligible: counted per instantiation. */
+  #countDeclined(): void {
+    const reason = this.#reuseInfo.reason as ReuseReason;
+    const d = this.#core.counters.reuseDeclined;
+    d[reason] = (d[reason] ?? 0) + 1;
+  }
+
   /**
    * Instance reuse (src/reuse/pool.ts): `{ enabled: true }` when released
    * leases' instances are reset and reused; otherwise why not.
@@ -434,6 +441,7 @@ export class PreparedModule {
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
     if (this.#reusePool !== null) return this.#reusePool.instantiate<T>(imports);
+    if (this.#reuseInfo.reason !== 'not-requested') this.#countDeclined();
     const slots = this.#begin(imports, true);
     if (slots === null) {
       try {
@@ -458,6 +466,7 @@ export class PreparedModule {
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
     // With reuse: synchronous (the start function, if any, runs before this returns its promise).
     if (this.#reusePool !== null) return this.#reusePool.instantiate<T>(imports);
+    if (this.#reuseInfo.reason !== 'not-requested') this.#countDeclined();
     const slots = this.#begin(imports, false);
     if (slots === null) {
       try {

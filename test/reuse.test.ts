@@ -319,3 +319,72 @@ test('prepared.reuse says why a module is not eligible; such a module runs as wi
     engine.close();
   }
 });
+
+test('ineligible modules: the reason at prepare, counted per instantiation, and they run as without reuse', async () => {
+  const { buildRaw, FUNCREF, V128 } = await import('./helpers/raw-wasm.js');
+  const { buildModule, dropFunc, I32: i32, initFunc, stdFuncs } = await import('./helpers/wasm.js');
+  const engine = new Engine({ backgroundReset: false });
+  try {
+    const cases: [string, Uint8Array<ArrayBuffer>, WebAssembly.Imports][] = [
+      [
+        'dropped-segment',
+        buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: [...stdFuncs, initFunc(0), dropFunc(0)], dataCount: true, data: [{ passive: true, bytes: [1, 2, 3] }] }),
+        {},
+      ],
+      ['imported-memory-data', buildModule({ importMemory: { module: 'env', name: 'm', min: 1 }, funcs: stdFuncs, data: [{ offset: 0, bytes: [1] }] }), { env: { m: new WebAssembly.Memory({ initial: 1 }) } }],
+      ['shared-memory', buildModule({ memories: [{ min: 1, max: 1, shared: true }] }), {}],
+      ['v128-global', buildRaw({ globals: [{ type: [V128], mutable: true, init: [0xfd, 12, ...new Array<number>(16).fill(0)] }] }), {}],
+      [
+        'exposure',
+        buildRaw({ types: [{ params: [FUNCREF], results: [] }], imports: [{ module: 'env', name: 'f', desc: [0x00, 0] }] }),
+        { env: { f: () => {} } },
+      ],
+    ];
+    for (const [reason, bytes, imports] of cases) {
+      const before = engine.stats().reuseDeclined[reason as 'exposure'] ?? 0;
+      const p = engine.prepare(bytes, { reuse: true });
+      assert.equal(p.reuse.enabled, false, reason);
+      assert.equal(p.reuse.reason, reason);
+      assert.equal(typeof p.reuse.detail, 'string');
+      const lease = p.instantiate(imports);
+      const native = new WebAssembly.Instance(new WebAssembly.Module(bytes), imports);
+      assert.deepEqual(Object.keys(lease.exports), Object.keys(native.exports), reason);
+      lease.release();
+      void i32;
+      assert.equal(engine.stats().reuseDeclined[reason as 'exposure'], before + 1, 'counted per instantiation');
+    }
+    // An opcode the scanner does not know (here GC's prefix, which this V8 rejects anyway): the plan says why.
+    const { planReuse } = await import('../src/reuse/plan.js');
+    const { parseModule } = await import('../src/binary/reader.js');
+    const { ALL_RAW } = await import('../src/exposure.js');
+    const gc = buildRaw({ types: [{ params: [], results: [] }], funcs: [{ type: 0, body: [0xfb, 0x00, 0, 0x1a] }] });
+    const plan = planReuse(gc, parseModule(gc), [], { ...ALL_RAW, atInstantiation: false }, true);
+    assert.equal(plan.enabled, false);
+    assert.equal(!plan.enabled && plan.reason, 'scanner-unknown');
+  } finally {
+    engine.close();
+  }
+});
+
+test('a float global that starts as NaN is not restored through JavaScript: the instance is dropped', async () => {
+  const { buildRaw, F64 } = await import('./helpers/raw-wasm.js');
+  const bytes = buildRaw({
+    types: [{ params: [F64], results: [] }],
+    funcs: [{ type: 0, body: [0x20, 0, 0x24, 0] }],
+    globals: [{ type: [F64], mutable: true, init: [0x44, 1, 0, 0, 0, 0, 0, 0xf8, 0x7f] }], // a NaN with a payload
+    exports: [{ name: 'set', kind: 0, index: 0 }],
+  });
+  const engine = new Engine({ backgroundReset: false });
+  try {
+    const p = engine.prepare(bytes, { reuse: true });
+    assert.equal(p.reuse.enabled, true);
+    const a = p.instantiate();
+    (a.exports['set'] as Fn)(1.5);
+    a.release();
+    assert.equal(engine.stats().reuseDeclined['nan-global'], 1);
+    p.instantiate().release();
+    assert.equal(engine.stats().instancesReused, 0);
+  } finally {
+    engine.close();
+  }
+});

@@ -348,7 +348,7 @@ export class InstancePool {
       return;
     }
     if (this.#disposed || core.closed || this.#idle.length >= core.options.maxIdle) {
-      this.#decline('pool-full');
+      if (!this.#disposed && !core.closed) this.#decline('pool-full');
       this.#retire(e);
       return;
     }
