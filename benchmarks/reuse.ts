@@ -13,7 +13,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/index.js';
 import { measureInterleaved, type Timing } from '../src/bench/measure.js';
-import { buildModule, I32, uleb } from '../src/bench/builder.js';
+import { buildModule, I32, sleb, uleb } from '../src/bench/builder.js';
+import { buildRaw } from '../test/helpers/raw-wasm.js';
 import { realModules, synthetic } from './scenarios.js';
 
 const quick = process.argv.includes('--quick');
@@ -85,6 +86,53 @@ function trampolineCost(): { direct: Timing; trampoline: Timing; nsPerCall: numb
   return { ...t, nsPerCall: ((t.trampoline.median - t.direct.median) * 1000) / n };
 }
 
+/**
+ * Restoring a table code mutated: a 521-entry funcref table (sql.js's size)
+ * filled by an active segment; a tenant clears 1 entry, or all 521
+ * (table.fill), and the release sets back each entry that differs (JS
+ * table.set after a table.get per entry).
+ */
+function tableRestore(): { one: Timing; all: Timing; untouched: Timing } {
+  const n = 521;
+  const funcs = [{ type: 0, body: [0x41, 7] }];
+  const i32c = (v: number): number[] => [0x41, ...sleb(v)];
+  const bytes = buildRaw({
+    types: [{ params: [], results: [I32] }, { params: [I32], results: [] }],
+    funcs: [
+      ...funcs,
+      { type: 1, body: [0x20, 0, 0xd0, 0x70, 0x26, 0] }, // clear(i): table[i] = null
+      { type: 1, body: [...i32c(0), 0xd0, 0x70, 0x20, 0, 0xfc, 17, 0] }, // clearAll(n): table.fill 0 null n
+    ],
+    tables: [[0x70, 0x00, ...uleb(n)]],
+    memories: [[0x00, 1]],
+    exports: [
+      { name: 'clear', kind: 0, index: 1 },
+      { name: 'clearAll', kind: 0, index: 2 },
+    ],
+    elems: [[0x00, ...i32c(0), 0x0b, ...uleb(n), ...new Array<number>(n).fill(0)]],
+  });
+  const engine = new Engine({ backgroundReset: false });
+  const p = engine.prepare(bytes, { reuse: true });
+  const t = measureInterleaved(
+    {
+      untouched: () => p.instantiate().release(),
+      one: () => {
+        const l = p.instantiate();
+        (l.exports['clear'] as (i: number) => void)(5);
+        l.release();
+      },
+      all: () => {
+        const l = p.instantiate();
+        (l.exports['clearAll'] as (i: number) => void)(n);
+        l.release();
+      },
+    },
+    { budgetMs, maxIterations: 100_000, warmupMs: 200 },
+  );
+  engine.close();
+  return t;
+}
+
 const rows: Row[] = [];
 const sizes = quick ? [0, MiB, 16 * MiB] : [0, 64 * 1024, MiB, 16 * MiB, 256 * MiB];
 for (const size of sizes) {
@@ -98,6 +146,7 @@ for (const s of realModules()) {
   rows.push(cycle(s.name, s.bytes, imports, (e) => void e['Ia']!(64)));
 }
 const tramp = trampolineCost();
+const tables = tableRestore();
 
 const f = (x: number): string => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0));
 const lines = [
@@ -108,10 +157,11 @@ const lines = [
       `| ${r.name} | ${f(r.reuse.median)} (${f(r.reuse.p99)}) | ${f(r.pooled.median)} (${f(r.pooled.p99)}) | ${f(r.native.median)} (${f(r.native.p99)}) | ${(r.pooled.median / r.reuse.median).toFixed(1)}x | ${(r.native.median / r.reuse.median).toFixed(0)}x |`,
   ),
   '',
+  `Table restore (521-entry funcref table, reuse cycle, inline reset): untouched ${f(tables.untouched.median)} µs, 1 entry changed ${f(tables.one.median)} µs, all 521 changed ${f(tables.all.median)} µs (medians).`,
   `Import trampoline: ${tramp.nsPerCall.toFixed(1)} ns per call (100,000 calls of an i32 -> i32 import: direct ${f(tramp.direct.median)} µs, through the trampoline ${f(tramp.trampoline.median)} µs, medians).`,
 ];
 console.log(lines.join('\n'));
 for (const r of rows) if (Object.keys(r.declined).length > 0) console.log(`${r.name}: declined ${JSON.stringify(r.declined)}`);
 const dir = fileURLToPath(new URL('../../benchmarks/results/', import.meta.url));
 mkdirSync(dir, { recursive: true });
-writeFileSync(`${dir}reuse.json`, JSON.stringify({ rows, trampoline: tramp, quick, node: process.version }, null, 2));
+writeFileSync(`${dir}reuse.json`, JSON.stringify({ rows, trampoline: tramp, tables, quick, node: process.version }, null, 2));

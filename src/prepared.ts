@@ -115,8 +115,9 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, reu
     // Instance reuse: the rewrite also exports the state to restore and drops the start section (src/reuse/).
     const decision = planReuse(input, parsed, plans, analyzeExposure(input, parsed), importMemories || parsed.memories.length === 0);
     if (decision.enabled) {
-      const { extraExports, dropStart } = decision.plan;
-      return { parsed, parseError, plans, start, rewritten: rewriteModule(input, parsed, { importMemories, convert, extraExports, dropStart }), reuse: decision };
+      const { extraExports, dropStart, append } = decision.plan;
+      const options = { importMemories, convert, extraExports, dropStart, ...(append !== null ? { append } : {}) };
+      return { parsed, parseError, plans, start, rewritten: rewriteModule(input, parsed, options), reuse: decision };
     }
     const rewritten = importMemories || convert.size > 0 ? rewriteModule(input, parsed, { importMemories, convert }) : null;
     return { parsed, parseError, plans, start, rewritten, reuse: decision };

@@ -36,6 +36,7 @@ import { scanCode } from '../binary/code-scan.js';
 import type { MemoryPlan } from '../image/analyze.js';
 import type { ExposurePlan } from '../exposure.js';
 import { readModuleInfo, type ModuleInfo } from './module-info.js';
+import { tableRestore, type TableRestorer } from './table-restore.js';
 import { type ExtraExport, internalExports, isInternalName } from './internal.js';
 
 /** Why a module, or one instantiation, was not served by a reused instance. Stable strings. */
@@ -76,6 +77,8 @@ export interface ReusePlan {
   readonly restoreGlobals: readonly number[];
   /** Defined tables code mutates: restored at release (table indices). */
   readonly restoreTables: readonly number[];
+  /** What the rewrite appends for restoring them in one wasm call (table-restore.ts), or null (JavaScript restore). */
+  readonly append: TableRestorer['append'] | null;
   /** Per import (declaration order): its kind. */
   readonly importKinds: readonly string[];
   /** Arity (parameter count) of each import; -1 for imports that are not functions. */
@@ -143,12 +146,16 @@ export function planReuse(bytes: Uint8Array, parsed: ParsedModule, plans: readon
   let f = 0;
   const importArity = parsed.imports.map((imp) => (imp.kind === 'function' ? info.importFuncTypes[f++]!.params : -1));
   const dropStart = parsed.start !== null;
+  const restorer = tableRestore(bytes, info, restoreTables);
+  const extraExports = internalExports(parsed, info, dropStart);
+  if (restorer !== null) extraExports.push(restorer.export);
   return {
     enabled: true,
     plan: {
       info,
       facts,
-      extraExports: internalExports(parsed, info, dropStart),
+      extraExports,
+      append: restorer?.append ?? null,
       dropStart,
       restoreGlobals,
       restoreTables,

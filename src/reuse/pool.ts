@@ -10,9 +10,11 @@
  *  - defined mutable globals that code writes (the scanner says which;
  *    others cannot change, an exported one read from `lease.exports` drops
  *    the instance): set back to their value before the start function ran;
- *  - defined tables that code mutates: every entry that differs from its
- *    value before the start function ran is set back (JS table.set); a
- *    table whose length changed drops the instance;
+ *  - defined tables that code mutates: set back to their state before the
+ *    start function ran, by one call of the function the rewrite appends
+ *    (table-restore.ts), or, for tables of typed references, by JS
+ *    table.set of every entry that differs; a table whose length changed
+ *    drops the instance;
  *  - the start function: run again for each tenant, with that tenant's
  *    imports. It is exact because everything it can read is back in its
  *    pre-start state (memories, globals, tables: restored; passive
@@ -78,7 +80,10 @@ interface Entry {
   /** Per import: the value linked (non-function imports), compared with Object.is. */
   readonly linked: readonly unknown[];
   readonly globals: readonly { readonly global: WebAssembly.Global; readonly value: unknown }[];
-  readonly tables: readonly { readonly table: WebAssembly.Table; readonly entries: readonly unknown[] }[];
+  /** Tables to restore: their length after instantiation, and their entries (when restored from JavaScript). */
+  readonly tables: readonly { readonly table: WebAssembly.Table; readonly length: number; readonly entries: readonly unknown[] | null }[];
+  /** Restores every table to restore in one call (table-restore.ts), or null. */
+  readonly restoreTables: (() => unknown) | null;
   readonly start: (() => unknown) | null;
   /** Set when the instance must not be reused (a reason found at creation). */
   broken: ReuseReason | null;
@@ -245,13 +250,15 @@ export class InstancePool {
       if (typeof value === 'number' && Number.isNaN(value)) broken = 'nan-global';
       return { global, value };
     });
+    const restoreTables = state.restoreTables;
     const tables = this.#plan.restoreTables.map((t) => {
       const table = state.tables.get(t)!;
+      if (restoreTables !== null) return { table, length: table.length, entries: null };
       const entries = new Array<unknown>(table.length);
       for (let i = 0; i < entries.length; i++) entries[i] = table.get(i);
-      return { table, entries };
+      return { table, length: entries.length, entries };
     });
-    return { instance, slots, images: requests, cur, linked, globals, tables, start: state.start, broken, shape: { value: null } };
+    return { instance, slots, images: requests, cur, linked, globals, tables, restoreTables, start: state.start, broken, shape: { value: null } };
   }
 
   /** Hands `e` to a new lease with `values`' functions; runs the start function. */
@@ -363,10 +370,18 @@ export class InstancePool {
       if (s.exposed) return 'exposed';
       if (bufferOf(s.memory).byteLength !== s.initialBytes) return 'grown';
     }
+    for (const t of e.tables) if (t.table.length !== t.length) return 'table-grown';
+    if (e.restoreTables !== null) {
+      try {
+        e.restoreTables();
+      } catch {
+        return 'reset-failed'; // cannot happen: the same segments fit at instantiation
+      }
+      return null;
+    }
     for (const t of e.tables) {
       const table = t.table;
-      const entries = t.entries;
-      if (table.length !== entries.length) return 'table-grown';
+      const entries = t.entries!;
       for (let i = 0; i < entries.length; i++) {
         const v = entries[i];
         if (table.get(i) !== v) table.set(i, v as never);
