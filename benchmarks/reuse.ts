@@ -139,11 +139,17 @@ for (const size of sizes) {
   const s = synthetic(size);
   rows.push(cycle(s.name, s.bytes, {}, (e) => e['store8']!(65536 + 100, 1)));
 }
+const skipped: string[] = [];
 for (const s of realModules()) {
-  if (s.name !== 'sql.js') continue;
-  // sql.js: malloc (Ia in its minified exports) writes the heap's bookkeeping.
   const imports = typeof s.imports === 'function' ? s.imports() : s.imports;
-  rows.push(cycle(s.name, s.bytes, imports, (e) => void e['Ia']!(64)));
+  const reuse = new Engine().prepare(s.bytes, { reuse: true }).reuse;
+  if (!reuse.enabled) {
+    skipped.push(`${s.name}: not eligible (${reuse.reason}: ${reuse.detail})`);
+    continue;
+  }
+  if (quick && s.name !== 'sql.js') continue;
+  // sql.js: malloc (Ia in its minified exports) writes the heap's bookkeeping; the others: instantiate and release only.
+  rows.push(cycle(s.name, s.bytes, imports, s.name === 'sql.js' ? (e) => void e['Ia']!(64) : () => {}));
 }
 const tramp = trampolineCost();
 const tables = tableRestore();
@@ -162,6 +168,7 @@ const lines = [
 ];
 console.log(lines.join('\n'));
 for (const r of rows) if (Object.keys(r.declined).length > 0) console.log(`${r.name}: declined ${JSON.stringify(r.declined)}`);
+for (const line of skipped) console.log(line);
 const dir = fileURLToPath(new URL('../../benchmarks/results/', import.meta.url));
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}reuse.json`, JSON.stringify({ rows, trampoline: tramp, tables, quick, node: process.version }, null, 2));
