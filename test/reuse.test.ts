@@ -388,3 +388,52 @@ test('a float global that starts as NaN is not restored through JavaScript: the 
     engine.close();
   }
 });
+
+test('table restore: segments at constant offsets with gaps before, between and after them; a non-constant offset', async () => {
+  const { buildRaw, FUNCREF } = await import('./helpers/raw-wasm.js');
+  const { readInternalState, internalExports } = await import('../src/reuse/internal.js');
+  const { readModuleInfo } = await import('../src/reuse/module-info.js');
+  const { parseModule } = await import('../src/binary/reader.js');
+  const { rewriteModule } = await import('../src/binary/rewriter.js');
+  const { I32: i32 } = await import('./helpers/wasm.js');
+  for (const offsets of [[[0x41, 2], [0x41, 5]], [[0x23, 0], [0x41, 5]]]) {
+    const bytes = buildRaw({
+      types: [{ params: [], results: [i32] }, { params: [], results: [] }],
+      imports: [{ module: 'env', name: 'base', desc: [0x03, i32, 0] }],
+      funcs: [
+        { type: 0, body: [0x41, 1] },
+        { type: 0, body: [0x41, 2] },
+        { type: 1, body: [0x41, 0, 0xd2, 1, 0x41, 8, 0xfc, 17, 0] }, // table.fill 0 (ref.func 1) 8
+      ],
+      tables: [[FUNCREF, 0x00, 8]],
+      exports: [{ name: 'smash', kind: 0, index: 2 }],
+      elems: [
+        [0x00, ...offsets[0]!, 0x0b, 2, 0, 0],
+        [0x00, ...offsets[1]!, 0x0b, 1, 0],
+        [0x03, 0x00, 1, 1], // declares ref.func 1
+      ],
+    });
+    const imports = { env: { base: 2 } };
+    const parsed = parseModule(bytes);
+    const extra = internalExports(parsed, readModuleInfo(bytes, parsed)!, false);
+    const reference = new WebAssembly.Module(rewriteModule(bytes, parsed, { importMemories: false, convert: new Set(), extraExports: extra }).bytes);
+    const entries = (i: WebAssembly.Instance) => {
+      const t = [...readInternalState(i).tables.values()][0]!;
+      return Array.from({ length: t.length }, (_, k) => (t.get(k) as { name?: string } | null)?.name ?? null);
+    };
+    const engine = new Engine({ backgroundReset: false });
+    try {
+      const p = engine.prepare(bytes, { reuse: true });
+      assert.equal(p.reuse.enabled, true);
+      for (let t = 0; t < 3; t++) {
+        const lease = p.instantiate(imports);
+        assert.deepEqual(entries(unexposedInstance(lease)), entries(new WebAssembly.Instance(reference, imports)), `tenant ${t}`);
+        (lease.exports['smash'] as Fn)();
+        lease.release();
+      }
+      assert.equal(engine.stats().instancesReused, 2);
+    } finally {
+      engine.close();
+    }
+  }
+});
