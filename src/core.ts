@@ -159,15 +159,21 @@ export class EngineCore {
     return {
       ...this.counters,
       fallbacks: { ...this.counters.fallbacks },
+      reuseDeclined: { ...this.counters.reuseDeclined },
       nativeInstantiations: { ...this.counters.nativeInstantiations },
       liveLeases: this.live,
       idleMemories: this.pool.idle,
     };
   }
 
+  /** Called at close (instance pools drop their idle instances: src/reuse/pool.ts). */
+  readonly onClose = new Set<WeakRef<{ dispose(): void }>>();
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const ref of this.onClose) ref.deref()?.dispose();
+    this.onClose.clear();
     this.pool.clear();
     for (const ref of this.#images) {
       const image = ref.deref();

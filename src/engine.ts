@@ -73,13 +73,22 @@ export interface PrepareOptions {
    * then keeps the module's bytes (to rewrite them) for the prepared
    * module's life. Default false.
    */
-  snapshots?: boolean;
+  readonly snapshots?: boolean;
+  /**
+   * Reuse instances: a released lease's instance is reset (memories,
+   * globals, tables; the start function runs again) and serves the next
+   * lease, when the module is eligible (`prepared.reuse`). See docs/api.md.
+   * Default false.
+   */
+  readonly reuse?: boolean;
 }
 
 const GiB = 1024 * 1024 * 1024;
 
 /** @internal An engine's core, for wasm-cow's own modules (the register hook). */
 export let coreOf: (engine: Engine) => EngineCore;
+/** Options of engine.prepare(). */
+
 /**
  * @internal prepare() for bytes V8 has compiled already (the drop-in
  * instantiate()): `bytes` are not copied (the caller keeps them unchanged)
@@ -159,9 +168,10 @@ export class Engine {
   prepare(bytes: BufferSource, options: PrepareOptions = {}): PreparedModule {
     this.#core.checkOpen('prepare()');
     if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('prepare options must be an object');
-    const snapshots = options.snapshots ?? false;
+    const { snapshots = false, reuse = false } = options;
     if (typeof snapshots !== 'boolean') throw new InvalidArgumentError(`snapshots must be a boolean, not ${String(snapshots)}`);
-    return new PreparedModule(this.#core, toBytes(bytes), { snapshots });
+    if (typeof reuse !== 'boolean') throw new InvalidArgumentError(`reuse must be a boolean, not ${String(reuse)}`);
+    return new PreparedModule(this.#core, toBytes(bytes), { snapshots, reuse });
   }
 
   /** A snapshot of the engine's counters. */

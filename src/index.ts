@@ -15,7 +15,7 @@ export { SnapshotError, type SnapshotRefusal } from './snapshot/errors.js';
 export { PreparedModule, type MemoryInfo, type Imports, type NewMemoryPolicy } from './prepared.js';
 export { Lease } from './lease.js';
 export { EmscriptenAdapter, emscriptenAdapter, type ReceiveInstance } from './integrations/emscripten.js';
-export type { EngineStats, FallbackReason, NativeReason } from './stats.js';
+export type { EngineStats, FallbackReason, NativeReason, ReuseReason } from './stats.js';
 export type { BackendKind } from './backend/backend.js';
 export type { ExclusionCode, MemoryCondition } from './image/analyze.js';
 export {

@@ -27,8 +27,28 @@ import type { ExposurePlan } from './exposure.js';
 import { bufferOf } from './memory.js';
 import type { LeaseTicket, Slot } from './slot.js';
 
+/** @internal A lease of a reused instance (src/reuse/pool.ts). */
+export interface ReuseTenancy {
+  /** Set when something that can outlive the lease reached the caller: the instance is then not reused. */
+  exposed: boolean;
+  /** Exports the next tenant would share (defined tables, mutable globals): reading one sets `exposed`. */
+  readonly guarded: ReadonlySet<string>;
+  /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
+  readonly hidden: ReadonlySet<string>;
+  /**
+   * Exported defined immutable globals of a number type, by name, with that
+   * type: each lease hands out a Global of its own holding the same value,
+   * as each native instance has its own (the instance's would be shared by
+   * every tenant).
+   */
+  readonly fresh: ReadonlyMap<string, 'i32' | 'i64' | 'f32' | 'f64'>;
+  /** Called at release instead of returning the memories to the pool. */
+  readonly complete: (ticket: LeaseTicket, slots: readonly Slot[]) => void;
+}
+
 /** Shared by a lease and its wrappers. */
-interface CallState {
+/** @internal */
+export interface CallState {
   /** 0: live. 1: released while a wrapped call runs (memories not returned yet). 2: released. */
   phase: 0 | 1 | 2;
   /** Wrapped calls on the stack. */
@@ -79,11 +99,21 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   #lazy: LazyExports | null = null;
   /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
   readonly #hidden: ReadonlySet<string> | null;
+  /** For an instance of a module prepared with `reuse` (src/reuse/pool.ts), else null. */
+  readonly #reuse: ReuseTenancy | null;
 
   /** @internal Created by PreparedModule.instantiate(). */
-  constructor(core: EngineCore, instance: WebAssembly.Instance, slots: Slot[], plan: ExposurePlan, hidden: ReadonlySet<string> | null = null) {
-    this.#core = core;
+  constructor(
+    core: EngineCore,
+    instance: WebAssembly.Instance,
+    slots: Slot[],
+    plan: ExposurePlan,
+    hidden: ReadonlySet<string> | null = null,
+    reuse: ReuseTenancy | null = null,
+  ) {
     this.#hidden = hidden;
+    this.#core = core;
+    this.#reuse = reuse;
     this.#instance = instance;
     this.#slots = slots;
     this.#plan = plan;
@@ -193,19 +223,21 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
   #complete(): void {
     this.#calls.phase = 2;
     if (this.#calls.raw) this.#exposeAll();
-    this.#core.leaseReleased(this.#ticket, this.#slots);
+    if (this.#reuse !== null) this.#reuse.complete(this.#ticket, this.#slots);
+    else this.#core.leaseReleased(this.#ticket, this.#slots);
     this.#slots.length = 0;
   }
 
   /** Raw access: none of the lease's memories may be reused. */
   #exposeAll(): void {
+    if (this.#reuse !== null) this.#reuse.exposed = true;
     for (const s of this.#slots) s.exposed = true;
   }
 
   #wrap(raw: WebAssembly.Exports): WebAssembly.Exports {
     // The slots as they are now: the lease's own list empties at release, and a memory read after it must still throw.
     const slots = this.#slots.length === 0 ? NO_SLOTS : this.#slots.slice();
-    this.#lazy = new LazyExports(raw, this.#calls, slots, this.#plan.rawExports, this.#hidden);
+    this.#lazy = new LazyExports(raw, this.#calls, slots, this.#plan.rawExports, this.#hidden, this.#reuse, () => this.#exposeAll());
     return new Proxy({} as WebAssembly.Exports, this.#lazy);
   }
 }
@@ -243,6 +275,10 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
     readonly rawExports: ReadonlySet<string>,
     /** The engine's private exports (src/reuse/internal.ts): never in lease.exports. */
     readonly hidden: ReadonlySet<string> | null,
+    /** For a reused instance's lease (src/reuse/pool.ts), else null. */
+    readonly reuse: ReuseTenancy | null,
+    /** Raw access: every memory of the lease (and a reused instance) is kept from the next tenant. */
+    readonly exposeAll: () => void,
   ) {}
 
   get(_t: WebAssembly.Exports, key: string | symbol): unknown {
@@ -269,20 +305,42 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
     return this.#read(key, value, kind);
   }
 
-  /** Whether an export is wrapped, an accessor (the memory's slot, or raw), or handed out as is. */
-  #kind(name: string, value: WebAssembly.ExportValue): 'function' | 'plain' | 'raw' | Slot {
+  /**
+   * Whether an export is wrapped, an accessor (the memory's slot; raw: it
+   * can hold the instance's functions; guarded: a reused instance's table,
+   * mutable global or tag, which the next tenant would share), a reused
+   * instance's immutable global (fresh: a Global of the lease's own), or
+   * handed out as is.
+   */
+  #kind(name: string, value: WebAssembly.ExportValue): 'function' | 'plain' | 'raw' | 'guarded' | 'fresh' | Slot {
     if (typeof value === 'function') return 'function';
     for (let i = 0; i < this.slots.length; i++) if (this.slots[i]!.memory === value) return this.slots[i]!;
-    return this.rawExports.has(name) ? 'raw' : 'plain';
+    if (this.rawExports.has(name)) return 'raw';
+    if (this.reuse === null) return 'plain';
+    if (this.reuse.guarded.has(name)) return 'guarded';
+    return this.reuse.fresh.has(name) ? 'fresh' : 'plain';
   }
 
   /** An accessor's read: handing this out cannot be revoked, so it is counted. */
-  #read(name: string, value: WebAssembly.ExportValue, kind: 'raw' | Slot): unknown {
+  #read(name: string, value: WebAssembly.ExportValue, kind: 'raw' | 'guarded' | 'fresh' | Slot): unknown {
     if (this.calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+    if (kind === 'fresh') return this.#fresh(name, value as WebAssembly.Global);
     (this.accessorsRead ??= new Set()).add(name);
-    if (kind === 'raw') for (const s of this.slots) s.exposed = true; // every memory of the lease
-    else kind.exposed = true;
+    if (this.reuse !== null) this.reuse.exposed = true; // the next tenant's object: the instance is not reused
+    if (kind === 'raw') this.exposeAll();
+    else if (kind !== 'guarded') kind.exposed = true;
     return value;
+  }
+
+  /** A reused instance's immutable global, as a Global of this lease's own (made once; a NaN, whose bits a copy may not keep, is handed out as is). */
+  #fresh(name: string, global: WebAssembly.Global): unknown {
+    const made = this.#made?.get(name);
+    if (made !== undefined) return made;
+    const v: unknown = global.value;
+    if (typeof v === 'number' && Number.isNaN(v)) return this.#read(name, global, 'guarded');
+    const g = new WebAssembly.Global({ value: this.reuse!.fresh.get(name)!, mutable: false }, v as number);
+    (this.#made ??= new Map()).set(name, g);
+    return g;
   }
 
   /** The frozen object the eager build made (with the wrappers handed out so far), once. */

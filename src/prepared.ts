@@ -22,8 +22,10 @@ import { countFallback, type FallbackReason } from './stats.js';
 import { wasm } from './wasm-api.js';
 import { type SnapshotSource, snapshotBytes } from './snapshot/snapshot.js';
 import { SnapshotError } from './snapshot/errors.js';
-import { internalExports, isInternalName } from './reuse/internal.js';
+import { internalExports, isInternalName, readInternalState } from './reuse/internal.js';
 import { readModuleInfo } from './reuse/module-info.js';
+import { planReuse, type ReuseDecision, type ReuseReason } from './reuse/plan.js';
+import { InstancePool } from './reuse/pool.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -66,6 +68,17 @@ export interface ModulePlan {
   readonly rewritten: RewriteResult | null;
   /** Names of the private exports the rewrite added (src/reuse/internal.ts), hidden from lease.exports; null for none. */
   readonly hidden: ReadonlySet<string> | null;
+  /** Instance reuse (src/reuse/plan.ts): null when it was not asked for. */
+  readonly reuse?: ReuseDecision | null;
+}
+
+/** Whether instances of a prepared module are reused (engine.prepare(bytes, { reuse: true })). */
+export interface ReuseInfo {
+  readonly enabled: boolean;
+  /** Why not, when not enabled: 'not-requested' or a ReuseReason decided at prepare. */
+  readonly reason: ReuseReason | 'not-requested' | null;
+  /** A sentence saying why, or null. */
+  readonly detail: string | null;
 }
 
 /** @internal See the PreparedModule constructor. */
@@ -74,6 +87,8 @@ export interface PrepareHints {
   readonly plan?: ModulePlan;
   /** The rewrite compiled beforehand (for example asynchronously), from plan.rewritten.bytes. */
   readonly compiled?: { readonly bytes: Uint8Array; readonly module: WebAssembly.Module };
+  /** Reuse instances (engine.prepare(bytes, { reuse: true })). */
+  readonly reuse?: boolean;
   /** V8 has compiled `input` itself: do not validate it again. */
   readonly originalValid?: boolean;
   /** `input` compiled by V8 (valid, and used where the module runs as V8 would, with no second compile). */
@@ -86,9 +101,11 @@ export interface PrepareHints {
  * @internal Parses and analyses a module and makes its rewrite; compiles
  * nothing. `privateState`: the rewrite also exports every defined mutable
  * global and table under private names (src/reuse/internal.ts), so that
- * the engine can read them (snapshots).
+ * the engine can read them (snapshots). `reuse`: plan instance reuse
+ * (src/reuse/plan.ts); an eligible module's rewrite exports what a reset
+ * restores (a superset of the private state).
  */
-export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, privateState = false): ModulePlan {
+export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, privateState = false, reuse = false): ModulePlan {
   let parsed: ParsedModule | null = null;
   let parseError: WasmFormatError | null = null;
   try {
@@ -97,7 +114,9 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
     if (!(e instanceof WasmFormatError)) throw e;
     parseError = e;
   }
-  if (parsed === null) return { parsed, parseError, plans: [], start: null, rewritten: null, hidden: null };
+  if (parsed === null) {
+    return { parsed, parseError, plans: [], start: null, rewritten: null, hidden: null, reuse: reuse ? { enabled: false, reason: 'unparsed', detail: parseError!.message } : null };
+  }
   const start = analyzeStart(input, parsed);
   const plans = analyzeMemories(parsed, {
     sizeLimit: core.options.imageSizeLimit,
@@ -108,12 +127,22 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
   const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
   const convert = new Set<number>();
   for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
+  const hiddenOf = (extra: readonly { readonly name: string }[]) => (extra.length > 0 ? new Set(extra.map((e) => e.name)) : null);
+  let decision: ReuseDecision | null = null;
+  if (reuse) {
+    // Instance reuse: the rewrite also exports the state to restore and drops the start section (src/reuse/).
+    decision = planReuse(input, parsed, plans, analyzeExposure(input, parsed), importMemories || parsed.memories.length === 0);
+    if (decision.enabled) {
+      const { extraExports, dropStart, append } = decision.plan;
+      const options = { importMemories, convert, extraExports, dropStart, ...(append !== null ? { append } : {}) };
+      return { parsed, parseError, plans, start, rewritten: rewriteModule(input, parsed, options), hidden: hiddenOf(extraExports), reuse: decision };
+    }
+  }
   const info = privateState ? readModuleInfo(input, parsed) : null;
   const extraExports = info === null ? [] : internalExports(parsed, info, false);
   const rewritten =
     importMemories || convert.size > 0 || extraExports.length > 0 ? rewriteModule(input, parsed, { importMemories, convert, extraExports }) : null;
-  const hidden = extraExports.length > 0 ? new Set(extraExports.map((e) => e.name)) : null;
-  return { parsed, parseError, plans, start, rewritten, hidden };
+  return { parsed, parseError, plans, start, rewritten, hidden: hiddenOf(extraExports), reuse: decision };
 }
 
 /**
@@ -198,6 +227,9 @@ export class PreparedModule {
   #snapshotSource: SnapshotSource | null = null;
   /** The private exports of the compiled rewrite, hidden from lease.exports; null for none. */
   #hidden: ReadonlySet<string> | null = null;
+  /** Instance reuse: the pool, when enabled. */
+  #reusePool: InstancePool | null = null;
+  #reuseInfo: ReuseInfo = { enabled: false, reason: 'not-requested', detail: null };
 
 
   /**
@@ -207,7 +239,9 @@ export class PreparedModule {
    */
   constructor(core: EngineCore, input: Uint8Array<ArrayBuffer>, hints: PrepareHints = {}) {
     this.#core = core;
-    const { parsed, parseError, plans, start, rewritten, hidden } = hints.plan ?? planModule(core, input, hints.snapshots !== undefined && hints.snapshots !== false);
+    const plan = hints.plan ?? planModule(core, input, hints.snapshots !== undefined && hints.snapshots !== false, hints.reuse === true);
+    const { parsed, parseError, plans, start, rewritten, hidden } = plan;
+    if (plan.reuse) this.#reuseInfo = plan.reuse.enabled ? { enabled: true, reason: null, detail: null } : { enabled: false, reason: plan.reuse.reason, detail: plan.reuse.detail };
 
     if (parsed === null) {
       // We could not read it. If V8 cannot either, say where it is malformed;
@@ -306,6 +340,73 @@ export class PreparedModule {
       }
     }
     for (const p of this.#plans) if (p.excluded && p.fallback) this.#fallbacks.push(p.fallback);
+    if (plan.reuse?.enabled) this.#startReuse(plan.reuse.plan);
+  }
+
+  /** Sets up the instance pool (the rewrite compiled), or records why not. */
+  #startReuse(plan: Extract<ReuseDecision, { enabled: true }>['plan']): void {
+    if (!this.#fromRewrite) {
+      this.#reuseInfo = { enabled: false, reason: 'rewrite-rejected', detail: 'V8 rejected the rewritten module' };
+      return;
+    }
+    this.#choice = null; // a reused instance beats any new one
+    const list = this.#importList;
+    this.#reusePool = new InstancePool(
+      {
+        core: this.#core,
+        module: this.module,
+        exposure: this.#exposure,
+        importList: list,
+        memoryModule: this.#memoryModule,
+        checkUsable: () => this.#checkUsable(),
+        requests: () => this.#ensureImages(),
+        read: (imports) => this.#readForReuse(imports),
+      },
+      plan,
+    );
+    this.#core.onClose.add(new WeakRef(this.#reusePool));
+  }
+
+  /** Reuse was asked for and the module is not eligible: counted per instantiation. */
+  #countDeclined(): void {
+    const reason = this.#reuseInfo.reason as ReuseReason;
+    const d = this.#core.counters.reuseDeclined;
+    d[reason] = (d[reason] ?? 0) + 1;
+  }
+
+  /**
+   * Instance reuse (src/reuse/pool.ts): `{ enabled: true }` when released
+   * leases' instances are reset and reused; otherwise why not.
+   */
+  get reuse(): ReuseInfo {
+    return this.#reuseInfo;
+  }
+
+  /** The caller's imports read once, as V8 reads them (see #readImports), for the instance pool. */
+  #readForReuse(imports: unknown): { values: readonly unknown[] | null; direct: (slots: readonly Slot[]) => Imports | undefined } {
+    const asGiven = (slots: readonly Slot[]): Imports | undefined => this.#importObject(imports as Imports | undefined, slots);
+    const list = this.#importList;
+    if (!((typeof imports === 'object' && imports !== null) || typeof imports === 'function')) {
+      return { values: list.length === 0 ? [] : null, direct: asGiven };
+    }
+    const modules = dataValues(imports, this.#importModules, this.#importNames);
+    if (modules !== null) {
+      const values = new Array<unknown>(list.length);
+      for (let i = 0; i < list.length; i++) {
+        const imp = list[i]!;
+        const ns = modules[imp.m];
+        if (!((typeof ns === 'object' && ns !== null) || typeof ns === 'function')) return { values: null, direct: asGiven };
+        try {
+          values[i] = (ns as Record<string, unknown>)[imp.name];
+        } catch {
+          return { values: null, direct: asGiven };
+        }
+      }
+      return { values, direct: asGiven };
+    }
+    const pin = pinImports(imports, list);
+    const values = pin.values.includes(NOT_READ) ? null : pin.values;
+    return { values, direct: (slots) => this.#importObject(imports as Imports | undefined, slots, pin.object) };
   }
 
   /**
@@ -410,6 +511,8 @@ export class PreparedModule {
    * PoolExhaustedError and EngineClosedError.
    */
   instantiate<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Lease<T> {
+    if (this.#reusePool !== null) return this.#reusePool.instantiate<T>(imports);
+    if (this.#reuseInfo.reason !== 'not-requested') this.#countDeclined();
     const slots = this.#begin(imports, true);
     if (slots === null) {
       try {
@@ -432,6 +535,9 @@ export class PreparedModule {
 
   /** As instantiate(), through `WebAssembly.instantiate` (asynchronous). */
   async instantiateAsync<T extends WebAssembly.Exports = WebAssembly.Exports>(imports?: Imports): Promise<Lease<T>> {
+    // With reuse: synchronous (the start function, if any, runs before this returns its promise).
+    if (this.#reusePool !== null) return this.#reusePool.instantiate<T>(imports);
+    if (this.#reuseInfo.reason !== 'not-requested') this.#countDeclined();
     const slots = this.#begin(imports, false);
     if (slots === null) {
       try {
@@ -578,6 +684,7 @@ export class PreparedModule {
     const instance = construct(attempt.module, this.#importObject(imports, slots, attempt.pinned));
     // Nothing ran since V8 returned: place the images into imported memories now.
     if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
+    if (this.#reusePool !== null) readInternalState(instance).start?.(); // the reuse rewrite has no start section
     this.#core.counters.instantiations++;
     return instance;
   }
@@ -602,6 +709,7 @@ export class PreparedModule {
     const attempt = this.#resolve(imports, false);
     const slots = this.#core.fresh(attempt.requests);
     const instance = await instantiate(attempt.module, this.#importObject(imports, slots, attempt.pinned));
+    if (this.#reusePool !== null) readInternalState(instance).start?.(); // the reuse rewrite has no start section
     this.#core.counters.instantiations++;
     return instance;
   }
@@ -620,6 +728,7 @@ export class PreparedModule {
     this.#original = null;
     this.#snapshotSource = null;
     this.#conditional?.dispose();
+    this.#reusePool?.dispose();
   }
 
   [Symbol.dispose](): void {

@@ -57,6 +57,10 @@ export type FallbackReason =
   | 'register-stream-unread'
   | 'register-imported-memory-async';
 
+import type { ReuseReason } from './reuse/plan.js';
+
+export type { ReuseReason };
+
 /** Why an instantiation ran as V8 would (see EngineStats.nativeInstantiations). Stable strings. */
 export type NativeReason = 'small-data' | 'unusable-image';
 
@@ -113,6 +117,17 @@ export interface EngineStats {
   idleMemories: number;
   /** Fallbacks by reason (see FallbackReason); a reason that never happened is absent. */
   fallbacks: Partial<Record<FallbackReason, number>>;
+  /** Instantiations served by a reused instance (modules prepared with `{ reuse: true }`). */
+  instancesReused: number;
+  /**
+   * For modules prepared with `{ reuse: true }`: by reason (see ReuseReason
+   * in docs/api.md), each instantiation of an ineligible module, each
+   * instantiation that could not take an idle instance ('import-not-js',
+   * 'imports-differ', 'start-trap'), and each instance dropped at release
+   * ('exposed', 'grown', 'table-grown', 'nan-global', 'reset-failed',
+   * 'pool-full'). A reason that never happened is absent.
+   */
+  reuseDeclined: Partial<Record<ReuseReason, number>>;
 }
 
 export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
@@ -138,5 +153,7 @@ export function newCounters(): StatsCounters {
     retiredExposed: 0,
     memoriesCreated: 0,
     fallbacks: {},
+    instancesReused: 0,
+    reuseDeclined: {},
   };
 }

@@ -21,7 +21,7 @@
  * so the import carries exactly the declared type (and V8 validates it just
  * as it validated the definition).
  */
-import { type ParsedModule, SectionId } from './reader.js';
+import { type ParsedModule, type Section, SectionId } from './reader.js';
 import { concat, name, u32 } from './writer.js';
 
 export interface RewriteOptions {
@@ -38,6 +38,21 @@ export interface RewriteOptions {
   readonly extraExports?: readonly { readonly name: string; readonly kind: 'function' | 'table' | 'global'; readonly index: number }[];
   /** Leave out the start section (the engine calls the start function itself, through an extra export). */
   readonly dropStart?: boolean;
+  /**
+   * Entries appended at the end of the type, function (with their bodies
+   * in the code section) and element index spaces: nothing existing is
+   * renumbered. Types and functions need the module to have type, function
+   * and code sections already. (Instance reuse: the table restore function,
+   * src/reuse/table-restore.ts.)
+   */
+  readonly append?: {
+    /** Encoded function types (0x60 ...). */
+    readonly types: readonly (readonly number[])[];
+    /** Type index and encoded body (locals and code, with its `end`, without the size). */
+    readonly funcs: readonly { readonly type: number; readonly body: readonly number[] }[];
+    /** Encoded element segments. */
+    readonly elems: readonly (readonly number[])[];
+  };
 }
 
 export interface RewriteResult {
@@ -85,6 +100,23 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
     emitSection(SectionId.export, [u32(extra.length), extraBytes]);
     exportsEmitted = true;
   };
+  const append = options.append;
+  let elemsEmitted = append === undefined || append.elems.length === 0 || parsed.sections.some((s) => s.id === SectionId.element);
+  const emitNewElemSection = (): void => {
+    emitSection(SectionId.element, [u32(append!.elems.length), ...append!.elems]);
+    elemsEmitted = true;
+  };
+  /** A vector section with `extra` entries appended: the count rewritten, the entries copied. */
+  const appended = (section: Section, extra: readonly (readonly number[])[]): void => {
+    let p = section.contentStart;
+    let count = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = bytes[p++]!;
+      count += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) break;
+    }
+    emitSection(section.id, [u32(count + extra.length), bytes.subarray(p, section.end), ...extra]);
+  };
   const hasImportSection = parsed.sections.some((s) => s.id === SectionId.import);
   let importsEmitted = !moveMemories || hasImportSection;
   const emitNewImportSection = (): void => {
@@ -100,6 +132,23 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
     }
     // Likewise a new export section goes before the first section that must follow it.
     if (!exportsEmitted && AFTER_EXPORT.has(section.id)) emitNewExportSection();
+    if (!elemsEmitted && (section.id === SectionId.dataCount || section.id === SectionId.code || section.id === SectionId.data)) emitNewElemSection();
+    if (append !== undefined && section.id === SectionId.type && append.types.length > 0) {
+      appended(section, append.types);
+      continue;
+    }
+    if (append !== undefined && section.id === SectionId.function && append.funcs.length > 0) {
+      appended(section, append.funcs.map((f) => u32(f.type)));
+      continue;
+    }
+    if (append !== undefined && section.id === SectionId.code && append.funcs.length > 0) {
+      appended(section, append.funcs.map((f) => [...u32(f.body.length), ...f.body]));
+      continue;
+    }
+    if (append !== undefined && section.id === SectionId.element && append.elems.length > 0) {
+      appended(section, append.elems);
+      continue;
+    }
     if (section.id === SectionId.import && moveMemories) {
       const count = parsed.imports.length + parsed.memories.length;
       // Skip the original count; copy the entries verbatim.
@@ -129,5 +178,6 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
   }
   if (!importsEmitted) emitNewImportSection();
   if (!exportsEmitted) emitNewExportSection();
+  if (!elemsEmitted) emitNewElemSection();
   return { bytes: concat(chunks), memoryModule };
 }

@@ -52,6 +52,8 @@ export interface InternalState {
   readonly tables: ReadonlyMap<number, WebAssembly.Table>;
   /** The start function, when the rewrite dropped the start section. */
   readonly start: (() => unknown) | null;
+  /** The table restore function (table-restore.ts), when the rewrite has one. */
+  readonly restoreTables: (() => unknown) | null;
 }
 
 /** The private exports of an instance of a rewrite made with internalExports(). */
@@ -59,6 +61,7 @@ export function readInternalState(instance: WebAssembly.Instance): InternalState
   const globals = new Map<number, WebAssembly.Global>();
   const tables = new Map<number, WebAssembly.Table>();
   let start: (() => unknown) | null = null;
+  let restoreTables: (() => unknown) | null = null;
   const exports = instance.exports;
   for (const name of Object.keys(exports)) {
     if (!name.startsWith(INTERNAL_PREFIX)) continue;
@@ -67,6 +70,7 @@ export function readInternalState(instance: WebAssembly.Instance): InternalState
     if (rest.startsWith('global:')) globals.set(Number(rest.slice(7)), value as WebAssembly.Global);
     else if (rest.startsWith('table:')) tables.set(Number(rest.slice(6)), value as WebAssembly.Table);
     else if (rest === 'start') start = value as () => unknown;
+    else if (rest === 'restore-tables') restoreTables = value as () => unknown;
   }
-  return { globals, tables, start };
+  return { globals, tables, start, restoreTables };
 }

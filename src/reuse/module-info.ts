@@ -22,6 +22,23 @@ export interface TableInfo {
   readonly elemType: number;
   readonly min: number;
   readonly max: number | null;
+  /** The table's initialiser expression, without its `end` ([start, end) of the input), or null (ref.null). */
+  readonly init: readonly [number, number] | null;
+}
+
+/** An element segment, with where its parts lie in the input (for table restore, table-restore.ts). */
+export interface ElemInfo {
+  readonly mode: 'active' | 'passive' | 'declarative';
+  readonly table: number;
+  readonly flags: number;
+  /** Active: the offset expression without its `end`. */
+  readonly offset: readonly [number, number] | null;
+  /** Element type byte (0x70 funcref for the `elemkind` forms), and whether items are expressions. */
+  readonly elemType: number;
+  readonly exprs: boolean;
+  /** The item vector (count and items), [start, end) of the input. */
+  readonly items: readonly [number, number];
+  readonly count: number;
 }
 
 export interface ModuleInfo {
@@ -36,7 +53,9 @@ export interface ModuleInfo {
   /** Defined tables (indices importedTables + i). */
   readonly tables: readonly TableInfo[];
   /** Element segments in order. */
-  readonly elems: readonly { readonly mode: 'active' | 'passive' | 'declarative'; readonly table: number }[];
+  readonly elems: readonly ElemInfo[];
+  /** Defined functions (function section entries). */
+  readonly definedFuncs: number;
   /** Whether the module defines or imports tags. */
   readonly tags: boolean;
 }
@@ -148,7 +167,8 @@ function read(bytes: Uint8Array, parsed: ParsedModule): ModuleInfo {
   const importFuncTypes: FuncTypeInfo[] = [];
   const globals: GlobalInfo[] = [];
   const tables: TableInfo[] = [];
-  const elems: { mode: 'active' | 'passive' | 'declarative'; table: number }[] = [];
+  const elems: ElemInfo[] = [];
+  let definedFuncs = 0;
   let importedFuncs = 0;
   let importedTables = 0;
   let importedGlobals = 0;
@@ -204,8 +224,13 @@ function read(bytes: Uint8Array, parsed: ParsedModule): ModuleInfo {
           }
           const elemType = c.valType();
           const { min, max } = c.limits();
-          if (withInit) c.constExpr();
-          tables.push({ elemType, min, max });
+          let init: [number, number] | null = null;
+          if (withInit) {
+            const at = c.pos;
+            c.constExpr();
+            init = [at, c.pos - 1];
+          }
+          tables.push({ elemType, min, max, init });
         }
         break;
       case 6:
@@ -217,6 +242,9 @@ function read(bytes: Uint8Array, parsed: ParsedModule): ModuleInfo {
           globals.push({ valType, mutable: m === 1 });
         }
         break;
+      case 3:
+        definedFuncs = c.u32();
+        break;
       case 9:
         for (let n = c.u32(); n > 0; n--) elems.push(readElem(c));
         break;
@@ -227,10 +255,10 @@ function read(bytes: Uint8Array, parsed: ParsedModule): ModuleInfo {
         break;
     }
   }
-  return { types, importFuncTypes, importedFuncs, importedTables, importedGlobals, globals, tables, elems, tags };
+  return { types, importFuncTypes, importedFuncs, importedTables, importedGlobals, globals, tables, elems, tags, definedFuncs };
 }
 
-function readElem(c: Cur): { mode: 'active' | 'passive' | 'declarative'; table: number } {
+function readElem(c: Cur): ElemInfo {
   const flags = c.u32();
   if (flags > 7) throw new Bad();
   const passiveOrDecl = (flags & 1) !== 0;
@@ -238,22 +266,28 @@ function readElem(c: Cur): { mode: 'active' | 'passive' | 'declarative'; table: 
   const exprs = (flags & 4) !== 0;
   let table = 0;
   let mode: 'active' | 'passive' | 'declarative' = 'active';
+  let offset: [number, number] | null = null;
   if (!passiveOrDecl) {
     if (explicitTable) table = c.u32();
+    const at = c.pos;
     c.constExpr();
+    offset = [at, c.pos - 1];
   } else {
     mode = explicitTable ? 'declarative' : 'passive';
   }
   // elemkind / reftype: present unless flags is 0 or 4.
+  let elemType = 0x70;
   if (flags !== 0 && flags !== 4) {
-    if (exprs) c.valType();
+    if (exprs) elemType = c.valType();
     else if (c.u8() !== 0) throw new Bad();
   }
-  for (let n = c.u32(); n > 0; n--) {
+  const itemsStart = c.pos;
+  const count = c.u32();
+  for (let n = count; n > 0; n--) {
     if (exprs) c.constExpr();
     else c.u32();
   }
-  return { mode, table };
+  return { mode, table, flags, offset, elemType, exprs, items: [itemsStart, c.pos], count };
 }
 
 function fail(): never {

@@ -3,6 +3,14 @@
  *   native        new WebAssembly.Module / Instance
  *   engine-native every module through Engine.prepare/instantiate, native backend
  *   engine-copy   the same on the copy backend
+ *   engine-reuse  prepare(bytes, { reuse: true }), native backend: each
+ *                 module is first instantiated and released (its start
+ *                 function runs, the instance is reset and pooled), then
+ *                 instantiated again for the script: the script runs on a
+ *                 reused instance. The warm-up is left out where a second
+ *                 run of the start function would be visible natively (a
+ *                 start function with imported memories, tables or
+ *                 mutable globals to write to).
  * Each command yields an outcome string (what happened, with error classes
  * and messages), so that modes can be compared command by command, and a
  * verdict against the script's expectation (passed / failed / skipped).
@@ -19,8 +27,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, type Lease } from '../../src/index.js';
+import { parseModule } from '../../src/binary/reader.js';
 
-export type Mode = 'native' | 'engine-native' | 'engine-copy';
+export type Mode = 'native' | 'engine-native' | 'engine-copy' | 'engine-reuse';
 
 interface Value {
   type: string;
@@ -55,6 +64,11 @@ export interface ScriptResult {
   script: string;
   mode: Mode;
   results: CommandResult[];
+  /** engine-reuse: engine.stats().instancesReused at the end. */
+  reused?: number;
+  /** engine-reuse: modules prepared with reuse, and those eligible. */
+  reusePrepared?: number;
+  reuseEligible?: number;
 }
 
 const externs = new Map<number, object>();
@@ -154,7 +168,10 @@ const describe = (e: unknown): string => {
 
 export function runScript(dir: string, script: string, mode: Mode): ScriptResult {
   const json = JSON.parse(readFileSync(join(dir, `${script}.json`), 'utf8')) as { commands: Command[] };
-  const engine = mode === 'native' ? null : new Engine({ backend: mode === 'engine-native' ? 'native' : 'copy', maxInstances: 100_000 });
+  const engine = mode === 'native' ? null : new Engine({ backend: mode === 'engine-copy' ? 'copy' : 'native', maxInstances: 100_000, ...(mode === 'engine-reuse' ? { backgroundReset: false } : {}) });
+  const reuse = mode === 'engine-reuse';
+  let reusePrepared = 0;
+  let reuseEligible = 0;
   const leases: Lease[] = [];
   const registry: Record<string, WebAssembly.Exports> = {};
   const named = new Map<string, WebAssembly.Exports>();
@@ -179,7 +196,26 @@ export function runScript(dir: string, script: string, mode: Mode): ScriptResult
       reach(exports);
       return exports;
     }
-    const lease = engine.prepare(bytes).instantiate(imports());
+    let lease: Lease;
+    if (reuse) {
+      const prepared = engine.prepare(bytes, { reuse: true });
+      reusePrepared++;
+      if (prepared.reuse.enabled) {
+        reuseEligible++;
+        const parsed = parseModule(bytes);
+        const shared = parsed.imports.some((i) => i.kind === 'memory' || i.kind === 'table' || (i.kind === 'global' && i.global!.mutable));
+        if (parsed.start === null || !shared) {
+          try {
+            prepared.instantiate(imports()).release();
+          } catch {
+            // the same error comes again below
+          }
+        }
+      }
+      lease = prepared.instantiate(imports());
+    } else {
+      lease = engine.prepare(bytes).instantiate(imports());
+    }
     leases.push(lease);
     reach(lease.instance.exports);
     return lease.instance.exports;
@@ -276,6 +312,7 @@ export function runScript(dir: string, script: string, mode: Mode): ScriptResult
   const digests = memories.map((m) => createHash('sha256').update(new Uint8Array(m.buffer)).digest('hex').slice(0, 16));
   results.push({ line: 0, type: 'memories at the end', outcome: digests.join(' '), verdict: 'passed' });
   for (const l of leases) l.release();
+  const reused = engine?.stats().instancesReused;
   engine?.close();
-  return { script, mode, results };
+  return reuse ? { script, mode, results, reused, reusePrepared, reuseEligible } : { script, mode, results };
 }
