@@ -215,7 +215,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
         reached: (name) =>
           lease.#instanceRead ||
           lease.#calls.raw ||
-          (lease.#exports !== null && (!rawExports.has(name) || (lease.#lazy?.accessorsRead?.has(name) ?? false))),
+          (lease.#exports !== null && (!rawExports.has(name) || LazyExports.accessorRead(lease.#lazy, name))),
       };
     };
   }
@@ -265,35 +265,57 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
   #made: Map<string, unknown> | null = null;
   /** Whether the target was filled and frozen (until then it is an empty, extensible object). */
   #done = false;
-  /** Accessor exports that were read (src/snapshot/ asks), or null for none. */
-  accessorsRead: Set<string> | null = null;
+  /** Accessor exports that were read, or null for none. */
+  #accessorsRead: Set<string> | null = null;
+
+  // Private, every one: util.inspect(x, { showProxy: true }) hands the handler to user code.
+  readonly #raw: WebAssembly.Exports;
+  readonly #calls: CallState;
+  readonly #slots: readonly Slot[];
+  readonly #rawExports: ReadonlySet<string>;
+  /** The engine's private exports (src/reuse/internal.ts): never in lease.exports. */
+  readonly #hidden: ReadonlySet<string> | null;
+  /** For a reused instance's lease (src/reuse/pool.ts), else null. */
+  readonly #reuse: ReuseTenancy | null;
+  /** Raw access: every memory of the lease (and a reused instance) is kept from the next tenant. */
+  readonly #exposeAll: () => void;
 
   constructor(
-    readonly raw: WebAssembly.Exports,
-    readonly calls: CallState,
-    readonly slots: readonly Slot[],
-    readonly rawExports: ReadonlySet<string>,
-    /** The engine's private exports (src/reuse/internal.ts): never in lease.exports. */
-    readonly hidden: ReadonlySet<string> | null,
-    /** For a reused instance's lease (src/reuse/pool.ts), else null. */
-    readonly reuse: ReuseTenancy | null,
-    /** Raw access: every memory of the lease (and a reused instance) is kept from the next tenant. */
-    readonly exposeAll: () => void,
-  ) {}
+    raw: WebAssembly.Exports,
+    calls: CallState,
+    slots: readonly Slot[],
+    rawExports: ReadonlySet<string>,
+    hidden: ReadonlySet<string> | null,
+    reuse: ReuseTenancy | null,
+    exposeAll: () => void,
+  ) {
+    this.#raw = raw;
+    this.#calls = calls;
+    this.#slots = slots;
+    this.#rawExports = rawExports;
+    this.#hidden = hidden;
+    this.#reuse = reuse;
+    this.#exposeAll = exposeAll;
+  }
+
+  /** Whether the accessor export `name` was read (src/snapshot/ asks). */
+  static accessorRead(handler: LazyExports | null, name: string): boolean {
+    return handler !== null && handler.#accessorsRead !== null && handler.#accessorsRead.has(name);
+  }
 
   get(_t: WebAssembly.Exports, key: string | symbol): unknown {
     if (typeof key !== 'string') return undefined; // a null-prototype object of string keys
-    if (this.hidden !== null && this.hidden.has(key)) return undefined;
+    if (this.#hidden !== null && this.#hidden.has(key)) return undefined;
     if (key === this.#firstName) return this.#first;
     const made = this.#made?.get(key);
     if (made !== undefined) return made;
-    const value = this.raw[key];
+    const value = this.#raw[key];
     if (value === undefined) return undefined;
     const kind = this.#kind(key, value);
     if (kind === 'plain') return value;
     if (kind === 'function') {
       const fn = value as RawFunction;
-      const w = this.rawExports.size > 0 && this.rawExports.has(key) ? wrapReturningFunctions(fn, this.calls, key) : wrap(fn, this.calls, key);
+      const w = this.#rawExports.size > 0 && this.#rawExports.has(key) ? wrapReturningFunctions(fn, this.#calls, key) : wrap(fn, this.#calls, key);
       if (this.#firstName === null) {
         this.#firstName = key;
         this.#first = w;
@@ -314,20 +336,20 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
    */
   #kind(name: string, value: WebAssembly.ExportValue): 'function' | 'plain' | 'raw' | 'guarded' | 'fresh' | Slot {
     if (typeof value === 'function') return 'function';
-    for (let i = 0; i < this.slots.length; i++) if (this.slots[i]!.memory === value) return this.slots[i]!;
-    if (this.rawExports.has(name)) return 'raw';
-    if (this.reuse === null) return 'plain';
-    if (this.reuse.guarded.has(name)) return 'guarded';
-    return this.reuse.fresh.has(name) ? 'fresh' : 'plain';
+    for (let i = 0; i < this.#slots.length; i++) if (this.#slots[i]!.memory === value) return this.#slots[i]!;
+    if (this.#rawExports.has(name)) return 'raw';
+    if (this.#reuse === null) return 'plain';
+    if (this.#reuse.guarded.has(name)) return 'guarded';
+    return this.#reuse.fresh.has(name) ? 'fresh' : 'plain';
   }
 
   /** An accessor's read: handing this out cannot be revoked, so it is counted. */
   #read(name: string, value: WebAssembly.ExportValue, kind: 'raw' | 'guarded' | 'fresh' | Slot): unknown {
-    if (this.calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+    if (this.#calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
     if (kind === 'fresh') return this.#fresh(name, value as WebAssembly.Global);
-    (this.accessorsRead ??= new Set()).add(name);
-    if (this.reuse !== null) this.reuse.exposed = true; // the next tenant's object: the instance is not reused
-    if (kind === 'raw') this.exposeAll();
+    (this.#accessorsRead ??= new Set()).add(name);
+    if (this.#reuse !== null) this.#reuse.exposed = true; // the next tenant's object: the instance is not reused
+    if (kind === 'raw') this.#exposeAll();
     else if (kind !== 'guarded') kind.exposed = true;
     return value;
   }
@@ -338,7 +360,7 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
     if (made !== undefined) return made;
     const v: unknown = global.value;
     if (typeof v === 'number' && Number.isNaN(v)) return this.#read(name, global, 'guarded');
-    const g = new WebAssembly.Global({ value: this.reuse!.fresh.get(name)!, mutable: false }, v as number);
+    const g = new WebAssembly.Global({ value: this.#reuse!.fresh.get(name)!, mutable: false }, v as number);
     (this.#made ??= new Map()).set(name, g);
     return g;
   }
@@ -348,9 +370,9 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
     if (this.#done) return t;
     Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object
     const out = t as Record<string, unknown>;
-    for (const name of Object.keys(this.raw)) {
-      if (this.hidden !== null && this.hidden.has(name)) continue;
-      const value = this.raw[name]!;
+    for (const name of Object.keys(this.#raw)) {
+      if (this.#hidden !== null && this.#hidden.has(name)) continue;
+      const value = this.#raw[name]!;
       const kind = this.#kind(name, value);
       if (kind === 'function') {
         out[name] = this.get(t, name);
@@ -370,7 +392,7 @@ class LazyExports implements ProxyHandler<WebAssembly.Exports> {
     return null; // the target's once filled; until then it is extensible, so any answer holds
   }
   has(_t: WebAssembly.Exports, key: string | symbol): boolean {
-    return typeof key === 'string' && Object.hasOwn(this.raw, key) && !(this.hidden !== null && this.hidden.has(key));
+    return typeof key === 'string' && Object.hasOwn(this.#raw, key) && !(this.#hidden !== null && this.#hidden.has(key));
   }
   ownKeys(t: WebAssembly.Exports): (string | symbol)[] {
     return Reflect.ownKeys(this.#materialize(t));

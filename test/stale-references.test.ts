@@ -432,3 +432,46 @@ test('a start function that traps: the error can carry the raw instance, so its 
     }
   }
 });
+
+test('lease.exports kept past release: its Proxy handler, shown by util.inspect, holds nothing of the instance', async () => {
+  const util = await import('node:util');
+  const bytes = buildModule({ memories: [{ min: 1, export: 'mem' }], data: [{ offset: 0, bytes: [99] }], funcs: stdFuncs });
+  const engine = new Engine({ backend: BACKENDS[0], backgroundReset: false, nativeWhenFaster: false });
+  const p = engine.prepare(bytes);
+  const lease = p.instantiate();
+  const kept = lease.exports;
+  void kept.store8; // a wrapper made
+  lease.release();
+  // What a deliberately installed inspect hook is shown of the kept object.
+  const seen: unknown[] = [];
+  const key = util.inspect.custom;
+  const hook = function (this: unknown) {
+    seen.push(this);
+    return 'x';
+  };
+  const protos = [Function.prototype, Object.prototype] as unknown as Record<symbol, unknown>[];
+  for (const o of protos) o[key] = hook;
+  try {
+    util.inspect(kept, { showProxy: true, depth: 6 });
+  } finally {
+    for (const o of protos) delete o[key];
+  }
+  // Walk every own property (string and symbol keys) of what was shown, a few levels deep.
+  const reached = new Set<unknown>();
+  const walk = (v: unknown, depth: number) => {
+    if ((typeof v !== 'object' && typeof v !== 'function') || v === null || reached.has(v) || depth > 4) return;
+    reached.add(v);
+    for (const k of Reflect.ownKeys(v)) {
+      const d = Object.getOwnPropertyDescriptor(v, k);
+      if (d !== undefined && 'value' in d) walk(d.value, depth + 1);
+    }
+  };
+  for (const v of seen) walk(v, 0);
+  assert.ok(seen.length > 0, 'the hook ran');
+  for (const v of reached) {
+    assert.ok(!(v instanceof WebAssembly.Memory), 'a memory is reachable');
+    // A genuine wasm export function is named by its index; wrappers are not.
+    assert.ok(!(typeof v === 'function' && /^\d+$/.test((v as { name: string }).name)), 'a wasm function is reachable');
+  }
+  engine.close();
+});
