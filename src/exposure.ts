@@ -27,6 +27,7 @@
  * function type is treated as exposed from the start. So is a module this
  * reader does not understand.
  */
+import { ByteCursor, CursorError } from './binary/cursor.js';
 import type { ParsedModule } from './binary/reader.js';
 
 export interface ExposurePlan {
@@ -41,116 +42,29 @@ export interface ExposurePlan {
 /** For a module we could not read: nothing it hands out is trusted. */
 export const ALL_RAW: ExposurePlan = { atInstantiation: true, rawExports: new Set(), memoryExports: [] };
 
-class Unknown extends Error {}
+/** Anything this reader does not understand (analyzeExposure answers ALL_RAW). */
+class Unknown extends CursorError {
+  constructor() {
+    super('invalid', 'not understood by the exposure reader', -1);
+  }
+}
 
-class Cur {
-  constructor(
-    readonly b: Uint8Array,
-    public pos: number,
-    readonly end: number,
-  ) {}
-  u8(): number {
-    if (this.pos >= this.end) throw new Unknown();
-    return this.b[this.pos++]!;
-  }
-  u32(): number {
-    let r = 0;
-    for (let i = 0; i < 5; i++) {
-      const x = this.u8();
-      r += (x & 0x7f) * 2 ** (7 * i);
-      if ((x & 0x80) === 0) return r;
-    }
-    throw new Unknown();
-  }
-  /** A signed LEB128 of up to 33 bits (a heap type), as a number. */
-  s33(): number {
-    let r = 0;
-    let shift = 0;
-    for (let i = 0; i < 5; i++) {
-      const x = this.u8();
-      r += (x & 0x7f) * 2 ** shift;
-      shift += 7;
-      if ((x & 0x80) === 0) return (x & 0x40) !== 0 ? r - 2 ** shift : r;
-    }
-    throw new Unknown();
-  }
-  skip(n: number): void {
-    if (n > this.end - this.pos) throw new Unknown();
-    this.pos += n;
-  }
-  name(): void {
-    this.skip(this.u32());
-  }
-  limits(): void {
-    const flags = this.u8();
-    const wide = (flags & 4) !== 0;
-    const read = () => (wide ? this.u64() : this.u32());
-    read();
-    if ((flags & 1) !== 0) read();
-  }
-  u64(): void {
-    for (let i = 0; i < 10; i++) if ((this.u8() & 0x80) === 0) return;
-    throw new Unknown();
+class Cur extends ByteCursor {
+  /** The heap type of the last typed reference valType() read. */
+  private heap = 0;
+  protected override heapType(): void {
+    this.heap = this.s33();
   }
   /**
    * A value type: whether it can hold a function reference. Numbers,
    * `externref` and references to extern / noextern cannot.
    */
-  valType(): boolean {
-    const t = this.u8();
+  holdsFunctions(): boolean {
+    const t = this.valType(); // numbers, v128, 0x63 / 0x64 and 0x69..0x74; anything else throws
     if (t >= 0x7b && t <= 0x7f) return false; // i32 i64 f32 f64 v128
     if (t === 0x6f || t === 0x72) return false; // externref, nullexternref
-    if (t === 0x63 || t === 0x64) {
-      const heap = this.s33();
-      return heap !== -0x11 && heap !== -0x0e; // (ref null? extern / noextern)
-    }
-    if (t >= 0x69 && t <= 0x74) return true; // funcref and the other abstract references
-    throw new Unknown();
-  }
-  /** Skips a constant expression up to its `end`. */
-  constExpr(): void {
-    for (;;) {
-      const op = this.u8();
-      switch (op) {
-        case 0x0b:
-          return;
-        case 0x41:
-        case 0x42:
-          this.s33Long();
-          break;
-        case 0x43:
-          this.skip(4);
-          break;
-        case 0x44:
-          this.skip(8);
-          break;
-        case 0x23:
-        case 0xd2:
-          this.u32();
-          break;
-        case 0xd0:
-          this.s33();
-          break;
-        case 0x6a:
-        case 0x6b:
-        case 0x6c:
-        case 0x7c:
-        case 0x7d:
-        case 0x7e:
-          break;
-        case 0xfd:
-          if (this.u32() !== 12) throw new Unknown();
-          this.skip(16);
-          break;
-        default:
-          throw new Unknown();
-      }
-    }
-  }
-  /** Any signed LEB128 (up to 64 bits), skipped. */
-  s33Long(): void {
-    for (let i = 0; i < 10; i++) if ((this.u8() & 0x80) === 0) return;
-    throw new Unknown();
+    if (t === 0x63 || t === 0x64) return this.heap !== -0x11 && this.heap !== -0x0e; // (ref null? extern / noextern)
+    return true; // funcref and the other abstract references
   }
 }
 
@@ -186,9 +100,9 @@ function analyze(bytes: Uint8Array, parsed: ParsedModule): ExposurePlan {
         for (let n = c.u32(); n > 0; n--) {
           if (c.u8() !== 0x60) throw new Unknown(); // GC types: see the header
           let params = false;
-          for (let k = c.u32(); k > 0; k--) params = c.valType() || params;
+          for (let k = c.u32(); k > 0; k--) params = c.holdsFunctions() || params;
           let results = false;
-          for (let k = c.u32(); k > 0; k--) results = c.valType() || results;
+          for (let k = c.u32(); k > 0; k--) results = c.holdsFunctions() || results;
           types.push({ paramsHoldFunctions: params, resultsHoldFunctions: results });
         }
         break;
@@ -203,14 +117,14 @@ function analyze(bytes: Uint8Array, parsed: ParsedModule): ExposurePlan {
             funcs.push(t);
             if (t.paramsHoldFunctions) atInstantiation = true;
           } else if (kind === 1) {
-            const holds = c.valType();
+            const holds = c.holdsFunctions();
             c.limits();
             tables.push(holds);
             if (holds) atInstantiation = true;
           } else if (kind === 2) {
             c.limits();
           } else if (kind === 3) {
-            const holds = c.valType();
+            const holds = c.holdsFunctions();
             const mutable = c.u8() === 1;
             globals.push(holds);
             if (holds && mutable) atInstantiation = true;
@@ -236,14 +150,14 @@ function analyze(bytes: Uint8Array, parsed: ParsedModule): ExposurePlan {
             if (c.u8() !== 0) throw new Unknown();
             withInit = true;
           }
-          tables.push(c.valType());
+          tables.push(c.holdsFunctions());
           c.limits();
           if (withInit) c.constExpr();
         }
         break;
       case 6:
         for (let n = c.u32(); n > 0; n--) {
-          globals.push(c.valType());
+          globals.push(c.holdsFunctions());
           c.u8();
           c.constExpr();
         }

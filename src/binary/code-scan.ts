@@ -17,6 +17,7 @@
  * to find every instruction. Function bodies are read in order; the
  * scanner never recurses and allocates nothing per instruction.
  */
+import { ByteCursor, CursorError } from './cursor.js';
 import type { ParsedModule } from './reader.js';
 
 /** What the code of a module can do, when every instruction was understood. */
@@ -57,12 +58,10 @@ export type CodeScan = CodeFacts | CodeUnknown;
 
 const SECTION_CODE = 10;
 
-class Stop extends Error {
-  constructor(
-    readonly reason: string,
-    readonly at: number,
-  ) {
-    super(reason);
+/** What the scanner does not understand; its message is the result's reason. */
+class Stop extends CursorError {
+  constructor(reason: string, at: number) {
+    super('invalid', reason, at);
   }
 }
 
@@ -72,65 +71,8 @@ class Stop extends Error {
  */
 const SIMD_HOLES = new Set([0x9a, 0xa2, 0xa5, 0xa6, 0xaf, 0xb0, 0xb2, 0xb3, 0xb4, 0xbb, 0xc2, 0xc5, 0xc6, 0xcf, 0xd0, 0xd2, 0xd3, 0xd4, 0xe2, 0xee]);
 
-class Reader {
-  pos: number;
-  constructor(
-    readonly b: Uint8Array,
-    pos: number,
-    readonly end: number,
-  ) {
-    this.pos = pos;
-  }
-  u8(): number {
-    if (this.pos >= this.end) throw new Stop('unexpected end of a function body', this.pos);
-    return this.b[this.pos++]!;
-  }
-  /** Unsigned LEB128 (up to 32 bits). */
-  u32(): number {
-    const at = this.pos;
-    let r = 0;
-    for (let i = 0; i < 5; i++) {
-      const x = this.u8();
-      r += (x & 0x7f) * 2 ** (7 * i);
-      if ((x & 0x80) === 0) return r;
-    }
-    throw new Stop('unterminated LEB128', at);
-  }
-  /** Any LEB128 up to 64 bits (signed or not), skipped. */
-  leb64(): void {
-    const at = this.pos;
-    for (let i = 0; i < 10; i++) if ((this.u8() & 0x80) === 0) return;
-    throw new Stop('unterminated LEB128', at);
-  }
-  /** Signed LEB128 of up to 33 bits, as a number. */
-  s33(): number {
-    const at = this.pos;
-    let r = 0;
-    let shift = 0;
-    for (let i = 0; i < 5; i++) {
-      const x = this.u8();
-      r += (x & 0x7f) * 2 ** shift;
-      shift += 7;
-      if ((x & 0x80) === 0) return (x & 0x40) !== 0 ? r - 2 ** shift : r;
-    }
-    throw new Stop('unterminated LEB128', at);
-  }
-  skip(n: number): void {
-    if (n > this.end - this.pos) throw new Stop('immediate runs past the end of the body', this.pos);
-    this.pos += n;
-  }
-  /** A value type (a reference type with a heap type operand included). */
-  valType(): void {
-    const at = this.pos;
-    const t = this.u8();
-    if (t === 0x63 || t === 0x64) {
-      this.s33();
-      return;
-    }
-    // Numbers, v128, and the one-byte reference shorthands.
-    if ((t >= 0x7b && t <= 0x7f) || (t >= 0x69 && t <= 0x74)) return;
-    throw new Stop(`unknown value type 0x${t.toString(16)}`, at);
-  }
+/** ByteCursor plus the instruction immediates only the scanner reads. */
+class Reader extends ByteCursor {
   /** A block type: empty, a value type, or a type index (multi-value). */
   blockType(): void {
     const t = this.b[this.pos];
@@ -150,8 +92,15 @@ class Reader {
   memarg(): void {
     const align = this.u32();
     if ((align & 0x40) !== 0) this.u32();
-    this.leb64();
+    this.skipLeb();
   }
+}
+
+/** What the scanner reports for what its cursor could not read. */
+function cursorReason(e: CursorError): string {
+  if (e.kind === 'end') return 'unexpected end of a function body';
+  if (e.kind === 'length') return 'immediate runs past the end of the body';
+  return e.message; // 'unterminated LEB128', 'unknown value type 0x..', or the scanner's own (Stop)
 }
 
 /** Scans every function body of `bytes` (parsed by parseModule). */
@@ -186,7 +135,7 @@ export function scanCode(bytes: Uint8Array, parsed: ParsedModule): CodeScan {
       if (r.pos !== code.end) throw new Stop('code section size mismatch', r.pos);
     }
   } catch (e) {
-    if (e instanceof Stop) return { kind: 'unknown', reason: e.reason, offset: e.at };
+    if (e instanceof CursorError) return { kind: 'unknown', reason: cursorReason(e), offset: e.at };
     throw e;
   }
   return { kind: 'known', functions, mutatedTables, grownTables, droppedData, droppedElems, initData, initElems, grownMemories, globalSets };
@@ -300,7 +249,7 @@ export function scanCode(bytes: Uint8Array, parsed: ParsedModule): CodeScan {
           break;
         case 0x41: // i32.const
         case 0x42: // i64.const
-          r.leb64();
+          r.skipLeb();
           break;
         case 0x43:
           r.skip(4);

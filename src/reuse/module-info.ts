@@ -5,6 +5,7 @@
  * segments' modes and tags. Bounds-checked; anything it does not understand
  * yields null (the module is then not eligible for reuse).
  */
+import { ByteCursor, CursorError, type Limits } from '../binary/cursor.js';
 import type { ParsedModule } from '../binary/reader.js';
 
 export interface FuncTypeInfo {
@@ -60,95 +61,29 @@ export interface ModuleInfo {
   readonly tags: boolean;
 }
 
-class Bad extends Error {}
+/** Anything this reader does not understand (readModuleInfo answers null). */
+class Bad extends CursorError {
+  constructor() {
+    super('invalid', 'not understood by the module-info reader', -1);
+  }
+}
 
-class Cur {
-  constructor(
-    readonly b: Uint8Array,
-    public pos: number,
-    readonly end: number,
-  ) {}
-  u8(): number {
-    if (this.pos >= this.end) throw new Bad();
-    return this.b[this.pos++]!;
+/** ByteCursor as this reader always read: limits flags above 7 rejected, LEB128s after a typed reference, ref.null, global.get and ref.func skipped at up to 10 bytes. */
+class Cur extends ByteCursor {
+  override limits(): Limits {
+    const l = super.limits();
+    if (l.flags > 7) throw new Bad();
+    return l;
   }
-  u32(): number {
-    let r = 0;
-    for (let i = 0; i < 5; i++) {
-      const x = this.u8();
-      r += (x & 0x7f) * 2 ** (7 * i);
-      if ((x & 0x80) === 0) return r;
-    }
-    throw new Bad();
+  /** Both widths read as a u32 (a 64-bit bound whose LEB needs more than 5 bytes is not understood). */
+  protected override bound(): number {
+    return this.u32();
   }
-  leb(): void {
-    for (let i = 0; i < 10; i++) if ((this.u8() & 0x80) === 0) return;
-    throw new Bad();
+  protected override heapType(): void {
+    this.skipLeb();
   }
-  skip(n: number): void {
-    if (n > this.end - this.pos) throw new Bad();
-    this.pos += n;
-  }
-  name(): void {
-    this.skip(this.u32());
-  }
-  valType(): number {
-    const t = this.u8();
-    if (t === 0x63 || t === 0x64) this.leb();
-    else if (!((t >= 0x7b && t <= 0x7f) || (t >= 0x69 && t <= 0x74))) throw new Bad();
-    return t;
-  }
-  limits(): { min: number; max: number | null } {
-    const flags = this.u8();
-    if (flags > 7) throw new Bad();
-    const wide = (flags & 4) !== 0;
-    const read = (): number => {
-      if (!wide) return this.u32();
-      const at = this.pos;
-      this.leb();
-      const c = new Cur(this.b, at, this.pos);
-      return c.u32();
-    };
-    const min = read();
-    const max = (flags & 1) !== 0 ? read() : null;
-    return { min, max };
-  }
-  constExpr(): void {
-    for (;;) {
-      const op = this.u8();
-      switch (op) {
-        case 0x0b:
-          return;
-        case 0x41:
-        case 0x42:
-          this.leb();
-          break;
-        case 0x43:
-          this.skip(4);
-          break;
-        case 0x44:
-          this.skip(8);
-          break;
-        case 0x23:
-        case 0xd2:
-        case 0xd0:
-          this.leb();
-          break;
-        case 0x6a:
-        case 0x6b:
-        case 0x6c:
-        case 0x7c:
-        case 0x7d:
-        case 0x7e:
-          break;
-        case 0xfd:
-          if (this.u32() !== 12) throw new Bad();
-          this.skip(16);
-          break;
-        default:
-          throw new Bad();
-      }
-    }
+  protected override constIndex(): void {
+    this.skipLeb();
   }
 }
 
@@ -157,7 +92,7 @@ export function readModuleInfo(bytes: Uint8Array, parsed: ParsedModule): ModuleI
   try {
     return read(bytes, parsed);
   } catch (e) {
-    if (e instanceof Bad) return null;
+    if (e instanceof CursorError) return null;
     throw e;
   }
 }

@@ -20,6 +20,7 @@
  * The output is then prepared like any module: its data becomes a sealed
  * image, mapped copy-on-write into each instance.
  */
+import { ByteCursor, CursorError } from '../binary/cursor.js';
 import { type ParsedModule, SectionId } from '../binary/reader.js';
 import { concat, u32 } from '../binary/writer.js';
 import type { CapturedMemory } from './capture.js';
@@ -46,6 +47,15 @@ export interface SnapshotState {
 
 /** Reads the global section: the module's defined globals, in order. Throws SnapshotError('unparsed') on what it cannot read. */
 export function definedGlobals(bytes: Uint8Array, parsed: ParsedModule): DefinedGlobal[] {
+  try {
+    return readGlobals(bytes, parsed);
+  } catch (e) {
+    if (e instanceof CursorError) unparsed();
+    throw e;
+  }
+}
+
+function readGlobals(bytes: Uint8Array, parsed: ParsedModule): DefinedGlobal[] {
   const section = parsed.sections.find((s) => s.id === SectionId.global);
   if (section === undefined) return [];
   const c = new Cur(bytes, section.contentStart, section.end);
@@ -54,7 +64,7 @@ export function definedGlobals(bytes: Uint8Array, parsed: ParsedModule): Defined
   for (let i = 0; i < n; i++) {
     const typeStart = c.pos;
     const valType = c.u8();
-    if (valType === 0x63 || valType === 0x64) c.sleb();
+    if (valType === 0x63 || valType === 0x64) c.skipLeb();
     const mut = c.u8();
     if (mut > 1) c.fail();
     const initStart = c.pos;
@@ -149,74 +159,16 @@ function i32(offset: number): number[] {
   }
 }
 
-/** A bounded cursor over the global section; anything unexpected is 'unparsed'. */
-class Cur {
-  constructor(
-    readonly b: Uint8Array,
-    public pos: number,
-    readonly end: number,
-  ) {}
+/** ByteCursor over the global section, heap types (ref.null, typed references) skipped at up to 10 bytes; anything unexpected is 'unparsed'. */
+class Cur extends ByteCursor {
   fail(): never {
-    throw new SnapshotError('unparsed', 'the module\'s global section uses an encoding the snapshot writer does not read (for example GC constant expressions).');
+    return unparsed();
   }
-  u8(): number {
-    if (this.pos >= this.end) this.fail();
-    return this.b[this.pos++]!;
+  protected override heapType(): void {
+    this.skipLeb();
   }
-  u32(): number {
-    let r = 0;
-    for (let i = 0; i < 5; i++) {
-      const x = this.u8();
-      r += (x & 0x7f) * 2 ** (7 * i);
-      if ((x & 0x80) === 0) return r;
-    }
-    return this.fail();
-  }
-  /** Skips a signed LEB128 of up to 64 bits. */
-  sleb(): void {
-    for (let i = 0; i < 10; i++) if ((this.u8() & 0x80) === 0) return;
-    this.fail();
-  }
-  skip(n: number): void {
-    if (n > this.end - this.pos) this.fail();
-    this.pos += n;
-  }
-  /** Skips a constant expression up to and including its `end`. */
-  constExpr(): void {
-    for (;;) {
-      const op = this.u8();
-      switch (op) {
-        case 0x0b:
-          return;
-        case 0x41:
-        case 0x42:
-        case 0xd0:
-          this.sleb();
-          break;
-        case 0x43:
-          this.skip(4);
-          break;
-        case 0x44:
-          this.skip(8);
-          break;
-        case 0x23:
-        case 0xd2:
-          this.u32();
-          break;
-        case 0x6a:
-        case 0x6b:
-        case 0x6c:
-        case 0x7c:
-        case 0x7d:
-        case 0x7e:
-          break;
-        case 0xfd:
-          if (this.u32() !== 12) this.fail();
-          this.skip(16);
-          break;
-        default:
-          this.fail();
-      }
-    }
-  }
+}
+
+function unparsed(): never {
+  throw new SnapshotError('unparsed', 'the module\'s global section uses an encoding the snapshot writer does not read (for example GC constant expressions).');
 }
