@@ -122,6 +122,7 @@ export class EngineCore {
   leaseReleased(ticket: LeaseTicket, slots: readonly Slot[]): void {
     ticket.open = false;
     this.live--;
+    if (slots.length === 0) return; // run as V8 would: nothing pooled
     for (const s of slots) s.tenancy.lease = null;
     this.releaseSlots(slots);
   }

@@ -83,6 +83,8 @@ export interface LeaseView {
   readonly reached: (name: string) => boolean;
 }
 const apply = Reflect.apply;
+/** The ticket of every lease with no pooled memory: no slot refers to it, so nothing reads it. */
+const NO_TICKET: LeaseTicket = { open: false };
 const defineProperty = Object.defineProperty;
 
 export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implements Disposable {
@@ -117,7 +119,8 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     this.#instance = instance;
     this.#slots = slots;
     this.#plan = plan;
-    this.#ticket = core.watch(slots);
+    // A lease with no pooled memory (run as V8 would) has nothing to watch.
+    this.#ticket = slots.length === 0 && reuse === null ? NO_TICKET : core.watch(slots);
     this.#calls = { phase: 0, depth: 0, raw: false, complete: () => this.#complete() };
     if (plan.atInstantiation) this.#exposeAll();
   }
@@ -225,7 +228,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     if (this.#calls.raw) this.#exposeAll();
     if (this.#reuse !== null) this.#reuse.complete(this.#ticket, this.#slots);
     else this.#core.leaseReleased(this.#ticket, this.#slots);
-    this.#slots.length = 0;
+    if (this.#slots.length !== 0) this.#slots.length = 0;
   }
 
   /** Raw access: none of the lease's memories may be reused. */
