@@ -113,8 +113,14 @@ export interface EngineStats {
   memoriesCreated: number;
   /** Leases not yet released. */
   liveLeases: number;
-  /** Idle memories in the pool. */
+  /**
+   * Idle memories: in the pool (those whose reset is still running
+   * included) and held by idle instances of modules prepared with
+   * `{ reuse: true }`. At most `maxIdle` (engine-wide) once resets end.
+   */
   idleMemories: number;
+  /** Idle instances kept for reuse (modules prepared with `{ reuse: true }`); their memories are in `idleMemories`. */
+  idleInstances: number;
   /** Fallbacks by reason (see FallbackReason); a reason that never happened is absent. */
   fallbacks: Partial<Record<FallbackReason, number>>;
   /** Instantiations served by a reused instance (modules prepared with `{ reuse: true }`). */
@@ -130,7 +136,7 @@ export interface EngineStats {
   reuseDeclined: Partial<Record<ReuseReason, number>>;
 }
 
-export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
+export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories' | 'idleInstances'>;
 
 export function countFallback(counters: StatsCounters, reason: FallbackReason): void {
   counters.fallbacks[reason] = (counters.fallbacks[reason] ?? 0) + 1;

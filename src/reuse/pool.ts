@@ -87,6 +87,10 @@ interface Entry {
   readonly start: (() => unknown) | null;
   /** Set when the instance must not be reused (a reason found at creation). */
   broken: ReuseReason | null;
+  /** Memories it holds (counted against the engine-wide maxIdle while idle: EngineCore.keepIdle). */
+  readonly memories: number;
+  /** Drops it while idle (the engine-wide idle bound: 'pool-full'). */
+  evict: () => void;
 }
 
 export class InstancePool {
@@ -137,7 +141,10 @@ export class InstancePool {
   /** Drops every idle instance (their memories are retired). */
   dispose(): void {
     this.#disposed = true;
-    for (const e of this.#idle.splice(0)) this.#retire(e);
+    for (const e of this.#idle.splice(0)) {
+      this.#core.unkeepIdle(e);
+      this.#retire(e);
+    }
   }
 
   #plainFunctions(values: readonly unknown[]): boolean {
@@ -179,6 +186,7 @@ export class InstancePool {
 
   #takeAt(k: number, values: readonly unknown[]): Entry | null | 'busy' {
     const e = this.#idle.splice(k, 1)[0]!;
+    this.#core.unkeepIdle(e);
     for (const s of e.slots) {
       if (s.state !== 'clean') {
         // The reset failed (the slot retired itself) or the memory grew meanwhile.
@@ -256,7 +264,30 @@ export class InstancePool {
       for (let i = 0; i < entries.length; i++) entries[i] = table.get(i);
       return { table, length: entries.length, entries };
     });
-    return { instance, slots, images: requests, cur, linked, globals, tables, restoreTables, start: state.start, broken };
+    const entry: Entry = {
+      instance,
+      slots,
+      images: requests,
+      cur,
+      linked,
+      globals,
+      tables,
+      restoreTables,
+      start: state.start,
+      broken,
+      memories: slots.length,
+      evict: () => this.#evict(entry),
+    };
+    return entry;
+  }
+
+  /** The engine-wide idle bound drops `e`, idle here (EngineCore has already forgotten it). */
+  #evict(e: Entry): void {
+    const k = this.#idle.indexOf(e);
+    if (k < 0) return;
+    this.#idle.splice(k, 1);
+    this.#decline('pool-full');
+    this.#retire(e);
   }
 
   /** Hands `e` to a new lease with `values`' functions; runs the start function. */
@@ -354,12 +385,14 @@ export class InstancePool {
       this.#retire(e);
       return;
     }
-    if (this.#disposed || core.closed || this.#idle.length >= core.options.maxIdle) {
-      if (!this.#disposed && !core.closed) this.#decline('pool-full');
+    if (this.#disposed || core.closed) {
       this.#retire(e);
       return;
     }
+    // Counted against maxIdle with every idle memory of the engine: past it,
+    // the least recently released instance or memory is dropped (maybe this one).
     this.#idle.push(e);
+    core.keepIdle(e);
   }
 
   /** Why `e` cannot serve another tenant (checked before anything is reset), or null. Restores its tables. */

@@ -1,0 +1,56 @@
+/**
+ * Instance reuse: regressions for review 3 (issue 12): each test fails on
+ * the code before its fix.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Engine, EngineClosedError, WasmCowError } from '../src/index.js';
+import { SnapshotError } from '../src/snapshot/errors.js';
+import { BACKENDS } from './helpers/env.js';
+import { reuseModule } from './helpers/reuse-module.js';
+import { buildRaw, F64 } from './helpers/raw-wasm.js';
+import { I32, I64 } from './helpers/wasm.js';
+
+const importsFor = (t: number) => ({ env: { f: (x: number) => (x * 31 + t) | 0, k: 1234 } });
+
+for (const backend of BACKENDS) {
+  test(`reuse: maxIdle bounds idle instances engine-wide, their memories counted in idleMemories (${backend})`, () => {
+    const maxIdle = 8;
+    const engine = new Engine({ backend, maxIdle, maxInstances: Infinity });
+    const mods = Array.from({ length: 12 }, (_, m) => engine.prepare(reuseModule(100 + m), { reuse: true }));
+    for (const p of mods) {
+      const leases = Array.from({ length: 4 }, (_, t) => p.instantiate(importsFor(t)));
+      for (const l of leases) l.release();
+    }
+    const st = engine.stats();
+    assert.equal(st.idleInstances, maxIdle, 'one memory each: maxIdle instances');
+    assert.equal(st.idleMemories, maxIdle);
+    assert.equal(st.memoriesCreated - st.retiredMemories, maxIdle, 'every memory beyond the bound was dropped');
+    assert.equal(st.reuseDeclined['pool-full'], 12 * 4 - maxIdle);
+    // The most recently released stay: the last two modules' instances are reused.
+    const last = mods[11]!.instantiate(importsFor(9));
+    assert.equal(engine.stats().instancesReused, 1);
+    last.release();
+    // The first module's were evicted.
+    mods[0]!.instantiate(importsFor(9)).release();
+    assert.equal(engine.stats().instancesReused, 1);
+    engine.close();
+  });
+
+  test(`reuse: an idle memory released later evicts the least recently released idle instance (${backend})`, () => {
+    const engine = new Engine({ backend, maxIdle: 2, maxInstances: Infinity, spareMemories: false });
+    const r = engine.prepare(reuseModule(7), { reuse: true });
+    const plain = engine.prepare(reuseModule(8));
+    const a = r.instantiate(importsFor(1));
+    const b = r.instantiate(importsFor(2));
+    a.release();
+    b.release();
+    assert.deepEqual([engine.stats().idleInstances, engine.stats().idleMemories], [2, 2]);
+    plain.instantiate(importsFor(3)).release();
+    const st = engine.stats();
+    assert.deepEqual([st.idleInstances, st.idleMemories], [1, 2], 'the pool memory stays, the older instance went');
+    engine.close();
+    assert.deepEqual([engine.stats().idleInstances, engine.stats().idleMemories], [0, 0]);
+  });
+}
