@@ -129,7 +129,7 @@ export interface EngineStats {
    * For modules prepared with `{ reuse: true }`: by reason (see ReuseReason
    * in docs/api.md), each instantiation of an ineligible module, each
    * instantiation that could not take an idle instance ('import-not-js',
-   * 'imports-differ', 'start-trap'), and each instance dropped at release
+   * 'imports-differ', 'imports-vary', 'start-trap'), and each instance dropped at release
    * ('exposed', 'grown', 'table-grown', 'nan-global', 'reset-failed',
    * 'pool-full'). A reason that never happened is absent.
    */

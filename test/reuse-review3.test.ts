@@ -54,3 +54,28 @@ for (const backend of BACKENDS) {
     assert.deepEqual([engine.stats().idleInstances, engine.stats().idleMemories], [0, 0]);
   });
 }
+
+for (const backend of BACKENDS) {
+  test(`reuse: tenants whose non-function imports all differ fall back to pooled memories, not new ones (${backend})`, () => {
+    const engine = new Engine({ backend, maxIdle: 16, maxInstances: Infinity, backgroundReset: false });
+    const p = engine.prepare(reuseModule(31), { reuse: true });
+    const native = new WebAssembly.Module(reuseModule(31));
+    const withK = (t: number, k: number) => ({ env: { f: (x: number) => (x * 31 + t) | 0, k } });
+    for (let t = 0; t < 40; t++) {
+      const l = p.instantiate(withK(t, 5000 + t));
+      const n = new WebAssembly.Instance(native, withK(t, 5000 + t));
+      const load = (e: WebAssembly.Exports) => (e['load'] as (a: number) => number)(0);
+      assert.equal(load(l.exports), load(n.exports), `tenant ${t}`);
+      l.release();
+    }
+    const st = engine.stats();
+    assert.ok((st.reuseDeclined['imports-vary'] ?? 0) >= 30, JSON.stringify(st.reuseDeclined));
+    assert.ok(st.memoriesCreated <= 8, `memories created: ${st.memoriesCreated}`);
+    assert.equal(st.retiredMemories, 0, 'no memory retired: the direct instances returned theirs to the pool');
+    // A tenant whose imports match a kept instance is still served by it.
+    const again = p.instantiate(withK(99, 5001));
+    assert.equal(engine.stats().instancesReused, 1);
+    again.release();
+    engine.close();
+  });
+}

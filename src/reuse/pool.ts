@@ -27,7 +27,12 @@
  * call the current lease's function; every other import (memory, table,
  * global, tag) must be the identical object (Object.is) as the one the
  * instance was made with, else another idle instance is looked for, or a
- * new one made ('imports-differ'). A lease whose function imports V8 would
+ * new one made ('imports-differ'). When MISS_LIMIT instantiations in a row
+ * found idle instances but none linked to their imports (a per-tenant
+ * value: none will ever match), later misses stop making instances to
+ * keep: they are linked directly and never kept, their memories return to
+ * the memory pool at release, as without reuse ('imports-vary'); a hit
+ * (an idle instance matches) ends the streak. A lease whose function imports V8 would
  * link directly (not plain JavaScript) gets an instance of its own, linked
  * directly ('import-not-js').
  *
@@ -93,6 +98,12 @@ interface Entry {
   evict: () => void;
 }
 
+/**
+ * Misses in a row (idle instances, none linked to the tenant's imports)
+ * after which a miss no longer makes an instance to keep (see the header).
+ */
+export const MISS_LIMIT = 4;
+
 export class InstancePool {
   readonly #host: ReuseHost;
   readonly #plan: ReusePlan;
@@ -101,6 +112,8 @@ export class InstancePool {
   readonly #hidden: ReadonlySet<string>;
   readonly #functionImports: readonly number[];
   #disposed = false;
+  /** Instantiations in a row that found idle instances, none linked to their imports. */
+  #misses = 0;
 
   constructor(host: ReuseHost, plan: ReusePlan) {
     this.#host = host;
@@ -133,8 +146,18 @@ export class InstancePool {
       return this.#direct<T>(direct);
     }
     const entry = this.#take(values);
-    if (entry !== null && entry !== 'busy') return this.#lease<T>(entry, values, true);
-    if (entry === null && this.#idle.length > 0) this.#decline('imports-differ');
+    if (entry !== null && entry !== 'busy') {
+      this.#misses = 0;
+      return this.#lease<T>(entry, values, true);
+    }
+    if (entry === null && this.#idle.length > 0) {
+      // Not kept: an instance that will not match again would only hold memories the memory pool can use.
+      if (++this.#misses > MISS_LIMIT) {
+        this.#decline('imports-vary');
+        return this.#direct<T>(direct);
+      }
+      this.#decline('imports-differ');
+    }
     return this.#lease<T>(this.#create(values), values, false);
   }
 
