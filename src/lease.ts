@@ -44,6 +44,8 @@ export interface ReuseTenancy {
   readonly fresh: ReadonlyMap<string, 'i32' | 'i64' | 'f32' | 'f64'>;
   /** Called at release instead of returning the memories to the pool. */
   readonly complete: (ticket: LeaseTicket, slots: readonly Slot[]) => void;
+  /** The lease's CallState, set by the Lease constructor: the trampolines mark it raw when an import throws (src/reuse/trampoline.ts). */
+  calls: CallState | null;
 }
 
 /** Shared by a lease and its wrappers. */
@@ -119,6 +121,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     this.#plan = plan;
     this.#ticket = core.watch(slots);
     this.#calls = { phase: 0, depth: 0, raw: false, complete: () => this.#complete() };
+    if (reuse !== null) reuse.calls = this.#calls;
     if (plan.atInstantiation) this.#exposeAll();
   }
 

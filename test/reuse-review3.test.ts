@@ -79,3 +79,54 @@ for (const backend of BACKENDS) {
     engine.close();
   });
 }
+
+/** run(): calls import f inside try/catch_all (legacy exception handling); with `start`, also the start function. */
+function catchingModule(start: boolean): Uint8Array<ArrayBuffer> {
+  return buildRaw({
+    types: [{ params: [], results: [] }],
+    imports: [{ module: 'env', name: 'f', desc: [0x00, 0] }],
+    funcs: [{ type: 0, body: [0x06, 0x40, 0x10, 0x00, 0x19, 0x0b] }],
+    memories: [[0x00, 1]],
+    exports: [{ name: 'run', kind: 0, index: 1 }],
+    ...(start ? { start: 1 } : {}),
+  });
+}
+
+for (const backend of BACKENDS) {
+  for (const where of ['call', 'start'] as const) {
+    test(`reuse: an import that throws through the instance (caught by wasm, ${where}) keeps the instance and its memory from the next tenant (${backend})`, () => {
+      const engine = new Engine({ backend, backgroundReset: false });
+      const p = engine.prepare(catchingModule(where === 'start'), { reuse: true });
+      const quiet = { env: { f: () => {} } };
+      // Control: a tenant whose import returns normally leaves the instance reusable.
+      const c = p.instantiate(quiet);
+      (c.exports['run'] as () => void)();
+      c.release();
+      const c2 = p.instantiate(quiet);
+      assert.equal(engine.stats().instancesReused, 1);
+      let kept: unknown = null;
+      const throwing = {
+        env: {
+          f: () => {
+            kept = new Error('kept by the import');
+            throw kept;
+          },
+        },
+      };
+      c2.release();
+      const a = p.instantiate(throwing);
+      assert.equal(engine.stats().instancesReused, 2);
+      if (where === 'call') (a.exports['run'] as () => void)();
+      assert.ok(kept instanceof Error, 'the import threw');
+      a.release();
+      const before = engine.stats();
+      const b = p.instantiate(quiet);
+      const after = engine.stats();
+      assert.equal(after.instancesReused, before.instancesReused, 'the next tenant got a new instance');
+      assert.equal(after.reuseDeclined['exposed'], 1);
+      assert.equal(after.retiredExposed, 1, "the thrower's memory was retired, not reset");
+      b.release();
+      engine.close();
+    });
+  }
+}

@@ -52,7 +52,10 @@ import { bufferOf } from '../memory.js';
 import { wasm } from '../wasm-api.js';
 import { readInternalState } from './internal.js';
 import type { ReusePlan, ReuseReason } from './plan.js';
-import { isPlainFunction, trampoline } from './trampoline.js';
+import { isPlainFunction, type Thrown, trampoline } from './trampoline.js';
+
+/** Where the trampolines of an instance with no tenant record a throw (never read). */
+const NOBODY: Thrown = { raw: false };
 
 /** What the pool needs from its PreparedModule. */
 export interface ReuseHost {
@@ -80,7 +83,11 @@ interface Entry {
   readonly instance: WebAssembly.Instance;
   readonly slots: Slot[];
   readonly images: readonly SlotRequest[];
-  /** Per import: the current lease's function (function imports), read by the trampolines. */
+  /**
+   * Per import: the current lease's function (function imports), read by
+   * the trampolines; then, at index `linked.length`, where they record a
+   * throw (Thrown: the lease's CallState, or a stand-in).
+   */
   readonly cur: unknown[];
   /** Per import: the value linked (non-function imports), compared with Object.is. */
   readonly linked: readonly unknown[];
@@ -248,13 +255,14 @@ export class InstancePool {
       throw e;
     }
     const n = values.length;
-    const cur = new Array<unknown>(n);
+    const cur = new Array<unknown>(n + 1);
+    cur[n] = NOBODY;
     const linked = new Array<unknown>(n);
     const io = Object.create(null) as Record<string, Record<string, unknown>>;
     const arity = this.#plan.importArity;
     host.importList.forEach((imp, i) => {
       const ns = (io[imp.module] ??= Object.create(null) as Record<string, unknown>);
-      if (arity[i]! >= 0) ns[imp.name] = trampoline(cur, i, arity[i]!);
+      if (arity[i]! >= 0) ns[imp.name] = trampoline(cur, i, arity[i]!, n);
       else ns[imp.name] = linked[i] = values[i];
     });
     if (host.memoryModule !== null) {
@@ -334,7 +342,12 @@ export class InstancePool {
       hidden: this.#hidden,
       fresh: this.#plan.fresh,
       complete: (ticket, slots) => this.#complete(e, tenancy, ticket, slots),
+      calls: null,
     };
+    // An import that throws during the start function, even if the wasm code catches it: see trampoline.ts.
+    const thrown: Thrown = { raw: false };
+    const n = e.linked.length;
+    e.cur[n] = thrown;
     if (e.start !== null) {
       try {
         e.start();
@@ -344,12 +357,17 @@ export class InstancePool {
         for (const s of e.slots) s.exposed = true;
         core.releaseSlots(e.slots);
         core.unreserve();
+        e.cur[n] = NOBODY;
         throw err;
       }
     }
     core.counters.instantiations++;
     if (reused) core.counters.instancesReused++;
-    return new LeaseClass<T>(core, e.instance, [...e.slots], this.#host.exposure, this.#hidden, tenancy);
+    const lease = new LeaseClass<T>(core, e.instance, [...e.slots], this.#host.exposure, this.#hidden, tenancy);
+    const calls = tenancy.calls!;
+    if (thrown.raw) calls.raw = true;
+    e.cur[n] = calls;
+    return lease;
   }
 
   /** An instance linked directly to the caller's imports: never reused. */
@@ -380,6 +398,7 @@ export class InstancePool {
       hidden: this.#hidden,
       fresh: this.#plan.fresh,
       complete: (ticket, s) => core.leaseReleased(ticket, s),
+      calls: null,
     };
     return new LeaseClass<T>(core, instance, slots, this.#host.exposure, this.#hidden, tenancy);
   }
@@ -399,6 +418,7 @@ export class InstancePool {
     // Nothing of the old tenant stays reachable from the instance.
     const fi = this.#functionImports;
     for (let k = 0; k < fi.length; k++) e.cur[fi[k]!] = undefined;
+    e.cur[e.linked.length] = NOBODY;
     for (const g of e.globals) g.global.value = g.value;
     const background = core.backend.backgroundReset === true;
     let ok = true;
