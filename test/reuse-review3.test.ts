@@ -130,3 +130,32 @@ for (const backend of BACKENDS) {
     });
   }
 }
+
+for (const backend of BACKENDS) {
+  test(`reuse: an imported float global given as NaN never matches an idle instance: each tenant sees its own payload (${backend})`, () => {
+    const bytes = buildRaw({
+      types: [{ params: [], results: [I64] }],
+      imports: [{ module: 'env', name: 'g', desc: [0x03, F64, 0] }],
+      funcs: [{ type: 0, body: [0x23, 0, 0xbd] }], // i64.reinterpret_f64(global.get 0)
+      memories: [[0x00, 1]],
+      exports: [{ name: 'bits', kind: 0, index: 0 }],
+    });
+    const engine = new Engine({ backend, backgroundReset: false });
+    const p = engine.prepare(bytes, { reuse: true });
+    const native = new WebAssembly.Module(bytes);
+    const nan = (payload: bigint) => new Float64Array(new BigUint64Array([0x7ff8000000000000n | payload]).buffer)[0]!;
+    for (const payload of [1n, 2n, 3n]) {
+      const imports = { env: { g: nan(payload) } };
+      const l = p.instantiate(imports);
+      const expected = (new WebAssembly.Instance(native, imports).exports['bits'] as () => bigint)();
+      assert.equal((l.exports['bits'] as () => bigint)(), expected, `payload ${payload}`);
+      l.release();
+    }
+    assert.equal(engine.stats().instancesReused, 0);
+    // Numbers that are not NaN still match.
+    p.instantiate({ env: { g: 1.5 } }).release();
+    p.instantiate({ env: { g: 1.5 } }).release();
+    assert.equal(engine.stats().instancesReused, 1);
+    engine.close();
+  });
+}

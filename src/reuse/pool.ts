@@ -229,9 +229,19 @@ export class InstancePool {
     return e;
   }
 
+  /**
+   * Whether `e` was linked to `values`' non-function imports: the same
+   * values by Object.is, except NaN, which never matches (V8 keeps a NaN
+   * Number's payload in a float global, and Object.is calls all NaNs the
+   * same).
+   */
   #sameLinks(e: Entry, values: readonly unknown[]): boolean {
     const kinds = this.#plan.importArity;
-    for (let i = 0; i < kinds.length; i++) if (kinds[i]! < 0 && !Object.is(e.linked[i], values[i])) return false;
+    for (let i = 0; i < kinds.length; i++) {
+      if (kinds[i]! >= 0) continue;
+      const v = values[i];
+      if (v !== v || !Object.is(e.linked[i], v)) return false;
+    }
     return true;
   }
 
