@@ -159,3 +159,25 @@ for (const backend of BACKENDS) {
     engine.close();
   });
 }
+
+for (const backend of BACKENDS) {
+  for (const what of ['dispose', 'close'] as const) {
+    test(`reuse: ${what} from an imports getter during instantiate() throws a typed error, nothing leaked (${backend})`, () => {
+      const engine = new Engine({ backend });
+      const p = engine.prepare(reuseModule(41), { reuse: true });
+      p.instantiate(importsFor(0)).release();
+      const imports = {
+        get env() {
+          if (what === 'dispose') p.dispose();
+          else engine.close();
+          return importsFor(1).env;
+        },
+      };
+      assert.throws(() => p.instantiate(imports), what === 'close' ? EngineClosedError : WasmCowError);
+      const st = engine.stats();
+      assert.equal(st.liveLeases, 0);
+      assert.equal(st.idleInstances, 0);
+      engine.close();
+    });
+  }
+}

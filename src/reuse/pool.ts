@@ -144,6 +144,8 @@ export class InstancePool {
     let direct: (slots: readonly Slot[]) => WebAssembly.Imports | undefined;
     try {
       ({ values, direct } = host.read(imports));
+      // A getter on the imports may have disposed the module or closed the engine: its typed error.
+      host.checkUsable();
     } catch (e) {
       core.unreserve();
       throw e;
