@@ -181,3 +181,30 @@ for (const backend of BACKENDS) {
     });
   }
 }
+
+for (const backend of BACKENDS) {
+  test(`snapshot: a module exporting a name with the engine's private prefix is refused ('reserved-name'), not read from its decoy (${backend})`, () => {
+    const decoy = '\u0000wasm-cow:global:0';
+    const bytes = buildRaw({
+      types: [{ params: [], results: [] }],
+      funcs: [{ type: 0, body: [0x41, 5, 0x24, 0] }], // global 0 = 5
+      memories: [[0x00, 1]],
+      globals: [
+        { type: [I32], mutable: true, init: [0x41, 0] },
+        { type: [I32], mutable: false, init: [0x41, 0xd2, 0x09] }, // 1234
+      ],
+      exports: [
+        { name: 'set', kind: 0, index: 0 },
+        { name: decoy, kind: 3, index: 1 },
+      ],
+    });
+    const engine = new Engine({ backend, nativeWhenFaster: false });
+    const p = engine.prepare(bytes, { snapshots: true });
+    const lease = p.instantiate();
+    (lease.exports['set'] as () => void)();
+    assert.equal((lease.exports[decoy] as WebAssembly.Global).value, 1234, "the module's own export is there");
+    assert.throws(() => p.snapshot(lease), (e: unknown) => e instanceof SnapshotError && e.reason === 'reserved-name');
+    lease.release();
+    engine.close();
+  });
+}
