@@ -162,12 +162,25 @@ export class EngineCore {
     for (const s of slots) this.pool.release(s, !this.closed);
   }
 
-  /** A new lease holds these slots: returns its ticket. */
-  watch(slots: readonly Slot[]): LeaseTicket {
+  /**
+   * A new lease holds these slots: returns its ticket. A lease without
+   * slots (a module that defines no memory, or whose memories V8 made) is
+   * watched itself: dropped without release(), it stops counting as live
+   * when V8 collects it (#collected cannot see it: no slot).
+   */
+  watch(slots: readonly Slot[], lease: object): LeaseTicket {
     const ticket = { open: true };
     for (const s of slots) s.tenancy.lease = ticket;
+    if (slots.length === 0) this.#dropped.register(lease, ticket);
     return ticket;
   }
+
+  /** Leases without slots, watched by watch(): a ticket still open when its lease is collected was never released. */
+  readonly #dropped = new FinalizationRegistry<LeaseTicket>((ticket) => {
+    if (!ticket.open) return;
+    ticket.open = false;
+    this.live--;
+  });
 
   /** A lease was released: return its memories. */
   leaseReleased(ticket: LeaseTicket, slots: readonly Slot[]): void {

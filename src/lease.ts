@@ -119,7 +119,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     this.#instance = instance;
     this.#slots = slots;
     this.#plan = plan;
-    this.#ticket = core.watch(slots);
+    this.#ticket = core.watch(slots, this);
     this.#calls = { phase: 0, depth: 0, raw: false, complete: () => this.#complete() };
     if (reuse !== null) reuse.calls = this.#calls;
     if (plan.atInstantiation) this.#exposeAll();

@@ -208,3 +208,34 @@ for (const backend of BACKENDS) {
     engine.close();
   });
 }
+
+test('a lease of a module without memory, dropped without release, stops counting as live after GC (with and without reuse)', () => {
+  const bytes = buildRaw({
+    types: [{ params: [], results: [I32] }],
+    funcs: [{ type: 0, body: [0x41, 1] }],
+    exports: [{ name: 'f', kind: 0, index: 0 }],
+  });
+  const code = `
+    import { Engine } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)};
+    const bytes = new Uint8Array(${JSON.stringify([...bytes])});
+    const out = {};
+    for (const reuse of [false, true]) {
+      const engine = new Engine({ maxInstances: 5 });
+      const p = engine.prepare(bytes, { reuse });
+      const drop = () => { p.instantiate().exports.f(); };
+      for (let i = 0; i < 5; i++) drop();
+      let threw = false;
+      try { p.instantiate(); } catch (e) { threw = e.constructor.name; }
+      for (let i = 0; i < 20 && engine.stats().liveLeases > 0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+      const live = engine.stats().liveLeases;
+      const l = p.instantiate();
+      out[reuse] = { threw, live, f: l.exports.f() };
+      l.release();
+      engine.close();
+    }
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const expected = { threw: 'PoolExhaustedError', live: 0, f: 1 };
+  assert.deepEqual(JSON.parse(r.stdout), { false: expected, true: expected });
+});
