@@ -21,6 +21,14 @@ export interface CoreOptions {
   readonly spareMemories?: boolean;
 }
 
+/** An idle instance of a module prepared with `{ reuse: true }`, as the engine-wide idle bound sees it. */
+export interface IdleInstance {
+  /** Memories it holds. */
+  readonly memories: number;
+  /** Drops it (its pool removes it and retires its memories). */
+  evict(): void;
+}
+
 export class EngineCore {
   readonly backend: Backend;
   readonly options: CoreOptions;
@@ -39,6 +47,14 @@ export class EngineCore {
    */
   readonly #collected = new FinalizationRegistry<Slot['tenancy']>((t) => this.#collect(t));
 
+  /**
+   * Idle instances of every instance pool (src/reuse/pool.ts), least
+   * recently released first, with their release stamps. Their memories
+   * count against maxIdle with the memory pool's idle memories.
+   */
+  readonly #idleInstances = new Map<IdleInstance, number>();
+  #idleInstanceMemories = 0;
+
   constructor(backend: Backend, options: CoreOptions) {
     this.backend = backend;
     this.options = options;
@@ -50,7 +66,42 @@ export class EngineCore {
       (slot) => this.#collected.register(slot, slot.tenancy),
       options.spareMemories ?? true,
     );
+    const idle = this.#idleInstances;
+    const memories = (): number => this.#idleInstanceMemories;
+    this.pool.shareWith({
+      get memories() {
+        return memories();
+      },
+      oldest: () => {
+        for (const stamp of idle.values()) return stamp;
+        return Infinity;
+      },
+      evictOldest: () => {
+        for (const i of idle.keys()) {
+          this.unkeepIdle(i);
+          i.evict();
+          return;
+        }
+      },
+    });
   }
+
+  /**
+   * An instance pool keeps `i` idle: it counts against maxIdle from now, the
+   * most recently released; past the bound, the least recently released
+   * idle memory or instance (engine-wide) is dropped, maybe `i` itself.
+   */
+  keepIdle(i: IdleInstance): void {
+    this.#idleInstances.set(i, this.pool.stamp());
+    this.#idleInstanceMemories += i.memories;
+    this.pool.trim();
+  }
+
+  /** `i` left the idle set (taken by a tenant, or dropped by its pool). */
+  unkeepIdle(i: IdleInstance): void {
+    if (this.#idleInstances.delete(i)) this.#idleInstanceMemories -= i.memories;
+  }
+
 
   /** Counts one fallback to V8, by reason. */
   fallback(reason: FallbackReason): void {
@@ -111,12 +162,25 @@ export class EngineCore {
     for (const s of slots) this.pool.release(s, !this.closed);
   }
 
-  /** A new lease holds these slots: returns its ticket. */
-  watch(slots: readonly Slot[]): LeaseTicket {
+  /**
+   * A new lease holds these slots: returns its ticket. A lease without
+   * slots (a module that defines no memory, or whose memories V8 made) is
+   * watched itself: dropped without release(), it stops counting as live
+   * when V8 collects it (#collected cannot see it: no slot).
+   */
+  watch(slots: readonly Slot[], lease: object): LeaseTicket {
     const ticket = { open: true };
     for (const s of slots) s.tenancy.lease = ticket;
+    if (slots.length === 0) this.#dropped.register(lease, ticket);
     return ticket;
   }
+
+  /** Leases without slots, watched by watch(): a ticket still open when its lease is collected was never released. */
+  readonly #dropped = new FinalizationRegistry<LeaseTicket>((ticket) => {
+    if (!ticket.open) return;
+    ticket.open = false;
+    this.live--;
+  });
 
   /** A lease was released: return its memories. */
   leaseReleased(ticket: LeaseTicket, slots: readonly Slot[]): void {
@@ -163,7 +227,8 @@ export class EngineCore {
       reuseDeclined: { ...this.counters.reuseDeclined },
       nativeInstantiations: { ...this.counters.nativeInstantiations },
       liveLeases: this.live,
-      idleMemories: this.pool.idle,
+      idleMemories: this.pool.idle + this.#idleInstanceMemories,
+      idleInstances: this.#idleInstances.size,
     };
   }
 

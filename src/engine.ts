@@ -16,7 +16,7 @@ export interface EngineOptions {
   backend?: 'auto' | BackendKind;
   /** Live leases allowed at once; instantiate throws PoolExhaustedError past it. Default 1000. */
   maxInstances?: number;
-  /** Idle memories kept for reuse, over all modules; least recently used go first. Default 64. */
+  /** Idle memories kept for reuse, over all modules, those held by idle reused instances included (docs/api.md); least recently released go first. Default 64. */
   maxIdle?: number;
   /** Largest image, in bytes; a memory whose data spans more is left to V8. Default 1 GiB. */
   imageSizeLimit?: number;

@@ -44,6 +44,8 @@ export interface ReuseTenancy {
   readonly fresh: ReadonlyMap<string, 'i32' | 'i64' | 'f32' | 'f64'>;
   /** Called at release instead of returning the memories to the pool. */
   readonly complete: (ticket: LeaseTicket, slots: readonly Slot[]) => void;
+  /** The lease's CallState, set by the Lease constructor: the trampolines mark it raw when an import throws (src/reuse/trampoline.ts). */
+  calls: CallState | null;
 }
 
 /** Shared by a lease and its wrappers. */
@@ -84,7 +86,6 @@ export interface LeaseView {
 }
 const apply = Reflect.apply;
 /** The ticket of every lease with no pooled memory: no slot refers to it, so nothing reads it. */
-const NO_TICKET: LeaseTicket = { open: false };
 const defineProperty = Object.defineProperty;
 
 export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implements Disposable {
@@ -119,9 +120,9 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     this.#instance = instance;
     this.#slots = slots;
     this.#plan = plan;
-    // A lease with no pooled memory (run as V8 would) has nothing to watch.
-    this.#ticket = slots.length === 0 && reuse === null ? NO_TICKET : core.watch(slots);
+    this.#ticket = core.watch(slots, this);
     this.#calls = { phase: 0, depth: 0, raw: false, complete: () => this.#complete() };
+    if (reuse !== null) reuse.calls = this.#calls;
     if (plan.atInstantiation) this.#exposeAll();
   }
 

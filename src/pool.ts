@@ -32,6 +32,12 @@
  * the same size holding the same image, idle in the pool like any other
  * (src/spares.ts).
  *
+ * `maxIdle` is engine-wide: idle instances of modules prepared with
+ * `{ reuse: true }` (src/reuse/pool.ts) hold memories too, and count
+ * against it with the pool's own (`IdleInstances`). Past the bound, the
+ * least recently released goes first, whether a pool slot or an idle
+ * instance (with all its memories).
+ *
  * Invariants: every slot in the indexes is clean and appears in all three
  * (`#all`, its size set, its image set) or in none of them. Every slot in
  * `#resetting` is in state 'resetting' and in no index, oldest first.
@@ -49,6 +55,24 @@ export interface SlotRequest extends SlotSize {
 }
 
 type ImageKey = MemoryImage | string;
+
+/** The idle instances that share `maxIdle` with the pool (EngineCore keeps them). */
+export interface IdleInstances {
+  /** Memories held by idle instances. */
+  readonly memories: number;
+  /** The release stamp of the least recently released idle instance, or Infinity. */
+  oldest(): number;
+  /** Drops the least recently released idle instance. */
+  evictOldest(): void;
+}
+
+/** Release stamps, shared by pool slots and idle instances (one engine's ordering). */
+export class IdleClock {
+  #t = 0;
+  next(): number {
+    return ++this.#t;
+  }
+}
 
 /** Queued resets per review of the reset thread's keeping up, and inline resets when it did not. */
 const QUEUE_WINDOW = 256;
@@ -83,8 +107,11 @@ export class MemoryPool {
   readonly #backend: Backend;
   readonly #maxIdle: number;
   readonly #stats: StatsCounters;
-  /** All idle slots, least recently used first (Set keeps insertion order). */
-  readonly #all = new Set<Slot>();
+  /** All idle slots, least recently used first (Map keeps insertion order), with their release stamps. */
+  readonly #all = new Map<Slot, number>();
+  /** Idle instances counted against maxIdle with the pool's slots, and the stamps both share. */
+  #instances: IdleInstances = NO_INSTANCES;
+  readonly #clock = new IdleClock();
   readonly #bySize = new Map<string, Set<Slot>>();
   readonly #byImage = new ImageIndex();
 
@@ -130,6 +157,34 @@ export class MemoryPool {
   /** Idle slots, counting those still being reset. */
   get idle(): number {
     return this.#all.size + this.#resetting.length;
+  }
+
+  /** Idle instances to count against maxIdle (set once, by EngineCore). */
+  shareWith(instances: IdleInstances): void {
+    this.#instances = instances;
+  }
+
+  /** A release stamp (idle instances take theirs here too). */
+  stamp(): number {
+    return this.#clock.next();
+  }
+
+  /**
+   * Holds maxIdle over idle slots and idle instances' memories together:
+   * drops the least recently released, slot or instance, until within it.
+   */
+  trim(): void {
+    const inst = this.#instances;
+    while (this.#all.size + inst.memories > this.#maxIdle) {
+      const slot = firstKey(this.#all);
+      if (slot === undefined || inst.oldest() < this.#all.get(slot)!) {
+        if (inst.memories === 0) return;
+        inst.evictOldest();
+        continue;
+      }
+      this.#unindex(slot);
+      this.#retire(slot);
+    }
   }
 
   /**
@@ -283,11 +338,7 @@ export class MemoryPool {
     this.#stats.resets++;
     if (background) this.#stats.backgroundResets++;
     this.#index(slot);
-    while (this.#all.size > this.#maxIdle) {
-      const oldest = first(this.#all)!;
-      this.#unindex(oldest);
-      this.#retire(oldest);
-    }
+    this.trim();
   }
 
   /** Waits for every queued reset and settles it (so counts are exact). */
@@ -317,7 +368,7 @@ export class MemoryPool {
   clear(): void {
     this.#spares.clear();
     this.drain();
-    for (const slot of [...this.#all]) {
+    for (const slot of [...this.#all.keys()]) {
       this.#unindex(slot);
       this.#retire(slot);
     }
@@ -337,7 +388,7 @@ export class MemoryPool {
    */
   #makeSpare(r: SpareRequest): void {
     if (this.#resetting.length > 0) this.#settle(false);
-    if (this.idle >= this.#maxIdle) return;
+    if (this.idle + this.#instances.memories >= this.#maxIdle) return;
     if ((this.#byImage.get(imageKey(r.image, r.key))?.size ?? 0) >= SPARES_PER_KEY) return;
     let slot: Slot;
     try {
@@ -364,7 +415,7 @@ export class MemoryPool {
   }
 
   #index(slot: Slot): void {
-    this.#all.add(slot);
+    this.#all.set(slot, this.#clock.next());
     addTo(this.#bySize, slot.key, slot);
     this.#byImage.add(imageKey(slot.image, slot.key), slot);
   }
@@ -378,6 +429,13 @@ export class MemoryPool {
 
 /** Slots without an image are keyed by their size key (a zero memory of that size). */
 const imageKey = (image: MemoryImage | null, size: string): ImageKey => image ?? size;
+
+const NO_INSTANCES: IdleInstances = { memories: 0, oldest: () => Infinity, evictOldest: () => {} };
+
+function firstKey<K>(map: Map<K, unknown>): K | undefined {
+  for (const k of map.keys()) return k;
+  return undefined;
+}
 
 function first<T>(set: Set<T> | undefined): T | undefined {
   if (!set) return undefined;

@@ -138,7 +138,10 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
       return { parsed, parseError, plans, start, rewritten: rewriteModule(input, parsed, options), hidden: hiddenOf(extraExports), reuse: decision };
     }
   }
-  const info = privateState ? readModuleInfo(input, parsed) : null;
+  // A module that already exports a name with the engine's private prefix gets no private exports (they could clash, or be
+  // mistaken for the module's own); snapshots then refuse ('reserved-name').
+  const reserved = parsed.exports.some((e) => isInternalName(e.name));
+  const info = privateState && !reserved ? readModuleInfo(input, parsed) : null;
   const extraExports = info === null ? [] : internalExports(parsed, info, false);
   const rewritten =
     importMemories || convert.size > 0 || extraExports.length > 0 ? rewriteModule(input, parsed, { importMemories, convert, extraExports }) : null;

@@ -113,8 +113,14 @@ export interface EngineStats {
   memoriesCreated: number;
   /** Leases not yet released. */
   liveLeases: number;
-  /** Idle memories in the pool. */
+  /**
+   * Idle memories: in the pool (those whose reset is still running
+   * included) and held by idle instances of modules prepared with
+   * `{ reuse: true }`. At most `maxIdle` (engine-wide) once resets end.
+   */
   idleMemories: number;
+  /** Idle instances kept for reuse (modules prepared with `{ reuse: true }`); their memories are in `idleMemories`. */
+  idleInstances: number;
   /** Fallbacks by reason (see FallbackReason); a reason that never happened is absent. */
   fallbacks: Partial<Record<FallbackReason, number>>;
   /** Instantiations served by a reused instance (modules prepared with `{ reuse: true }`). */
@@ -123,14 +129,14 @@ export interface EngineStats {
    * For modules prepared with `{ reuse: true }`: by reason (see ReuseReason
    * in docs/api.md), each instantiation of an ineligible module, each
    * instantiation that could not take an idle instance ('import-not-js',
-   * 'imports-differ', 'start-trap'), and each instance dropped at release
+   * 'imports-differ', 'imports-vary', 'start-trap'), and each instance dropped at release
    * ('exposed', 'grown', 'table-grown', 'nan-global', 'reset-failed',
    * 'pool-full'). A reason that never happened is absent.
    */
   reuseDeclined: Partial<Record<ReuseReason, number>>;
 }
 
-export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories'>;
+export type StatsCounters = Omit<EngineStats, 'liveLeases' | 'idleMemories' | 'idleInstances'>;
 
 export function countFallback(counters: StatsCounters, reason: FallbackReason): void {
   counters.fallbacks[reason] = (counters.fallbacks[reason] ?? 0) + 1;

@@ -58,6 +58,7 @@ export type ReuseReason =
   // decided per instantiation or at release
   | 'import-not-js'
   | 'imports-differ'
+  | 'imports-vary'
   | 'exposed'
   | 'grown'
   | 'table-grown'

@@ -27,7 +27,12 @@
  * call the current lease's function; every other import (memory, table,
  * global, tag) must be the identical object (Object.is) as the one the
  * instance was made with, else another idle instance is looked for, or a
- * new one made ('imports-differ'). A lease whose function imports V8 would
+ * new one made ('imports-differ'). When MISS_LIMIT instantiations in a row
+ * found idle instances but none linked to their imports (a per-tenant
+ * value: none will ever match), later misses stop making instances to
+ * keep: they are linked directly and never kept, their memories return to
+ * the memory pool at release, as without reuse ('imports-vary'); a hit
+ * (an idle instance matches) ends the streak. A lease whose function imports V8 would
  * link directly (not plain JavaScript) gets an instance of its own, linked
  * directly ('import-not-js').
  *
@@ -47,7 +52,10 @@ import { bufferOf } from '../memory.js';
 import { wasm } from '../wasm-api.js';
 import { readInternalState } from './internal.js';
 import type { ReusePlan, ReuseReason } from './plan.js';
-import { isPlainFunction, trampoline } from './trampoline.js';
+import { isPlainFunction, type Thrown, trampoline } from './trampoline.js';
+
+/** Where the trampolines of an instance with no tenant record a throw (never read). */
+const NOBODY: Thrown = { raw: false };
 
 /** What the pool needs from its PreparedModule. */
 export interface ReuseHost {
@@ -75,7 +83,11 @@ interface Entry {
   readonly instance: WebAssembly.Instance;
   readonly slots: Slot[];
   readonly images: readonly SlotRequest[];
-  /** Per import: the current lease's function (function imports), read by the trampolines. */
+  /**
+   * Per import: the current lease's function (function imports), read by
+   * the trampolines; then, at index `linked.length`, where they record a
+   * throw (Thrown: the lease's CallState, or a stand-in).
+   */
   readonly cur: unknown[];
   /** Per import: the value linked (non-function imports), compared with Object.is. */
   readonly linked: readonly unknown[];
@@ -87,7 +99,17 @@ interface Entry {
   readonly start: (() => unknown) | null;
   /** Set when the instance must not be reused (a reason found at creation). */
   broken: ReuseReason | null;
+  /** Memories it holds (counted against the engine-wide maxIdle while idle: EngineCore.keepIdle). */
+  readonly memories: number;
+  /** Drops it while idle (the engine-wide idle bound: 'pool-full'). */
+  evict: () => void;
 }
+
+/**
+ * Misses in a row (idle instances, none linked to the tenant's imports)
+ * after which a miss no longer makes an instance to keep (see the header).
+ */
+export const MISS_LIMIT = 4;
 
 export class InstancePool {
   readonly #host: ReuseHost;
@@ -97,6 +119,8 @@ export class InstancePool {
   readonly #hidden: ReadonlySet<string>;
   readonly #functionImports: readonly number[];
   #disposed = false;
+  /** Instantiations in a row that found idle instances, none linked to their imports. */
+  #misses = 0;
 
   constructor(host: ReuseHost, plan: ReusePlan) {
     this.#host = host;
@@ -120,6 +144,8 @@ export class InstancePool {
     let direct: (slots: readonly Slot[]) => WebAssembly.Imports | undefined;
     try {
       ({ values, direct } = host.read(imports));
+      // A getter on the imports may have disposed the module or closed the engine: its typed error.
+      host.checkUsable();
     } catch (e) {
       core.unreserve();
       throw e;
@@ -129,15 +155,28 @@ export class InstancePool {
       return this.#direct<T>(direct);
     }
     const entry = this.#take(values);
-    if (entry !== null && entry !== 'busy') return this.#lease<T>(entry, values, true);
-    if (entry === null && this.#idle.length > 0) this.#decline('imports-differ');
+    if (entry !== null && entry !== 'busy') {
+      this.#misses = 0;
+      return this.#lease<T>(entry, values, true);
+    }
+    if (entry === null && this.#idle.length > 0) {
+      // Not kept: an instance that will not match again would only hold memories the memory pool can use.
+      if (++this.#misses > MISS_LIMIT) {
+        this.#decline('imports-vary');
+        return this.#direct<T>(direct);
+      }
+      this.#decline('imports-differ');
+    }
     return this.#lease<T>(this.#create(values), values, false);
   }
 
   /** Drops every idle instance (their memories are retired). */
   dispose(): void {
     this.#disposed = true;
-    for (const e of this.#idle.splice(0)) this.#retire(e);
+    for (const e of this.#idle.splice(0)) {
+      this.#core.unkeepIdle(e);
+      this.#retire(e);
+    }
   }
 
   #plainFunctions(values: readonly unknown[]): boolean {
@@ -179,6 +218,7 @@ export class InstancePool {
 
   #takeAt(k: number, values: readonly unknown[]): Entry | null | 'busy' {
     const e = this.#idle.splice(k, 1)[0]!;
+    this.#core.unkeepIdle(e);
     for (const s of e.slots) {
       if (s.state !== 'clean') {
         // The reset failed (the slot retired itself) or the memory grew meanwhile.
@@ -191,9 +231,19 @@ export class InstancePool {
     return e;
   }
 
+  /**
+   * Whether `e` was linked to `values`' non-function imports: the same
+   * values by Object.is, except NaN, which never matches (V8 keeps a NaN
+   * Number's payload in a float global, and Object.is calls all NaNs the
+   * same).
+   */
   #sameLinks(e: Entry, values: readonly unknown[]): boolean {
     const kinds = this.#plan.importArity;
-    for (let i = 0; i < kinds.length; i++) if (kinds[i]! < 0 && !Object.is(e.linked[i], values[i])) return false;
+    for (let i = 0; i < kinds.length; i++) {
+      if (kinds[i]! >= 0) continue;
+      const v = values[i];
+      if (v !== v || !Object.is(e.linked[i], v)) return false;
+    }
     return true;
   }
 
@@ -217,13 +267,14 @@ export class InstancePool {
       throw e;
     }
     const n = values.length;
-    const cur = new Array<unknown>(n);
+    const cur = new Array<unknown>(n + 1);
+    cur[n] = NOBODY;
     const linked = new Array<unknown>(n);
     const io = Object.create(null) as Record<string, Record<string, unknown>>;
     const arity = this.#plan.importArity;
     host.importList.forEach((imp, i) => {
       const ns = (io[imp.module] ??= Object.create(null) as Record<string, unknown>);
-      if (arity[i]! >= 0) ns[imp.name] = trampoline(cur, i, arity[i]!);
+      if (arity[i]! >= 0) ns[imp.name] = trampoline(cur, i, arity[i]!, n);
       else ns[imp.name] = linked[i] = values[i];
     });
     if (host.memoryModule !== null) {
@@ -256,7 +307,30 @@ export class InstancePool {
       for (let i = 0; i < entries.length; i++) entries[i] = table.get(i);
       return { table, length: entries.length, entries };
     });
-    return { instance, slots, images: requests, cur, linked, globals, tables, restoreTables, start: state.start, broken };
+    const entry: Entry = {
+      instance,
+      slots,
+      images: requests,
+      cur,
+      linked,
+      globals,
+      tables,
+      restoreTables,
+      start: state.start,
+      broken,
+      memories: slots.length,
+      evict: () => this.#evict(entry),
+    };
+    return entry;
+  }
+
+  /** The engine-wide idle bound drops `e`, idle here (EngineCore has already forgotten it). */
+  #evict(e: Entry): void {
+    const k = this.#idle.indexOf(e);
+    if (k < 0) return;
+    this.#idle.splice(k, 1);
+    this.#decline('pool-full');
+    this.#retire(e);
   }
 
   /** Hands `e` to a new lease with `values`' functions; runs the start function. */
@@ -280,7 +354,12 @@ export class InstancePool {
       hidden: this.#hidden,
       fresh: this.#plan.fresh,
       complete: (ticket, slots) => this.#complete(e, tenancy, ticket, slots),
+      calls: null,
     };
+    // An import that throws during the start function, even if the wasm code catches it: see trampoline.ts.
+    const thrown: Thrown = { raw: false };
+    const n = e.linked.length;
+    e.cur[n] = thrown;
     if (e.start !== null) {
       try {
         e.start();
@@ -290,12 +369,17 @@ export class InstancePool {
         for (const s of e.slots) s.exposed = true;
         core.releaseSlots(e.slots);
         core.unreserve();
+        e.cur[n] = NOBODY;
         throw err;
       }
     }
     core.counters.instantiations++;
     if (reused) core.counters.instancesReused++;
-    return new LeaseClass<T>(core, e.instance, [...e.slots], this.#host.exposure, this.#hidden, tenancy);
+    const lease = new LeaseClass<T>(core, e.instance, [...e.slots], this.#host.exposure, this.#hidden, tenancy);
+    const calls = tenancy.calls!;
+    if (thrown.raw) calls.raw = true;
+    e.cur[n] = calls;
+    return lease;
   }
 
   /** An instance linked directly to the caller's imports: never reused. */
@@ -326,6 +410,7 @@ export class InstancePool {
       hidden: this.#hidden,
       fresh: this.#plan.fresh,
       complete: (ticket, s) => core.leaseReleased(ticket, s),
+      calls: null,
     };
     return new LeaseClass<T>(core, instance, slots, this.#host.exposure, this.#hidden, tenancy);
   }
@@ -345,6 +430,7 @@ export class InstancePool {
     // Nothing of the old tenant stays reachable from the instance.
     const fi = this.#functionImports;
     for (let k = 0; k < fi.length; k++) e.cur[fi[k]!] = undefined;
+    e.cur[e.linked.length] = NOBODY;
     for (const g of e.globals) g.global.value = g.value;
     const background = core.backend.backgroundReset === true;
     let ok = true;
@@ -354,12 +440,14 @@ export class InstancePool {
       this.#retire(e);
       return;
     }
-    if (this.#disposed || core.closed || this.#idle.length >= core.options.maxIdle) {
-      if (!this.#disposed && !core.closed) this.#decline('pool-full');
+    if (this.#disposed || core.closed) {
       this.#retire(e);
       return;
     }
+    // Counted against maxIdle with every idle memory of the engine: past it,
+    // the least recently released instance or memory is dropped (maybe this one).
     this.#idle.push(e);
+    core.keepIdle(e);
   }
 
   /** Why `e` cannot serve another tenant (checked before anything is reset), or null. Restores its tables. */

@@ -12,6 +12,8 @@
  * function or a native one, is not given to a trampoline: such a lease gets
  * an instance of its own, see pool.ts.)
  *
+ * An import that throws marks the lease raw (see FIXED).
+ *
  * The only observable differences: one more JavaScript frame in a stack
  * trace, and a function import the module re-exports is, in the raw
  * instance's exports, the trampoline (through `lease.exports` every export
@@ -19,52 +21,125 @@
  */
 type Fn = (...args: unknown[]) => unknown;
 
+/**
+ * Where a trampoline records that an import threw: the current lease's
+ * CallState (lease.ts), or a stand-in before the lease exists (the start
+ * function) and after release. A plain store in the catch block, no call
+ * (a call there can overflow the stack), as in lease.ts's wrappers.
+ */
+export interface Thrown {
+  raw: boolean;
+}
+
 const apply = Reflect.apply;
 
-const FIXED: ((cur: unknown[], i: number) => Fn)[] = [
-  (cur, i) => () => {
+/**
+ * One per arity. An exception from the import is rethrown as it is; on
+ * its way out it passes through the instance's frames, and V8's
+ * structured stack trace (CallSite.getThis()) then holds the raw instance,
+ * even when the wasm code catches it and returns normally: the lease is
+ * marked raw (`cur[s].raw`), so the instance is dropped at release and its
+ * memories retired. The non-throwing path costs only the try.
+ */
+const FIXED: ((cur: unknown[], i: number, s: number) => Fn)[] = [
+  (cur, i, s) => () => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn();
+    try {
+      return fn();
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a) => {
+  (cur, i, s) => (a) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a);
+    try {
+      return fn(a);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a, b) => {
+  (cur, i, s) => (a, b) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a, b);
+    try {
+      return fn(a, b);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a, b, c) => {
+  (cur, i, s) => (a, b, c) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a, b, c);
+    try {
+      return fn(a, b, c);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a, b, c, d) => {
+  (cur, i, s) => (a, b, c, d) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a, b, c, d);
+    try {
+      return fn(a, b, c, d);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a, b, c, d, e) => {
+  (cur, i, s) => (a, b, c, d, e) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a, b, c, d, e);
+    try {
+      return fn(a, b, c, d, e);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a, b, c, d, e, f) => {
+  (cur, i, s) => (a, b, c, d, e, f) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a, b, c, d, e, f);
+    try {
+      return fn(a, b, c, d, e, f);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a, b, c, d, e, f, g) => {
+  (cur, i, s) => (a, b, c, d, e, f, g) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a, b, c, d, e, f, g);
+    try {
+      return fn(a, b, c, d, e, f, g);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
-  (cur, i) => (a, b, c, d, e, f, g, h) => {
+  (cur, i, s) => (a, b, c, d, e, f, g, h) => {
     const fn = cur[i] as Fn; // called as a plain function: `this` is undefined
-    return fn(a, b, c, d, e, f, g, h);
+    try {
+      return fn(a, b, c, d, e, f, g, h);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
   },
 ];
 
-/** The trampoline for import `i` of `arity` parameters, calling `cur[i]`. */
-export function trampoline(cur: unknown[], i: number, arity: number): Fn {
+/**
+ * The trampoline for import `i` of `arity` parameters, calling `cur[i]`;
+ * `cur[s]` is where it records a throw (Thrown).
+ */
+export function trampoline(cur: unknown[], i: number, arity: number, s: number): Fn {
   const fixed = FIXED[arity];
-  if (fixed !== undefined) return fixed(cur, i);
-  return (...args: unknown[]) => apply(cur[i] as Fn, undefined, args);
+  if (fixed !== undefined) return fixed(cur, i, s);
+  return (...args: unknown[]) => {
+    try {
+      return apply(cur[i] as Fn, undefined, args);
+    } catch (x) {
+      (cur[s] as Thrown).raw = true;
+      throw x;
+    }
+  };
 }
 
 const toSource = Function.prototype.toString;

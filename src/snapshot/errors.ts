@@ -29,6 +29,8 @@ import { WasmCowError } from '../errors.js';
  *  - 'reachable-table'   an exported table was reachable by JS (which can change it);
  *  - 'dropped-segments'  the code can drop segments (data.drop, elem.drop): whether one
  *                        was dropped is not visible;
+ *  - 'reserved-name'     the module exports a name that starts with the engine's private
+ *                        prefix ("\u0000wasm-cow:"), which the engine uses to read globals;
  *  - 'rewrite-rejected'  V8 rejected the snapshot's module (a wasm-cow bug: please report it).
  */
 export type SnapshotRefusal =
@@ -46,6 +48,7 @@ export type SnapshotRefusal =
   | 'mutable-table'
   | 'reachable-table'
   | 'dropped-segments'
+  | 'reserved-name'
   | 'rewrite-rejected';
 
 /** prepared.snapshot(lease) cannot capture this lease's state exactly; `reason` says why. */

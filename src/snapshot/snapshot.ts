@@ -13,7 +13,7 @@
  */
 import { type CodeScan, scanCode } from '../binary/code-scan.js';
 import { type ParsedModule, SectionId } from '../binary/reader.js';
-import { internalGlobalName } from '../reuse/internal.js';
+import { internalGlobalName, isInternalName } from '../reuse/internal.js';
 import { type ModuleInfo, readModuleInfo } from '../reuse/module-info.js';
 import type { ExposurePlan } from '../exposure.js';
 import { type LeaseView, leaseView, type Lease } from '../lease.js';
@@ -45,6 +45,14 @@ export function snapshotBytes(source: SnapshotSource, lease: Lease, plan: Exposu
     );
   }
   const { bytes, parsed } = source;
+  for (const e of parsed.exports) {
+    if (isInternalName(e.name)) {
+      throw new SnapshotError(
+        'reserved-name',
+        `the module exports ${JSON.stringify(e.name)}, a name with the engine's private prefix: the engine cannot tell its own exports from the module's.`,
+      );
+    }
+  }
   checkMemories(parsed);
   checkCode(source);
   checkTables(parsed, view);
