@@ -152,6 +152,19 @@ static void set_prop_str(napi_env env, napi_value obj, const char *key, const ch
 /* Throws Error(message) with code = errno name, errno = -err, syscall. */
 napi_value throw_errno(napi_env env, const char *syscall, int err) {
   char msg[256];
+  if (err == WC_EREPLACED) {
+    snprintf(msg, sizeof msg,
+             "wasm-cow native: %s refused: the image's fd was closed or replaced by other code in this process "
+             "(its number no longer names the image's memfd); nothing was mapped or read from it, and it will not be closed",
+             syscall);
+    napi_value text, error;
+    if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text) != napi_ok) return NULL;
+    if (napi_create_error(env, NULL, text, &error) != napi_ok) return NULL;
+    set_prop_str(env, error, "code", "ERR_WASM_COW_IMAGE_FD_REPLACED");
+    set_prop_str(env, error, "syscall", syscall);
+    napi_throw(env, error);
+    return NULL;
+  }
   snprintf(msg, sizeof msg, "wasm-cow native: %s failed: %s (%s)", syscall, strerror(err),
            errno_code(err));
   napi_value text, error, num;
