@@ -203,8 +203,8 @@ napi_value resident_pages(napi_env env, napi_callback_info info);
 
 /* ---- defined in reset_queue.c ---- */
 
-/* Deletes the memory references of finished jobs, oldest first (JS thread). */
-void reap_jobs(napi_env env, reset_queue *q);
+/* Deletes the memory references and image pins of finished jobs, oldest first; with `all`, also those behind a running one (JS thread). */
+void reap_jobs(napi_env env, reset_queue *q, int all);
 /* Stops the thread and drops every reference (environment teardown). */
 void reset_queue_free(napi_env env, reset_queue *q);
 
@@ -212,6 +212,7 @@ void reset_queue_free(napi_env env, reset_queue *q);
 napi_value reset_init(napi_env env, napi_callback_info info);
 napi_value reset_begin(napi_env env, napi_callback_info info);
 napi_value reset_wait(napi_env env, napi_callback_info info);
+napi_value reset_reap(napi_env env, napi_callback_info info);
 
 /* ---- defined in pages.c ---- */
 

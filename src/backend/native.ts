@@ -109,6 +109,14 @@ export class NativeBackend implements Backend {
     }
   }
 
+  reapResets(): void {
+    try {
+      this.#queue?.reap();
+    } catch {
+      // Nothing held can be let go of then; a later call that passes a memory reaps.
+    }
+  }
+
   pollReset(ticket: number): QueuedResetState {
     return this.#queue!.poll(ticket);
   }
