@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -50,6 +51,16 @@
 /* image stays open for it (table_pin). Every restore also names its  */
 /* image by (fd, gen): a closed one is found nowhere (EBADF), never   */
 /* confused with another image that got the same fd number.          */
+/* Trusting the number alone is not enough: other code in the process may */
+/* close our fd by mistake (a double close) and the kernel then hands    */
+/* the number to the next file it opens. Every use of an image's fd     */
+/* itself (mmap, pread, close) first checks that the number still names */
+/* the image's memfd: the (st_dev, st_ino) recorded at creation (fstat, */
+/* fd_is_image). When it does not, the fd is not ours any more: nothing */
+/* is mapped or read from it (WC_EREPLACED), and it is never closed (the */
+/* entry forgets it when its last hold goes). Restores read the view, a */
+/* mapping of the memfd itself, and stay exact. Pooled reuse touches no */
+/* fd, so the check (one fstat) is paid only where an fd is used.       */
 /* ------------------------------------------------------------------ */
 
 /* One environment's holds on an image. */
@@ -136,6 +147,16 @@ static int hold_add(image_entry *e, uint64_t env) {
 }
 
 /*
+ * Whether fd still names the memfd of entry e (its recorded (st_dev,
+ * st_ino)): 0 when other code closed our fd and the number went to another
+ * file (or to nothing). Lock held (shared at least).
+ */
+static int fd_is_image(int fd, const image_entry *e) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && st.st_dev == e->id.dev && st.st_ino == e->id.ino;
+}
+
+/*
  * Whether live entry `fd` holds exactly `bytes` (`length` of them, hash
  * `hash`). The file is read with pread, not through the view: reading the
  * view would map the whole image into this process (counted in its RSS)
@@ -144,6 +165,7 @@ static int hold_add(image_entry *e, uint64_t env) {
 static int same_bytes(int fd, uint64_t length, uint64_t hash, const uint8_t *bytes) {
   const image_entry *e = &table[fd];
   if (e->length == 0 || e->length != length || e->hash != hash) return 0;
+  if (!fd_is_image(fd, e)) return 0; /* the number names another file now: never read it, never share */
   uint8_t chunk[16384];
   for (uint64_t off = 0; off < length;) {
     size_t want = length - off < sizeof chunk ? (size_t)(length - off) : sizeof chunk;
@@ -156,11 +178,16 @@ static int same_bytes(int fd, uint64_t length, uint64_t hash, const uint8_t *byt
   return 1;
 }
 
-/* Closes live entry `fd` (its last hold is gone) and leaves it all zero. Lock held exclusively. */
+/*
+ * Closes live entry `fd` (its last hold is gone) and leaves it all zero.
+ * The fd is closed only if it still names the image: a number other code
+ * closed and the kernel gave to another file is forgotten, never closed.
+ * Lock held exclusively.
+ */
 static void entry_close(int fd) {
   image_entry *e = &table[fd];
   if (e->view != NULL) munmap((void *)e->view, (size_t)e->length);
-  close(fd);
+  if (fd_is_image(fd, e)) close(fd);
   free(e->holds);
   memset(e, 0, sizeof *e);
   table_live--;
@@ -277,6 +304,8 @@ int table_restore(int fd, uint64_t gen, uint8_t *dst, uint64_t off, uint64_t len
     } else if (e->view != NULL) {
       memcpy(dst, e->view + off, (size_t)len);
       err = 0;
+    } else if (!fd_is_image(fd, e)) {
+      err = WC_EREPLACED;
     } else {
       uint64_t done = 0;
       err = 0;
@@ -313,13 +342,15 @@ int table_map(int fd, uint64_t gen, uint8_t *addr, uint64_t length, uint64_t fil
   if (e != NULL && e->length != 0 && e->gen == gen) {
     if (file_offset > e->length || length > e->length - file_offset) {
       err = EINVAL;
+    } else if (!fd_is_image(fd, e)) {
+      err = WC_EREPLACED; /* nothing mapped: the range is as it was */
     } else if (fault_fires(FAULT_MMAP)) {
       err = ENOMEM;
     } else {
       void *p = mmap(addr, (size_t)length, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)file_offset);
       err = p == MAP_FAILED ? errno : p != (void *)addr ? EFAULT : 0;
     }
-    if (err != 0 && err != EINVAL) recover_range(addr, (size_t)length);
+    if (err != 0 && err != EINVAL && err != WC_EREPLACED) recover_range(addr, (size_t)length);
   }
   pthread_rwlock_unlock(&table_lock);
   return err;

@@ -260,12 +260,12 @@ napi_value map_image_at(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   size_t argc = 5;
   uint8_t *addr;
-  uint64_t length, image_length, file_offset;
+  uint64_t length, image_length, file_offset, gen;
   int fd;
   if (!get_memory_range(env, info, 4, argv, 0, &addr, &length)) return NULL;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 5) return throw_arg(env, 0, "missing arguments");
-  if (!get_image_fd(env, argv[1], &fd, &image_length, NULL)) return NULL;
+  if (!get_image_fd(env, argv[1], &fd, &image_length, &gen)) return NULL;
   if (!get_page_aligned(env, argv[4], "fileOffset", &file_offset)) return NULL;
   if (file_offset > image_length || length > image_length - file_offset) {
     return throw_arg(env, 1, "[fileOffset, fileOffset + length) exceeds the image's length");
@@ -275,8 +275,8 @@ napi_value map_image_at(napi_env env, napi_callback_info info) {
   if (fault_fires(FAULT_MMAP)) {
     err = ENOMEM;
   } else {
-    void *p = mmap(addr, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)file_offset);
-    if (p == MAP_FAILED || p != (void *)addr) err = p == MAP_FAILED ? errno : EFAULT;
+    /* Through the table: only while fd still names the image (else WC_EREPLACED, nothing mapped). */
+    err = table_map(fd, gen, addr, length, file_offset, PROT_READ | PROT_WRITE);
   }
   if (err == 0) return NULL;
   /* The range held zeros (the caller checked): fresh anonymous pages restore exactly that. */

@@ -48,13 +48,15 @@ static napi_value map_fixed(napi_env env, uint8_t *addr, uint64_t length, int fl
 napi_value map_image(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   uint8_t *addr;
-  uint64_t length, image_length;
+  uint64_t length, image_length, gen;
   int fd;
   if (!get_memory_range(env, info, 4, argv, 0, &addr, &length)) return NULL;
-  if (!get_image_fd(env, argv[1], &fd, &image_length, NULL)) return NULL;
+  if (!get_image_fd(env, argv[1], &fd, &image_length, &gen)) return NULL;
   if (length > image_length) return throw_arg(env, 1, "length exceeds the image's length");
   if (length == 0) return NULL;
-  return map_fixed(env, addr, length, MAP_PRIVATE | MAP_FIXED, fd);
+  /* Through the table: under its lock, and only while fd still names the image (else WC_EREPLACED, nothing mapped). */
+  int err = table_map(fd, gen, addr, length, 0, PROT_READ | PROT_WRITE);
+  return err == 0 ? NULL : throw_errno(env, "mmap", err);
 }
 
 /* mapZero(memory, offset, length): fresh anonymous zero pages over a range. */

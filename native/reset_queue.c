@@ -196,19 +196,49 @@ static void *reset_thread(void *arg) {
   }
 }
 
-/* Deletes the memory references of finished jobs, oldest first (JS thread). */
-void reap_jobs(napi_env env, reset_queue *q) {
+/*
+ * Lets go of what finished jobs hold: deletes their memory references and
+ * undoes their image pins (JS thread: Node-API is not thread-safe), oldest
+ * first. `reaped` advances over the finished jobs at the head of the ring.
+ * With `all`, finished jobs behind one still running are let go of too
+ * (each at most once: its memory and fd are cleared), so that a close
+ * leaves nothing open for jobs already done; their slots are reaped later,
+ * in order. Without it (every call that takes a memory) it stops at the
+ * first job not done, which costs nothing when there is none.
+ */
+void reap_jobs(napi_env env, reset_queue *q, int all) {
   uint64_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
-  for (uint64_t i = q->reaped; i < tail; i = q->reaped) {
+  int head = 1; /* every job before i is reaped or done */
+  for (uint64_t i = q->reaped; i < tail; i++) {
     reset_job *job = &q->jobs[i % QUEUE_CAP];
-    if (atomic_load_explicit(&job->tag, memory_order_acquire) != TAG(i, JOB_DONE)) break;
-    napi_delete_reference(env, job->memory);
+    if (atomic_load_explicit(&job->tag, memory_order_acquire) != TAG(i, JOB_DONE)) {
+      if (!all) break;
+      head = 0;
+      continue;
+    }
+    if (job->memory != NULL) napi_delete_reference(env, job->memory);
     job->memory = NULL;
     if (job->args.fd >= 0) table_unpin(job->args.fd, job->args.gen); /* pinned by reset_begin */
+    job->args.fd = -1;
     /* The tag stays (i, DONE) until job i + QUEUE_CAP takes the slot: the
        reset thread, if behind, then knows job i needs nothing from it. */
-    atomic_store_explicit(&q->reaped, i + 1, memory_order_relaxed);
+    if (head) atomic_store_explicit(&q->reaped, i + 1, memory_order_relaxed);
   }
+}
+
+/*
+ * resetReap() -> undefined: lets go of the memories and image pins of every
+ * finished reset of this thread (reap_jobs with all), e.g. when an engine
+ * closes, so that no image stays open nor memory alive for a job that ended.
+ * Nothing to do (and no error) before resetInit.
+ */
+napi_value reset_reap(napi_env env, napi_callback_info info) {
+  addon_data *data;
+  (void)info;
+  if (napi_get_instance_data(env, (void **)&data) == napi_ok && data != NULL && data->queue != NULL) {
+    reap_jobs(env, data->queue, 1);
+  }
+  return NULL;
 }
 
 /* Stops the thread and drops every reference (environment teardown). */
@@ -404,7 +434,7 @@ napi_value reset_wait(napi_env env, napi_callback_info info) {
     }
 #undef RUNNING
   }
-  reap_jobs(env, q);
+  reap_jobs(env, q, 0);
   if (napi_create_int32(env, atomic_load_explicit(s, memory_order_acquire), &result) != napi_ok) return NULL;
   return result;
 }

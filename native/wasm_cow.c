@@ -15,7 +15,7 @@
  *   resetRange(memory, length, fd, imageOffset, imageLength, keep)
  *                                               restore dirty pages by hand when few
  *                                               (PAGEMAP_SCAN), else madvise
- *   resetInit(status) / resetBegin(..., cell) / resetWait(cell)
+ *   resetInit(status) / resetBegin(..., cell) / resetWait(cell) / resetReap()
  *                                               the same reset, queued to a
  *                                               background thread (reset_queue.c)
  *   touchedPages / residentPages (memory, offset, length)
@@ -34,7 +34,7 @@
  *   native/reset.c        mapImage, mapZero, discard, touchedPages,
  *                         residentPages, resetRange: mapping, the dirty-page
  *                         scan, the reset itself (reset_pages)
- *   native/reset_queue.c  resetInit, resetBegin, resetWait: each
+ *   native/reset_queue.c  resetInit, resetBegin, resetWait, resetReap: each
  *                         environment's reset queue and its thread
  *   native/pages.c        nonZeroPages, mapImageAt: what backs each page of a
  *                         memory (PROCMAP_QUERY, PAGEMAP_SCAN), and the
@@ -152,6 +152,19 @@ static void set_prop_str(napi_env env, napi_value obj, const char *key, const ch
 /* Throws Error(message) with code = errno name, errno = -err, syscall. */
 napi_value throw_errno(napi_env env, const char *syscall, int err) {
   char msg[256];
+  if (err == WC_EREPLACED) {
+    snprintf(msg, sizeof msg,
+             "wasm-cow native: %s refused: the image's fd was closed or replaced by other code in this process "
+             "(its number no longer names the image's memfd); nothing was mapped or read from it, and it will not be closed",
+             syscall);
+    napi_value text, error;
+    if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text) != napi_ok) return NULL;
+    if (napi_create_error(env, NULL, text, &error) != napi_ok) return NULL;
+    set_prop_str(env, error, "code", "ERR_WASM_COW_IMAGE_FD_REPLACED");
+    set_prop_str(env, error, "syscall", syscall);
+    napi_throw(env, error);
+    return NULL;
+  }
   snprintf(msg, sizeof msg, "wasm-cow native: %s failed: %s (%s)", syscall, strerror(err),
            errno_code(err));
   napi_value text, error, num;
@@ -244,7 +257,7 @@ int get_memory(napi_env env, napi_value memory, uint8_t **base, uint64_t *byte_l
     return 0;
   }
   /* Any call on the JS thread lets go of the memories finished resets kept alive. */
-  if (data->queue != NULL) reap_jobs(env, data->queue);
+  if (data->queue != NULL) reap_jobs(env, data->queue, 0);
   /* The getter's own brand check throws a TypeError for non-memories. */
   if (napi_call_function(env, memory, getter, 0, NULL, &buffer) != napi_ok) return 0;
   if (napi_is_arraybuffer(env, buffer, &is_ab) != napi_ok || !is_ab ||
@@ -431,6 +444,9 @@ static napi_value close_image(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 1) return throw_arg(env, 0, "missing fd");
   if (!get_image_fd(env, argv[0], &fd, &length, NULL)) return NULL;
+  /* Finished resets pin their images until reaped: let them go first, so that this close is the last one's. */
+  addon_data *data;
+  if (napi_get_instance_data(env, (void **)&data) == napi_ok && data != NULL && data->queue != NULL) reap_jobs(env, data->queue, 1);
   if (table_remove(fd, env_id(env)) == 0) return throw_arg(env, 1, "fd is not an open wasm-cow image");
   return NULL;
 }
@@ -571,7 +587,7 @@ NAPI_MODULE_INIT() {
       {"resetInit", reset_init},     {"resetBegin", reset_begin},
       {"resetWait", reset_wait},     {"nonZeroPages", non_zero_pages},
       {"mapImageAt", map_image_at},     {"mappingCount", mapping_count},
-      {"processMappings", process_mappings},
+      {"processMappings", process_mappings}, {"resetReap", reset_reap},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||

@@ -64,6 +64,14 @@ typedef struct {
 
 /* ---- defined in image_table.c ---- */
 
+/*
+ * Not an errno (those stay below 4096): the image's fd number no longer
+ * names its memfd (other code in the process closed it, and the number may
+ * name another file now). Nothing was mapped or read; throw_errno reports it
+ * with code ERR_WASM_COW_IMAGE_FD_REPLACED.
+ */
+#define WC_EREPLACED 0x10000
+
 /* The file an image was made from: (st_dev, st_ino) of its memfd. */
 typedef struct {
   dev_t dev;
@@ -94,7 +102,8 @@ int table_file_id(int fd, uint64_t gen, file_id *id);
 /*
  * Maps image (fd, gen)'s bytes [file_offset, +length) MAP_PRIVATE|MAP_FIXED
  * at addr with `prot`, holding the table lock so the fd stays the image's.
- * Returns 0 or an errno (EBADF: the image is closed; nothing was mapped).
+ * Returns 0 or an errno (EBADF: the image is closed; nothing was mapped),
+ * or WC_EREPLACED (the fd no longer names the image; nothing was mapped).
  * When the mmap itself fails the range is covered with an inaccessible
  * anonymous mapping.
  */
@@ -194,8 +203,8 @@ napi_value resident_pages(napi_env env, napi_callback_info info);
 
 /* ---- defined in reset_queue.c ---- */
 
-/* Deletes the memory references of finished jobs, oldest first (JS thread). */
-void reap_jobs(napi_env env, reset_queue *q);
+/* Deletes the memory references and image pins of finished jobs, oldest first; with `all`, also those behind a running one (JS thread). */
+void reap_jobs(napi_env env, reset_queue *q, int all);
 /* Stops the thread and drops every reference (environment teardown). */
 void reset_queue_free(napi_env env, reset_queue *q);
 
@@ -203,6 +212,7 @@ void reset_queue_free(napi_env env, reset_queue *q);
 napi_value reset_init(napi_env env, napi_callback_info info);
 napi_value reset_begin(napi_env env, napi_callback_info info);
 napi_value reset_wait(napi_env env, napi_callback_info info);
+napi_value reset_reap(napi_env env, napi_callback_info info);
 
 /* ---- defined in pages.c ---- */
 

@@ -14,6 +14,7 @@ export type WasmCowErrorCode =
   | 'ERR_WASM_COW_INVALID_ARGUMENT'
   | 'ERR_WASM_COW_BACKEND_UNAVAILABLE'
   | 'ERR_WASM_COW_NATIVE'
+  | 'ERR_WASM_COW_IMAGE_FD_REPLACED'
   | 'ERR_WASM_COW_SNAPSHOT';
 
 /** Base class of the errors wasm-cow throws that are not WebAssembly's own. */
@@ -109,4 +110,32 @@ export class NativeError extends WasmCowError {
     this.errno = c && typeof c.errno === 'number' ? c.errno : undefined;
     this.sysCode = c && typeof c.code === 'string' ? c.code : undefined;
   }
+}
+
+/**
+ * An image's memfd was closed by other code in this process (a double
+ * close elsewhere), so its fd number no longer names the image: it may name
+ * another file now. wasm-cow refused to map it (nothing was mapped into the
+ * memory) and will never close that number. Prepare the module again to get
+ * a new image.
+ */
+export class ImageFdReplacedError extends WasmCowError {
+  /** The fd number the image had. */
+  readonly fd: number;
+  constructor(action: string, fd: number, options?: { cause?: unknown }) {
+    super(
+      'ERR_WASM_COW_IMAGE_FD_REPLACED',
+      `wasm-cow: ${action} refused: the image's file descriptor ${fd} was closed or replaced by other code in this ` +
+        'process, so it no longer names the image. Nothing was mapped from it, and wasm-cow will not close it. ' +
+        'Find the code that closes a descriptor it does not own, and prepare the module again.',
+      options,
+    );
+    this.fd = fd;
+  }
+}
+
+/** The error for a failed native call: ImageFdReplacedError when the addon says the image's fd is not its own any more. */
+export function nativeFailure(action: string, cause: unknown, fd: number): WasmCowError {
+  const code = (cause as { code?: unknown } | null)?.code;
+  return code === 'ERR_WASM_COW_IMAGE_FD_REPLACED' ? new ImageFdReplacedError(action, fd, { cause }) : new NativeError(action, cause);
 }

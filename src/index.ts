@@ -27,6 +27,7 @@ export {
   InvalidArgumentError,
   BackendUnavailableError,
   NativeError,
+  ImageFdReplacedError,
   type WasmCowErrorCode,
 } from './errors.js';
 

@@ -364,7 +364,11 @@ export class MemoryPool {
     }
   }
 
-  /** Retires every idle slot (waiting for queued resets first). */
+  /**
+   * Retires every idle slot (waiting for queued resets first), and lets go
+   * of what the finished resets still hold (their memories, their images'
+   * pins), which nothing else would do until a later native call.
+   */
   clear(): void {
     this.#spares.clear();
     this.drain();
@@ -372,6 +376,7 @@ export class MemoryPool {
       this.#unindex(slot);
       this.#retire(slot);
     }
+    this.#backend.reapResets?.();
   }
 
   /** Asks for a spare to replace a slot retired at release (src/spares.ts). */

@@ -52,6 +52,8 @@ export interface Backend {
   pollReset?(ticket: number): QueuedResetState;
   /** Waits for a queued reset to end (doing it now if it has not started); the ticket is spent. */
   waitReset?(ticket: number): Exclude<QueuedResetState, 'pending'>;
+  /** Lets go of what queued resets that ended still hold (memories, images): at close. */
+  reapResets?(): void;
   /**
    * What each page of [offset, +length) holds now: 0 where the page holds
    * only zero bytes, 1 where it may hold anything else (a page mapped from a

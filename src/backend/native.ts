@@ -8,7 +8,7 @@
  */
 import type { Backend, QueuedResetState, ResetResult } from './backend.js';
 import { copyImageIn } from './backend.js';
-import { NativeError } from '../errors.js';
+import { NativeError, nativeFailure } from '../errors.js';
 import type { FlatImage } from '../image/flatten.js';
 import { MemoryImage } from '../image/image.js';
 import type { NativeBinding } from '../native/binding.js';
@@ -67,7 +67,7 @@ export class NativeBackend implements Backend {
     try {
       this.#binding.mapImage(memory, fd, image.offset, image.length);
     } catch (e) {
-      throw new NativeError('mapping an image into a memory', e);
+      throw nativeFailure('mapping an image into a memory', e, fd);
     }
   }
 
@@ -94,7 +94,7 @@ export class NativeBackend implements Backend {
       if (image.storage === 'memfd') this.#binding.mapZero(memory, image.offset, image.length);
       if (this.#binding.resetRange(memory, length, -1, 0, 0, this.#keepResident) === -2) return 'grown';
     } catch (e) {
-      throw new NativeError('resetting a memory', e);
+      throw nativeFailure('resetting a memory', e, image?.fd ?? -1);
     }
     return 'lost';
   }
@@ -106,6 +106,14 @@ export class NativeBackend implements Backend {
       return this.#queue.begin(memory, length, image?.fd ?? -1, image?.offset ?? 0, image?.length ?? 0, this.#keepResident);
     } catch (e) {
       throw new NativeError('queueing a reset', e);
+    }
+  }
+
+  reapResets(): void {
+    try {
+      this.#queue?.reap();
+    } catch {
+      // Nothing held can be let go of then; a later call that passes a memory reaps.
     }
   }
 
@@ -134,7 +142,7 @@ export class NativeBackend implements Backend {
       return 'mapped';
     } catch (e) {
       if ((e as { zeroed?: unknown }).zeroed === true) return 'write';
-      throw new NativeError('mapping an image into a memory', e);
+      throw nativeFailure('mapping an image into a memory', e, fd);
     }
   }
 

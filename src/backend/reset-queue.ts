@@ -89,6 +89,15 @@ export class ResetQueue {
     return this.#settle(cell, s);
   }
 
+  /**
+   * Lets go of what finished resets still hold: a job keeps its memory alive
+   * and its image open until the addon reaps it, which otherwise happens
+   * only in a later call that passes a memory.
+   */
+  reap(): void {
+    this.#binding.resetReap();
+  }
+
   #settle(cell: number, s: number): Exclude<QueuedOutcome, 'pending'> {
     Atomics.store(this.#status, cell, 0);
     this.#free.push(cell);

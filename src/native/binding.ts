@@ -62,6 +62,11 @@ export interface NativeBinding {
   /** Waits until status[cell] is no longer pending; returns it. */
   resetWait(cell: number): number;
   /**
+   * Lets go of what this thread's finished queued resets still hold (their
+   * memory references and image pins); nothing before resetInit.
+   */
+  resetReap(): void;
+  /**
    * 0 when no page of the range holds anything (never written, or only read);
    * > 0 when some does; -1 when unknown. Pages of a file mapping do not count.
    */
