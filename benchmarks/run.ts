@@ -18,6 +18,7 @@ import { Engine } from '../src/index.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from '../src/bench/builder.js';
 import { coldStart } from './cold-start.js';
 import { snapshotBench, snapshotTable } from './snapshot.js';
+import { reuseBench, reuseMarkdown } from './reuse.js';
 import { packageBench, packagesMarkdown } from './packages.js';
 import { label, realModules, sparse, synthetic, tinySegments, type Scenario } from './scenarios.js';
 import { parseModule } from '../src/binary/reader.js';
@@ -201,7 +202,10 @@ const cold = await coldStart(quick ? 20 : 100);
 log('snapshots: the WASI fixture to its first result, five ways ...');
 const snapshots = snapshotBench(quick);
 
-// 7. Real npm packages, native against the register hook, in child processes.
+// 7. Instance reuse (benchmarks/reuse.ts): reuse against pooled, native and the floor.
+const reuse = reuseBench(quick, log);
+
+// 8. Real npm packages, native against the register hook, in child processes.
 const packageOptions = { samples: quick ? 2 : 5, instSamples: quick ? 2 : 3, dropInSamples: quick ? 1 : 3, live: 50 };
 const packages = packageBench({ ...packageOptions, log });
 
@@ -385,7 +389,8 @@ md.push(
     'each after its first result (child processes). "snapshot": prepared.snapshot(lease) after _initialize() and init().',
   '',
 );
-md.push('');
+md.push('## Instance reuse (median / p99 per cycle)', '');
+md.push(...reuseMarkdown(reuse), '');
 md.push(...packagesMarkdown(packages, packageOptions), '');
 
 const synth = rows.filter((r) => r.kind === 'synthetic' && r.dataBytes > 0 && r.scenario.startsWith('synthetic'));
@@ -407,7 +412,7 @@ const svg = lineChartSvg({
 for (const p of [jsonPath, mdPath, svgPath]) mkdirSync(dirname(p), { recursive: true });
 writeFileSync(
   jsonPath,
-  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold, snapshots, packages }, null, 2),
+  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold, snapshots, reuse, packages }, null, 2),
 );
 writeFileSync(mdPath, md.join('\n'));
 writeFileSync(svgPath, svg);

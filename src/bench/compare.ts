@@ -177,6 +177,33 @@ function firstMemoryBuffer(exports: WebAssembly.Exports, name: string | null): (
   return () => (name === null ? null : (exports[name] as WebAssembly.Memory).buffer);
 }
 
+/**
+ * The floor's imports: for `new WebAssembly.Instance(prepared.module, io)`,
+ * the compiled module the engine instantiates, its own memories supplied
+ * ready (created once here, no data in them) over the caller's imports
+ * (`importsFor()`, called per instantiation). The floor is the least any
+ * instantiation of that module can cost.
+ */
+export function readyMemoryImports(prepared: PreparedModule, importsFor: () => WebAssembly.Imports): () => WebAssembly.Imports {
+  const own = new Set(prepared.imports.map((d) => `${d.module}\0${d.name}`));
+  const ready: { module: string; name: string; memory: WebAssembly.Memory }[] = [];
+  for (const d of WebAssembly.Module.imports(prepared.module)) {
+    if (d.kind !== 'memory' || own.has(`${d.module}\0${d.name}`)) continue;
+    const info = prepared.memories.filter((m) => !m.imported)[Number(d.name)]!;
+    const descriptor: WebAssembly.MemoryDescriptor = { initial: info.initialPages };
+    if (info.maximumPages !== null) descriptor.maximum = info.maximumPages;
+    ready.push({ module: d.module, name: d.name, memory: new WebAssembly.Memory(descriptor) });
+  }
+  return () => {
+    const io: Record<string, Record<string, WebAssembly.ImportValue>> = Object.create(importsFor() as object);
+    for (const r of ready) {
+      if (!Object.prototype.hasOwnProperty.call(io, r.module)) io[r.module] = {};
+      io[r.module]![r.name] = r.memory;
+    }
+    return io;
+  };
+}
+
 export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: CompareOptions = {}): CompareResult {
   const { imports = {}, touch = () => {}, budgetMs = 1000, maxIterations = 100_000, skip = [] } = options;
   const importsFor: () => WebAssembly.Imports = typeof imports === 'function' ? imports : () => imports;
@@ -218,26 +245,9 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   if (options.inline && !skip.includes('inline')) variants.inline = cycle(inlineEngine.prepare(bytes));
   if (options.raw && !skip.includes('raw')) variants.raw = rawCycle(rawEngine.prepare(bytes));
   if (!skip.includes('floor')) {
-    // The compiled module the engine instantiates, its own memories supplied
-    // ready (created once, no data in them).
-    const own = new Set(prepared.imports.map((d) => `${d.module}\0${d.name}`));
-    const ready: { module: string; name: string; memory: WebAssembly.Memory }[] = [];
-    for (const d of WebAssembly.Module.imports(prepared.module)) {
-      if (d.kind !== 'memory' || own.has(`${d.module}\0${d.name}`)) continue;
-      const info = prepared.memories.filter((m) => !m.imported)[Number(d.name)]!;
-      const descriptor: WebAssembly.MemoryDescriptor = { initial: info.initialPages };
-      if (info.maximumPages !== null) descriptor.maximum = info.maximumPages;
-      ready.push({ module: d.module, name: d.name, memory: new WebAssembly.Memory(descriptor) });
-    }
+    const floorImports = readyMemoryImports(prepared, importsFor);
     variants.floor = {
-      setup: () => {
-        const io: Record<string, Record<string, WebAssembly.ImportValue>> = Object.create(importsFor() as object);
-        for (const r of ready) {
-          if (!Object.prototype.hasOwnProperty.call(io, r.module)) io[r.module] = {};
-          io[r.module]![r.name] = r.memory;
-        }
-        return io;
-      },
+      setup: floorImports,
       run: (io) => native(new WebAssembly.Instance(prepared.module, io as WebAssembly.Imports).exports),
     };
   }
