@@ -4,7 +4,7 @@
  * imports and a few standard functions. Used by the tests, the benchmarks
  * and `wasm-cow demo` (which generates its example modules with it).
  */
-import { concat } from '../binary/writer.js';
+import { concat, sleb as slebOf } from '../binary/writer.js';
 
 export const I32 = 0x7f;
 export const I64 = 0x7e;
@@ -22,15 +22,7 @@ export function uleb(value: number | bigint): number[] {
 }
 
 export function sleb(value: number | bigint): number[] {
-  let v = BigInt(value);
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(v & 0x7fn);
-    v >>= 7n;
-    const done = (v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0);
-    out.push(done ? b : b | 0x80);
-    if (done) return out;
-  }
+  return slebOf(BigInt(value));
 }
 
 export function str(s: string): number[] {

@@ -36,3 +36,16 @@ export function concat(chunks: readonly (Uint8Array | readonly number[])[]): Uin
   }
   return out;
 }
+
+/** Signed LEB128 of a two's complement value of at most 64 bits. */
+export function sleb(value: bigint): number[] {
+  let v = BigInt.asIntN(64, value);
+  const out: number[] = [];
+  for (;;) {
+    const b = Number(v & 0x7fn);
+    v >>= 7n;
+    const done = (v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0);
+    out.push(done ? b : b | 0x80);
+    if (done) return out;
+  }
+}

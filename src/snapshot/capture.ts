@@ -8,6 +8,7 @@
  * a new memory reads zero there too. The segments are views of the memory:
  * they must be copied (into the snapshot module) before anything runs.
  */
+import { sleb } from '../binary/writer.js';
 import { isZero } from '../image/flatten.js';
 import { bufferOf } from '../memory.js';
 import { SnapshotError } from './errors.js';
@@ -129,18 +130,5 @@ export function constantOf(valType: number, read: () => unknown, what: string): 
         'unreadable-global',
         `${what} has a typed reference type (0x${valType.toString(16)}), which snapshots do not support.`,
       );
-  }
-}
-
-/** Signed LEB128 of a two's complement value of at most 64 bits. */
-function sleb(value: bigint): number[] {
-  let v = BigInt.asIntN(64, value);
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(v & 0x7fn);
-    v >>= 7n;
-    const done = (v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0);
-    out.push(done ? b : b | 0x80);
-    if (done) return out;
   }
 }
