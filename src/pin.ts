@@ -21,7 +21,11 @@
  * stops where V8's would: at a Get that throws (the pinned object's accessor
  * throws the same exception object at the same point) or at a module value
  * that is not an object (kept as is: V8 throws its own TypeError reading it).
+ *
+ * Also here: dataValues(), the check that reading the imports runs no
+ * caller code (then they need no pinning).
  */
+import { types } from 'node:util';
 
 /** An import's value that was not read (reading stopped before it, or its Get threw). */
 export const NOT_READ: unique symbol = Symbol('wasm-cow: not read');
@@ -149,4 +153,45 @@ export function pinImports(imports: object, list: readonly { readonly module: st
     }
   }
   return { values, object: top };
+}
+
+/**
+ * `imports[module]` for each module name, when reading them and then each
+ * import name on its module object runs no caller code: no Proxy on any
+ * prototype chain on the way, no getter where a name is found; null
+ * otherwise. Reads nothing observable (the checks are on non-Proxy
+ * objects, and a Get that finds no getter runs no code).
+ */
+export function dataValues(imports: object, modules: readonly string[], names: readonly (readonly [number, string])[]): unknown[] | null {
+  const out: unknown[] = new Array<unknown>(modules.length);
+  try {
+    if (chainHasProxy(imports)) return null;
+    for (let i = 0; i < modules.length; i++) {
+      if (lookupGetter(imports, modules[i]!) !== undefined) return null;
+      out[i] = (imports as Record<string, unknown>)[modules[i]!];
+    }
+    const checked = new Array<boolean>(modules.length).fill(false);
+    for (const [m, name] of names) {
+      const o = out[m];
+      if (!((typeof o === 'object' && o !== null) || typeof o === 'function')) continue;
+      if (!checked[m]) {
+        if (chainHasProxy(o)) return null;
+        checked[m] = true;
+      }
+      if (lookupGetter(o, name) !== undefined) return null;
+    }
+  } catch {
+    return null; // an exotic object that throws (a module namespace in its TDZ): Get it as natively
+  }
+  return out;
+}
+
+/** Object.prototype.__lookupGetter__, as it was when this module loaded: the getter a Get of `key` would call, if any. */
+const lookupGetter = Function.prototype.call.bind(
+  (Object.prototype as unknown as { __lookupGetter__: (key: string) => unknown }).__lookupGetter__,
+) as (o: object, key: string) => unknown;
+
+function chainHasProxy(o: object): boolean {
+  for (let p: object | null = o; p !== null; p = Reflect.getPrototypeOf(p)) if (types.isProxy(p)) return true;
+  return false;
 }

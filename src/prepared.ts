@@ -7,14 +7,13 @@ import { type RewriteResult, rewriteModule } from './binary/rewriter.js';
 import type { EngineCore } from './core.js';
 import { InvalidArgumentError, WasmFormatError } from './errors.js';
 import { type Attempt, ConditionalImages, type ImportReader } from './conditional.js';
-import { NOT_READ, pinImports } from './pin.js';
+import { dataValues, NOT_READ, pinImports } from './pin.js';
 import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { analyzeStart, type StartAnalysis } from './image/start.js';
 import { Lease } from './lease.js';
 import { ALL_RAW, analyzeExposure, type ExposurePlan } from './exposure.js';
-import { types } from 'node:util';
 import { CheckStreak, estimateFresh, type FreshEstimate, FreshChoice, pagesCovered } from './policy.js';
 import type { SlotRequest } from './pool.js';
 import { type Slot, sizeKey } from './slot.js';
@@ -26,6 +25,7 @@ import { internalExports, isInternalName, readInternalState } from './reuse/inte
 import { readModuleInfo } from './reuse/module-info.js';
 import { planReuse, type ReuseDecision, type ReuseReason } from './reuse/plan.js';
 import { InstancePool } from './reuse/pool.js';
+import { readImportsForReuse } from './reuse/read-imports.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -363,7 +363,10 @@ export class PreparedModule {
         memoryModule: this.#memoryModule,
         checkUsable: () => this.#checkUsable(),
         requests: () => this.#ensureImages(),
-        read: (imports) => this.#readForReuse(imports),
+        read: (imports) =>
+          readImportsForReuse(imports, this.#importList, this.#importModules, this.#importNames, (given, slots, pinned) =>
+            this.#importObject(given, slots, pinned),
+          ),
       },
       plan,
     );
@@ -383,33 +386,6 @@ export class PreparedModule {
    */
   get reuse(): ReuseInfo {
     return this.#reuseInfo;
-  }
-
-  /** The caller's imports read once, as V8 reads them (see #readImports), for the instance pool. */
-  #readForReuse(imports: unknown): { values: readonly unknown[] | null; direct: (slots: readonly Slot[]) => Imports | undefined } {
-    const asGiven = (slots: readonly Slot[]): Imports | undefined => this.#importObject(imports as Imports | undefined, slots);
-    const list = this.#importList;
-    if (!((typeof imports === 'object' && imports !== null) || typeof imports === 'function')) {
-      return { values: list.length === 0 ? [] : null, direct: asGiven };
-    }
-    const modules = dataValues(imports, this.#importModules, this.#importNames);
-    if (modules !== null) {
-      const values = new Array<unknown>(list.length);
-      for (let i = 0; i < list.length; i++) {
-        const imp = list[i]!;
-        const ns = modules[imp.m];
-        if (!((typeof ns === 'object' && ns !== null) || typeof ns === 'function')) return { values: null, direct: asGiven };
-        try {
-          values[i] = (ns as Record<string, unknown>)[imp.name];
-        } catch {
-          return { values: null, direct: asGiven };
-        }
-      }
-      return { values, direct: asGiven };
-    }
-    const pin = pinImports(imports, list);
-    const values = pin.values.includes(NOT_READ) ? null : pin.values;
-    return { values, direct: (slots) => this.#importObject(imports as Imports | undefined, slots, pin.object) };
   }
 
   /**
@@ -862,47 +838,6 @@ interface IoCacheEntry {
 /** The built-ins V8 instantiates with, as they were when this module loaded. */
 const Instance = wasm.Instance;
 const instantiateModule = wasm.instantiate as (module: WebAssembly.Module, imports?: Imports) => Promise<WebAssembly.Instance>;
-
-/**
- * `imports[module]` for each module name, when reading them and then each
- * import name on its module object runs no caller code: no Proxy on any
- * prototype chain on the way, no getter where a name is found; null
- * otherwise. Reads nothing observable (the checks are on non-Proxy
- * objects, and a Get that finds no getter runs no code).
- */
-function dataValues(imports: object, modules: readonly string[], names: readonly (readonly [number, string])[]): unknown[] | null {
-  const out: unknown[] = new Array<unknown>(modules.length);
-  try {
-    if (chainHasProxy(imports)) return null;
-    for (let i = 0; i < modules.length; i++) {
-      if (lookupGetter(imports, modules[i]!) !== undefined) return null;
-      out[i] = (imports as Record<string, unknown>)[modules[i]!];
-    }
-    const checked = new Array<boolean>(modules.length).fill(false);
-    for (const [m, name] of names) {
-      const o = out[m];
-      if (!((typeof o === 'object' && o !== null) || typeof o === 'function')) continue;
-      if (!checked[m]) {
-        if (chainHasProxy(o)) return null;
-        checked[m] = true;
-      }
-      if (lookupGetter(o, name) !== undefined) return null;
-    }
-  } catch {
-    return null; // an exotic object that throws (a module namespace in its TDZ): Get it as natively
-  }
-  return out;
-}
-
-/** Object.prototype.__lookupGetter__, as it was when this module loaded: the getter a Get of `key` would call, if any. */
-const lookupGetter = Function.prototype.call.bind(
-  (Object.prototype as unknown as { __lookupGetter__: (key: string) => unknown }).__lookupGetter__,
-) as (o: object, key: string) => unknown;
-
-function chainHasProxy(o: object): boolean {
-  for (let p: object | null = o; p !== null; p = Reflect.getPrototypeOf(p)) if (types.isProxy(p)) return true;
-  return false;
-}
 
 function sameValues(a: readonly unknown[] | null, b: readonly unknown[]): boolean {
   if (a === null || a.length !== b.length) return false;
