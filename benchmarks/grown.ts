@@ -31,43 +31,14 @@ import { performance } from 'node:perf_hooks';
 import { Engine } from '../src/index.js';
 import type { Lease } from '../src/index.js';
 import { synthetic } from './scenarios.js';
+import { type GoRuntime, loadGoGlue } from '../src/bench/go-glue.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(`${root}package.json`);
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1] || 40);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-// What wasm_exec_node.js sets up before it loads the glue; stdout (fd 1) is captured.
-const realFs = require('node:fs') as typeof import('node:fs');
-let out: Buffer[] = [];
-const fsShim = Object.create(realFs) as Record<string, unknown>;
-fsShim['writeSync'] = (fd: number, buf: Uint8Array, ...rest: unknown[]): number => {
-  if (fd !== 1) return (realFs.writeSync as (...a: unknown[]) => number)(fd, buf, ...rest);
-  out.push(Buffer.from(buf));
-  return buf.length;
-};
-fsShim['write'] = (fd: number, buf: Uint8Array, offset: number, length: number, position: unknown, cb: (e: unknown, n?: number) => void): void => {
-  if (fd !== 1) {
-    (realFs.write as (...a: unknown[]) => void)(fd, buf, offset, length, position, cb);
-    return;
-  }
-  out.push(Buffer.from(buf.subarray(offset, offset + length)));
-  setImmediate(() => cb(null, length));
-};
-const g = globalThis as Record<string, unknown>;
-g['require'] = require;
-g['fs'] = fsShim;
-g['path'] = require('node:path');
-require('esbuild-wasm/wasm_exec.js');
-interface GoRuntime {
-  argv: string[];
-  env: Record<string, string>;
-  exit: (code: number) => void;
-  importObject: WebAssembly.Imports;
-  run(instance: WebAssembly.Instance): Promise<void>;
-}
-const Go = g['Go'] as new () => GoRuntime;
-
+const glue = loadGoGlue(require);
 const bytes = readFileSync(require.resolve('esbuild-wasm/esbuild.wasm'));
 const input = `${root}test/fixtures/register/input.ts`;
 const original = new WebAssembly.Module(bytes);
@@ -85,25 +56,21 @@ const prepared = {
 };
 
 function newGo(): GoRuntime {
-  const go = new Go();
-  go.argv = ['esbuild', input, '--minify'];
-  go.env = { TMPDIR: require('node:os').tmpdir() };
-  go.exit = (code) => {
+  return glue.esbuild(input, (code) => {
     if (code !== 0) throw new Error(`esbuild exited ${code}`);
-  };
-  return go;
+  });
 }
 
 /** One run; returns [instantiate ms, whole run ms, output]. */
 async function run(variant: Variant): Promise<[number, number, string]> {
-  out = [];
+  glue.takeOutput();
   const go = newGo();
   const t0 = performance.now();
   if (variant === 'native') {
     const instance = new WebAssembly.Instance(original, go.importObject);
     const t1 = performance.now();
     await go.run(instance);
-    return [t1 - t0, performance.now() - t0, Buffer.concat(out).toString()];
+    return [t1 - t0, performance.now() - t0, glue.takeOutput()];
   }
   const lease: Lease = prepared[variant].instantiate(go.importObject);
   const t1 = performance.now();
@@ -111,7 +78,7 @@ async function run(variant: Variant): Promise<[number, number, string]> {
   const view = Object.create(WebAssembly.Instance.prototype, { exports: { value: lease.exports } }) as WebAssembly.Instance;
   if (variant !== 'no growth') await go.run(view);
   lease.release();
-  return [t1 - t0, performance.now() - t0, Buffer.concat(out).toString()];
+  return [t1 - t0, performance.now() - t0, glue.takeOutput()];
 }
 
 const variants: Variant[] = ['native', 'spares', 'no spares', 'no growth'];

@@ -13,59 +13,24 @@ import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/index.js';
 import { parseModule } from '../src/binary/reader.js';
 import { leaseMemory } from './helpers/env.js';
+import { loadGoGlue } from '../src/bench/go-glue.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(`${root}package.json`);
 
-// What wasm_exec_node.js sets up before it loads the glue; stdout (fd 1) is captured.
-const realFs = require('node:fs') as typeof import('node:fs');
-let out: Buffer[] = [];
-const fsShim = Object.create(realFs) as Record<string, unknown>;
-fsShim['writeSync'] = (fd: number, buf: Uint8Array, ...rest: unknown[]): number => {
-  if (fd !== 1) return (realFs.writeSync as (...a: unknown[]) => number)(fd, buf, ...rest);
-  out.push(Buffer.from(buf));
-  return buf.length;
-};
-fsShim['write'] = (fd: number, buf: Uint8Array, offset: number, length: number, position: unknown, cb: (e: unknown, n?: number) => void): void => {
-  if (fd !== 1) {
-    (realFs.write as (...a: unknown[]) => void)(fd, buf, offset, length, position, cb);
-    return;
-  }
-  out.push(Buffer.from(buf.subarray(offset, offset + length)));
-  setImmediate(() => cb(null, length));
-};
-const g = globalThis as Record<string, unknown>;
-g['require'] = require;
-g['fs'] = fsShim;
-g['path'] = require('node:path');
-require('esbuild-wasm/wasm_exec.js');
-interface GoRuntime {
-  argv: string[];
-  env: Record<string, string>;
-  exit: (code: number) => void;
-  importObject: WebAssembly.Imports;
-  run(instance: WebAssembly.Instance): Promise<void>;
-}
-const Go = g['Go'] as new () => GoRuntime;
+const glue = loadGoGlue(require);
 const bytes = readFileSync(require.resolve('esbuild-wasm/esbuild.wasm'));
 const input = `${root}test/fixtures/register/input.ts`;
-
-function newGo(): GoRuntime {
-  const go = new Go();
-  go.argv = ['esbuild', input, '--minify'];
-  go.env = { TMPDIR: require('node:os').tmpdir() };
-  go.exit = (code) => assert.equal(code, 0);
-  return go;
-}
+const newGo = () => glue.esbuild(input, (code) => assert.equal(code, 0));
 
 test('esbuild-wasm (Go glue) minifies in a pooled loop: spares serve the runs, output equals native', async () => {
   const initialPages = parseModule(bytes).memories[0]!.min;
-  out = [];
+  glue.takeOutput();
   const go = newGo();
   const native = new WebAssembly.Instance(new WebAssembly.Module(bytes), go.importObject);
   assert.equal((native.exports['mem'] as WebAssembly.Memory).buffer.byteLength, initialPages * 65536);
   await go.run(native);
-  const expected = Buffer.concat(out).toString();
+  const expected = glue.takeOutput();
   assert.match(expected, /class \w+/, 'native printed the minified output');
   assert.ok((native.exports['mem'] as WebAssembly.Memory).buffer.byteLength > initialPages * 65536, 'esbuild grew its memory');
 
@@ -73,14 +38,14 @@ test('esbuild-wasm (Go glue) minifies in a pooled loop: spares serve the runs, o
   const prepared = engine.prepare(bytes);
   const runs = 5;
   for (let i = 0; i < runs; i++) {
-    out = [];
+    glue.takeOutput();
     const go = newGo();
     const lease = prepared.instantiate(go.importObject);
     assert.equal(leaseMemory(lease).buffer.byteLength, initialPages * 65536, `run ${i}: memory.size at start is the declared initial size`);
     // The glue checks `instanceof WebAssembly.Instance`; it gets the lease's exports.
     await go.run(Object.create(WebAssembly.Instance.prototype, { exports: { value: lease.exports } }) as WebAssembly.Instance);
     lease.release();
-    assert.equal(Buffer.concat(out).toString(), expected, `run ${i} prints what native prints`);
+    assert.equal(glue.takeOutput(), expected, `run ${i} prints what native prints`);
   }
   const s = engine.stats();
   // Run 1 starts in the same turn as run 0 ends (no idle turn between them): it makes its memory too.
