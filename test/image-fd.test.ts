@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { uleb } from '../src/bench/builder.js';
 import { Engine, ImageFdReplacedError } from '../src/index.js';
 import { binding, leaseMemory } from './helpers/env.js';
 
@@ -81,19 +82,9 @@ if (linux) {
 
   test('engine: a memory that must map a replaced image fails with ImageFdReplacedError; close() leaves the other file open', () => {
     const data = new Uint8Array(65536).fill(0x41);
-    const leb = (n: number): number[] => {
-      const o: number[] = [];
-      do {
-        let x = n & 0x7f;
-        n >>>= 7;
-        if (n) x |= 0x80;
-        o.push(x);
-      } while (n);
-      return o;
-    };
-    const seg = [1, 0, 0x41, 0, 0x0b, ...leb(data.length)];
+    const seg = [1, 0, 0x41, 0, 0x0b, ...uleb(data.length)];
     const exp = [7, 7, 1, 3, 109, 101, 109, 2, 0];
-    const bytes = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 3, 1, 0, 2, ...exp, 11, ...leb(seg.length + data.length), ...seg, ...data]);
+    const bytes = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 3, 1, 0, 2, ...exp, 11, ...uleb(seg.length + data.length), ...seg, ...data]);
     // Inline resets: the released memory is idle (not resetting) when the next instantiate comes.
     const engine = new Engine({ backend: 'native', nativeWhenFaster: false, backgroundReset: false });
     const seen = imageFds();

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { uleb } from '../src/bench/builder.js';
 import { Engine } from '../src/index.js';
 import { ResetQueue } from '../src/backend/reset-queue.js';
 import { binding } from './helpers/env.js';
@@ -28,23 +29,12 @@ const imageFds = (): number =>
   }).length;
 const imageMaps = (): number => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('wasm-cow-image')).length;
 
-const leb = (n: number): number[] => {
-  const o: number[] = [];
-  do {
-    let x = n & 0x7f;
-    n >>>= 7;
-    if (n) x |= 0x80;
-    o.push(x);
-  } while (n);
-  return o;
-};
-
 /** A module exporting (as mem) a `pages`-page memory whose first 8 pages hold `k + 2` (distinct modules: distinct images). */
 function module(k: number, pages = 16): Uint8Array<ArrayBuffer> {
   const data = new Uint8Array(8 * 65536).fill(1);
   data[data.length - 1] = k + 2;
-  const seg = [1, 0, 0x41, 0, 0x0b, ...leb(data.length)];
-  return new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 2 + leb(pages).length, 1, 0, ...leb(pages), 7, 7, 1, 3, 109, 101, 109, 2, 0, 11, ...leb(seg.length + data.length), ...seg, ...data]);
+  const seg = [1, 0, 0x41, 0, 0x0b, ...uleb(data.length)];
+  return new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 2 + uleb(pages).length, 1, 0, ...uleb(pages), 7, 7, 1, 3, 109, 101, 109, 2, 0, 11, ...uleb(seg.length + data.length), ...seg, ...data]);
 }
 
 async function collect(): Promise<void> {
