@@ -91,34 +91,84 @@ function answer(reads: Reads, o: Record<string, unknown>, key: string, value: un
 }
 
 /**
- * Reads `imports` for `list` (the module's imports in declaration order)
- * as V8 does, once; see the file comment. `imports` must be an object (V8
- * throws its own TypeError for anything else, before reading).
+ * What one read of the imports in V8's order answered (readInOrder): per
+ * import read, Get(imports, module) and Get(moduleObject, name); where
+ * reading stopped, how.
  */
-export function pinImports(imports: object, list: readonly { readonly module: string; readonly name: string }[]): PinnedImports {
+export interface OrderedReads {
+  /** Per import: what Get(imports, module) answered (undefined past `stop`). */
+  readonly modules: unknown[];
+  /** Per import: what Get(moduleObject, name) answered, NOT_READ past the last read. */
+  readonly values: unknown[];
+  /** The import where reading stopped (the list's length when every import was read). */
+  readonly stop: number;
+  /**
+   * How it stopped: 'module-threw' / 'name-threw' (`error` is what the Get
+   * threw), 'module-not-object' (modules[stop] is that value: V8 throws its
+   * own TypeError reading it), or null when it did not.
+   */
+  readonly how: 'module-threw' | 'name-threw' | 'module-not-object' | null;
+  readonly error: unknown;
+}
+
+/**
+ * Reads `imports` for `list` (the module's imports in declaration order)
+ * exactly as V8 11.3 does (InstanceBuilder::SanitizeImports, before it
+ * links anything): for each import in order, Get(imports, module); if that
+ * is not an object or function, stop (V8 throws a TypeError); then
+ * Get(moduleObject, name); a Get that throws stops it (V8 rethrows). No
+ * check, no other read: the caller's getters and Proxy traps run exactly
+ * as natively. `imports` must be an object.
+ */
+export function readInOrder(imports: object, list: readonly { readonly module: string; readonly name: string }[]): OrderedReads {
   const n = list.length;
-  const values = new Array<unknown>(n).fill(NOT_READ);
-  /** What Get(imports, module) answered, per import read. */
   const modules = new Array<unknown>(n);
+  const values = new Array<unknown>(n);
+  let i = 0;
+  let naming = false;
+  try {
+    for (; i < n; i++) {
+      const imp = list[i]!;
+      naming = false;
+      const ns: unknown = (imports as Record<string, unknown>)[imp.module];
+      modules[i] = ns;
+      if (!((typeof ns === 'object' && ns !== null) || typeof ns === 'function')) {
+        for (let j = i; j < n; j++) values[j] = NOT_READ;
+        return { modules, values, stop: i, how: 'module-not-object', error: undefined };
+      }
+      naming = true;
+      values[i] = (ns as Record<string, unknown>)[imp.name];
+    }
+  } catch (e) {
+    for (let j = i; j < n; j++) values[j] = NOT_READ;
+    return { modules, values, stop: i, how: naming ? 'name-threw' : 'module-threw', error: e };
+  }
+  return { modules, values, stop: n, how: null, error: undefined };
+}
+
+/**
+ * The import object to hand V8 in place of the caller's, answering its
+ * Gets (V8's order: readInOrder) with exactly what `reads` recorded: see
+ * the file comment.
+ */
+export function pinnedObject(list: readonly { readonly module: string; readonly name: string }[], reads: OrderedReads): Record<string, unknown> {
+  const { modules, values, stop, how } = reads;
   const top = Object.create(null) as Record<string, unknown>;
   const pins = new Map<object, Record<string, unknown>>();
   const replays: Replays = new Map();
-  const reads: Reads = { list, modules, replays };
+  const record: Reads = { list, modules, replays };
   let lastNs: object | null = null;
   let lastPin: Record<string, unknown> | null = null;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i <= stop && i < list.length; i++) {
     const imp = list[i]!;
-    let ns: unknown;
-    try {
-      ns = Reflect.get(imports, imp.module);
-    } catch (e) {
-      answer(reads, top, imp.module, new Thrown(e), i, null);
+    if (i === stop && how === 'module-threw') {
+      answer(record, top, imp.module, new Thrown(reads.error), i, null);
       break;
     }
-    modules[i] = ns;
+    const ns = modules[i];
     if (!isObject(ns)) {
       // Kept as is: V8 throws its TypeError reading it, and reads nothing more.
-      answer(reads, top, imp.module, ns, i, null);
+      answer(record, top, imp.module, ns, i, null);
       break;
     }
     let pin: Record<string, unknown>;
@@ -129,14 +179,13 @@ export function pinImports(imports: object, list: readonly { readonly module: st
       lastNs = ns;
       lastPin = pin;
     }
-    answer(reads, top, imp.module, pin, i, null);
-    try {
-      values[i] = Reflect.get(ns, imp.name);
-    } catch (e) {
-      answer(reads, pin, imp.name, new Thrown(e), i, ns);
+    answer(record, top, imp.module, pin, i, null);
+    if (i === stop) {
+      // how === 'name-threw'
+      answer(record, pin, imp.name, new Thrown(reads.error), i, ns);
       break;
     }
-    answer(reads, pin, imp.name, values[i], i, ns);
+    answer(record, pin, imp.name, values[i], i, ns);
   }
   for (const [o, keys] of replays) {
     for (const [key, answers] of keys) {
@@ -152,7 +201,18 @@ export function pinImports(imports: object, list: readonly { readonly module: st
       });
     }
   }
-  return { values, object: top };
+  return top;
+}
+
+/**
+ * Reads `imports` for `list` as V8 does, once (readInOrder), and makes the
+ * pinned object answering V8's reads with what was read; see the file
+ * comment. `imports` must be an object (V8 throws its own TypeError for
+ * anything else, before reading).
+ */
+export function pinImports(imports: object, list: readonly { readonly module: string; readonly name: string }[]): PinnedImports {
+  const reads = readInOrder(imports, list);
+  return { values: reads.values, object: pinnedObject(list, reads) };
 }
 
 /**

@@ -117,7 +117,18 @@ export class InstancePool {
   readonly #core: EngineCore;
   readonly #idle: Entry[] = [];
   readonly #hidden: ReadonlySet<string>;
-  readonly #functionImports: readonly number[];
+  /** Indices of the function imports, and of the others. */
+  readonly #functionImports: Int32Array;
+  readonly #otherImports: Int32Array;
+  /**
+   * The last import values whose functions were all found plain, and the
+   * idle instances found linked to its other values. Values arrays are
+   * never written to, and the reader (read-imports.ts) returns the same
+   * array when a lease's imports answer the same: identity means checked.
+   * (This keeps one set of import values, the last one checked, alive.)
+   */
+  #plain: readonly unknown[] | null = null;
+  #matched: { readonly values: readonly unknown[]; readonly entries: WeakSet<Entry> } | null = null;
   #disposed = false;
   /** Instantiations in a row that found idle instances, none linked to their imports. */
   #misses = 0;
@@ -127,7 +138,8 @@ export class InstancePool {
     this.#plan = plan;
     this.#core = host.core;
     this.#hidden = new Set(plan.extraExports.map((e) => e.name));
-    this.#functionImports = plan.importArity.flatMap((a, i) => (a >= 0 ? [i] : []));
+    this.#functionImports = Int32Array.from(plan.importArity.flatMap((a, i) => (a >= 0 ? [i] : [])));
+    this.#otherImports = Int32Array.from(plan.importArity.flatMap((a, i) => (a < 0 ? [i] : [])));
   }
 
   /** Idle instances kept. */
@@ -173,15 +185,26 @@ export class InstancePool {
   /** Drops every idle instance (their memories are retired). */
   dispose(): void {
     this.#disposed = true;
+    this.#plain = null;
+    this.#matched = null;
     for (const e of this.#idle.splice(0)) {
       this.#core.unkeepIdle(e);
       this.#retire(e);
     }
   }
 
+  /** Whether every function import is plain JavaScript (a function the last checked values had at its place was). */
   #plainFunctions(values: readonly unknown[]): boolean {
+    const known = this.#plain;
+    if (values === known) return true;
     const fi = this.#functionImports;
-    for (let k = 0; k < fi.length; k++) if (!isPlainFunction(values[fi[k]!])) return false;
+    for (let k = 0; k < fi.length; k++) {
+      const i = fi[k]!;
+      const v = values[i];
+      if (known !== null && v === known[i]) continue;
+      if (!isPlainFunction(v)) return false;
+    }
+    this.#plain = values;
     return true;
   }
 
@@ -238,12 +261,17 @@ export class InstancePool {
    * same).
    */
   #sameLinks(e: Entry, values: readonly unknown[]): boolean {
-    const kinds = this.#plan.importArity;
-    for (let i = 0; i < kinds.length; i++) {
-      if (kinds[i]! >= 0) continue;
+    let matched = this.#matched;
+    if (matched !== null && matched.values === values && matched.entries.has(e)) return true;
+    const oi = this.#otherImports;
+    const linked = e.linked;
+    for (let k = 0; k < oi.length; k++) {
+      const i = oi[k]!;
       const v = values[i];
-      if (v !== v || !Object.is(e.linked[i], v)) return false;
+      if (v !== v || !Object.is(linked[i], v)) return false;
     }
+    if (matched === null || matched.values !== values) this.#matched = matched = { values, entries: new WeakSet() };
+    matched.entries.add(e);
     return true;
   }
 
