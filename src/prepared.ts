@@ -25,7 +25,6 @@ import { internalExports, isInternalName, readInternalState } from './reuse/inte
 import { readModuleInfo } from './reuse/module-info.js';
 import { planReuse, type ReuseDecision, type ReuseReason } from './reuse/plan.js';
 import { InstancePool } from './reuse/pool.js';
-import { ReuseImportReader } from './reuse/read-imports.js';
 
 /** What happened to one of the module's memories. */
 export interface MemoryInfo {
@@ -354,7 +353,6 @@ export class PreparedModule {
     }
     this.#choice = null; // a reused instance beats any new one
     const list = this.#importList;
-    const reader = new ReuseImportReader(list, (given, slots, pinned) => this.#importObject(given, slots, pinned));
     this.#reusePool = new InstancePool(
       {
         core: this.#core,
@@ -364,7 +362,7 @@ export class PreparedModule {
         memoryModule: this.#memoryModule,
         checkUsable: () => this.#checkUsable(),
         requests: () => this.#ensureImages(),
-        read: (imports) => reader.read(imports),
+        importObject: (given, slots, pinned) => this.#importObject(given, slots, pinned),
       },
       plan,
     );

@@ -52,6 +52,7 @@ import { bufferOf } from '../memory.js';
 import { wasm } from '../wasm-api.js';
 import { readInternalState } from './internal.js';
 import type { ReusePlan, ReuseReason } from './plan.js';
+import { type ImportObjectMaker, ReuseImportReader } from './read-imports.js';
 import { isPlainFunction, type Thrown, trampoline } from './trampoline.js';
 
 /** Where the trampolines of an instance with no tenant record a throw (never read). */
@@ -71,12 +72,8 @@ export interface ReuseHost {
   checkUsable(): void;
   /** The slot requests for the module's defined memories (images built at first use). */
   requests(): SlotRequest[];
-  /**
-   * Reads the caller's imports once, as V8 would. `values`: per import, the
-   * value read, or null when reading stopped (V8 will throw). `direct(slots)`:
-   * the import object to give V8 for an instance linked directly to them.
-   */
-  read(imports: unknown): { readonly values: readonly unknown[] | null; readonly direct: (slots: readonly Slot[]) => WebAssembly.Imports | undefined };
+  /** The import object V8 is given for an instance linked directly to `given` (or to `pinned`, what was read of it): with our memories. */
+  readonly importObject: ImportObjectMaker;
 }
 
 interface Entry {
@@ -117,6 +114,8 @@ export class InstancePool {
   readonly #core: EngineCore;
   readonly #idle: Entry[] = [];
   readonly #hidden: ReadonlySet<string>;
+  /** Reads each lease's imports (as V8 would, once). */
+  #reader: ReuseImportReader;
   /** Indices of the function imports, and of the others. */
   readonly #functionImports: Int32Array;
   readonly #otherImports: Int32Array;
@@ -138,6 +137,7 @@ export class InstancePool {
     this.#plan = plan;
     this.#core = host.core;
     this.#hidden = new Set(plan.extraExports.map((e) => e.name));
+    this.#reader = new ReuseImportReader(host.importList, host.importObject);
     this.#functionImports = Int32Array.from(plan.importArity.flatMap((a, i) => (a >= 0 ? [i] : [])));
     this.#otherImports = Int32Array.from(plan.importArity.flatMap((a, i) => (a < 0 ? [i] : [])));
   }
@@ -155,7 +155,7 @@ export class InstancePool {
     let values: readonly unknown[] | null;
     let direct: (slots: readonly Slot[]) => WebAssembly.Imports | undefined;
     try {
-      ({ values, direct } = host.read(imports));
+      ({ values, direct } = this.#reader.read(imports));
       // A getter on the imports may have disposed the module or closed the engine: its typed error.
       host.checkUsable();
     } catch (e) {
@@ -185,6 +185,8 @@ export class InstancePool {
   /** Drops every idle instance (their memories are retired). */
   dispose(): void {
     this.#disposed = true;
+    // Nothing of the last imports read stays reachable.
+    this.#reader = new ReuseImportReader(this.#host.importList, this.#host.importObject);
     this.#plain = null;
     this.#matched = null;
     for (const e of this.#idle.splice(0)) {
