@@ -327,7 +327,12 @@ export function reuseBench(quick: boolean, log: (msg: string) => void = () => {}
     const main: Subject = { name: r.name, reusable: { engine, prepared }, dataBytes: r.dataBytes, bytes: r.bytes, imports, call: calls.call, budgetScale: r.name === 'pyodide' ? 4 : 1 };
     subjects.push(main);
     if (calls.growing) subjects.push({ name: `${r.name}, allocating`, dataBytes: r.dataBytes, bytes: r.bytes, imports, call: calls.growing });
-    if (r.name === 'pyodide') exportSubject = main;
+    if (r.name === 'pyodide') {
+      exportSubject = main;
+      // The same stubs, frozen: a frozen import object is read once and kept (src/reuse/read-imports.ts).
+      const frozen = frozenCopy(imports());
+      subjects.push({ name: `${r.name}, frozen imports`, dataBytes: r.dataBytes, bytes: r.bytes, imports: () => frozen, call: calls.call, budgetScale: 4 });
+    }
   }
   const rows: ReuseRow[] = [];
   for (const s of subjects) {
@@ -340,6 +345,13 @@ export function reuseBench(quick: boolean, log: (msg: string) => void = () => {}
   const trampoline = trampolineCost(quick ? 60 : 150);
   const tables = tableRestore(quick ? 60 : 150);
   return { quick, rows, ineligible, exportCost: exportCostRow, versions, trampoline, tables };
+}
+
+/** A copy of `imports` and of each of its module objects, all frozen. */
+function frozenCopy(imports: WebAssembly.Imports): WebAssembly.Imports {
+  const out: Record<string, Readonly<Record<string, WebAssembly.ImportValue>>> = {};
+  for (const [name, ns] of Object.entries(imports)) out[name] = Object.freeze({ ...ns });
+  return Object.freeze(out);
 }
 
 function activeData(bytes: Uint8Array): number {
@@ -366,8 +378,8 @@ export function reuseMarkdown(b: ReuseBench): string[] {
     '| module | active data | exports | call | reuse | pooled | native | floor | pooled / reuse | native / reuse | floor / reuse | served by a reused instance |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...b.rows.map((r) => {
-      const base = r.name.replace(/, allocating$/, '');
-      const name = r.name.endsWith(', allocating') ? `${named(base)}, allocating` : named(r.name);
+      const suffix = /, (allocating|frozen imports)$/.exec(r.name)?.[0] ?? '';
+      const name = `${named(r.name.slice(0, r.name.length - suffix.length))}${suffix}`;
       return (
         `| ${name} | ${label(r.dataBytes)} | ${r.exports} | ${r.call} | ${cell(r.reuse)} | ${cell(r.pooled)} | ${cell(r.native)} | ${cell(r.floor)} | ` +
         `${fmtRatio(r.pooled.median / r.reuse.median)} | ${fmtRatio(r.native.median / r.reuse.median)} | ${fmtRatio(r.floor.median / r.reuse.median)} | ` +
@@ -380,7 +392,9 @@ export function reuseMarkdown(b: ReuseBench): string[] {
       "or dropped it at release, by reason (`stats().reuseDeclined`). resvg's and lightningcss's allocators grow the memory at " +
       'their first allocation, and a memory that grew cannot be reset to its initial size: the instance is dropped at every ' +
       "release ('grown'), so an allocating tenant of those modules gets no reuse (the \"allocating\" rows); their main rows call " +
-      'something that does not allocate.',
+      'something that does not allocate. "frozen imports": the same stub imports, the import object and each of its module objects ' +
+      'frozen: a frozen import object (not a Proxy, every name an own data property) answers the same for ever, so it is read once and ' +
+      "kept; otherwise every lease reads each import as V8 would (one Get of the module, one of the name), pyodide's 548 of them included.",
   ];
   if (b.ineligible.length) {
     lines.push('', 'Not eligible for reuse (`prepared.reuse.reason`: detail); they run as without the option:', '');
@@ -389,6 +403,7 @@ export function reuseMarkdown(b: ReuseBench): string[] {
   const e = b.exportCost;
   if (e) {
     const row = b.rows.find((r) => r.name === e.name);
+    const frozenRow = b.rows.find((r) => r.name === `${e.name}, frozen imports`);
     lines.push(
       '',
       `V8's export creation, ${e.name}: the floor's instantiation alone (no call) took ${cell(e.withExports)} with its ${e.exports} exports ` +
@@ -396,6 +411,7 @@ export function reuseMarkdown(b: ReuseBench): string[] {
         'to make the export objects (medians, interleaved). A reused instance makes them once; `lease.exports` wraps only the exports read.' +
         (row
           ? ` In this run a reused ${e.name} instance cycled ${fmtRatio(row.native.median / row.reuse.median)} faster than a native instantiation ` +
+            (frozenRow ? `(${fmtRatio(frozenRow.native.median / frozenRow.reuse.median)} with its imports frozen) ` : '') +
             '(medians; the goal of issue 12 is 1,000x). Native\'s time (ms of allocation, copying and export creation) varies with the ' +
             "machine's load far more than the reuse cycle's: take the ratio from an idle machine."
           : ''),
