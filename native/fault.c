@@ -18,9 +18,9 @@
 
 /* setFault's names, in the order of enum fault_step (wasm_cow.h). */
 static const char *const fault_names[] = {
-    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "restore", "publish",
+    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "restore", "publish", "stall",
 };
-_Static_assert(sizeof fault_names / sizeof fault_names[0] == FAULT_PUBLISH + 1, "one name per fault step");
+_Static_assert(sizeof fault_names / sizeof fault_names[0] == FAULT_STALL + 1, "one name per fault step");
 
 /* See wasm_cow.h: 0, or 1 for good once any load saw WASM_COW_FAULT_INJECTION=1. */
 _Atomic int fault_enabled = 0;

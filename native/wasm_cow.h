@@ -248,6 +248,7 @@ enum fault_step {
   FAULT_PAGEMAP_SCAN,
   FAULT_RESTORE,
   FAULT_PUBLISH, /* not a failure: a queued reset's done tag lags its status by 2 ms */
+  FAULT_STALL,   /* not a failure: the reset thread holds the next job it claims for 200 ms before running it */
 };
 
 /*
