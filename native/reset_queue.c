@@ -168,10 +168,7 @@ static void *reset_thread(void *arg) {
     }
     if (tag == TAG(next, JOB_QUEUED)) {
       if (claim(job, next)) {
-        if (fault_fires(FAULT_STALL)) { /* tests: a reset thread that lost its core while running a job */
-          struct timespec stall = {0, 200000000};
-          nanosleep(&stall, NULL);
-        }
+        if (fault_fires(FAULT_STALL)) fault_stall(); /* tests: a reset thread that lost its core while running a job */
         run_job(q, job, next, 0);
       }
       next++;

@@ -119,7 +119,7 @@ if (linux) {
       const a = p.instantiate(importsFor(1));
       const first = unexposedInstance(a);
       dirty(a, 16);
-      b.setFault('stall'); // the reset thread holds the next job it claims (a's reset) for 200 ms
+      b.setFault('stall'); // the reset thread holds the next job it claims (a's reset) until setFault(null)
       a.release();
       const l2 = p.instantiate(importsFor(2)); // a is resetting: a second instance
       assertFresh(l2, 2, 'the second instance');

@@ -105,7 +105,8 @@ export interface NativeBinding {
 
 /**
  * 'publish' is no failure: the next queued reset's done tag lags its status by 2 ms (a race, widened).
- * 'stall' is none either: the reset thread holds the next job it claims for 200 ms before running it.
+ * 'stall' is none either: the reset thread holds the next job it claims, before running it, until the next
+ * setFault call (10 s at most).
  */
 export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise' | 'pagemap_scan' | 'restore' | 'publish' | 'stall';
 
