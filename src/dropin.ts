@@ -266,10 +266,17 @@ export class DropInCache {
       // V8's own rejection, with the message WebAssembly.instantiate gives.
       return WebAssembly.instantiate(source, imports);
     }
-    const copy = Buffer.allocUnsafeSlow(view.length); // its own ArrayBuffer, never a pooled slab
-    view.copy(copy);
-    this.counts.cachedCompiles++;
-    this.#keep(entry, copy, module, false);
+    let copy: Buffer | null = null;
+    try {
+      copy = Buffer.allocUnsafeSlow(view.length); // its own ArrayBuffer, never a pooled slab
+    } catch {
+      // No memory for a copy: nothing is kept, the call goes on as V8's would.
+    }
+    if (copy !== null) {
+      view.copy(copy);
+      this.counts.cachedCompiles++;
+      this.#keep(entry, copy, module, false);
+    }
     await afterCompile(); // the imports are read when V8 would read them
     try {
       return { module, instance: await WebAssembly.instantiate(module, imports) };
