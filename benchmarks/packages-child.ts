@@ -209,7 +209,8 @@ async function mem(n: number, files: string[]): Promise<void> {
  * program's import, not the call's).
  */
 async function dropin(useDropIn: boolean, files: string[]): Promise<void> {
-  const api = useDropIn ? (await import('../src/index.js')).instantiate : WebAssembly.instantiate;
+  const lib = useDropIn ? await import('../src/index.js') : null;
+  const api = lib ? lib.instantiate : WebAssembly.instantiate;
   const calls: number[][] = [];
   const inputs = files.map((file) => {
     const bytes = readFileSync(file);
@@ -227,7 +228,7 @@ async function dropin(useDropIn: boolean, files: string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
   // Per call, summed over the files.
-  process.stdout.write(JSON.stringify({ calls: calls.map((t) => t.reduce((a, b) => a + b, 0)) }));
+  process.stdout.write(JSON.stringify({ calls: calls.map((t) => t.reduce((a, b) => a + b, 0)), ...(lib ? { counts: lib.dropInCounts() } : {}) }));
 }
 
 const [what, arg, ...files] = process.argv.slice(2);

@@ -14,10 +14,13 @@
  *   npm run bench:packages [-- --samples N]     (also part of `npm run bench`)
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { fmtBytes, summarize, type Timing } from '../src/bench/measure.js';
+import { buildModule, stdFuncs } from '../src/bench/builder.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..', '..');
@@ -111,6 +114,84 @@ export interface PackageRow {
   dropIn: Pair<{ call1: Timing; call2: Timing; call3: Timing; later: Timing }>;
 }
 
+interface DropInRun {
+  calls: number[];
+  counts?: { cachedCompiles: number; deferredCopies: number; deferredDropped: number };
+}
+export interface DropInCalls {
+  call1: Timing;
+  call2: Timing;
+  call3: Timing;
+  later: Timing;
+}
+
+const calls = (xs: DropInRun[]): DropInCalls => ({
+  call1: summarize(xs.map((x) => x.calls[0]!)),
+  call2: summarize(xs.map((x) => x.calls[1]!)),
+  call3: summarize(xs.map((x) => x.calls[2]!)),
+  later: summarize(xs.flatMap((x) => x.calls.slice(3))),
+});
+
+/** `WebAssembly.instantiate(bytes)` (native) against the drop-in (hook column), fresh processes alternating. */
+function dropInRuns(samples: number, files: string[]): Pair<DropInRun[]> {
+  return alternate(samples, (v) => JSON.parse(node('native', [child, 'dropin', v === 'hook' ? '1' : '0', ...files])) as DropInRun);
+}
+
+/** Modules timed through the drop-in only (besides PACKAGES): mostly code, and mostly data. */
+export interface DropInRow {
+  name: string;
+  calls: Pair<DropInCalls>;
+  /** How the drop-in's second calls went, summed over its processes. */
+  counts: { cachedCompiles: number; deferredCopies: number; deferredDropped: number };
+}
+
+export function dropInBench(options: { samples?: number; log?: (m: string) => void } = {}): DropInRow[] {
+  const samples = options.samples ?? 3;
+  const log = options.log ?? (() => {});
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-dropin-'));
+  try {
+    // 16 MiB of data (one word in four non-zero), little code.
+    const data = new Uint8Array(16 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 4) data[i] = Math.imul(i, 0x9e3779b1) >>> 24 || 1;
+    const synthetic = join(dir, 'data16.wasm');
+    writeFileSync(synthetic, buildModule({ memories: [{ min: 300, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 65536, bytes: data }] }));
+    const modules: [string, string][] = [
+      ['sql.js 1.x (sql-wasm.wasm, mostly code)', join(root, 'node_modules/sql.js/dist/sql-wasm.wasm')],
+      ['synthetic: 16 MiB of data, little code', synthetic],
+    ];
+    return modules.map(([name, file]) => {
+      log(`drop-in: ${name} ...`);
+      const runs = dropInRuns(samples, [file]);
+      const counts = { cachedCompiles: 0, deferredCopies: 0, deferredDropped: 0 };
+      for (const r of runs.hook) for (const k of Object.keys(counts) as (keyof typeof counts)[]) counts[k] += r.counts?.[k] ?? 0;
+      return { name, calls: both(runs, calls), counts };
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function dropInMarkdown(rows: DropInRow[], options: { samples?: number } = {}): string[] {
+  const md = [
+    '### Drop-in `instantiate(bytes)` on more modules',
+    '',
+    "The drop-in `instantiate(bytes, imports)` of 'wasm-cow' against `WebAssembly.instantiate(bytes, imports)`, 12 calls on the same bytes per " +
+      `process, a turn of the event loop between (${options.samples ?? 3} processes per variant, alternating). "second calls": how the drop-in's ` +
+      'second calls went (compiled from V8\'s cache and copied within the call, for bytes mostly of code; native and copied afterwards, for the rest).',
+    '',
+    '| module | call | native | drop-in | drop-in / native |',
+    '|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    for (const k of ['call1', 'call2', 'call3', 'later'] as const) {
+      const what = { call1: 'call 1', call2: 'call 2', call3: 'call 3', later: 'calls 4-12' }[k];
+      md.push(`| ${r.name} | ${what} | ${msCell(r.calls.native[k])} | ${msCell(r.calls.hook[k])} | ${ratio(r.calls.hook[k].median, r.calls.native[k].median)} |`);
+    }
+    md.push(`| ${r.name} | second calls | | ${r.counts.cachedCompiles} from V8's cache, ${r.counts.deferredCopies} copied afterwards (${r.counts.deferredDropped} dropped) | |`);
+  }
+  return md;
+}
+
 /** Runs `f(variant)` `samples` times per variant, alternating which goes first. */
 function alternate<T>(samples: number, f: (v: Variant) => T): Pair<T[]> {
   const out: Pair<T[]> = { native: [], hook: [] };
@@ -146,13 +227,7 @@ export function packageBench(
     log(`packages: ${spec.name}: ${live} live instances ...`);
     const mem = alternate(1, (v) => JSON.parse(node(v, [child, 'mem', String(live), ...files], ['--expose-gc'])) as MemResult);
     log(`packages: ${spec.name}: drop-in instantiate(bytes) ...`);
-    const drop = alternate(dropInSamples, (v) => JSON.parse(node('native', [child, 'dropin', v === 'hook' ? '1' : '0', ...files])) as { calls: number[] });
-    const calls = (xs: { calls: number[] }[]) => ({
-      call1: summarize(xs.map((x) => x.calls[0]!)),
-      call2: summarize(xs.map((x) => x.calls[1]!)),
-      call3: summarize(xs.map((x) => x.calls[2]!)),
-      later: summarize(xs.flatMap((x) => x.calls.slice(3))),
-    });
+    const drop = dropInRuns(dropInSamples, files);
     rows.push({
       spec,
       coldStart: both(cold, summarize),
@@ -220,6 +295,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const at = args.indexOf('--samples');
   const samples = at >= 0 ? Number(args[at + 1]) : 5;
   const opts = { samples, instSamples: samples, dropInSamples: Math.min(3, samples), live: 50 };
-  const rows = packageBench({ ...opts, log: (m) => process.stderr.write(`${m}\n`) });
-  process.stdout.write(packagesMarkdown(rows, opts).join('\n') + '\n');
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const rows = packageBench({ ...opts, log });
+  const extra = dropInBench({ samples: opts.dropInSamples, log });
+  process.stdout.write([...packagesMarkdown(rows, opts), '', ...dropInMarkdown(extra, { samples: opts.dropInSamples })].join('\n') + '\n');
 }

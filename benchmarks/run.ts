@@ -19,7 +19,7 @@ import { buildModule, pseudoRandomBytes, stdFuncs } from '../src/bench/builder.j
 import { coldStart } from './cold-start.js';
 import { snapshotBench, snapshotTable } from './snapshot.js';
 import { reuseBench, reuseMarkdown } from './reuse.js';
-import { packageBench, packagesMarkdown } from './packages.js';
+import { dropInBench, dropInMarkdown, packageBench, packagesMarkdown } from './packages.js';
 import { label, realModules, sparse, synthetic, tinySegments, type Scenario } from './scenarios.js';
 import { parseModule } from '../src/binary/reader.js';
 import type { EngineStats } from '../src/stats.js';
@@ -208,6 +208,7 @@ const reuse = reuseBench(quick, log);
 // 8. Real npm packages, native against the register hook, in child processes.
 const packageOptions = { samples: quick ? 2 : 5, instSamples: quick ? 2 : 3, dropInSamples: quick ? 1 : 3, live: 50 };
 const packages = packageBench({ ...packageOptions, log });
+const dropIns = dropInBench({ samples: packageOptions.dropInSamples, log });
 
 // Output.
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmtBytes(totalmem())}, Linux ${safe(() => execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim())}, Node ${process.version}`;
@@ -391,7 +392,7 @@ md.push(
 );
 md.push('## Instance reuse (median / p99 per cycle)', '');
 md.push(...reuseMarkdown(reuse), '');
-md.push(...packagesMarkdown(packages, packageOptions), '');
+md.push(...packagesMarkdown(packages, packageOptions), '', ...dropInMarkdown(dropIns, { samples: packageOptions.dropInSamples }), '');
 
 const synth = rows.filter((r) => r.kind === 'synthetic' && r.dataBytes > 0 && r.scenario.startsWith('synthetic'));
 const svg = lineChartSvg({
@@ -412,7 +413,7 @@ const svg = lineChartSvg({
 for (const p of [jsonPath, mdPath, svgPath]) mkdirSync(dirname(p), { recursive: true });
 writeFileSync(
   jsonPath,
-  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold, snapshots, reuse, packages }, null, 2),
+  JSON.stringify({ machine, backend, quick, instantiation: rows, memory: memRows, perPage, reset: resetRows, releaseQueued: queued, throughput, coldStart: cold, snapshots, reuse, packages, dropIns }, null, 2),
 );
 writeFileSync(mdPath, md.join('\n'));
 writeFileSync(svgPath, svg);

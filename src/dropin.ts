@@ -2,26 +2,42 @@
  * The drop-in `instantiate(bytes, imports)`: a bounded, content-addressed
  * cache of the modules it has seen, shared by all drop-in calls.
  *
+ * Later calls are recognised byte for byte, so a copy of the bytes must be
+ * kept, and the caller may change its buffer once a call returns. A fresh
+ * copy costs about 0.7 ms per MiB here (page faults, not memcpy): 15-25% of
+ * V8's own call for esbuild, swc or ffmpeg, however much of it is code. So
+ * no call pays for a copy it does not win back in the same call:
+ *
  *  - The first call on some bytes is `WebAssembly.instantiate(bytes,
- *    imports)` itself; it only notes the bytes' length and a sampled hash.
- *  - The second call on bytes of that length and hash is native too, and
- *    also keeps a copy of the bytes and the module V8 compiled from them.
- *    (Later calls are recognised byte for byte, so a copy must be kept;
- *    taking it at the first call would add up to half of native's cost
- *    there for a module that is mostly data.) It schedules the module's
- *    preparation on a later turn of the event loop.
- *  - Later calls on the same bytes (length, sampled hash, then every byte)
- *    compile nothing: they instantiate the kept module, or, once prepared,
- *    go through the prepared module where its image in a new memory beats
- *    V8's copy (new memories each time: nothing is pooled).
+ *    imports)` itself; it notes the bytes' length, a sampled hash and, from
+ *    a walk of the section headers (a few dozen reads), whether they are
+ *    mostly code. For such bytes it holds the module V8 compiled, which
+ *    costs no time: V8 then compiles equal bytes again, synchronously, from
+ *    its own cache of native modules (it compares the bytes itself: a
+ *    fraction of a compile) for as long as that module lives.
+ *  - The second call on bytes mostly of code (same length and sampled hash)
+ *    compiles them with `new WebAssembly.Module(bytes)`, which V8 serves
+ *    from that cache, and copies them right after (no JavaScript between:
+ *    the copy is what V8 compiled): together well under V8's asynchronous
+ *    compile (which never uses the cache). Other bytes (mostly data: V8
+ *    compiles little, so the copy would be a large part of the call) are
+ *    instantiated natively at the second call, and copied after it returns,
+ *    on a later turn of the event loop; since the caller may have changed
+ *    them by then, the kept module is compiled again from the copy (V8's
+ *    asynchronous compile, off the main thread: little code).
+ *  - Either way the module is then prepared on a later turn of the event
+ *    loop, and later calls on the same bytes (length, sampled hash, then
+ *    every byte) compile nothing: they instantiate the kept module, or, once
+ *    prepared, go through the prepared module where its image in a new
+ *    memory beats V8's copy (new memories each time: nothing is pooled).
  *
  * `result.module` is always the caller's module as V8 compiled it (never
  * wasm-cow's rewrite): `WebAssembly.Module.imports()` lists its own imports
  * and `new WebAssembly.Instance(result.module, imports)` works. From the
  * third call on the same bytes, it is the same Module object each time
- * (natively each call compiles a new one). Those calls compile nothing, but
- * read the imports when V8 would: on a later turn of the event loop, after
- * its asynchronous compile.
+ * (natively each call compiles a new one). Every call reads the imports
+ * when V8 would: on a later turn of the event loop, after its asynchronous
+ * compile.
  */
 import { bufferView } from './buffer-source.js';
 import { coreOf, type Engine } from './engine.js';
@@ -35,17 +51,65 @@ export const DROP_IN_LIMITS = { entries: 16, bytes: 256 * 1024 * 1024 } as const
 interface Entry {
   readonly hash: number;
   readonly length: number;
+  /** Bytes counted against DROP_IN_LIMITS.bytes for what it holds (its length once it holds a module or bytes). */
+  held: number;
   /** The bytes and the module V8 compiled from them; null while only seen. */
   bytes: Buffer | null;
+  /**
+   * Once kept: the module V8 compiled from `bytes`. While only seen, for
+   * bytes mostly of code: the module of the first call, held so that V8
+   * compiles equal bytes again from its cache (never taken for the bytes:
+   * V8 compares them).
+   */
   module: WebAssembly.Module | null;
   /**
-   * 'seen': one call so far (nothing kept); 'copying': the second call is
-   * running; 'kept': bytes and module kept; 'preparing': preparation
-   * scheduled; 'prepared': use `prepared`; 'native': preparing brought
-   * nothing (or failed): instantiate `module`.
+   * 'seen': one call so far (nothing copied); 'copying': the second call is
+   * running (or its copy is scheduled); 'kept': bytes and module kept;
+   * 'preparing': preparation scheduled; 'prepared': use `prepared`;
+   * 'native': preparing brought nothing (or failed): instantiate `module`.
    */
   state: 'seen' | 'copying' | 'kept' | 'preparing' | 'prepared' | 'native';
   prepared: PreparedModule | null;
+}
+
+/** What a second call on bytes mostly of code does (counted, for tests and benchmarks). */
+export interface DropInCounts {
+  /** Second calls compiled from V8's cache and copied at the call (bytes mostly of code). */
+  cachedCompiles: number;
+  /** Second calls left to V8, the bytes copied and compiled again after the call returned (mostly data). */
+  deferredCopies: number;
+  /** Deferred copies dropped: the caller's bytes had changed (or been detached) by then, or V8 rejected the copy. */
+  deferredDropped: number;
+}
+
+/** Code sections making up at least this share of a module's bytes make it "mostly code". */
+export const CODE_SHARE = 0.5;
+
+/**
+ * The share of `b` taken by its code section, from a walk of the section
+ * headers (id and size of each: a few dozen reads, nothing decoded); 0 for
+ * bytes that are not a well-formed sequence of sections (V8 says what is
+ * wrong with them).
+ */
+export function codeShare(b: Uint8Array): number {
+  const n = b.length;
+  if (n < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) return 0;
+  let at = 8;
+  let code = 0;
+  while (at < n) {
+    const id = b[at++]!;
+    let size = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (at >= n || shift > 28) return 0;
+      const x = b[at++]!;
+      size += (x & 0x7f) * 2 ** shift;
+      if ((x & 0x80) === 0) break;
+    }
+    if (size > n - at) return 0;
+    if (id === 10) code += size;
+    at += size;
+  }
+  return code / n;
 }
 
 /**
@@ -136,7 +200,10 @@ export class DropInCache {
 
   /** Resolves once no preparation is scheduled or running (for tests and benchmarks). */
   async settled(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    // Turns of the event loop while waiting: the jobs' own immediates do not
+    // keep the process alive (unref'd: a program that is done never waits
+    // for them), these do.
+    while (this.#pending.size > 0) await Promise.race([Promise.allSettled([...this.#pending]), afterCompile()]);
   }
 
   /** Entries kept now (for tests). */
@@ -144,43 +211,28 @@ export class DropInCache {
     return this.#entries.size;
   }
 
+  /** What second calls did so far (for tests and benchmarks). */
+  readonly counts: DropInCounts = { cachedCompiles: 0, deferredCopies: 0, deferredDropped: 0 };
+
   async instantiate(source: BufferSource, imports?: Imports): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
     const view = viewOf(source);
     if (view === null || view.length === 0) return WebAssembly.instantiate(source, imports);
     const hash = sampledHash(view);
     const entry = this.#find(view, hash);
     if (entry === null || entry.state === 'copying') {
-      // Exactly native: the first call on these bytes.
+      // Exactly native: the first call on these bytes (or one while the
+      // second is still running).
+      const code = entry === null && codeShare(view) >= CODE_SHARE;
       const result = await WebAssembly.instantiate(source, imports);
-      if (entry === null) this.#add({ hash, length: view.length, bytes: null, module: null, state: 'seen', prepared: null });
+      if (entry === null) {
+        const seen: Entry = { hash, length: view.length, held: 0, bytes: null, module: code ? result.module : null, state: 'seen', prepared: null };
+        if (code) this.#hold(seen); // the module it holds
+        this.#add(seen);
+      }
       return result;
     }
     if (entry.state === 'seen') {
-      // Native, keeping the bytes and the module. V8 copies the bytes within
-      // the call, before it returns its promise; ours are copied right after,
-      // with no JavaScript in between (so they are the bytes V8 compiles, even
-      // if the caller changes them later), while V8 compiles off the main
-      // thread: the copy overlaps the compile instead of adding to the call.
-      entry.state = 'copying';
-      const pending = WebAssembly.instantiate(source, imports);
-      const copy = Buffer.allocUnsafeSlow(view.length); // its own ArrayBuffer, never a pooled slab
-      view.copy(copy);
-      let result: WebAssembly.WebAssemblyInstantiatedSource;
-      try {
-        result = await pending;
-      } catch (e) {
-        if (entry.state === 'copying') entry.state = 'seen';
-        throw e;
-      }
-      if (entry.state === 'copying' && this.#entries.has(entry)) {
-        entry.bytes = copy;
-        entry.module = result.module;
-        entry.state = 'kept';
-        this.#bytes += copy.length;
-        this.#bound();
-        if (entry.state === 'kept') this.#schedulePrepare(entry);
-      }
-      return result;
+      return entry.module !== null ? this.#secondFromCache(entry, source, view, imports) : this.#secondDeferred(entry, source, view, imports);
     }
     const module = entry.module!;
     // V8 took the bytes at the call (as the comparison above did), but reads
@@ -197,6 +249,97 @@ export class DropInCache {
       }
     }
     return { module, instance: await WebAssembly.instantiate(module, imports) };
+  }
+
+  /**
+   * The second call on bytes mostly of code, while the first call's module
+   * is held: `new WebAssembly.Module(bytes)` (which V8 serves from its cache
+   * of native modules when the bytes equal that module's, and compiles in
+   * full otherwise: the result is V8's either way), then a copy of the bytes
+   * with no JavaScript between, so that the kept copy is what V8 compiled.
+   */
+  async #secondFromCache(entry: Entry, source: BufferSource, view: Buffer, imports: Imports | undefined): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
+    let module: WebAssembly.Module;
+    try {
+      module = new WebAssembly.Module(view as Buffer<ArrayBuffer>); // viewOf() leaves shared memory to V8
+    } catch {
+      // V8's own rejection, with the message WebAssembly.instantiate gives.
+      return WebAssembly.instantiate(source, imports);
+    }
+    let copy: Buffer | null = null;
+    try {
+      copy = Buffer.allocUnsafeSlow(view.length); // its own ArrayBuffer, never a pooled slab
+    } catch {
+      // No memory for a copy: nothing is kept, the call goes on as V8's would.
+    }
+    if (copy !== null) {
+      view.copy(copy);
+      this.counts.cachedCompiles++;
+      this.#keep(entry, copy, module, false);
+    }
+    await afterCompile(); // the imports are read when V8 would read them
+    try {
+      return { module, instance: await WebAssembly.instantiate(module, imports) };
+    } finally {
+      // Prepared after this call, never on its path.
+      if (entry.state === 'kept') this.#schedulePrepare(entry);
+    }
+  }
+
+  /**
+   * The second call on other bytes (mostly data): native, and the bytes are
+   * copied after it returned, on a later turn of the event loop. The caller
+   * may have changed them by then, so the kept module is compiled again
+   * from the copy (asynchronously: off the main thread), never taken from
+   * this call.
+   */
+  async #secondDeferred(entry: Entry, source: BufferSource, view: Buffer, imports: Imports | undefined): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
+    entry.state = 'copying';
+    let result: WebAssembly.WebAssemblyInstantiatedSource;
+    try {
+      result = await WebAssembly.instantiate(source, imports);
+    } catch (e) {
+      if (entry.state === 'copying') entry.state = 'seen';
+      throw e;
+    }
+    this.counts.deferredCopies++;
+    const job = new Promise<void>((resolve) => setImmediate(resolve).unref())
+      .then(async () => {
+        if (entry.state !== 'copying' || !this.#entries.has(entry)) return; // dropped meanwhile
+        // A detached buffer reads as empty; changed bytes are another module's.
+        if (view.length !== entry.length || sampledHash(view) !== entry.hash) throw new Error('changed');
+        const copy = Buffer.allocUnsafeSlow(view.length);
+        view.copy(copy);
+        const module = await WebAssembly.compile(copy); // what the copy holds, whatever the caller did
+        if (entry.state !== 'copying' || !this.#entries.has(entry)) return;
+        // Already on a later turn: prepared right away (unless bounds dropped it).
+        if (this.#keep(entry, copy, module, false)) this.#schedulePrepare(entry, true);
+      })
+      .catch(() => {
+        this.counts.deferredDropped++;
+        if (entry.state === 'copying') entry.state = 'seen';
+      })
+      .finally(() => this.#pending.delete(job));
+    this.#pending.add(job);
+    return result;
+  }
+
+  /** Counts the entry's length against the bounds, once. */
+  #hold(entry: Entry): void {
+    this.#bytes += entry.length - entry.held;
+    entry.held = entry.length;
+  }
+
+  /** Keeps `copy` and the module V8 compiled from exactly those bytes, and schedules the preparation (unless `prepare` is false). */
+  #keep(entry: Entry, copy: Buffer, module: WebAssembly.Module, prepare = true): boolean {
+    this.#hold(entry);
+    entry.bytes = copy;
+    entry.module = module;
+    entry.state = 'kept';
+    this.#bound();
+    if (entry.state !== 'kept') return false; // dropped by the bounds
+    if (prepare) this.#schedulePrepare(entry);
+    return true;
   }
 
   /** Forgets every entry (their prepared modules are disposed). */
@@ -241,20 +384,23 @@ export class DropInCache {
 
   #drop(entry: Entry): void {
     if (!this.#entries.delete(entry)) return;
-    if (entry.bytes !== null) this.#bytes -= entry.bytes.length;
+    this.#bytes -= entry.held;
+    entry.held = 0;
     entry.bytes = null;
+    if (entry.state === 'seen') entry.module = null;
     entry.prepared?.dispose();
     entry.prepared = null;
     entry.state = 'native';
   }
 
   /**
-   * Prepares the entry's module on a later turn of the event loop (the
-   * calls that wait for it instantiate the kept module meanwhile).
+   * Prepares the entry's module on a later turn of the event loop (`now`:
+   * at once, from a job already on one); the calls that wait for it
+   * instantiate the kept module meanwhile.
    */
-  #schedulePrepare(entry: Entry): void {
+  #schedulePrepare(entry: Entry, now = false): void {
     entry.state = 'preparing';
-    const job = new Promise<void>((resolve) => setImmediate(resolve).unref())
+    const job = (now ? Promise.resolve() : new Promise<void>((resolve) => setImmediate(resolve).unref()))
       .then(() => {
         if (entry.state !== 'preparing' || entry.bytes === null) return null; // dropped meanwhile
         const bytes = new Uint8Array(entry.bytes.buffer, entry.bytes.byteOffset, entry.bytes.length) as Uint8Array<ArrayBuffer>;

@@ -6,7 +6,7 @@
  *   using lease = prepared.instantiate(imports);
  *   lease.exports.run();
  */
-import { DropInCache, prepareInBackground } from './dropin.js';
+import { DropInCache, type DropInCounts, prepareInBackground } from './dropin.js';
 import { Engine } from './engine.js';
 import type { Imports } from './prepared.js';
 
@@ -46,18 +46,25 @@ export function dropInSettled(): Promise<void> {
   return dropIn.settled();
 }
 
+/** @internal What the drop-in's second calls did (for benchmarks). */
+export function dropInCounts(): Readonly<DropInCounts> {
+  return { ...dropIn.counts };
+}
+
 /**
  * Drop-in for `WebAssembly.instantiate(bytes, imports)`: same result shape,
  * and `result.module` is the caller's module as V8 compiled it. The first
- * two calls on some bytes are `WebAssembly.instantiate` itself (the second
- * also keeps a copy of the bytes and the module, in a bounded cache); later
- * calls on the same bytes (recognised byte for byte) compile nothing, and
- * once the module is prepared (off the second call's path) instantiate it
- * with its data mapped copy-on-write where that beats V8's copy. Memories
- * are not pooled (they live and die with the instance); to instantiate one
- * module many times, use Engine.prepare() once and
- * PreparedModule.instantiate() with release(). Given a WebAssembly.Module,
- * this is WebAssembly.instantiate itself.
+ * call on some bytes is `WebAssembly.instantiate` itself; the second keeps a
+ * copy of the bytes and a module V8 compiled from them, in a bounded cache
+ * (for bytes mostly of code, compiled from V8's cache of native modules and
+ * copied within the call; for others, natively, then copied and compiled
+ * again after the call); later calls on the same bytes (recognised byte for
+ * byte) compile nothing, and once the module is prepared (off the calls'
+ * path) instantiate it with its data mapped copy-on-write where that beats
+ * V8's copy. See src/dropin.ts. Memories are not pooled (they live and die
+ * with the instance); to instantiate one module many times, use
+ * Engine.prepare() once and PreparedModule.instantiate() with release().
+ * Given a WebAssembly.Module, this is WebAssembly.instantiate itself.
  */
 export async function instantiate(
   source: BufferSource,

@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
-import { DROP_IN_LIMITS, DropInCache, sampledHash } from '../src/dropin.js';
+import { CODE_SHARE, DROP_IN_LIMITS, DropInCache, codeShare, sampledHash } from '../src/dropin.js';
 import { dropInSettled, getDefaultEngine, instantiate, type PreparedModule } from '../src/index.js';
 import { digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -33,6 +33,12 @@ const settle = async () => {
   await tick();
   await dropInSettled();
 };
+
+/** Turns of the event loop until `done()` (a cache's background copy and compile take a few). */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !done(); i++) await tick();
+  assert.ok(done(), 'still waiting after 1000 turns');
+}
 
 test('drop-in instantiate(): result.module is the original module, on every call', async () => {
   const native = await WebAssembly.instantiate(BIG, imports);
@@ -101,9 +107,10 @@ test('DropInCache: bounded, least recently used first, prepared only where an im
   const mod = (i: number) => buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [i & 0xff, i >> 8] }] });
 
   await cache.instantiate(mod(0));
-  await cache.instantiate(mod(0)); // second call: schedules preparation, runs the kept module
+  await cache.instantiate(mod(0)); // second call (mostly data): native; copies, compiles and prepares afterwards
   assert.deepEqual(prepared, []);
   await settle();
+  await cache.settled();
   assert.deepEqual(prepared, ['prepare image']);
   await cache.instantiate(mod(0));
   assert.deepEqual(prepared, ['prepare image', 'unpooled']);
@@ -112,6 +119,7 @@ test('DropInCache: bounded, least recently used first, prepared only where an im
   await cache.instantiate(mod(1));
   await cache.instantiate(mod(1));
   await settle();
+  await cache.settled();
   await cache.instantiate(mod(1)); // prepared, but no gain: disposed, the kept module runs
   assert.deepEqual(prepared, ['prepare image', 'unpooled', 'prepare adaptive', 'disposed']);
 
@@ -142,8 +150,7 @@ test('DropInCache: a preparation that completes later is used from then on; one 
   const mod = (i: number) => buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: [i] }] });
   await cache.instantiate(mod(1));
   await cache.instantiate(mod(1));
-  await tick();
-  await tick();
+  await until(() => log.length > 0);
   assert.deepEqual(log, ['prepare m1'], 'preparing');
   await cache.instantiate(mod(1)); // not ready yet: the kept module
   assert.deepEqual(log, ['prepare m1']);
@@ -154,8 +161,7 @@ test('DropInCache: a preparation that completes later is used from then on; one 
 
   await cache.instantiate(mod(2));
   await cache.instantiate(mod(2));
-  await tick();
-  await tick();
+  await until(() => log.length > 2);
   cache.clear(); // dropped while its preparation runs
   finish.shift()!();
   await cache.settled();
@@ -243,4 +249,103 @@ test('drop-in instantiate(): a view is read through its internal slots, as V8 re
   const dv = new DataView(a.buffer, a.byteOffset, a.byteLength) as unknown as BufferSource;
   await assert.rejects(WebAssembly.instantiate(dv), TypeError);
   await assert.rejects(instantiate(dv), TypeError);
+});
+
+/** A module mostly of code (a long function body), with a little data of its own (`seed`). */
+const codeHeavy = (seed: number) =>
+  buildModule({
+    memories: [{ min: 1, export: 'mem' }],
+    data: [{ offset: 0, bytes: [seed, 0x5a] }],
+    funcs: [
+      ...stdFuncs,
+      // 20,000 times i32.const 0; drop: about 60 KB of code.
+      { export: 'spin', body: Array.from({ length: 20_000 }, () => [0x41, 0x00, 0x1a]).flat() },
+    ],
+  });
+
+test('codeShare: the code section share from the section headers; 0 for what is not a module', () => {
+  assert.ok(codeShare(codeHeavy(1)) > 0.9);
+  assert.ok(codeShare(BIG) < 0.01);
+  assert.ok(codeShare(codeHeavy(1)) >= CODE_SHARE && codeShare(BIG) < CODE_SHARE);
+  assert.equal(codeShare(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 10, 0xff, 0xff, 0xff, 0xff, 0x7f])), 0, 'a size past the end');
+  assert.equal(codeShare(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80])), 0, 'an unterminated size');
+  assert.equal(codeShare(new Uint8Array([1, 2, 3])), 0);
+});
+
+/** WebAssembly.Module replaced by a proxy that counts constructions, for the duration of `f`. */
+async function countingModules<T>(f: (count: () => number) => Promise<T>): Promise<T> {
+  const original = WebAssembly.Module;
+  let n = 0;
+  const proxy: typeof WebAssembly.Module = new Proxy(original, {
+    construct: (target, args, newTarget): object => {
+      n++;
+      return Reflect.construct(target, args, newTarget === proxy ? target : newTarget) as object;
+    },
+  });
+  Object.defineProperty(WebAssembly, 'Module', { value: proxy, writable: true, configurable: true });
+  try {
+    return await f(() => n);
+  } finally {
+    Object.defineProperty(WebAssembly, 'Module', { value: original, writable: true, configurable: true });
+  }
+}
+
+test('drop-in instantiate(): the second call on bytes mostly of code compiles them synchronously (from V8’s cache) and keeps the bytes as they were at the call', async () => {
+  const cache = new DropInCache(getDefaultEngine, () => null);
+  const bytes = codeHeavy(61);
+  await countingModules(async (count) => {
+    const first = await cache.instantiate(bytes);
+    assert.equal(count(), 0, 'the first call is WebAssembly.instantiate');
+    const second = cache.instantiate(bytes);
+    assert.equal(count(), 1, 'the second call compiled the bytes within the call');
+    // The caller changes its buffer as soon as the call returned its promise.
+    const at = Buffer.from(bytes).indexOf(Buffer.from([61, 0x5a]));
+    bytes[at] = 62;
+    const r2 = await second;
+    assert.equal(cache.counts.cachedCompiles, 1);
+    assert.notEqual(r2.module, first.module, 'a new Module, as natively');
+    assert.equal(fns(r2.instance.exports).load8!(0), 61, 'the bytes at the call');
+    await cache.settled();
+    // The changed bytes are another module; the original bytes are the kept one.
+    const changed = await cache.instantiate(bytes);
+    assert.equal(fns(changed.instance.exports).load8!(0), 62);
+    assert.notEqual(changed.module, r2.module);
+    bytes[at] = 61;
+    const third = await cache.instantiate(bytes);
+    assert.equal(third.module, r2.module, 'the kept module');
+    assert.equal(fns(third.instance.exports).load8!(0), 61);
+    assert.equal(count(), 1, 'nothing compiled synchronously since');
+  });
+});
+
+test('drop-in instantiate(): the second call on bytes mostly of data is native; the bytes are copied after it, and a change made meanwhile is never taken for the bytes compiled', async () => {
+  const cache = new DropInCache(getDefaultEngine, () => null);
+  const dataMod = (seed: number) => buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: new Uint8Array(4096).fill(seed) }], funcs: stdFuncs });
+  for (const where of ['sampled', 'unsampled'] as const) {
+    const bytes = dataMod(where === 'sampled' ? 71 : 72);
+    const v0 = bytes[bytes.length - 40]!; // a data byte the sampled hash covers
+    // A data byte no sample covers.
+    const step = Math.floor((bytes.length - 128) / 32);
+    const unsampled = 64 + 20 * step + Math.floor(step / 2);
+    const at = where === 'sampled' ? bytes.length - 40 : unsampled;
+    assert.equal(bytes[at], v0);
+    await cache.instantiate(bytes);
+    const dropped = cache.counts.deferredDropped;
+    const second = await cache.instantiate(bytes);
+    assert.equal(cache.counts.deferredCopies > 0, true);
+    bytes[at] = v0 ^ 0xff; // before the copy (on a later turn)
+    await cache.settled();
+    if (where === 'sampled') assert.equal(cache.counts.deferredDropped, dropped + 1, 'a change the hash sees: nothing kept');
+    else assert.equal(cache.counts.deferredDropped, dropped, 'a change it does not see: the changed bytes are kept, as themselves');
+    const offset = (b: Uint8Array) => Buffer.from(b).indexOf(Buffer.from(new Uint8Array(64).fill(v0)));
+    const dataAt = offset(bytes);
+    assert.ok(dataAt > 0 && at > dataAt);
+    const changed = await cache.instantiate(bytes);
+    assert.equal(fns(changed.instance.exports).load8!(at - dataAt), v0 ^ 0xff, 'the changed bytes');
+    bytes[at] = v0;
+    const original = await cache.instantiate(bytes);
+    assert.equal(fns(original.instance.exports).load8!(at - dataAt), v0, 'the original bytes');
+    assert.notEqual(original.module, changed.module);
+    assert.notEqual(original.module, second.module);
+  }
 });
