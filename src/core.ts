@@ -29,6 +29,9 @@ export interface IdleInstance {
   evict(): void;
 }
 
+/** Leases without pooled memory listed before they are registered (EngineCore.watch). */
+const UNWATCHED_MAX = 64;
+
 export class EngineCore {
   readonly backend: Backend;
   readonly options: CoreOptions;
@@ -170,9 +173,41 @@ export class EngineCore {
    */
   watch(slots: readonly Slot[], lease: object): LeaseTicket {
     const ticket = { open: true };
-    for (const s of slots) s.tenancy.lease = ticket;
-    if (slots.length === 0) this.#dropped.register(lease, ticket);
+    if (slots.length !== 0) {
+      for (let i = 0; i < slots.length; i++) slots[i]!.tenancy.lease = ticket;
+      return ticket;
+    }
+    // Registered with #dropped in a batch, once the code that made it has
+    // run (a microtask) or UNWATCHED_MAX more came: most such leases are
+    // released by then and are never registered (a registration costs
+    // about 1.5 µs after a large instantiation, and its weak cell GC work).
+    // Until then the list holds the lease, which therefore cannot be collected.
+    this.#unwatched.push(lease, ticket);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushSoon);
+    } else if (this.#unwatched.length >= 2 * UNWATCHED_MAX) {
+      this.#flushUnwatched();
+    }
     return ticket;
+  }
+
+  /** Leases without slots not yet registered with #dropped: lease, ticket, lease, ticket, ... */
+  readonly #unwatched: (object | LeaseTicket)[] = [];
+  #flushQueued = false;
+  readonly #flushSoon = (): void => {
+    this.#flushQueued = false;
+    this.#flushUnwatched();
+  };
+
+  /** Registers the listed leases that are still open. */
+  #flushUnwatched(): void {
+    const list = this.#unwatched;
+    for (let i = 0; i < list.length; i += 2) {
+      const ticket = list[i + 1] as LeaseTicket;
+      if (ticket.open) this.#dropped.register(list[i]!, ticket);
+    }
+    list.length = 0;
   }
 
   /** Leases without slots, watched by watch(): a ticket still open when its lease is collected was never released. */
