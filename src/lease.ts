@@ -116,7 +116,7 @@ interface LeaseState extends CallState {
   readonly hidden: ReadonlySet<string> | null;
   /** For an instance of a module prepared with `reuse` (src/reuse/pool.ts), else null. */
   readonly reuse: ReuseTenancy | null;
-  // The lazy `lease.exports` (LazyExports), set when it is first read:
+  // The lazy `lease.exports` (lazyExports()), set when it is first read:
   /** The instance's exports as they were then (the instance is dropped at release). */
   source: WebAssembly.Exports | null;
   /** The slots as they were then: the lease's own list empties at release, and a memory read after it must still throw. */
@@ -134,6 +134,12 @@ interface LeaseState extends CallState {
 /** CallState.complete of every lease: returns the memories (once, see CallState). */
 function completeLease(this: LeaseState): void {
   this.phase = 2;
+  if (this.slots.length === 0 && this.reuse === null) {
+    // core.leaseReleased() for a lease with nothing pooled, inline (this runs with cold caches, each call counts).
+    this.ticket!.open = false;
+    this.core.live--;
+    return;
+  }
   if (this.raw) exposeAll(this);
   if (this.reuse !== null) this.reuse.complete(this.ticket!, this.slots);
   else this.core.leaseReleased(this.ticket!, this.slots);
@@ -309,101 +315,130 @@ function lazyExports(s: LeaseState): WebAssembly.Exports {
   s.source = s.instance!.exports;
   // The slots as they are now: the lease's own list empties at release, and a memory read after it must still throw.
   if (s.slots.length !== 0) s.heldSlots = s.slots.slice();
-  return new Proxy({} as WebAssembly.Exports, new LazyExports(s));
+  const target = {} as WebAssembly.Exports;
+  // The handler: an object literal whose `get` holds the state (a closure
+  // is cheaper to make than an instance of a handler class), the other
+  // traps shared. util.inspect(x, { showProxy: true }) hands the handler to
+  // user code, so nothing in it gives the state away: the shared traps ask
+  // `get` for what they need under keys no property has (MATERIALIZE: the
+  // frozen target, which the traps show anyway; HAS: whether a name is an
+  // export, as `in` answers). Each user of such a handler reaches only its
+  // own lease's exports.
+  const handler: ProxyHandler<WebAssembly.Exports> = {
+    get: (_t, key, receiver) => {
+      if (typeof key === 'string') return getExport(s, key);
+      if (key === MATERIALIZE) return materialize(s, target);
+      if (key === HAS) return hasExport(s, receiver);
+      return undefined; // a null-prototype object of string keys
+    },
+    has: trapHas,
+    ownKeys: trapOwnKeys,
+    getOwnPropertyDescriptor: trapGetOwnPropertyDescriptor,
+    defineProperty: trapDefineProperty,
+    deleteProperty: trapDeleteProperty,
+    set: trapSet,
+    isExtensible: trapIsExtensible,
+    preventExtensions: trapPreventExtensions,
+    getPrototypeOf: trapGetPrototypeOf,
+    setPrototypeOf: trapSetPrototypeOf,
+  };
+  return new Proxy(target, handler);
 }
 
-class LazyExports implements ProxyHandler<WebAssembly.Exports> {
-  // Private: util.inspect(x, { showProxy: true }) hands the handler to user code.
-  readonly #s: LeaseState;
+/** Keys the shared traps pass to a lease's `get` (symbols of this module's own: no export has them). */
+const MATERIALIZE = Symbol('materialize');
+const HAS = Symbol('has');
 
-  constructor(s: LeaseState) {
-    this.#s = s;
+type Handler = ProxyHandler<WebAssembly.Exports> & { get: (t: WebAssembly.Exports, key: string | symbol, receiver: unknown) => unknown };
+/** The frozen object the eager build made, from the lease's own `get` (never from the target a caller passes). */
+function filled(h: Handler, t: WebAssembly.Exports): WebAssembly.Exports {
+  return h.get(t, MATERIALIZE, undefined) as WebAssembly.Exports;
+}
+
+function trapGetPrototypeOf(): object | null {
+  return null; // the target's once filled; until then it is extensible, so any answer holds
+}
+function trapHas(this: Handler, t: WebAssembly.Exports, key: string | symbol): boolean {
+  return typeof key === 'string' && this.get(t, HAS, key) === true;
+}
+function trapOwnKeys(this: Handler, t: WebAssembly.Exports): (string | symbol)[] {
+  return Reflect.ownKeys(filled(this, t));
+}
+function trapGetOwnPropertyDescriptor(this: Handler, t: WebAssembly.Exports, key: string | symbol): PropertyDescriptor | undefined {
+  return Reflect.getOwnPropertyDescriptor(filled(this, t), key);
+}
+function trapDefineProperty(this: Handler, t: WebAssembly.Exports, key: string | symbol, d: PropertyDescriptor): boolean {
+  return Reflect.defineProperty(filled(this, t), key, d);
+}
+function trapDeleteProperty(this: Handler, t: WebAssembly.Exports, key: string | symbol): boolean {
+  return Reflect.deleteProperty(filled(this, t), key);
+}
+function trapSet(this: Handler, t: WebAssembly.Exports, key: string | symbol, v: unknown, receiver: unknown): boolean {
+  return Reflect.set(filled(this, t), key, v, receiver);
+}
+function trapIsExtensible(this: Handler, t: WebAssembly.Exports): boolean {
+  return Reflect.isExtensible(filled(this, t));
+}
+function trapPreventExtensions(this: Handler, t: WebAssembly.Exports): boolean {
+  return Reflect.preventExtensions(filled(this, t));
+}
+function trapSetPrototypeOf(this: Handler, t: WebAssembly.Exports, proto: object | null): boolean {
+  return Reflect.setPrototypeOf(filled(this, t), proto);
+}
+
+/** `get` of a string key: the wrapper of an export (made at its first read), an accessor's read, or the export as is. */
+function getExport(s: LeaseState, key: string): unknown {
+  if (s.hidden !== null && s.hidden.has(key)) return undefined;
+  if (key === s.firstName) return s.first;
+  if (s.made !== null) {
+    const made = s.made.get(key);
+    if (made !== undefined) return made;
   }
-
-  get(_t: WebAssembly.Exports, key: string | symbol): unknown {
-    if (typeof key !== 'string') return undefined; // a null-prototype object of string keys
-    const s = this.#s;
-    if (s.hidden !== null && s.hidden.has(key)) return undefined;
-    if (key === s.firstName) return s.first;
-    if (s.made !== null) {
-      const made = s.made.get(key);
-      if (made !== undefined) return made;
+  const value = s.source![key];
+  if (value === undefined) return undefined;
+  const kind = exportKind(s, key, value);
+  if (kind === 'plain') return value;
+  if (kind === 'function') {
+    const fn = value as RawFunction;
+    const rawExports = s.plan.rawExports;
+    const w = rawExports.size > 0 && rawExports.has(key) ? wrapReturningFunctions(fn, s, key) : wrap(fn, s, key);
+    if (s.firstName === null) {
+      s.firstName = key;
+      s.first = w;
+    } else {
+      (s.made ??= new Map()).set(key, w);
     }
-    const value = s.source![key];
-    if (value === undefined) return undefined;
-    const kind = exportKind(s, key, value);
-    if (kind === 'plain') return value;
+    return w;
+  }
+  return readAccessor(s, key, value, kind);
+}
+
+function hasExport(s: LeaseState, key: unknown): boolean {
+  return typeof key === 'string' && Object.hasOwn(s.source!, key) && !(s.hidden !== null && s.hidden.has(key));
+}
+
+/** Fills and freezes the target as the eager build made it (with the wrappers handed out so far), once. */
+function materialize(s: LeaseState, t: WebAssembly.Exports): WebAssembly.Exports {
+  if (s.done) return t;
+  Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object
+  const out = t as Record<string, unknown>;
+  const raw = s.source!;
+  for (const name of Object.keys(raw)) {
+    if (s.hidden !== null && s.hidden.has(name)) continue;
+    const value = raw[name]!;
+    const kind = exportKind(s, name, value);
     if (kind === 'function') {
-      const fn = value as RawFunction;
-      const rawExports = s.plan.rawExports;
-      const w = rawExports.size > 0 && rawExports.has(key) ? wrapReturningFunctions(fn, s, key) : wrap(fn, s, key);
-      if (s.firstName === null) {
-        s.firstName = key;
-        s.first = w;
-      } else {
-        (s.made ??= new Map()).set(key, w);
-      }
-      return w;
+      out[name] = getExport(s, name);
+    } else if (kind === 'plain') {
+      out[name] = value;
+    } else {
+      // Slots are fixed when the accessor is made (the lease's list empties at release).
+      defineProperty(out, name, { get: () => readAccessor(s, name, value, kind), enumerable: true });
     }
-    return readAccessor(s, key, value, kind);
   }
-
-  /** The frozen object the eager build made (with the wrappers handed out so far), once. */
-  #materialize(t: WebAssembly.Exports): WebAssembly.Exports {
-    const s = this.#s;
-    if (s.done) return t;
-    Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object
-    const out = t as Record<string, unknown>;
-    const raw = s.source!;
-    for (const name of Object.keys(raw)) {
-      if (s.hidden !== null && s.hidden.has(name)) continue;
-      const value = raw[name]!;
-      const kind = exportKind(s, name, value);
-      if (kind === 'function') {
-        out[name] = this.get(t, name);
-      } else if (kind === 'plain') {
-        out[name] = value;
-      } else {
-        // Slots are fixed when the accessor is made (the lease's list empties at release).
-        defineProperty(out, name, { get: () => readAccessor(s, name, value, kind), enumerable: true });
-      }
-    }
-    Object.freeze(out);
-    s.done = true;
-    return t;
-  }
-
-  getPrototypeOf(): object | null {
-    return null; // the target's once filled; until then it is extensible, so any answer holds
-  }
-  has(_t: WebAssembly.Exports, key: string | symbol): boolean {
-    const s = this.#s;
-    return typeof key === 'string' && Object.hasOwn(s.source!, key) && !(s.hidden !== null && s.hidden.has(key));
-  }
-  ownKeys(t: WebAssembly.Exports): (string | symbol)[] {
-    return Reflect.ownKeys(this.#materialize(t));
-  }
-  getOwnPropertyDescriptor(t: WebAssembly.Exports, key: string | symbol): PropertyDescriptor | undefined {
-    return Reflect.getOwnPropertyDescriptor(this.#materialize(t), key);
-  }
-  defineProperty(t: WebAssembly.Exports, key: string | symbol, d: PropertyDescriptor): boolean {
-    return Reflect.defineProperty(this.#materialize(t), key, d);
-  }
-  deleteProperty(t: WebAssembly.Exports, key: string | symbol): boolean {
-    return Reflect.deleteProperty(this.#materialize(t), key);
-  }
-  set(t: WebAssembly.Exports, key: string | symbol, v: unknown, receiver: unknown): boolean {
-    return Reflect.set(this.#materialize(t), key, v, receiver);
-  }
-  isExtensible(t: WebAssembly.Exports): boolean {
-    return Reflect.isExtensible(this.#materialize(t));
-  }
-  preventExtensions(t: WebAssembly.Exports): boolean {
-    return Reflect.preventExtensions(this.#materialize(t));
-  }
-  setPrototypeOf(t: WebAssembly.Exports, proto: object | null): boolean {
-    return Reflect.setPrototypeOf(this.#materialize(t), proto);
-  }
+  Object.freeze(out);
+  s.done = true;
+  return t;
 }
 
 type AccessorKind = 'raw' | 'guarded' | 'fresh' | Slot;
