@@ -134,12 +134,6 @@ interface LeaseState extends CallState {
 /** CallState.complete of every lease: returns the memories (once, see CallState). */
 function completeLease(this: LeaseState): void {
   this.phase = 2;
-  if (this.slots.length === 0 && this.reuse === null) {
-    // core.leaseReleased() for a lease with nothing pooled, inline (this runs with cold caches, each call counts).
-    this.ticket!.open = false;
-    this.core.live--;
-    return;
-  }
   if (this.raw) exposeAll(this);
   if (this.reuse !== null) this.reuse.complete(this.ticket!, this.slots);
   else this.core.leaseReleased(this.ticket!, this.slots);
