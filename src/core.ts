@@ -29,6 +29,14 @@ export interface IdleInstance {
   evict(): void;
 }
 
+/** Leases without pooled memory listed before they are registered (EngineCore.watch). */
+const UNWATCHED_MAX = 64;
+
+/** The ticket of a lease without slots: where it is on EngineCore's list of leases to watch. */
+interface ListedTicket extends LeaseTicket {
+  readonly at: number;
+}
+
 export class EngineCore {
   readonly backend: Backend;
   readonly options: CoreOptions;
@@ -169,10 +177,46 @@ export class EngineCore {
    * when V8 collects it (#collected cannot see it: no slot).
    */
   watch(slots: readonly Slot[], lease: object): LeaseTicket {
-    const ticket = { open: true };
-    for (const s of slots) s.tenancy.lease = ticket;
-    if (slots.length === 0) this.#dropped.register(lease, ticket);
-    return ticket;
+    if (slots.length !== 0) {
+      const ticket = { open: true };
+      for (let i = 0; i < slots.length; i++) slots[i]!.tenancy.lease = ticket;
+      return ticket;
+    }
+    // Registered with #dropped in a batch, once the code that made it has
+    // run (a microtask) or UNWATCHED_MAX more came: most such leases are
+    // released by then and are never registered (a registration costs
+    // about 1.5 µs after a large instantiation, and its weak cell GC work).
+    // Until then the list holds the lease, which therefore cannot be
+    // collected; release() takes it off the list (leaseReleased), so that
+    // a released lease does not keep its instance alive through it.
+    const list = this.#unwatched;
+    const listed: ListedTicket = { open: true, at: list.length };
+    list.push(lease, listed);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushSoon);
+    } else if (list.length >= 2 * UNWATCHED_MAX) {
+      this.#flushUnwatched();
+    }
+    return listed;
+  }
+
+  /** Leases without slots not yet registered with #dropped: lease, ticket, lease, ticket, ... (a released lease's entry null). */
+  readonly #unwatched: (object | null | ListedTicket)[] = [];
+  #flushQueued = false;
+  readonly #flushSoon = (): void => {
+    this.#flushQueued = false;
+    this.#flushUnwatched();
+  };
+
+  /** Registers the listed leases that are still open. */
+  #flushUnwatched(): void {
+    const list = this.#unwatched;
+    for (let i = 0; i < list.length; i += 2) {
+      const ticket = list[i + 1] as ListedTicket;
+      if (ticket.open) this.#dropped.register(list[i] as object, ticket);
+    }
+    list.length = 0;
   }
 
   /** Leases without slots, watched by watch(): a ticket still open when its lease is collected was never released. */
@@ -186,7 +230,12 @@ export class EngineCore {
   leaseReleased(ticket: LeaseTicket, slots: readonly Slot[]): void {
     ticket.open = false;
     this.live--;
-    if (slots.length === 0) return; // run as V8 would: nothing pooled
+    if (slots.length === 0) {
+      // Run as V8 would: nothing pooled. Off the list of leases to watch, if it is still there.
+      const at = (ticket as Partial<ListedTicket>).at;
+      if (at !== undefined && this.#unwatched[at + 1] === ticket) this.#unwatched[at] = null;
+      return;
+    }
     for (const s of slots) s.tenancy.lease = null;
     this.releaseSlots(slots);
   }

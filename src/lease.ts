@@ -85,25 +85,70 @@ export interface LeaseView {
   readonly reached: (name: string) => boolean;
 }
 const apply = Reflect.apply;
-/** The ticket of every lease with no pooled memory: no slot refers to it, so nothing reads it. */
 const defineProperty = Object.defineProperty;
+/** @internal The slots of every lease with no pooled memory (one frozen array: a lease's list is only ever emptied, and this one is empty). */
+export const NO_POOLED_MEMORY: Slot[] = Object.freeze([]) as unknown as Slot[];
+const NO_SLOTS: readonly Slot[] = NO_POOLED_MEMORY;
+
+/**
+ * Everything a lease holds, in one object literal made at once: a lease is
+ * one class instance with one private field, whatever it holds. On the
+ * path that runs a module as V8 would, the lease is made right after V8
+ * instantiated the module, when little of the engine is in the CPU caches:
+ * each class instance, map transition and closure made there costs a
+ * fraction of a microsecond (about 1 µs per class instance after a large
+ * instantiation such as sql.js's). The state is also the CallState the
+ * wrappers share, and the state of the lazy `lease.exports` (its handler
+ * holds only this object).
+ */
+interface LeaseState extends CallState {
+  /** Null once released. */
+  instance: WebAssembly.Instance | null;
+  /** `lease.exports` (the Proxy), or null until read (and again after release). */
+  exports: WebAssembly.Exports | null;
+  /** Whether `lease.instance` was read. */
+  instanceRead: boolean;
+  readonly slots: Slot[];
+  readonly core: EngineCore;
+  ticket: LeaseTicket | null;
+  readonly plan: ExposurePlan;
+  /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
+  readonly hidden: ReadonlySet<string> | null;
+  /** For an instance of a module prepared with `reuse` (src/reuse/pool.ts), else null. */
+  readonly reuse: ReuseTenancy | null;
+  // The lazy `lease.exports` (lazyExports()), set when it is first read:
+  /** The instance's exports as they were then (the instance is dropped at release). */
+  source: WebAssembly.Exports | null;
+  /** The slots as they were then: the lease's own list empties at release, and a memory read after it must still throw. */
+  heldSlots: readonly Slot[];
+  /** What `get` returned per name (wrappers keep their identity): the first here, the others in `made`. */
+  firstName: string | null;
+  first: unknown;
+  made: Map<string, unknown> | null;
+  /** Whether the target was filled and frozen (until then it is an empty, extensible object). */
+  done: boolean;
+  /** Accessor exports that were read, or null for none. */
+  accessorsRead: Set<string> | null;
+}
+
+/** CallState.complete of every lease: returns the memories (once, see CallState). */
+function completeLease(this: LeaseState): void {
+  this.phase = 2;
+  if (this.raw) exposeAll(this);
+  if (this.reuse !== null) this.reuse.complete(this.ticket!, this.slots);
+  else this.core.leaseReleased(this.ticket!, this.slots);
+  if (this.slots.length !== 0) this.slots.length = 0;
+}
+
+/** Raw access: none of the lease's memories may be reused. */
+function exposeAll(s: LeaseState): void {
+  if (s.reuse !== null) s.reuse.exposed = true;
+  const slots = s.slots;
+  for (let i = 0; i < slots.length; i++) slots[i]!.exposed = true;
+}
 
 export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implements Disposable {
-  #instance: WebAssembly.Instance | null;
-  #exports: T | null = null;
-  readonly #slots: Slot[];
-  readonly #core: EngineCore;
-  readonly #ticket: LeaseTicket;
-  readonly #plan: ExposurePlan;
-  readonly #calls: CallState;
-  /** Whether `lease.instance` was read. */
-  #instanceRead = false;
-  /** Accessor exports of `lease.exports` that were read, or null for none. */
-  #lazy: LazyExports | null = null;
-  /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
-  readonly #hidden: ReadonlySet<string> | null;
-  /** For an instance of a module prepared with `reuse` (src/reuse/pool.ts), else null. */
-  readonly #reuse: ReuseTenancy | null;
+  readonly #s: LeaseState;
 
   /** @internal Created by PreparedModule.instantiate(). */
   constructor(
@@ -114,16 +159,34 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     hidden: ReadonlySet<string> | null = null,
     reuse: ReuseTenancy | null = null,
   ) {
-    this.#hidden = hidden;
-    this.#core = core;
-    this.#reuse = reuse;
-    this.#instance = instance;
-    this.#slots = slots;
-    this.#plan = plan;
-    this.#ticket = core.watch(slots, this);
-    this.#calls = { phase: 0, depth: 0, raw: false, complete: () => this.#complete() };
-    if (reuse !== null) reuse.calls = this.#calls;
-    if (plan.atInstantiation) this.#exposeAll();
+    const s: LeaseState = {
+      phase: 0,
+      depth: 0,
+      raw: false,
+      complete: completeLease,
+      instance,
+      exports: null,
+      instanceRead: false,
+      slots,
+      core,
+      ticket: null,
+      plan,
+      hidden,
+      reuse,
+      source: null,
+      heldSlots: NO_SLOTS,
+      firstName: null,
+      first: undefined,
+      made: null,
+      done: false,
+      accessorsRead: null,
+    };
+    this.#s = s;
+    // A lease with no pooled memory is watched through its state, which
+    // the lease, its `exports` and their functions hold (core.watch).
+    s.ticket = core.watch(slots, s);
+    if (reuse !== null) reuse.calls = s;
+    if (plan.atInstantiation) exposeAll(s);
   }
 
   /**
@@ -133,10 +196,11 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
    * release().
    */
   get instance(): WebAssembly.Instance {
-    if (this.#calls.phase !== 0) throw new ReleasedInstanceError('lease.instance read');
-    this.#instanceRead = true;
-    this.#exposeAll();
-    return this.#instance!;
+    const s = this.#s;
+    if (s.phase !== 0) throw new ReleasedInstanceError('lease.instance read');
+    s.instanceRead = true;
+    exposeAll(s);
+    return s.instance!;
   }
 
   /**
@@ -149,8 +213,9 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
    * caller supplied are the instance's own objects. Throws after release().
    */
   get exports(): T {
-    if (this.#calls.phase !== 0) throw new ReleasedInstanceError('lease.exports read');
-    return (this.#exports ??= this.#wrap(this.#instance!.exports) as T);
+    const s = this.#s;
+    if (s.phase !== 0) throw new ReleasedInstanceError('lease.exports read');
+    return (s.exports ??= lazyExports(s)) as T;
   }
 
   /**
@@ -162,11 +227,12 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
    * ReleasedInstanceError after release().
    */
   memoryBuffer(name?: string): ArrayBuffer {
-    if (this.#calls.phase !== 0) throw new ReleasedInstanceError('lease.memoryBuffer() called');
-    const raw = this.#instance!.exports;
-    const key = name ?? this.#plan.memoryExports[0] ?? firstMemory(raw);
+    const s = this.#s;
+    if (s.phase !== 0) throw new ReleasedInstanceError('lease.memoryBuffer() called');
+    const raw = s.instance!.exports;
+    const key = name ?? s.plan.memoryExports[0] ?? firstMemory(raw);
     const value = key !== undefined && Object.hasOwn(raw, key) ? raw[key] : undefined;
-    for (const s of this.#slots) if (s.memory === value) return s.lendBuffer();
+    for (const slot of s.slots) if (slot.memory === value) return slot.lendBuffer();
     // Not pooled: a memory the caller supplied, or one V8 made (a module run as is).
     const buffer = value === undefined ? undefined : tryBuffer(value);
     if (buffer === undefined) {
@@ -177,7 +243,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
 
   /** Whether release() was called (the memories return once no wrapped call is running). */
   get released(): boolean {
-    return this.#calls.phase !== 0;
+    return this.#s.phase !== 0;
   }
 
   /**
@@ -187,15 +253,15 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
    * but its memories return when the outermost such call ends.
    */
   release(): void {
-    const calls = this.#calls;
-    if (calls.phase !== 0) return;
-    this.#instance = null;
-    this.#exports = null;
-    if (calls.depth > 0) {
-      calls.phase = 1;
+    const s = this.#s;
+    if (s.phase !== 0) return;
+    s.instance = null;
+    s.exports = null;
+    if (s.depth > 0) {
+      s.phase = 1;
       return;
     }
-    this.#complete();
+    s.complete();
   }
 
   [Symbol.dispose](): void {
@@ -204,45 +270,24 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
 
   static {
     peekInstance = (lease) => {
-      if (lease.#calls.phase !== 0) throw new ReleasedInstanceError('lease read');
-      return lease.#instance!;
+      const s = lease.#s;
+      if (s.phase !== 0) throw new ReleasedInstanceError('lease read');
+      return s.instance!;
     };
     viewLease = (lease) => {
-      if (lease.#calls.phase !== 0) throw new ReleasedInstanceError('lease read');
-      const rawExports = lease.#plan.rawExports;
+      const s = lease.#s;
+      if (s.phase !== 0) throw new ReleasedInstanceError('lease read');
+      const rawExports = s.plan.rawExports;
       return {
-        instance: lease.#instance!,
-        memories: lease.#slots.map((s) => s.memory),
-        plan: lease.#plan,
-        inCall: lease.#calls.depth > 0,
+        instance: s.instance!,
+        memories: s.slots.map((slot) => slot.memory),
+        plan: s.plan,
+        inCall: s.depth > 0,
         // A plain export is handed out with lease.exports; an accessor when it is read.
         reached: (name) =>
-          lease.#instanceRead ||
-          lease.#calls.raw ||
-          (lease.#exports !== null && (!rawExports.has(name) || LazyExports.accessorRead(lease.#lazy, name))),
+          s.instanceRead || s.raw || (s.exports !== null && (!rawExports.has(name) || (s.accessorsRead !== null && s.accessorsRead.has(name)))),
       };
     };
-  }
-
-  #complete(): void {
-    this.#calls.phase = 2;
-    if (this.#calls.raw) this.#exposeAll();
-    if (this.#reuse !== null) this.#reuse.complete(this.#ticket, this.#slots);
-    else this.#core.leaseReleased(this.#ticket, this.#slots);
-    if (this.#slots.length !== 0) this.#slots.length = 0;
-  }
-
-  /** Raw access: none of the lease's memories may be reused. */
-  #exposeAll(): void {
-    if (this.#reuse !== null) this.#reuse.exposed = true;
-    for (const s of this.#slots) s.exposed = true;
-  }
-
-  #wrap(raw: WebAssembly.Exports): WebAssembly.Exports {
-    // The slots as they are now: the lease's own list empties at release, and a memory read after it must still throw.
-    const slots = this.#slots.length === 0 ? NO_SLOTS : this.#slots.slice();
-    this.#lazy = new LazyExports(raw, this.#calls, slots, this.#plan.rawExports, this.#hidden, this.#reuse, () => this.#exposeAll());
-    return new Proxy({} as WebAssembly.Exports, this.#lazy);
   }
 }
 
@@ -260,168 +305,176 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
  * empty and extensible (any `get` result is allowed), after it each trap
  * answers as the frozen target does.
  */
-const NO_SLOTS: readonly Slot[] = [];
+function lazyExports(s: LeaseState): WebAssembly.Exports {
+  s.source = s.instance!.exports;
+  // The slots as they are now: the lease's own list empties at release, and a memory read after it must still throw.
+  if (s.slots.length !== 0) s.heldSlots = s.slots.slice();
+  const target = {} as WebAssembly.Exports;
+  // The handler: an object literal whose `get` holds the state (a closure
+  // is cheaper to make than an instance of a handler class), the other
+  // traps shared. util.inspect(x, { showProxy: true }) hands the handler to
+  // user code, so nothing in it gives the state away: the shared traps ask
+  // `get` for what they need under keys no property has (MATERIALIZE: the
+  // frozen target, which the traps show anyway; HAS: whether a name is an
+  // export, as `in` answers). Each user of such a handler reaches only its
+  // own lease's exports.
+  const handler: ProxyHandler<WebAssembly.Exports> = {
+    get: (_t, key, receiver) => {
+      if (typeof key === 'string') return getExport(s, key);
+      if (key === MATERIALIZE) return materialize(s, target);
+      if (key === HAS) return hasExport(s, receiver);
+      return undefined; // a null-prototype object of string keys
+    },
+    has: trapHas,
+    ownKeys: trapOwnKeys,
+    getOwnPropertyDescriptor: trapGetOwnPropertyDescriptor,
+    defineProperty: trapDefineProperty,
+    deleteProperty: trapDeleteProperty,
+    set: trapSet,
+    isExtensible: trapIsExtensible,
+    preventExtensions: trapPreventExtensions,
+    getPrototypeOf: trapGetPrototypeOf,
+    setPrototypeOf: trapSetPrototypeOf,
+  };
+  return new Proxy(target, handler);
+}
 
-class LazyExports implements ProxyHandler<WebAssembly.Exports> {
-  /** What `get` returned per name (wrappers keep their identity): the first here, the others in #made. */
-  #firstName: string | null = null;
-  #first: unknown = undefined;
-  #made: Map<string, unknown> | null = null;
-  /** Whether the target was filled and frozen (until then it is an empty, extensible object). */
-  #done = false;
-  /** Accessor exports that were read, or null for none. */
-  #accessorsRead: Set<string> | null = null;
+/** Keys the shared traps pass to a lease's `get` (symbols of this module's own: no export has them). */
+const MATERIALIZE = Symbol('materialize');
+const HAS = Symbol('has');
 
-  // Private, every one: util.inspect(x, { showProxy: true }) hands the handler to user code.
-  readonly #raw: WebAssembly.Exports;
-  readonly #calls: CallState;
-  readonly #slots: readonly Slot[];
-  readonly #rawExports: ReadonlySet<string>;
-  /** The engine's private exports (src/reuse/internal.ts): never in lease.exports. */
-  readonly #hidden: ReadonlySet<string> | null;
-  /** For a reused instance's lease (src/reuse/pool.ts), else null. */
-  readonly #reuse: ReuseTenancy | null;
-  /** Raw access: every memory of the lease (and a reused instance) is kept from the next tenant. */
-  readonly #exposeAll: () => void;
+type Handler = ProxyHandler<WebAssembly.Exports> & { get: (t: WebAssembly.Exports, key: string | symbol, receiver: unknown) => unknown };
+/** The frozen object the eager build made, from the lease's own `get` (never from the target a caller passes). */
+function filled(h: Handler, t: WebAssembly.Exports): WebAssembly.Exports {
+  return h.get(t, MATERIALIZE, undefined) as WebAssembly.Exports;
+}
 
-  constructor(
-    raw: WebAssembly.Exports,
-    calls: CallState,
-    slots: readonly Slot[],
-    rawExports: ReadonlySet<string>,
-    hidden: ReadonlySet<string> | null,
-    reuse: ReuseTenancy | null,
-    exposeAll: () => void,
-  ) {
-    this.#raw = raw;
-    this.#calls = calls;
-    this.#slots = slots;
-    this.#rawExports = rawExports;
-    this.#hidden = hidden;
-    this.#reuse = reuse;
-    this.#exposeAll = exposeAll;
-  }
+function trapGetPrototypeOf(): object | null {
+  return null; // the target's once filled; until then it is extensible, so any answer holds
+}
+function trapHas(this: Handler, t: WebAssembly.Exports, key: string | symbol): boolean {
+  return typeof key === 'string' && this.get(t, HAS, key) === true;
+}
+function trapOwnKeys(this: Handler, t: WebAssembly.Exports): (string | symbol)[] {
+  return Reflect.ownKeys(filled(this, t));
+}
+function trapGetOwnPropertyDescriptor(this: Handler, t: WebAssembly.Exports, key: string | symbol): PropertyDescriptor | undefined {
+  return Reflect.getOwnPropertyDescriptor(filled(this, t), key);
+}
+function trapDefineProperty(this: Handler, t: WebAssembly.Exports, key: string | symbol, d: PropertyDescriptor): boolean {
+  return Reflect.defineProperty(filled(this, t), key, d);
+}
+function trapDeleteProperty(this: Handler, t: WebAssembly.Exports, key: string | symbol): boolean {
+  return Reflect.deleteProperty(filled(this, t), key);
+}
+function trapSet(this: Handler, t: WebAssembly.Exports, key: string | symbol, v: unknown, receiver: unknown): boolean {
+  return Reflect.set(filled(this, t), key, v, receiver);
+}
+function trapIsExtensible(this: Handler, t: WebAssembly.Exports): boolean {
+  return Reflect.isExtensible(filled(this, t));
+}
+function trapPreventExtensions(this: Handler, t: WebAssembly.Exports): boolean {
+  return Reflect.preventExtensions(filled(this, t));
+}
+function trapSetPrototypeOf(this: Handler, t: WebAssembly.Exports, proto: object | null): boolean {
+  return Reflect.setPrototypeOf(filled(this, t), proto);
+}
 
-  /** Whether the accessor export `name` was read (src/snapshot/ asks). */
-  static accessorRead(handler: LazyExports | null, name: string): boolean {
-    return handler !== null && handler.#accessorsRead !== null && handler.#accessorsRead.has(name);
-  }
-
-  get(_t: WebAssembly.Exports, key: string | symbol): unknown {
-    if (typeof key !== 'string') return undefined; // a null-prototype object of string keys
-    if (this.#hidden !== null && this.#hidden.has(key)) return undefined;
-    if (key === this.#firstName) return this.#first;
-    const made = this.#made?.get(key);
+/** `get` of a string key: the wrapper of an export (made at its first read), an accessor's read, or the export as is. */
+function getExport(s: LeaseState, key: string): unknown {
+  if (s.hidden !== null && s.hidden.has(key)) return undefined;
+  if (key === s.firstName) return s.first;
+  if (s.made !== null) {
+    const made = s.made.get(key);
     if (made !== undefined) return made;
-    const value = this.#raw[key];
-    if (value === undefined) return undefined;
-    const kind = this.#kind(key, value);
-    if (kind === 'plain') return value;
+  }
+  const value = s.source![key];
+  if (value === undefined) return undefined;
+  const kind = exportKind(s, key, value);
+  if (kind === 'plain') return value;
+  if (kind === 'function') {
+    const fn = value as RawFunction;
+    const rawExports = s.plan.rawExports;
+    const w = rawExports.size > 0 && rawExports.has(key) ? wrapReturningFunctions(fn, s, key) : wrap(fn, s, key);
+    if (s.firstName === null) {
+      s.firstName = key;
+      s.first = w;
+    } else {
+      (s.made ??= new Map()).set(key, w);
+    }
+    return w;
+  }
+  return readAccessor(s, key, value, kind);
+}
+
+function hasExport(s: LeaseState, key: unknown): boolean {
+  return typeof key === 'string' && Object.hasOwn(s.source!, key) && !(s.hidden !== null && s.hidden.has(key));
+}
+
+/** Fills and freezes the target as the eager build made it (with the wrappers handed out so far), once. */
+function materialize(s: LeaseState, t: WebAssembly.Exports): WebAssembly.Exports {
+  if (s.done) return t;
+  Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object
+  const out = t as Record<string, unknown>;
+  const raw = s.source!;
+  for (const name of Object.keys(raw)) {
+    if (s.hidden !== null && s.hidden.has(name)) continue;
+    const value = raw[name]!;
+    const kind = exportKind(s, name, value);
     if (kind === 'function') {
-      const fn = value as RawFunction;
-      const w = this.#rawExports.size > 0 && this.#rawExports.has(key) ? wrapReturningFunctions(fn, this.#calls, key) : wrap(fn, this.#calls, key);
-      if (this.#firstName === null) {
-        this.#firstName = key;
-        this.#first = w;
-      } else {
-        (this.#made ??= new Map()).set(key, w);
-      }
-      return w;
+      out[name] = getExport(s, name);
+    } else if (kind === 'plain') {
+      out[name] = value;
+    } else {
+      // Slots are fixed when the accessor is made (the lease's list empties at release).
+      defineProperty(out, name, { get: () => readAccessor(s, name, value, kind), enumerable: true });
     }
-    return this.#read(key, value, kind);
   }
+  Object.freeze(out);
+  s.done = true;
+  return t;
+}
 
-  /**
-   * Whether an export is wrapped, an accessor (the memory's slot; raw: it
-   * can hold the instance's functions; guarded: a reused instance's table,
-   * mutable global or tag, which the next tenant would share), a reused
-   * instance's immutable global (fresh: a Global of the lease's own), or
-   * handed out as is.
-   */
-  #kind(name: string, value: WebAssembly.ExportValue): 'function' | 'plain' | 'raw' | 'guarded' | 'fresh' | Slot {
-    if (typeof value === 'function') return 'function';
-    for (let i = 0; i < this.#slots.length; i++) if (this.#slots[i]!.memory === value) return this.#slots[i]!;
-    if (this.#rawExports.has(name)) return 'raw';
-    if (this.#reuse === null) return 'plain';
-    if (this.#reuse.guarded.has(name)) return 'guarded';
-    return this.#reuse.fresh.has(name) ? 'fresh' : 'plain';
-  }
+type AccessorKind = 'raw' | 'guarded' | 'fresh' | Slot;
 
-  /** An accessor's read: handing this out cannot be revoked, so it is counted. */
-  #read(name: string, value: WebAssembly.ExportValue, kind: 'raw' | 'guarded' | 'fresh' | Slot): unknown {
-    if (this.#calls.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
-    if (kind === 'fresh') return this.#fresh(name, value as WebAssembly.Global);
-    (this.#accessorsRead ??= new Set()).add(name);
-    if (this.#reuse !== null) this.#reuse.exposed = true; // the next tenant's object: the instance is not reused
-    if (kind === 'raw') this.#exposeAll();
-    else if (kind !== 'guarded') kind.exposed = true;
-    return value;
-  }
+/**
+ * Whether an export is wrapped, an accessor (the memory's slot; raw: it
+ * can hold the instance's functions; guarded: a reused instance's table,
+ * mutable global or tag, which the next tenant would share), a reused
+ * instance's immutable global (fresh: a Global of the lease's own), or
+ * handed out as is.
+ */
+function exportKind(s: LeaseState, name: string, value: WebAssembly.ExportValue): 'function' | 'plain' | AccessorKind {
+  if (typeof value === 'function') return 'function';
+  const slots = s.heldSlots;
+  for (let i = 0; i < slots.length; i++) if (slots[i]!.memory === value) return slots[i]!;
+  if (s.plan.rawExports.has(name)) return 'raw';
+  const reuse = s.reuse;
+  if (reuse === null) return 'plain';
+  if (reuse.guarded.has(name)) return 'guarded';
+  return reuse.fresh.has(name) ? 'fresh' : 'plain';
+}
 
-  /** A reused instance's immutable global, as a Global of this lease's own (made once; a NaN, whose bits a copy may not keep, is handed out as is). */
-  #fresh(name: string, global: WebAssembly.Global): unknown {
-    const made = this.#made?.get(name);
-    if (made !== undefined) return made;
-    const v: unknown = global.value;
-    if (typeof v === 'number' && Number.isNaN(v)) return this.#read(name, global, 'guarded');
-    const g = new WebAssembly.Global({ value: this.#reuse!.fresh.get(name)!, mutable: false }, v as number);
-    (this.#made ??= new Map()).set(name, g);
-    return g;
-  }
+/** An accessor's read: handing this out cannot be revoked, so it is counted. */
+function readAccessor(s: LeaseState, name: string, value: WebAssembly.ExportValue, kind: AccessorKind): unknown {
+  if (s.phase !== 0) throw new ReleasedInstanceError(`export "${name}" read`);
+  if (kind === 'fresh') return freshGlobal(s, name, value as WebAssembly.Global);
+  (s.accessorsRead ??= new Set()).add(name);
+  if (s.reuse !== null) s.reuse.exposed = true; // the next tenant's object: the instance is not reused
+  if (kind === 'raw') exposeAll(s);
+  else if (kind !== 'guarded') kind.exposed = true;
+  return value;
+}
 
-  /** The frozen object the eager build made (with the wrappers handed out so far), once. */
-  #materialize(t: WebAssembly.Exports): WebAssembly.Exports {
-    if (this.#done) return t;
-    Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object
-    const out = t as Record<string, unknown>;
-    for (const name of Object.keys(this.#raw)) {
-      if (this.#hidden !== null && this.#hidden.has(name)) continue;
-      const value = this.#raw[name]!;
-      const kind = this.#kind(name, value);
-      if (kind === 'function') {
-        out[name] = this.get(t, name);
-      } else if (kind === 'plain') {
-        out[name] = value;
-      } else {
-        // Slots are fixed when the accessor is made (the lease's list empties at release).
-        defineProperty(out, name, { get: () => this.#read(name, value, kind), enumerable: true });
-      }
-    }
-    Object.freeze(out);
-    this.#done = true;
-    return t;
-  }
-
-  getPrototypeOf(): object | null {
-    return null; // the target's once filled; until then it is extensible, so any answer holds
-  }
-  has(_t: WebAssembly.Exports, key: string | symbol): boolean {
-    return typeof key === 'string' && Object.hasOwn(this.#raw, key) && !(this.#hidden !== null && this.#hidden.has(key));
-  }
-  ownKeys(t: WebAssembly.Exports): (string | symbol)[] {
-    return Reflect.ownKeys(this.#materialize(t));
-  }
-  getOwnPropertyDescriptor(t: WebAssembly.Exports, key: string | symbol): PropertyDescriptor | undefined {
-    return Reflect.getOwnPropertyDescriptor(this.#materialize(t), key);
-  }
-  defineProperty(t: WebAssembly.Exports, key: string | symbol, d: PropertyDescriptor): boolean {
-    return Reflect.defineProperty(this.#materialize(t), key, d);
-  }
-  deleteProperty(t: WebAssembly.Exports, key: string | symbol): boolean {
-    return Reflect.deleteProperty(this.#materialize(t), key);
-  }
-  set(t: WebAssembly.Exports, key: string | symbol, v: unknown, receiver: unknown): boolean {
-    return Reflect.set(this.#materialize(t), key, v, receiver);
-  }
-  isExtensible(t: WebAssembly.Exports): boolean {
-    return Reflect.isExtensible(this.#materialize(t));
-  }
-  preventExtensions(t: WebAssembly.Exports): boolean {
-    return Reflect.preventExtensions(this.#materialize(t));
-  }
-  setPrototypeOf(t: WebAssembly.Exports, proto: object | null): boolean {
-    return Reflect.setPrototypeOf(this.#materialize(t), proto);
-  }
+/** A reused instance's immutable global, as a Global of this lease's own (made once; a NaN, whose bits a copy may not keep, is handed out as is). */
+function freshGlobal(s: LeaseState, name: string, global: WebAssembly.Global): unknown {
+  const made = s.made?.get(name);
+  if (made !== undefined) return made;
+  const v: unknown = global.value;
+  if (typeof v === 'number' && Number.isNaN(v)) return readAccessor(s, name, global, 'guarded');
+  const g = new WebAssembly.Global({ value: s.reuse!.fresh.get(name)!, mutable: false }, v as number);
+  (s.made ??= new Map()).set(name, g);
+  return g;
 }
 
 type RawFunction = (...args: unknown[]) => unknown;

@@ -12,7 +12,7 @@ import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryP
 import { flattenImage } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { analyzeStart, type StartAnalysis } from './image/start.js';
-import { Lease } from './lease.js';
+import { Lease, NO_POOLED_MEMORY } from './lease.js';
 import { ALL_RAW, analyzeExposure, type ExposurePlan } from './exposure.js';
 import { CheckStreak, estimateFresh, type FreshEstimate, FreshChoice, pagesCovered } from './policy.js';
 import type { SlotRequest } from './pool.js';
@@ -539,24 +539,28 @@ export class PreparedModule {
    * says not to make one (never with conditional images).
    */
   #begin(imports: unknown, sync: boolean): Slot[] | null {
-    this.#checkUsable();
-    this.#core.reserve();
+    // As few calls as can be: on the paths with no pooled memory this runs
+    // between two of V8's instantiations, with little of it in the CPU caches.
+    const core = this.#core;
+    if (core.closed || this.#disposed) this.#checkUsable();
+    core.reserve();
     try {
-      const attempt = (this.#attempt = this.#resolve(imports, sync));
+      const fixed = this.#fixed;
+      const attempt = (this.#attempt = fixed !== null && this.#fallbacks.length === 0 ? fixed : this.#resolve(imports, sync));
       const choice = this.#choice;
       let slots: Slot[] | null;
       if (choice === null) {
-        slots = this.#core.acquire(attempt.requests)!;
+        slots = attempt.requests.length === 0 ? NO_POOLED_MEMORY : core.acquire(attempt.requests)!;
       } else {
         const create = choice.mayCreate();
         // No idle or resetting memory at all: acquire() could only make one.
-        slots = create || this.#core.pool.idle > 0 ? this.#core.acquire(attempt.requests, create) : null;
+        slots = create || core.pool.idle > 0 ? core.acquire(attempt.requests, create) : null;
       }
       if (slots === null) return null;
       if (choice !== null) for (const slot of slots) if (slot.uses === 1) choice.made(slot);
       // Its imports may pass the instance's functions out, during
       // instantiation already: nothing of it may be reused, even if it fails.
-      if (this.#exposure.atInstantiation) for (const s of slots) s.exposed = true;
+      if (this.#exposure.atInstantiation) for (let i = 0; i < slots.length; i++) slots[i]!.exposed = true;
       return slots;
     } catch (e) {
       this.#core.unreserve();
@@ -629,7 +633,7 @@ export class PreparedModule {
     const counters = this.#core.counters;
     counters.nativeInstantiations['small-data']++;
     counters.instantiations++;
-    return new Lease<T>(this.#core, instance, [], this.#exposure, this.#hidden);
+    return new Lease<T>(this.#core, instance, NO_POOLED_MEMORY, this.#exposure, this.#hidden);
   }
 
   /** The original module, compiled at first need (it validated at prepare). */

@@ -1,0 +1,58 @@
+/**
+ * Leases with no pooled memory (a module run as V8 would, or one that
+ * defines no memory): the engine registers them for GC in batches
+ * (EngineCore.watch), so these check the live-lease accounting across a
+ * batch boundary and the lease's revocation, on the slim lease.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Engine, ReleasedInstanceError } from '../src/index.js';
+import { buildRaw } from './helpers/raw-wasm.js';
+import { I32 } from './helpers/wasm.js';
+
+/** (func (export "f") (result i32) i32.const 1): no memory, so no lease of it holds a pooled one. */
+const noMemory = buildRaw({
+  types: [{ params: [], results: [I32] }],
+  funcs: [{ type: 0, body: [0x41, 1] }],
+  exports: [{ name: 'f', kind: 0, index: 0 }],
+});
+
+test('leases with no pooled memory dropped in one synchronous run longer than a registration batch each free their slot after GC; one whose export is still held stays live', () => {
+  const code = `
+    import { Engine } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)};
+    const bytes = new Uint8Array(${JSON.stringify([...noMemory])});
+    const engine = new Engine({ maxInstances: 400 });
+    const p = engine.prepare(bytes);
+    for (let i = 0; i < 300; i++) p.instantiate().exports.f(); // dropped, unreleased
+    for (let i = 0; i < 50; i++) p.instantiate().release();
+    const keep = p.instantiate().exports.f; // the lease dropped, its function kept
+    const before = engine.stats().liveLeases;
+    for (let i = 0; i < 30 && engine.stats().liveLeases > 1; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+    console.log(JSON.stringify({ before, after: engine.stats().liveLeases, f: keep() }));`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { before: 301, after: 1, f: 1 });
+});
+
+test('a lease with no pooled memory: exports, wrappers and accessors revoked at release, release() from inside a call, ReleasedInstanceError codes', () => {
+  const engine = new Engine({ maxIdle: 0 });
+  const p = engine.prepare(noMemory);
+  const lease = p.instantiate();
+  const exports = lease.exports;
+  const f = exports.f as () => number;
+  assert.equal(f(), 1);
+  assert.equal(exports.f, f, 'a wrapper keeps its identity');
+  assert.deepEqual(Object.keys(exports), ['f']);
+  assert.equal(engine.stats().liveLeases, 1);
+  lease.release();
+  lease.release(); // idempotent
+  assert.equal(engine.stats().liveLeases, 0);
+  assert.equal(lease.released, true);
+  const released = (e: unknown) => e instanceof ReleasedInstanceError && e.code === 'ERR_WASM_COW_RELEASED';
+  assert.throws(() => f(), released);
+  assert.throws(() => lease.exports, released);
+  assert.throws(() => lease.instance, released);
+  assert.throws(() => lease.memoryBuffer(), released);
+  engine.close();
+});
