@@ -396,3 +396,21 @@ for (const backend of BACKENDS) {
     engine.close();
   });
 }
+
+test('which imports go to a trampoline is answered right whether or not the answer was remembered', async () => {
+  const { isPlainFunction } = await import('../src/reuse/trampoline.js');
+  const wasmFn = (new WebAssembly.Instance(new WebAssembly.Module(buildModule({
+    funcs: [{ export: 'w', results: [I32], body: [0x41, 0x07] }],
+  }))).exports as Record<string, unknown>).w;
+  const kept = (x: number): number => x + 1;
+  const others: [unknown, boolean][] = [
+    [wasmFn, false], [kept.bind(null), false], [new Proxy(kept, {}), false], [Math.max, false],
+    [class {}, true], [async () => 0, true], [function* g() { yield 1; }, true], [kept, true], [{}, false], [7, false],
+  ];
+  // Fresh closures by the thousand (remembering stops paying), then kept functions again and again
+  // (remembering pays again): every answer stays the one toString gives.
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 10_000; i++) assert.equal(isPlainFunction((y: number) => y + i), true);
+    for (let i = 0; i < 10_000; i++) for (const [f, plain] of others) assert.equal(isPlainFunction(f), plain, String(f));
+  }
+});
