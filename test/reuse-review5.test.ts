@@ -257,3 +257,75 @@ for (const backend of BACKENDS) {
     engine.close();
   });
 }
+
+for (const backend of BACKENDS) {
+  test(`pinned imports: a Proxy value is never asked anything V8 would not ask (no getPrototypeOf trap) (${backend})`, () => {
+    const reuseBytes = buildModule({
+      importFuncs: [{ module: 'a', name: 'f', results: [I32] }],
+      ...DATA,
+      funcs: [{ export: 'call', results: [I32], body: [0x10, 0] }],
+    });
+    // Conditional images (a data segment at an imported global's offset), module objects a and b one object whose getter answers two Proxies.
+    const condBytes = buildModule({
+      importFuncs: [
+        { module: 'a', name: 'f', results: [I32] },
+        { module: 'b', name: 'f', results: [I32] },
+      ],
+      importGlobals: [{ module: 'o', name: 'base', type: I32 }],
+      memories: [{ min: 1 }],
+      data: [{ offset: { global: 0 }, bytes: new Array<number>(8192).fill(7) }],
+      funcs: [{ export: 'call', results: [I32], body: [0x10, 0, 0x10, 1, 0x6a] }],
+    });
+    const proxy = (log: string[], r: number) =>
+      new Proxy(() => r, {
+        getPrototypeOf(t) {
+          log.push('getPrototypeOf');
+          return Reflect.getPrototypeOf(t);
+        },
+        get(t, k, rec) {
+          log.push(`get ${String(k)}`);
+          return Reflect.get(t, k, rec) as unknown;
+        },
+      });
+    const cases = [
+      { bytes: reuseBytes, reuse: true, make: (log: string[]) => ({ a: { f: proxy(log, 7) } }) },
+      {
+        bytes: condBytes,
+        reuse: false,
+        make: (log: string[]) => {
+          let n = 0;
+          const x = {
+            get f() {
+              log.push('f');
+              return proxy(log, ++n);
+            },
+          };
+          return { a: x, b: x, o: { base: 4096 } };
+        },
+      },
+    ];
+    const engine = new Engine({ backend, backgroundReset: false });
+    for (const c of cases) {
+      const observe = (instantiate: (io: unknown) => unknown) => {
+        const log: string[] = [];
+        return { out: outcome(() => instantiate(c.make(log))), log };
+      };
+      const native = new WebAssembly.Module(c.bytes);
+      const want = observe((io) => (new WebAssembly.Instance(native, io as WebAssembly.Imports).exports['call'] as () => number)());
+      assert.equal(want.log.includes('getPrototypeOf'), false);
+      const p = engine.prepare(c.bytes, { reuse: c.reuse });
+      for (let round = 0; round < 2; round++) {
+        const got = observe((io) => {
+          const l = p.instantiate(io as Imports);
+          try {
+            return (l.exports['call'] as () => number)();
+          } finally {
+            l.release();
+          }
+        });
+        assert.deepEqual(got, want, `reuse ${c.reuse}, lease ${round}`);
+      }
+    }
+    engine.close();
+  });
+}
