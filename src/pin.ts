@@ -50,7 +50,16 @@ export function valueArray(n: number): unknown[] {
 
 /** A Get that threw, as an answer to replay. */
 class Thrown {
+  readonly #thrown = true;
   constructor(readonly error: unknown) {}
+  /**
+   * Whether `v` is one. Never `instanceof`: on a caller's Proxy that runs its
+   * getPrototypeOf trap, which V8 never runs linking an import (a private
+   * brand check asks the Proxy nothing).
+   */
+  static is(v: unknown): v is Thrown {
+    return typeof v === 'object' && v !== null && #thrown in v;
+  }
 }
 
 function isObject(v: unknown): v is object {
@@ -84,8 +93,8 @@ function answer(reads: Reads, o: Record<string, unknown>, key: string, value: un
   }
   const has = key in o; // a null-prototype object: own properties only
   // A NaN always replays: Object.is calls all NaNs equal, and V8 keeps a NaN's payload in a float global.
-  if (has && !(value instanceof Thrown) && value === value && Object.is(o[key], value)) return;
-  if (!has && !(value instanceof Thrown)) {
+  if (has && !Thrown.is(value) && value === value && Object.is(o[key], value)) return;
+  if (!has && !Thrown.is(value)) {
     o[key] = value;
     return;
   }
@@ -206,7 +215,7 @@ export function pinnedObject(list: readonly { readonly module: string; readonly 
       Object.defineProperty(o, key, {
         get(): unknown {
           const a = answers[Math.min(next++, answers.length - 1)];
-          if (a instanceof Thrown) throw a.error;
+          if (Thrown.is(a)) throw a.error;
           return a;
         },
         enumerable: true,
