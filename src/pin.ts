@@ -38,14 +38,17 @@ export interface PinnedImports {
 }
 
 /**
- * An array for values read from the caller (NOT_READ in each element): its
- * elements are tagged values from the start, so a Number stays the very
- * value read. An array whose elements are all Numbers is held as raw
- * doubles, and storing a signaling NaN there quiets it; V8 gives an f64
- * global import a Number's NaN bits as they are.
+ * An array of `n` elements for values read from the caller, each to be
+ * written: its elements are tagged values from the start (NOT_READ in the
+ * first: V8 never turns such an array back into one of raw doubles), so a
+ * Number stays the very value read. An array whose elements are all
+ * Numbers is held as raw doubles, and storing a signaling NaN there quiets
+ * it; V8 gives an f64 global import a Number's NaN bits as they are.
  */
 export function valueArray(n: number): unknown[] {
-  return new Array<unknown>(n).fill(NOT_READ);
+  const a = new Array<unknown>(n);
+  if (n > 0) a[0] = NOT_READ;
+  return a;
 }
 
 /** A Get that threw, as an answer to replay. */
