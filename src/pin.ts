@@ -37,9 +37,32 @@ export interface PinnedImports {
   readonly object: Record<string, unknown>;
 }
 
+/**
+ * An array of `n` elements for values read from the caller, each to be
+ * written: its elements are tagged values from the start (NOT_READ in the
+ * first: V8 never turns such an array back into one of raw doubles), so a
+ * Number stays the very value read. An array whose elements are all
+ * Numbers is held as raw doubles, and storing a signaling NaN there quiets
+ * it; V8 gives an f64 global import a Number's NaN bits as they are.
+ */
+export function valueArray(n: number): unknown[] {
+  const a = new Array<unknown>(n);
+  if (n > 0) a[0] = NOT_READ;
+  return a;
+}
+
 /** A Get that threw, as an answer to replay. */
 class Thrown {
+  readonly #thrown = true;
   constructor(readonly error: unknown) {}
+  /**
+   * Whether `v` is one. Never `instanceof`: on a caller's Proxy that runs its
+   * getPrototypeOf trap, which V8 never runs linking an import (a private
+   * brand check asks the Proxy nothing).
+   */
+  static is(v: unknown): v is Thrown {
+    return typeof v === 'object' && v !== null && #thrown in v;
+  }
 }
 
 function isObject(v: unknown): v is object {
@@ -72,8 +95,9 @@ function answer(reads: Reads, o: Record<string, unknown>, key: string, value: un
     }
   }
   const has = key in o; // a null-prototype object: own properties only
-  if (has && !(value instanceof Thrown) && Object.is(o[key], value)) return;
-  if (!has && !(value instanceof Thrown)) {
+  // A NaN always replays: Object.is calls all NaNs equal, and V8 keeps a NaN's payload in a float global.
+  if (has && !Thrown.is(value) && value === value && Object.is(o[key], value)) return;
+  if (!has && !Thrown.is(value)) {
     o[key] = value;
     return;
   }
@@ -83,8 +107,9 @@ function answer(reads: Reads, o: Record<string, unknown>, key: string, value: un
     const { list, modules } = reads;
     for (let j = 0; j < i; j++) if (ns === null ? list[j]!.module === key : modules[j] === ns && list[j]!.name === key) n++;
   }
-  const answers: unknown[] = new Array<unknown>(n).fill(o[key]);
-  answers.push(value);
+  const answers = valueArray(n + 1);
+  for (let j = 0; j < n; j++) answers[j] = o[key];
+  answers[n] = value;
   let keys = replays.get(o);
   if (keys === undefined) replays.set(o, (keys = new Map()));
   keys.set(key, answers);
@@ -123,7 +148,7 @@ export interface OrderedReads {
 export function readInOrder(imports: object, list: readonly { readonly module: string; readonly name: string }[]): OrderedReads {
   const n = list.length;
   const modules = new Array<unknown>(n);
-  const values = new Array<unknown>(n);
+  const values = valueArray(n);
   let i = 0;
   let naming = false;
   try {
@@ -193,7 +218,7 @@ export function pinnedObject(list: readonly { readonly module: string; readonly 
       Object.defineProperty(o, key, {
         get(): unknown {
           const a = answers[Math.min(next++, answers.length - 1)];
-          if (a instanceof Thrown) throw a.error;
+          if (Thrown.is(a)) throw a.error;
           return a;
         },
         enumerable: true,
@@ -224,6 +249,9 @@ export function pinImports(imports: object, list: readonly { readonly module: st
  */
 export function dataValues(imports: object, modules: readonly string[], names: readonly (readonly [number, string])[]): unknown[] | null {
   const out: unknown[] = new Array<unknown>(modules.length);
+  // An own 'stack' (errors, Error.captureStackTrace) has no getter, yet its
+  // first Get calls Error.prepareStackTrace: such a key is read the V8 way.
+  if (readsStack(modules, names)) return null;
   try {
     if (chainHasProxy(imports)) return null;
     for (let i = 0; i < modules.length; i++) {
@@ -244,6 +272,16 @@ export function dataValues(imports: object, modules: readonly string[], names: r
     return null; // an exotic object that throws (a module namespace in its TDZ): Get it as natively
   }
   return out;
+}
+
+/** Whether a module name or an import name is 'stack', per (modules, names) pair (a prepared module passes the same arrays each time). */
+const stackKeys = new WeakMap<readonly string[], { readonly names: readonly (readonly [number, string])[]; readonly stack: boolean }>();
+function readsStack(modules: readonly string[], names: readonly (readonly [number, string])[]): boolean {
+  const known = stackKeys.get(modules);
+  if (known !== undefined && known.names === names) return known.stack;
+  const stack = modules.includes('stack') || names.some((n) => n[1] === 'stack');
+  stackKeys.set(modules, { names, stack });
+  return stack;
 }
 
 /** Object.prototype.__lookupGetter__, as it was when this module loaded: the getter a Get of `key` would call, if any. */

@@ -21,6 +21,13 @@
  *    Its values are read once (with getOwnPropertyDescriptor, which runs no
  *    code on such objects) and kept, per import object, for as long as it
  *    lives: a lease with it reads nothing. V8 may be given the object itself.
+ *    Two kinds of V8 property look like frozen data properties but are not
+ *    fixed (native accessors): a sloppy function's own 'caller' and
+ *    'arguments' answer from the current stack at each Get, and an own
+ *    'stack' (errors, Error.captureStackTrace) calls Error.prepareStackTrace
+ *    at its first Get. So a function is never a fixed object (as the import
+ *    object or a module object), and a key named 'stack' is never read by
+ *    the shortcut (the object is read the V8 way at each lease).
  *  - Unchanged values. When a read answers, import by import, the same
  *    values (===, and the same sign of zero; a NaN never matches) as the
  *    previous read, the previous read's array is returned: the pool then
@@ -29,7 +36,7 @@
  */
 import { types } from 'node:util';
 import type { Imports } from '../prepared.js';
-import { type OrderedReads, pinnedObject, readInOrder } from '../pin.js';
+import { type OrderedReads, pinnedObject, readInOrder, valueArray } from '../pin.js';
 import type { Slot } from '../slot.js';
 
 export interface ReadImports {
@@ -69,8 +76,10 @@ export class ReuseImportReader {
     const given = imports as Imports | undefined;
     const asGiven = (slots: readonly Slot[]): Imports | undefined => this.#importObject(given, slots);
     if (!((typeof imports === 'object' && imports !== null) || typeof imports === 'function')) {
-      // V8 throws its TypeError before reading anything (unless there is nothing to read).
-      return { values: list.length === 0 ? [] : null, direct: asGiven };
+      // V8 throws its TypeError before reading anything: for any value but
+      // undefined ('Argument 1 must be an object'), and for undefined when
+      // there is something to read.
+      return { values: imports === undefined && list.length === 0 ? [] : null, direct: asGiven };
     }
     const fixed = this.#fixedValues(imports);
     if (fixed !== null) return { values: fixed, direct: asGiven };
@@ -114,9 +123,13 @@ export class ReuseImportReader {
   }
 }
 
-/** Whether `o` is frozen and not a Proxy (asking a Proxy runs its traps: never asked). */
+/**
+ * Whether `o` is frozen, not a Proxy (asking a Proxy runs its traps: never
+ * asked) and not a function (a sloppy function's 'caller' and 'arguments'
+ * follow the stack: see the file comment).
+ */
 function frozen(o: object): boolean {
-  if (types.isProxy(o)) return false;
+  if (typeof o === 'function' || types.isProxy(o)) return false;
   try {
     return Object.isFrozen(o);
   } catch {
@@ -130,11 +143,13 @@ function frozen(o: object): boolean {
  * property; else NOT_FIXED (for ever: none of that can change once frozen).
  */
 function fixedValues(imports: object, list: ImportList): readonly unknown[] {
-  const values = new Array<unknown>(list.length);
+  const values = valueArray(list.length);
   const checked = new Set<object>();
   try {
     for (let i = 0; i < list.length; i++) {
       const imp = list[i]!;
+      // An own 'stack' may be V8's lazily formatted one: reading it runs Error.prepareStackTrace.
+      if (imp.module === 'stack' || imp.name === 'stack') return NOT_FIXED;
       const m = Reflect.getOwnPropertyDescriptor(imports, imp.module);
       if (m === undefined || !('value' in m)) return NOT_FIXED;
       const ns: unknown = m.value;
