@@ -241,11 +241,19 @@ export class DropInCache {
     // this, though it compiles nothing.
     await afterCompile();
     if (entry.state === 'prepared') {
+      let called = false;
+      const v8 = (m: WebAssembly.Module, i: Imports | undefined): Promise<WebAssembly.Instance> => {
+        called = true;
+        return wasm.instantiate(m, i);
+      };
       try {
-        return { module, instance: await entry.prepared!.instantiateUnpooled(imports) };
+        return { module, instance: await entry.prepared!.instantiateUnpooled(imports, v8) };
       } catch (e) {
-        if (!(e instanceof EngineClosedError)) throw e;
-        entry.state = 'native'; // the engine was closed: V8 it is
+        if (called) throw e; // V8's own error (link, trap, start function): the caller's to see
+        // The engine failed before V8 ran (a memory or mapping it could not
+        // make): V8 instantiates the kept module instead, as natively.
+        if (e instanceof EngineClosedError) entry.state = 'native'; // for good
+        else coreOf(this.#engine()).fallback('dropin-engine-error');
       }
     }
     return { module, instance: await WebAssembly.instantiate(module, imports) };
