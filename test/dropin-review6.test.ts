@@ -1,0 +1,43 @@
+/**
+ * Review 6 of the drop-in instantiate(): what V8 does with a source that is
+ * no BufferSource, the drop-in does too, running none of the caller's code
+ * on the way.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { instantiate } from '../src/index.js';
+import { buildModule, stdFuncs } from './helpers/wasm.js';
+
+const BYTES = buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 16, bytes: [1, 2, 3] }] });
+
+async function outcome(p: () => Promise<unknown>): Promise<string> {
+  try {
+    await p();
+    return 'resolved';
+  } catch (e) {
+    return `${(e as Error).constructor.name}: ${(e as Error).message}`;
+  }
+}
+
+test('drop-in instantiate(): a Proxy source (over bytes, or with a Proxy on its prototype chain) runs none of its traps and is rejected with V8’s TypeError', async () => {
+  for (const make of [
+    (trap: ProxyHandler<object>) => new Proxy(BYTES, trap),
+    (trap: ProxyHandler<object>) => Object.setPrototypeOf({}, new Proxy(WebAssembly.Module.prototype, trap)) as object,
+  ]) {
+    let traps = 0;
+    const handler: ProxyHandler<object> = {
+      getPrototypeOf() {
+        traps++;
+        throw new Error('a trap ran');
+      },
+    };
+    const native = await outcome(() => WebAssembly.instantiate(make(handler) as BufferSource));
+    assert.equal(traps, 0, 'V8 runs no trap');
+    const got = await outcome(() => instantiate(make(handler) as BufferSource));
+    assert.equal(traps, 0, 'the drop-in runs no trap');
+    assert.equal(got, native);
+  }
+  // A genuine Module still gives an Instance, as natively.
+  const instance = await instantiate(new WebAssembly.Module(BYTES));
+  assert.ok(instance instanceof WebAssembly.Instance);
+});
