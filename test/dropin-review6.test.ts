@@ -1,11 +1,12 @@
 /**
  * Review 6 of the drop-in instantiate(): what V8 does with a source that is
  * no BufferSource, the drop-in does too, running none of the caller's code
- * on the way.
+ * on the way; first calls made at once on one content note it once.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { instantiate } from '../src/index.js';
+import { CODE_SHARE, codeShare, DropInCache } from '../src/dropin.js';
+import { getDefaultEngine, instantiate } from '../src/index.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
 
 const BYTES = buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 16, bytes: [1, 2, 3] }] });
@@ -40,4 +41,23 @@ test('drop-in instantiate(): a Proxy source (over bytes, or with a Proxy on its 
   // A genuine Module still gives an Instance, as natively.
   const instance = await instantiate(new WebAssembly.Module(BYTES));
   assert.ok(instance instanceof WebAssembly.Instance);
+});
+
+test('DropInCache: first calls made at once on the same bytes note them once (one entry, one held Module), not once each', async () => {
+  const cache = new DropInCache(getDefaultEngine, () => null);
+  // Mostly code: a first call's entry holds V8's module of the bytes.
+  const bytes = buildModule({
+    memories: [{ min: 1, export: 'mem' }],
+    funcs: [...stdFuncs, { export: 'spin', body: Array.from({ length: 20_000 }, () => [0x41, 0x00, 0x1a]).flat() }],
+  });
+  assert.ok(codeShare(bytes) >= CODE_SHARE);
+  const results = await Promise.all(Array.from({ length: 8 }, () => cache.instantiate(bytes)));
+  assert.equal(new Set(results.map((r) => r.module)).size, 8, 'each call its own module, as natively');
+  assert.equal(cache.size, 1, 'one entry for one content');
+  for (let i = 0; i < 3; i++) {
+    await cache.instantiate(bytes);
+    await cache.settled();
+  }
+  assert.equal(cache.size, 1, 'still one entry once kept');
+  assert.equal(cache.counts.cachedCompiles, 1);
 });
