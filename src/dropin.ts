@@ -192,6 +192,8 @@ export class DropInCache {
   #bytes = 0;
   /** Preparations scheduled or running. */
   readonly #pending = new Set<Promise<void>>();
+  /** `length:hash` of the first calls running (the one that will note its bytes). */
+  readonly #firstCalls = new Set<string>();
 
   constructor(engine: () => Engine, prepare: DropInPrepare) {
     this.#engine = engine;
@@ -221,10 +223,20 @@ export class DropInCache {
     const entry = this.#find(view, hash);
     if (entry === null || entry.state === 'copying') {
       // Exactly native: the first call on these bytes (or one while the
-      // second is still running).
-      const code = entry === null && codeShare(view) >= CODE_SHARE;
-      const result = await WebAssembly.instantiate(source, imports);
-      if (entry === null) {
+      // second is still running). Of first calls made at once on the same
+      // length and hash, only the earliest notes them: one entry (and one
+      // held module) per content, not one per call.
+      const key = entry === null ? `${view.length}:${hash}` : null;
+      const notes = key !== null && !this.#firstCalls.has(key);
+      if (notes) this.#firstCalls.add(key!);
+      const code = notes && codeShare(view) >= CODE_SHARE;
+      let result: WebAssembly.WebAssemblyInstantiatedSource;
+      try {
+        result = await WebAssembly.instantiate(source, imports);
+      } finally {
+        if (notes) this.#firstCalls.delete(key!);
+      }
+      if (notes) {
         const seen: Entry = { hash, length: view.length, held: 0, bytes: null, module: code ? result.module : null, state: 'seen', prepared: null };
         if (code) this.#hold(seen); // the module it holds
         this.#add(seen);
