@@ -6,7 +6,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { CODE_SHARE, codeShare, DropInCache } from '../src/dropin.js';
-import { getDefaultEngine, instantiate } from '../src/index.js';
+import { dropInSettled, getDefaultEngine, instantiate } from '../src/index.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
 
 const BYTES = buildModule({ memories: [{ min: 1, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 16, bytes: [1, 2, 3] }] });
@@ -60,4 +60,30 @@ test('DropInCache: first calls made at once on the same bytes note them once (on
   }
   assert.equal(cache.size, 1, 'still one entry once kept');
   assert.equal(cache.counts.cachedCompiles, 1);
+});
+
+test('drop-in instantiate() installed as the global WebAssembly.instantiate (for glue that calls it) works on every call, as V8’s', async () => {
+  const native = WebAssembly.instantiate;
+  const data = buildModule({ memories: [{ min: 8, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 64, bytes: new Uint8Array(300_000).fill(9) }] });
+  const code = buildModule({
+    memories: [{ min: 1, export: 'mem' }],
+    funcs: [...stdFuncs, { export: 'spin', body: Array.from({ length: 20_000 }, () => [0x41, 0x00, 0x1a]).flat() }],
+    data: [{ offset: 64, bytes: [9] }],
+  });
+  const replaced = instantiate as typeof WebAssembly.instantiate;
+  WebAssembly.instantiate = replaced;
+  try {
+    for (const bytes of [data, code]) {
+      for (let call = 0; call < 4; call++) {
+        const r = await WebAssembly.instantiate(bytes);
+        assert.equal(new Uint8Array((r.instance.exports['mem'] as WebAssembly.Memory).buffer)[64], 9, `call ${call}`);
+        await new Promise((resolve) => setImmediate(resolve));
+        await dropInSettled();
+      }
+      const instance = await WebAssembly.instantiate(new WebAssembly.Module(bytes));
+      assert.ok(instance instanceof WebAssembly.Instance);
+    }
+  } finally {
+    WebAssembly.instantiate = native;
+  }
 });
