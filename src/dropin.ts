@@ -37,7 +37,9 @@
  * third call on the same bytes, it is the same Module object each time
  * (natively each call compiles a new one). Every call reads the imports
  * when V8 would: on a later turn of the event loop, after its asynchronous
- * compile.
+ * compile. V8 is called through the functions as they were before anything
+ * replaced the globals (wasm-api.ts): a program may install this as
+ * `WebAssembly.instantiate`, and the register hook replaces them.
  */
 import { bufferView } from './buffer-source.js';
 import { coreOf, type Engine } from './engine.js';
@@ -218,7 +220,7 @@ export class DropInCache {
 
   async instantiate(source: BufferSource, imports?: Imports): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
     const view = viewOf(source);
-    if (view === null || view.length === 0) return WebAssembly.instantiate(source, imports);
+    if (view === null || view.length === 0) return wasm.instantiate(source, imports);
     const hash = sampledHash(view);
     const entry = this.#find(view, hash);
     if (entry === null || entry.state === 'copying') {
@@ -232,7 +234,7 @@ export class DropInCache {
       const code = notes && codeShare(view) >= CODE_SHARE;
       let result: WebAssembly.WebAssemblyInstantiatedSource;
       try {
-        result = await WebAssembly.instantiate(source, imports);
+        result = await wasm.instantiate(source, imports);
       } finally {
         if (notes) this.#firstCalls.delete(key!);
       }
@@ -268,7 +270,7 @@ export class DropInCache {
         else coreOf(this.#engine()).fallback('dropin-engine-error');
       }
     }
-    return { module, instance: await WebAssembly.instantiate(module, imports) };
+    return { module, instance: await wasm.instantiate(module, imports) };
   }
 
   /**
@@ -281,10 +283,10 @@ export class DropInCache {
   async #secondFromCache(entry: Entry, source: BufferSource, view: Buffer, imports: Imports | undefined): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
     let module: WebAssembly.Module;
     try {
-      module = new WebAssembly.Module(view as Buffer<ArrayBuffer>); // viewOf() leaves shared memory to V8
+      module = new wasm.Module(view as Buffer<ArrayBuffer>); // viewOf() leaves shared memory to V8
     } catch {
       // V8's own rejection, with the message WebAssembly.instantiate gives.
-      return WebAssembly.instantiate(source, imports);
+      return wasm.instantiate(source, imports);
     }
     let copy: Buffer | null = null;
     try {
@@ -299,7 +301,7 @@ export class DropInCache {
     }
     await afterCompile(); // the imports are read when V8 would read them
     try {
-      return { module, instance: await WebAssembly.instantiate(module, imports) };
+      return { module, instance: await wasm.instantiate(module, imports) };
     } finally {
       // Prepared after this call, never on its path.
       if (entry.state === 'kept') this.#schedulePrepare(entry);
@@ -317,7 +319,7 @@ export class DropInCache {
     entry.state = 'copying';
     let result: WebAssembly.WebAssemblyInstantiatedSource;
     try {
-      result = await WebAssembly.instantiate(source, imports);
+      result = await wasm.instantiate(source, imports);
     } catch (e) {
       if (entry.state === 'copying') entry.state = 'seen';
       throw e;
@@ -330,7 +332,7 @@ export class DropInCache {
         if (view.length !== entry.length || sampledHash(view) !== entry.hash) throw new Error('changed');
         const copy = Buffer.allocUnsafeSlow(view.length);
         view.copy(copy);
-        const module = await WebAssembly.compile(copy); // what the copy holds, whatever the caller did
+        const module = await wasm.compile(copy); // what the copy holds, whatever the caller did
         if (entry.state !== 'copying' || !this.#entries.has(entry)) return;
         // Already on a later turn: prepared right away (unless bounds dropped it).
         if (this.#keep(entry, copy, module, false)) this.#schedulePrepare(entry, true);

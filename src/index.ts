@@ -9,6 +9,7 @@
 import { bufferView } from './buffer-source.js';
 import { DropInCache, type DropInCounts, prepareInBackground } from './dropin.js';
 import { Engine } from './engine.js';
+import { wasm } from './wasm-api.js';
 import type { Imports } from './prepared.js';
 
 export { Engine, type EngineOptions, type PrepareOptions } from './engine.js';
@@ -79,6 +80,6 @@ export async function instantiate(
   // Not bytes as V8 reads them (a Module, or what V8 rejects): V8's own call.
   // A brand check, not `instanceof`, which would run a Proxy's
   // getPrototypeOf trap on the source or its prototype chain (V8 runs none).
-  if (bufferView(source) === null) return WebAssembly.instantiate(source as WebAssembly.Module, imports);
+  if (bufferView(source) === null) return wasm.instantiate(source as WebAssembly.Module, imports);
   return dropIn.instantiate(source as BufferSource, imports);
 }
