@@ -37,7 +37,9 @@
  * third call on the same bytes, it is the same Module object each time
  * (natively each call compiles a new one). Every call reads the imports
  * when V8 would: on a later turn of the event loop, after its asynchronous
- * compile.
+ * compile. V8 is called through the functions as they were before anything
+ * replaced the globals (wasm-api.ts): a program may install this as
+ * `WebAssembly.instantiate`, and the register hook replaces them.
  */
 import { bufferView } from './buffer-source.js';
 import { coreOf, type Engine } from './engine.js';
@@ -192,6 +194,8 @@ export class DropInCache {
   #bytes = 0;
   /** Preparations scheduled or running. */
   readonly #pending = new Set<Promise<void>>();
+  /** `length:hash` of the first calls running (the one that will note its bytes). */
+  readonly #firstCalls = new Set<string>();
 
   constructor(engine: () => Engine, prepare: DropInPrepare) {
     this.#engine = engine;
@@ -216,15 +220,25 @@ export class DropInCache {
 
   async instantiate(source: BufferSource, imports?: Imports): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
     const view = viewOf(source);
-    if (view === null || view.length === 0) return WebAssembly.instantiate(source, imports);
+    if (view === null || view.length === 0) return wasm.instantiate(source, imports);
     const hash = sampledHash(view);
     const entry = this.#find(view, hash);
     if (entry === null || entry.state === 'copying') {
       // Exactly native: the first call on these bytes (or one while the
-      // second is still running).
-      const code = entry === null && codeShare(view) >= CODE_SHARE;
-      const result = await WebAssembly.instantiate(source, imports);
-      if (entry === null) {
+      // second is still running). Of first calls made at once on the same
+      // length and hash, only the earliest notes them: one entry (and one
+      // held module) per content, not one per call.
+      const key = entry === null ? `${view.length}:${hash}` : null;
+      const notes = key !== null && !this.#firstCalls.has(key);
+      if (notes) this.#firstCalls.add(key!);
+      const code = notes && codeShare(view) >= CODE_SHARE;
+      let result: WebAssembly.WebAssemblyInstantiatedSource;
+      try {
+        result = await wasm.instantiate(source, imports);
+      } finally {
+        if (notes) this.#firstCalls.delete(key!);
+      }
+      if (notes) {
         const seen: Entry = { hash, length: view.length, held: 0, bytes: null, module: code ? result.module : null, state: 'seen', prepared: null };
         if (code) this.#hold(seen); // the module it holds
         this.#add(seen);
@@ -241,14 +255,22 @@ export class DropInCache {
     // this, though it compiles nothing.
     await afterCompile();
     if (entry.state === 'prepared') {
+      let called = false;
+      const v8 = (m: WebAssembly.Module, i: Imports | undefined): Promise<WebAssembly.Instance> => {
+        called = true;
+        return wasm.instantiate(m, i);
+      };
       try {
-        return { module, instance: await entry.prepared!.instantiateUnpooled(imports) };
+        return { module, instance: await entry.prepared!.instantiateUnpooled(imports, v8) };
       } catch (e) {
-        if (!(e instanceof EngineClosedError)) throw e;
-        entry.state = 'native'; // the engine was closed: V8 it is
+        if (called) throw e; // V8's own error (link, trap, start function): the caller's to see
+        // The engine failed before V8 ran (a memory or mapping it could not
+        // make): V8 instantiates the kept module instead, as natively.
+        if (e instanceof EngineClosedError) entry.state = 'native'; // for good
+        else coreOf(this.#engine()).fallback('dropin-engine-error');
       }
     }
-    return { module, instance: await WebAssembly.instantiate(module, imports) };
+    return { module, instance: await wasm.instantiate(module, imports) };
   }
 
   /**
@@ -261,10 +283,10 @@ export class DropInCache {
   async #secondFromCache(entry: Entry, source: BufferSource, view: Buffer, imports: Imports | undefined): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
     let module: WebAssembly.Module;
     try {
-      module = new WebAssembly.Module(view as Buffer<ArrayBuffer>); // viewOf() leaves shared memory to V8
+      module = new wasm.Module(view as Buffer<ArrayBuffer>); // viewOf() leaves shared memory to V8
     } catch {
       // V8's own rejection, with the message WebAssembly.instantiate gives.
-      return WebAssembly.instantiate(source, imports);
+      return wasm.instantiate(source, imports);
     }
     let copy: Buffer | null = null;
     try {
@@ -279,7 +301,7 @@ export class DropInCache {
     }
     await afterCompile(); // the imports are read when V8 would read them
     try {
-      return { module, instance: await WebAssembly.instantiate(module, imports) };
+      return { module, instance: await wasm.instantiate(module, imports) };
     } finally {
       // Prepared after this call, never on its path.
       if (entry.state === 'kept') this.#schedulePrepare(entry);
@@ -297,7 +319,7 @@ export class DropInCache {
     entry.state = 'copying';
     let result: WebAssembly.WebAssemblyInstantiatedSource;
     try {
-      result = await WebAssembly.instantiate(source, imports);
+      result = await wasm.instantiate(source, imports);
     } catch (e) {
       if (entry.state === 'copying') entry.state = 'seen';
       throw e;
@@ -310,7 +332,7 @@ export class DropInCache {
         if (view.length !== entry.length || sampledHash(view) !== entry.hash) throw new Error('changed');
         const copy = Buffer.allocUnsafeSlow(view.length);
         view.copy(copy);
-        const module = await WebAssembly.compile(copy); // what the copy holds, whatever the caller did
+        const module = await wasm.compile(copy); // what the copy holds, whatever the caller did
         if (entry.state !== 'copying' || !this.#entries.has(entry)) return;
         // Already on a later turn: prepared right away (unless bounds dropped it).
         if (this.#keep(entry, copy, module, false)) this.#schedulePrepare(entry, true);

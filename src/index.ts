@@ -6,8 +6,10 @@
  *   using lease = prepared.instantiate(imports);
  *   lease.exports.run();
  */
+import { bufferView } from './buffer-source.js';
 import { DropInCache, type DropInCounts, prepareInBackground } from './dropin.js';
 import { Engine } from './engine.js';
+import { wasm } from './wasm-api.js';
 import type { Imports } from './prepared.js';
 
 export { Engine, type EngineOptions, type PrepareOptions } from './engine.js';
@@ -75,6 +77,9 @@ export async function instantiate(
   source: BufferSource | WebAssembly.Module,
   imports?: Imports,
 ): Promise<WebAssembly.WebAssemblyInstantiatedSource | WebAssembly.Instance> {
-  if (source instanceof WebAssembly.Module) return WebAssembly.instantiate(source, imports);
-  return dropIn.instantiate(source, imports);
+  // Not bytes as V8 reads them (a Module, or what V8 rejects): V8's own call.
+  // A brand check, not `instanceof`, which would run a Proxy's
+  // getPrototypeOf trap on the source or its prototype chain (V8 runs none).
+  if (bufferView(source) === null) return wasm.instantiate(source as WebAssembly.Module, imports);
+  return dropIn.instantiate(source as BufferSource, imports);
 }

@@ -32,6 +32,9 @@
  *    exactly V8's bytes.)
  *  - 'register-*': the register hook left an instantiation to V8 (see
  *    docs/integrations/register.md); counted once per instantiation.
+ *  - 'dropin-engine-error': the drop-in instantiate()'s prepared module
+ *    failed before V8 ran (a memory or mapping could not be made): V8
+ *    instantiated the kept module instead.
  */
 export type FallbackReason =
   | 'memfd'
@@ -55,7 +58,8 @@ export type FallbackReason =
   | 'register-rewrite-rejected'
   | 'register-engine-error'
   | 'register-stream-unread'
-  | 'register-imported-memory-async';
+  | 'register-imported-memory-async'
+  | 'dropin-engine-error';
 
 import type { ReuseReason } from './reuse/plan.js';
 
