@@ -351,6 +351,51 @@ test('lazy, first and second sights of compile(bytes) and instantiate(bytes) as 
   assert.equal(out.errors.length, 4);
 });
 
+test('lazy: a Response is left to V8 at the first sight of its URL (not read twice), read beside V8 and kept from the second', { skip: !linux && 'native backend only' }, () => {
+  const script = `${SIGHT_MODULES}
+    const { createServer } = await import('node:http');
+    const served = [];
+    const server = createServer((req, res) => {
+      served.push(req.url);
+      res.writeHead(200, { 'content-type': 'application/wasm' });
+      res.end(req.url === '/data.wasm' ? DATA() : CODE());
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const base = 'http://127.0.0.1:' + server.address().port;
+    const out = {};
+    const m1 = await WebAssembly.compileStreaming(fetch(base + '/code.wasm'));
+    out.compile1 = { kept: reg.cache.size, read: read(new WebAssembly.Instance(m1)) };
+    const m2 = await WebAssembly.compileStreaming(fetch(base + '/code.wasm'));
+    out.compile2 = { kept: reg.cache.size, read: read(new WebAssembly.Instance(m2)) };
+    const r1 = await WebAssembly.instantiateStreaming(fetch(base + '/data.wasm'));
+    out.instantiate1 = { kept: reg.cache.size, read: read(r1.instance) };
+    const r2 = await WebAssembly.instantiateStreaming(fetch(base + '/data.wasm'));
+    out.instantiate2 = { kept: reg.cache.size, read: read(r2.instance) };
+    // A Response without a URL: read beside V8 at once, as before.
+    const seven = DATA();
+    seven[seven.length - 1] = 7;
+    const r3 = await WebAssembly.instantiateStreaming(new Response(seven, { headers: { 'content-type': 'application/wasm' } }));
+    out.noUrl = { kept: reg.cache.size, read: read(r3.instance) };
+    out.served = served;
+    out.fallbacks = reg.engine.stats().fallbacks;
+    server.close();
+    console.log(JSON.stringify(out));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  ) as Record<string, unknown>;
+  assert.deepEqual(out.compile1, { kept: 0, read: 42 }, 'first sight of the URL: nothing read beside V8, nothing kept');
+  assert.deepEqual(out.compile2, { kept: 1, read: 42 }, 'second sight: kept');
+  assert.deepEqual(out.instantiate1, { kept: 1, read: 42 });
+  assert.deepEqual(out.instantiate2, { kept: 2, read: 42 });
+  assert.deepEqual(out.noUrl, { kept: 3, read: 7 }, 'a Response with no URL is read at its first sight');
+  assert.deepEqual(out.served, ['/code.wasm', '/code.wasm', '/data.wasm', '/data.wasm']);
+  assert.deepEqual(out.fallbacks, {}, 'first-sight modules are not counted as unknown');
+});
+
 test('loading the hook loads no engine until the program first uses WebAssembly; switched off, it patches and keeps nothing', { skip: !linux && 'native backend only' }, () => {
   const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
     const before = reg.madeHook !== null;

@@ -49,7 +49,9 @@
  *    stays V8's). So a module that came from a first sight (or from a
  *    deferred copy) is instantiated by V8 only; `new WebAssembly.Module`
  *    still keeps a copy at once (a module compiled synchronously is usually
- *    instantiated many times: its instances need the image).
+ *    instantiated many times: its instances need the image). A Response
+ *    given to `compileStreaming`/`instantiateStreaming` is left to V8 alone
+ *    at the first sight of its URL, and read beside V8 from the second on.
  *  - 'eager': the first instantiation prepares the content (synchronously
  *    for `new WebAssembly.Instance`, with V8's asynchronous compile for the
  *    promise APIs) and goes through it. This compiles every module twice.
@@ -491,6 +493,13 @@ export class RegisterHook {
     const native = (a: unknown[]) => Reflect.apply(n.compileStreaming!, undefined, a) as Promise<WebAssembly.Module>;
     return Promise.resolve(args[0]).then(
       (response) => {
+        if (this.#firstStreamSight(response)) {
+          // V8's alone (the body is not read twice); the module stays V8's.
+          return native([response, ...args.slice(1)]).then((module) => {
+            this.#unkept.add(module);
+            return module;
+          });
+        }
         const tee = this.#tee(response);
         const t = performance.now();
         const compiled = native([response, ...args.slice(1)]);
@@ -514,6 +523,13 @@ export class RegisterHook {
     return Promise.resolve(args[0]).then(
       async (response) => {
         const rest = args.slice(1);
+        if (this.#firstStreamSight(response)) {
+          // V8's alone (the body is not read twice); the module stays V8's.
+          this.#nativeUse(null);
+          const r = await native([response, ...rest]);
+          this.#unkept.add(r.module);
+          return r;
+        }
         const tee = this.#tee(response);
         const bytes = tee ? await tee : null;
         const known = bytes ? this.cache.get(bytes) : null;
@@ -534,6 +550,34 @@ export class RegisterHook {
       () => native(args),
     );
   }
+
+  /**
+   * Lazy policy: whether this is the first sight of a Response from its URL
+   * (noting it). Its body is then left to V8 alone: reading it beside V8
+   * (a clone, its chunks joined into one buffer) costs what a copy of the
+   * bytes does. From the URL's second sight on, the body is read beside V8
+   * and kept as before (the bytes read, not the URL, say what the content
+   * is: the URL only decides when to start reading). A Response without a
+   * URL (made by the program) is read at every sight.
+   */
+  #firstStreamSight(response: unknown): boolean {
+    if (this.policy !== 'lazy' || typeof Response === 'undefined' || !(response instanceof Response)) return false;
+    let url: string;
+    try {
+      url = response.url;
+    } catch {
+      return false;
+    }
+    if (url === '') return false;
+    const key = `url:${url}`;
+    if (this.#seenUrls.has(key)) return false;
+    this.#seenUrls.add(key);
+    if (this.#seenUrls.size > SIGHT_LIMITS.sights) this.#seenUrls.delete(this.#seenUrls.values().next().value as string);
+    return true;
+  }
+
+  /** URLs of Responses seen once (lazy policy), oldest first. */
+  readonly #seenUrls = new Set<string>();
 
   /** The bytes of a Response, read beside V8's own reading; null when that cannot be done. */
   #tee(response: unknown): Promise<Uint8Array<ArrayBuffer> | null> | null {
