@@ -285,7 +285,7 @@ test('lazy, first and second sights of compile(bytes) and instantiate(bytes) as 
     out.code2 = { kept: reg.cache.size, held: stats().heldModules, cached: stats().cachedCompiles, read: read(c2.instance),
       original: reg.cache.get(CODE()) !== null, changed: reg.cache.get(code) !== null };
     const c3 = await WebAssembly.instantiate(CODE());
-    out.code3 = { kept: reg.cache.size, read: read(c3.instance), same: c3.module !== c2.module };
+    out.code3 = { kept: reg.cache.size, read: read(c3.instance), same: c3.module !== c2.module, cached: stats().cachedCompiles };
     reg.cache.clear();
     // instantiate(bytes), mostly data: nothing held; the second sight is
     // V8's and copied after it returned, unless the program changed its
@@ -309,6 +309,8 @@ test('lazy, first and second sights of compile(bytes) and instantiate(bytes) as 
     const m2 = await WebAssembly.compile(CODE());
     out.compile2 = { kept: reg.cache.size, held: stats().heldModules, cached: stats().cachedCompiles - before,
       reads: [read(new WebAssembly.Instance(m1)), read(new WebAssembly.Instance(m2)), read((await WebAssembly.instantiate(m2)))] };
+    const m3 = await WebAssembly.compile(CODE());
+    out.compile3 = { kept: reg.cache.size, cached: stats().cachedCompiles - before, read: read(new WebAssembly.Instance(m3)), fresh: m3 !== m2 };
     // V8's own errors, at either sight.
     const bad = new Uint8Array([0,97,115,109,1,0,0,0, 10,9,9]);
     out.errors = [];
@@ -330,12 +332,13 @@ test('lazy, first and second sights of compile(bytes) and instantiate(bytes) as 
     { kept: 1, held: 0, cached: 1, read: 42, original: true, changed: false },
     'second sight: compiled from the cache, the bytes V8 compiled kept (not the ones changed after the call)',
   );
-  assert.deepEqual(out.code3, { kept: 1, read: 42, same: true }, 'third sight: the kept content, a new Module as natively');
+  assert.deepEqual(out.code3, { kept: 1, read: 42, same: true, cached: 2 }, 'third sight: the kept content, a new Module as natively, from the cache');
   assert.deepEqual(out.data1, { kept: 0, held: 0 }, 'first sight, mostly data: nothing kept or held');
   assert.deepEqual(out.data2, { kept: 0, deferred: 1, dropped: 1, read: 42 }, 'bytes changed before the deferred copy: dropped, counted');
   assert.deepEqual(out.data3, { kept: 1, deferred: 2, dropped: 1, original: true }, 'unchanged: copied after the call');
   assert.deepEqual(out.compile1, { kept: 0, held: 1 }, 'compile, first sight: nothing kept');
   assert.deepEqual(out.compile2, { kept: 1, held: 0, cached: 1, reads: [42, 42, 42] }, 'compile, second sight: compiled from the cache and kept');
+  assert.deepEqual(out.compile3, { kept: 1, cached: 2, read: 42, fresh: true }, 'compile, known bytes: a new Module from the cache');
   assert.deepEqual(out.fallbacks, {}, 'no module counted as unknown');
   // The errors are V8's: the same as natively (the script without the hook).
   const native = execFileSync(

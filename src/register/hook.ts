@@ -107,7 +107,12 @@ export interface RegisterStats {
   nativeInstantiations: number;
   /** Modules of a first sight (bytes mostly of code, not kept) held now, so that V8 compiles their bytes again from its cache. */
   heldModules: number;
-  /** Second sights compiled with `new WebAssembly.Module(bytes)` from V8's cache while the first sight's module was held, and copied at the call. */
+  /**
+   * compile(bytes) and instantiate(bytes) calls compiled with `new
+   * WebAssembly.Module(bytes)` from V8's cache (bytes mostly of code): second
+   * sights while the first sight's module was held (copied at the call), and
+   * calls on kept bytes.
+   */
   cachedCompiles: number;
   /** Second sights left to V8 (bytes mostly of data), the bytes copied and compiled again after the call returned. */
   deferredCopies: number;
@@ -278,6 +283,12 @@ export class RegisterHook {
       }
       return this.#deferCopy(sight, source.bytes, native(), (m) => m);
     }
+    // Known bytes mostly of code: V8 compiles them again from its cache.
+    const cached = entry && !source.shared && args.length <= 1 ? this.#fromCache(source.bytes) : null;
+    if (cached !== null) {
+      this.#modules.set(cached, entry!);
+      return afterCompile().then(() => cached);
+    }
     // V8 takes the bytes at the call; we take ours before anything else can run.
     let own: Uint8Array<ArrayBuffer> | null = source.shared && !entry ? copyOf(source.bytes) : null;
     const input = source.shared ? (entry?.bytes ?? own) : args[0];
@@ -413,8 +424,13 @@ export class RegisterHook {
         () => n.instantiate(own, imports as Imports | undefined),
       );
     }
-    // Known bytes: V8 compiles them again (a new Module, as natively; V8
-    // shares the code of the original it still holds).
+    // Known bytes: V8 compiles them again (a new Module, as natively), from
+    // its cache for bytes mostly of code (the entry holds the original).
+    const cached = !view.shared && args.length <= 2 ? this.#fromCache(view.bytes) : null;
+    if (cached !== null) {
+      this.#modules.set(cached, known);
+      return afterCompile().then(() => this.#withModule(known, cached, imports as Imports | undefined));
+    }
     const compiled = n.compile((view.shared ? known.bytes : source) as BufferSource);
     return compiled.then((module) => {
       this.#modules.set(module, known);
@@ -826,6 +842,24 @@ export class RegisterHook {
     }
     this.#stats.cachedCompiles++;
     return { entry: this.#adopt(module, own, true, sight.took), module };
+  }
+
+  /**
+   * Known bytes (kept, so V8's module of them lives) mostly of code,
+   * compiled again with `new WebAssembly.Module(bytes)`: from V8's cache of
+   * native modules (a fraction of its asynchronous compile, which never
+   * uses the cache). Null for other bytes, or when V8 rejects them (the
+   * caller then asks V8 as the program did, for its own outcome).
+   */
+  #fromCache(bytes: Uint8Array): WebAssembly.Module | null {
+    if (codeShare(bytes) < CODE_SHARE) return null;
+    try {
+      const module = new this.#natives.Module(bytes as Uint8Array<ArrayBuffer>);
+      this.#stats.cachedCompiles++;
+      return module;
+    } catch {
+      return null;
+    }
   }
 
   /**
