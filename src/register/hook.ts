@@ -758,10 +758,12 @@ export class RegisterHook {
   // ---- first and second sights (lazy policy, bytes not kept yet) ----
 
   /**
-   * The sight of bytes of this fingerprint (length and sampled bytes) if
-   * they were seen before, else null, noting them. A collision only makes
-   * other bytes kept one sight early (and compiled in full by `new
-   * WebAssembly.Module`, which compares the bytes).
+   * The sight of bytes of this fingerprint (length and sampled bytes):
+   * `first` when they were not seen before (then noted), else their first
+   * sight's record (then forgotten: the bytes are kept from now on, or
+   * copied after the call). A collision only makes other bytes kept one
+   * sight early (and compiled in full by `new WebAssembly.Module`, which
+   * compares the bytes: V8's module of them either way).
    */
   #sight(bytes: Uint8Array): { sight: Sight; first: boolean } {
     const key = fingerprint(bytes);
