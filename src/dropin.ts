@@ -42,10 +42,13 @@
  * `WebAssembly.instantiate`, and the register hook replaces them.
  */
 import { bufferView } from './buffer-source.js';
+import { CODE_SHARE, codeShare } from './code-share.js';
 import { coreOf, type Engine } from './engine.js';
 import { EngineClosedError } from './errors.js';
 import { type Imports, PreparedModule, planModule } from './prepared.js';
 import { wasm } from './wasm-api.js';
+
+export { CODE_SHARE, codeShare } from './code-share.js';
 
 /** Entries kept, and bytes of module kept over all entries; least recently used go first. */
 export const DROP_IN_LIMITS = { entries: 16, bytes: 256 * 1024 * 1024 } as const;
@@ -82,36 +85,6 @@ export interface DropInCounts {
   deferredCopies: number;
   /** Deferred copies dropped: the caller's bytes had changed (or been detached) by then, or V8 rejected the copy. */
   deferredDropped: number;
-}
-
-/** Code sections making up at least this share of a module's bytes make it "mostly code". */
-export const CODE_SHARE = 0.5;
-
-/**
- * The share of `b` taken by its code section, from a walk of the section
- * headers (id and size of each: a few dozen reads, nothing decoded); 0 for
- * bytes that are not a well-formed sequence of sections (V8 says what is
- * wrong with them).
- */
-export function codeShare(b: Uint8Array): number {
-  const n = b.length;
-  if (n < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) return 0;
-  let at = 8;
-  let code = 0;
-  while (at < n) {
-    const id = b[at++]!;
-    let size = 0;
-    for (let shift = 0; ; shift += 7) {
-      if (at >= n || shift > 28) return 0;
-      const x = b[at++]!;
-      size += (x & 0x7f) * 2 ** shift;
-      if ((x & 0x80) === 0) break;
-    }
-    if (size > n - at) return 0;
-    if (id === 10) code += size;
-    at += size;
-  }
-  return code / n;
 }
 
 /**

@@ -237,6 +237,7 @@ test('lazy: bytes seen once through instantiate(bytes) are not kept; from their 
     const afterFirst = reg.cache.size;
     const again = new WebAssembly.Instance(first.module);
     const second = await WebAssembly.instantiate(bytes);
+    await reg.madeHook.settled(); // mostly data: copied after the call returned
     const afterSecond = reg.cache.size;
     const third = await WebAssembly.instantiate(bytes);
     const read = [first, { instance: again }, second, third].map((r) => new Uint8Array(r.instance.exports.mem.buffer)[0]);
@@ -253,6 +254,149 @@ test('lazy: bytes seen once through instantiate(bytes) are not kept; from their 
   assert.deepEqual(out.read, [42, 42, 42, 42]);
   assert.equal(out.hook.nativeInstantiations, 4, 'all four by V8 (the policy)');
   assert.deepEqual(out.fallbacks, {}, 'the first-sight module is not counted as unknown');
+});
+
+/**
+ * A module of mostly code (a function of 400 nops) with an exported memory
+ * holding 42 at address 0, and one of mostly data (the same memory and
+ * data, no code), as a script's source: CODE() and DATA() make fresh bytes.
+ */
+const SIGHT_MODULES = `
+  const CODE = () => new Uint8Array([0,97,115,109,1,0,0,0, 1,4,1,0x60,0,0, 3,2,1,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0,
+    10,0x95,3,1,0x92,3,0, ...new Array(400).fill(1), 0x0b, 11,7,1,0,65,0,11,1,42]);
+  const DATA = () => new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+  const reg = globalThis[Symbol.for('wasm-cow.register')];
+  const stats = () => reg.madeHook.stats();
+  const read = (instance) => new Uint8Array(instance.exports.mem.buffer)[0];
+`;
+
+test('lazy, first and second sights of compile(bytes) and instantiate(bytes) as the drop-in: nothing copied at the first; held module, cached compile or deferred copy at the second', { skip: !linux && 'native backend only' }, () => {
+  const script = `${SIGHT_MODULES}
+    const out = {};
+    // instantiate(bytes), mostly code: the first sight holds V8's module, the
+    // second compiles from V8's cache and copies at the call (the program
+    // changing its bytes right after changes nothing kept).
+    let code = CODE();
+    const c1 = await WebAssembly.instantiate(code);
+    out.code1 = { kept: reg.cache.size, held: stats().heldModules, read: read(c1.instance) };
+    const pending = WebAssembly.instantiate(code);
+    code[code.length - 1] = 43; // after V8 took the bytes
+    const c2 = await pending;
+    out.code2 = { kept: reg.cache.size, held: stats().heldModules, cached: stats().cachedCompiles, read: read(c2.instance),
+      original: reg.cache.get(CODE()) !== null, changed: reg.cache.get(code) !== null };
+    const c3 = await WebAssembly.instantiate(CODE());
+    out.code3 = { kept: reg.cache.size, read: read(c3.instance), same: c3.module !== c2.module, cached: stats().cachedCompiles };
+    reg.cache.clear();
+    // instantiate(bytes), mostly data: nothing held; the second sight is
+    // V8's and copied after it returned, unless the program changed its
+    // bytes by then.
+    let data = DATA();
+    await WebAssembly.instantiate(data);
+    out.data1 = { kept: reg.cache.size, held: stats().heldModules };
+    const d2 = await WebAssembly.instantiate(data);
+    data[data.length - 1] = 43; // before the deferred copy
+    await reg.madeHook.settled();
+    out.data2 = { kept: reg.cache.size, deferred: stats().deferredCopies, dropped: stats().deferredDropped, read: read(d2.instance) };
+    data = DATA();
+    await WebAssembly.instantiate(data); // a third sight (the second was forgotten): deferred again, copied this time
+    await reg.madeHook.settled();
+    out.data3 = { kept: reg.cache.size, deferred: stats().deferredCopies, dropped: stats().deferredDropped, original: reg.cache.get(DATA()) !== null };
+    reg.cache.clear();
+    // compile(bytes), mostly code: as instantiate(bytes).
+    const before = stats().cachedCompiles;
+    const m1 = await WebAssembly.compile(CODE());
+    out.compile1 = { kept: reg.cache.size, held: stats().heldModules };
+    const m2 = await WebAssembly.compile(CODE());
+    out.compile2 = { kept: reg.cache.size, held: stats().heldModules, cached: stats().cachedCompiles - before,
+      reads: [read(new WebAssembly.Instance(m1)), read(new WebAssembly.Instance(m2)), read((await WebAssembly.instantiate(m2)))] };
+    const m3 = await WebAssembly.compile(CODE());
+    out.compile3 = { kept: reg.cache.size, cached: stats().cachedCompiles - before, read: read(new WebAssembly.Instance(m3)), fresh: m3 !== m2 };
+    // V8's own errors, at either sight.
+    const bad = new Uint8Array([0,97,115,109,1,0,0,0, 10,9,9]);
+    out.errors = [];
+    for (let i = 0; i < 2; i++) for (const f of [() => WebAssembly.compile(bad), () => WebAssembly.instantiate(bad)]) {
+      try { await f(); out.errors.push('resolved'); } catch (e) { out.errors.push(e.constructor.name + ': ' + e.message); }
+    }
+    out.fallbacks = reg.engine.stats().fallbacks;
+    console.log(JSON.stringify(out));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  ) as Record<string, Record<string, unknown>> & { errors: string[]; fallbacks: Record<string, number> };
+  assert.deepEqual(out.code1, { kept: 0, held: 1, read: 42 }, 'first sight, mostly code: nothing kept, the module held');
+  assert.deepEqual(
+    out.code2,
+    { kept: 1, held: 0, cached: 1, read: 42, original: true, changed: false },
+    'second sight: compiled from the cache, the bytes V8 compiled kept (not the ones changed after the call)',
+  );
+  assert.deepEqual(out.code3, { kept: 1, read: 42, same: true, cached: 2 }, 'third sight: the kept content, a new Module as natively, from the cache');
+  assert.deepEqual(out.data1, { kept: 0, held: 0 }, 'first sight, mostly data: nothing kept or held');
+  assert.deepEqual(out.data2, { kept: 0, deferred: 1, dropped: 1, read: 42 }, 'bytes changed before the deferred copy: dropped, counted');
+  assert.deepEqual(out.data3, { kept: 1, deferred: 2, dropped: 1, original: true }, 'unchanged: copied after the call');
+  assert.deepEqual(out.compile1, { kept: 0, held: 1 }, 'compile, first sight: nothing kept');
+  assert.deepEqual(out.compile2, { kept: 1, held: 0, cached: 1, reads: [42, 42, 42] }, 'compile, second sight: compiled from the cache and kept');
+  assert.deepEqual(out.compile3, { kept: 1, cached: 2, read: 42, fresh: true }, 'compile, known bytes: a new Module from the cache');
+  assert.deepEqual(out.fallbacks, {}, 'no module counted as unknown');
+  // The errors are V8's: the same as natively (the script without the hook).
+  const native = execFileSync(
+    process.execPath,
+    ['--input-type=module', '-e', `const bad = new Uint8Array([0,97,115,109,1,0,0,0, 10,9,9]); const errors = [];
+      for (let i = 0; i < 2; i++) for (const f of [() => WebAssembly.compile(bad), () => WebAssembly.instantiate(bad)]) {
+        try { await f(); errors.push('resolved'); } catch (e) { errors.push(e.constructor.name + ': ' + e.message); }
+      }
+      console.log(JSON.stringify(errors));`],
+    { encoding: 'utf8' },
+  );
+  assert.deepEqual(out.errors, JSON.parse(native) as string[]);
+  assert.equal(out.errors.length, 4);
+});
+
+test('lazy: a Response is left to V8 at the first sight of its URL (not read twice), read beside V8 and kept from the second', { skip: !linux && 'native backend only' }, () => {
+  const script = `${SIGHT_MODULES}
+    const { createServer } = await import('node:http');
+    const served = [];
+    const server = createServer((req, res) => {
+      served.push(req.url);
+      res.writeHead(200, { 'content-type': 'application/wasm' });
+      res.end(req.url === '/data.wasm' ? DATA() : CODE());
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const base = 'http://127.0.0.1:' + server.address().port;
+    const out = {};
+    const m1 = await WebAssembly.compileStreaming(fetch(base + '/code.wasm'));
+    out.compile1 = { kept: reg.cache.size, read: read(new WebAssembly.Instance(m1)) };
+    const m2 = await WebAssembly.compileStreaming(fetch(base + '/code.wasm'));
+    out.compile2 = { kept: reg.cache.size, read: read(new WebAssembly.Instance(m2)) };
+    const r1 = await WebAssembly.instantiateStreaming(fetch(base + '/data.wasm'));
+    out.instantiate1 = { kept: reg.cache.size, read: read(r1.instance) };
+    const r2 = await WebAssembly.instantiateStreaming(fetch(base + '/data.wasm'));
+    out.instantiate2 = { kept: reg.cache.size, read: read(r2.instance) };
+    // A Response without a URL: read beside V8 at once, as before.
+    const seven = DATA();
+    seven[seven.length - 1] = 7;
+    const r3 = await WebAssembly.instantiateStreaming(new Response(seven, { headers: { 'content-type': 'application/wasm' } }));
+    out.noUrl = { kept: reg.cache.size, read: read(r3.instance) };
+    out.served = served;
+    out.fallbacks = reg.engine.stats().fallbacks;
+    server.close();
+    console.log(JSON.stringify(out));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  ) as Record<string, unknown>;
+  assert.deepEqual(out.compile1, { kept: 0, read: 42 }, 'first sight of the URL: nothing read beside V8, nothing kept');
+  assert.deepEqual(out.compile2, { kept: 1, read: 42 }, 'second sight: kept');
+  assert.deepEqual(out.instantiate1, { kept: 1, read: 42 });
+  assert.deepEqual(out.instantiate2, { kept: 2, read: 42 });
+  assert.deepEqual(out.noUrl, { kept: 3, read: 7 }, 'a Response with no URL is read at its first sight');
+  assert.deepEqual(out.served, ['/code.wasm', '/code.wasm', '/data.wasm', '/data.wasm']);
+  assert.deepEqual(out.fallbacks, {}, 'first-sight modules are not counted as unknown');
 });
 
 test('loading the hook loads no engine until the program first uses WebAssembly; switched off, it patches and keeps nothing', { skip: !linux && 'native backend only' }, () => {

@@ -36,10 +36,22 @@
  *    and compiled by V8 asynchronously, off the main thread; instantiations
  *    after it is ready go through it. A loop that never yields to the event
  *    loop stays native. Bytes seen for the first time through
- *    `WebAssembly.instantiate(bytes)` are not even kept (only their
- *    fingerprint): glue that instantiates once per process pays nothing;
- *    from their second sight on they are kept as above. (So a module that
- *    came from such a first sight is instantiated by V8 only.)
+ *    `WebAssembly.instantiate(bytes)` or `WebAssembly.compile(bytes)` are
+ *    not even kept (only their fingerprint, and for bytes mostly of code
+ *    V8's module of them: code-share.ts): glue that instantiates once per
+ *    process pays nothing. At their second sight they are kept as the
+ *    drop-in keeps them (dropin.ts): bytes mostly of code are compiled with
+ *    `new WebAssembly.Module(bytes)`, which V8 serves from its cache of
+ *    native modules while the held module lives, and copied right after
+ *    (together well under V8's asynchronous compile; the module is linked
+ *    to the kept content); other bytes go to V8 and are copied after the
+ *    call returned, and compiled again from the copy (that call's module
+ *    stays V8's). So a module that came from a first sight (or from a
+ *    deferred copy) is instantiated by V8 only; `new WebAssembly.Module`
+ *    still keeps a copy at once (a module compiled synchronously is usually
+ *    instantiated many times: its instances need the image). A Response
+ *    given to `compileStreaming`/`instantiateStreaming` is left to V8 alone
+ *    at the first sight of its URL, and read beside V8 from the second on.
  *  - 'eager': the first instantiation prepares the content (synchronously
  *    for `new WebAssembly.Instance`, with V8's asynchronous compile for the
  *    promise APIs) and goes through it. This compiles every module twice.
@@ -52,6 +64,7 @@
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
 import { bufferView } from '../buffer-source.js';
+import { CODE_SHARE, codeShare } from '../code-share.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
 import type { Imports, PreparedModule, planModule } from '../prepared.js';
@@ -92,7 +105,40 @@ export interface RegisterStats {
   preparedInstantiations: number;
   /** Instantiations left to V8 on the original module because its content was not prepared yet (policy, not a fallback). */
   nativeInstantiations: number;
+  /** Modules of a first sight (bytes mostly of code, not kept) held now, so that V8 compiles their bytes again from its cache. */
+  heldModules: number;
+  /**
+   * compile(bytes) and instantiate(bytes) calls compiled with `new
+   * WebAssembly.Module(bytes)` from V8's cache (bytes mostly of code): second
+   * sights while the first sight's module was held (copied at the call), and
+   * calls on kept bytes.
+   */
+  cachedCompiles: number;
+  /** Second sights left to V8 (bytes mostly of data), the bytes copied and compiled again after the call returned. */
+  deferredCopies: number;
+  /** Deferred copies dropped: the program's bytes had changed (or been detached) by then, or V8 rejected the copy. */
+  deferredDropped: number;
 }
+
+/**
+ * Bytes seen once through compile(bytes) or instantiate(bytes), and not
+ * kept: their fingerprint, and for bytes mostly of code the module V8
+ * compiled from them (never taken for the bytes: V8 compares them).
+ */
+interface Sight {
+  readonly key: string;
+  readonly length: number;
+  /** The first sight's module, held (bytes mostly of code), or null. */
+  module: WebAssembly.Module | null;
+  /** What the first sight took (ms, V8's compile of the bytes): the content's price, once kept. */
+  took: number;
+}
+
+/** Sights remembered, and modules of them held (by count and by the bytes they were compiled from); oldest go first. */
+export const SIGHT_LIMITS = { sights: 1024, held: 16, heldBytes: 256 * 1024 * 1024 } as const;
+
+/** Resolves on a later turn of the event loop, as V8's asynchronous compile does. */
+const afterCompile = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export { Fallback } from './fallback.js';
 
@@ -132,11 +178,14 @@ export class RegisterHook {
   /** Every module handed out that was compiled from bytes the hook saw: its content. */
   readonly #modules = new WeakMap<object, ContentEntry>();
   readonly #states = new WeakMap<ContentEntry, ContentState>();
-  readonly #stats = { preparations: 0, preparedInstantiations: 0, nativeInstantiations: 0 };
+  readonly #stats = { preparations: 0, preparedInstantiations: 0, nativeInstantiations: 0, cachedCompiles: 0, deferredCopies: 0, deferredDropped: 0 };
   readonly #pending = new Set<Promise<void>>();
-  /** Fingerprints of bytes seen once through instantiate(bytes), and not kept (bounded; oldest first). */
-  readonly #seen = new Set<string>();
-  /** Modules V8 compiled from bytes the hook saw once and did not keep: instantiated by V8, not a fallback. */
+  /** Bytes seen once through compile(bytes) or instantiate(bytes), and not kept, by fingerprint (bounded; oldest first). */
+  readonly #seen = new Map<string, Sight>();
+  /** Modules held by sights now, and the bytes they were compiled from. */
+  #held = 0;
+  #heldBytes = 0;
+  /** Modules V8 compiled from bytes the hook did not keep (first sights, deferred copies): instantiated by V8, not a fallback. */
   readonly #unkept = new WeakSet<object>();
   /** >0 while the hook itself calls into the engine: then everything goes to V8 as is. */
   #depth = 0;
@@ -173,12 +222,15 @@ export class RegisterHook {
   }
 
   stats(): RegisterStats {
-    return { modules: this.cache.size, pending: this.#pending.size, ...this.#stats };
+    return { modules: this.cache.size, pending: this.#pending.size, heldModules: this.#held, ...this.#stats };
   }
 
-  /** Resolves when no preparation is running in the background. */
+  /** Resolves when no preparation (or deferred copy) is running in the background. */
   async settled(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    // Turns of the event loop while waiting: a deferred copy waits for an
+    // unref'd immediate (a program that is done never waits for it), these
+    // keep the process alive.
+    while (this.#pending.size > 0) await Promise.race([Promise.allSettled([...this.#pending]), afterCompile()]);
   }
 
   /** What the proxies of install.ts call. */
@@ -217,8 +269,27 @@ export class RegisterHook {
     const n = this.#natives;
     const source = bufferView(args[0]);
     if (!source) return Reflect.apply(n.compile, undefined, args) as Promise<WebAssembly.Module>;
-    // V8 takes the bytes at the call; we take ours before anything else can run.
     const entry = this.cache.get(source.bytes);
+    if (!entry && this.policy === 'lazy' && !source.shared) {
+      // First sight: V8's alone, nothing copied. Second: as the drop-in does.
+      const native = () => Reflect.apply(n.compile, undefined, args) as Promise<WebAssembly.Module>;
+      const { sight, first } = this.#sight(source.bytes);
+      if (first) return this.#firstSight(sight, source.bytes, native(), (m) => m);
+      if (sight.module !== null && args.length <= 1) {
+        const kept = this.#compileFromCache(sight, source.bytes);
+        // V8's own rejection (with compile's message) if it rejects the bytes.
+        if (kept === null) return native();
+        return afterCompile().then(() => kept.module);
+      }
+      return this.#deferCopy(sight, source.bytes, native(), (m) => m);
+    }
+    // Known bytes mostly of code: V8 compiles them again from its cache.
+    const cached = entry && !source.shared && args.length <= 1 ? this.#fromCache(source.bytes) : null;
+    if (cached !== null) {
+      this.#modules.set(cached, entry!);
+      return afterCompile().then(() => cached);
+    }
+    // V8 takes the bytes at the call; we take ours before anything else can run.
     let own: Uint8Array<ArrayBuffer> | null = source.shared && !entry ? copyOf(source.bytes) : null;
     const input = source.shared ? (entry?.bytes ?? own) : args[0];
     const t = performance.now();
@@ -236,7 +307,13 @@ export class RegisterHook {
    * (made if new; `owned`: the bytes are ours to keep).
    */
   #adopt(module: WebAssembly.Module, bytes: Uint8Array, owned: boolean, took: number): ContentEntry {
-    const entry = this.cache.get(bytes) ?? this.cache.add(owned ? (bytes as Uint8Array<ArrayBuffer>) : copyOf(bytes), module);
+    let entry = this.cache.get(bytes);
+    if (entry === null) {
+      entry = this.cache.add(owned ? (bytes as Uint8Array<ArrayBuffer>) : copyOf(bytes), module);
+      // Kept now: a sight of these bytes (and the module it holds) is done with.
+      const sight = this.#seen.get(fingerprint(bytes));
+      if (sight) this.#forget(sight);
+    }
     this.#modules.set(module, entry);
     const s = this.#stateOf(entry);
     if (s.price === Infinity) s.price = took;
@@ -307,31 +384,36 @@ export class RegisterHook {
     const known = this.cache.get(view.bytes);
     if (known === null) {
       if (this.policy === 'lazy' && !view.shared) {
-        if (this.#firstSight(view.bytes)) {
-          // First sight of these bytes through instantiate(bytes): V8 does
-          // it all, and nothing is kept (a copy of the bytes would cost
-          // about 5% of V8's compile, wasted on a program that instantiates
-          // them once: glue that instantiates once per process). The module
-          // is V8's alone; its later instantiations stay V8's.
+        const instantiate = () => n.instantiate(source as BufferSource, imports as Imports | undefined);
+        const { sight, first } = this.#sight(view.bytes);
+        if (first) {
+          // First sight of these bytes: V8 does it all, and nothing is
+          // copied (a copy costs about 0.7 ms per MiB here, page faults:
+          // 15-25% of V8's call, wasted on glue that instantiates once per
+          // process). The module is V8's alone; its later instantiations
+          // stay V8's.
           this.#nativeUse(null);
-          const result = n.instantiate(source as BufferSource, imports as Imports | undefined);
-          return result.then((r) => {
-            this.#unkept.add(r.module);
-            return r;
+          return this.#firstSight(sight, view.bytes, instantiate(), (r) => r.module);
+        }
+        if (sight.module !== null && args.length <= 2) {
+          // Second sight, bytes mostly of code: compiled from V8's cache and
+          // copied at the call; the module is linked to its kept content.
+          const kept = this.#compileFromCache(sight, view.bytes);
+          if (kept === null) {
+            this.#nativeUse(null);
+            return instantiate(); // V8's own rejection, with instantiate's message
+          }
+          const { entry, module } = kept;
+          // V8 reads the imports after its asynchronous compile: so does this.
+          return afterCompile().then(() => {
+            if (entry !== null) return this.#withModule(entry, module, imports as Imports | undefined);
+            this.#nativeUse(null);
+            return n.instantiate(module, imports as Imports | undefined).then((instance) => ({ module, instance }));
           });
         }
-        // Second sight: V8 does it all, we keep the bytes. V8 took its copy
-        // at the call; ours, taken before anything else can run, overlaps
-        // V8's compile on its own threads.
+        // Second sight, bytes mostly of data: V8's, copied after the call.
         this.#nativeUse(null);
-        const t = performance.now();
-        const result = n.instantiate(source as BufferSource, imports as Imports | undefined);
-        const own = copyOf(view.bytes);
-        return result.then((r) => {
-          const entry = this.#adopt(r.module, own, true, performance.now() - t);
-          this.#stateOf(entry).uses++;
-          return r;
-        });
+        return this.#deferCopy(sight, view.bytes, instantiate(), (r) => r.module);
       }
       const own = copyOf(view.bytes);
       const t = performance.now();
@@ -342,8 +424,13 @@ export class RegisterHook {
         () => n.instantiate(own, imports as Imports | undefined),
       );
     }
-    // Known bytes: V8 compiles them again (a new Module, as natively; V8
-    // shares the code of the original it still holds).
+    // Known bytes: V8 compiles them again (a new Module, as natively), from
+    // its cache for bytes mostly of code (the entry holds the original).
+    const cached = !view.shared && args.length <= 2 ? this.#fromCache(view.bytes) : null;
+    if (cached !== null) {
+      this.#modules.set(cached, known);
+      return afterCompile().then(() => this.#withModule(known, cached, imports as Imports | undefined));
+    }
     const compiled = n.compile((view.shared ? known.bytes : source) as BufferSource);
     return compiled.then((module) => {
       this.#modules.set(module, known);
@@ -422,6 +509,13 @@ export class RegisterHook {
     const native = (a: unknown[]) => Reflect.apply(n.compileStreaming!, undefined, a) as Promise<WebAssembly.Module>;
     return Promise.resolve(args[0]).then(
       (response) => {
+        if (this.#firstStreamSight(response)) {
+          // V8's alone (the body is not read twice); the module stays V8's.
+          return native([response, ...args.slice(1)]).then((module) => {
+            this.#unkept.add(module);
+            return module;
+          });
+        }
         const tee = this.#tee(response);
         const t = performance.now();
         const compiled = native([response, ...args.slice(1)]);
@@ -445,6 +539,13 @@ export class RegisterHook {
     return Promise.resolve(args[0]).then(
       async (response) => {
         const rest = args.slice(1);
+        if (this.#firstStreamSight(response)) {
+          // V8's alone (the body is not read twice); the module stays V8's.
+          this.#nativeUse(null);
+          const r = await native([response, ...rest]);
+          this.#unkept.add(r.module);
+          return r;
+        }
         const tee = this.#tee(response);
         const bytes = tee ? await tee : null;
         const known = bytes ? this.cache.get(bytes) : null;
@@ -465,6 +566,34 @@ export class RegisterHook {
       () => native(args),
     );
   }
+
+  /**
+   * Lazy policy: whether this is the first sight of a Response from its URL
+   * (noting it). Its body is then left to V8 alone: reading it beside V8
+   * (a clone, its chunks joined into one buffer) costs what a copy of the
+   * bytes does. From the URL's second sight on, the body is read beside V8
+   * and kept as before (the bytes read, not the URL, say what the content
+   * is: the URL only decides when to start reading). A Response without a
+   * URL (made by the program) is read at every sight.
+   */
+  #firstStreamSight(response: unknown): boolean {
+    if (this.policy !== 'lazy' || typeof Response === 'undefined' || !(response instanceof Response)) return false;
+    let url: string;
+    try {
+      url = response.url;
+    } catch {
+      return false;
+    }
+    if (url === '') return false;
+    const key = `url:${url}`;
+    if (this.#seenUrls.has(key)) return false;
+    this.#seenUrls.add(key);
+    if (this.#seenUrls.size > SIGHT_LIMITS.sights) this.#seenUrls.delete(this.#seenUrls.values().next().value as string);
+    return true;
+  }
+
+  /** URLs of Responses seen once (lazy policy), oldest first. */
+  readonly #seenUrls = new Set<string>();
 
   /** The bytes of a Response, read beside V8's own reading; null when that cannot be done. */
   #tee(response: unknown): Promise<Uint8Array<ArrayBuffer> | null> | null {
@@ -626,18 +755,147 @@ export class RegisterHook {
     s.reason = reason;
   }
 
+  // ---- first and second sights (lazy policy, bytes not kept yet) ----
+
   /**
-   * Whether bytes of this fingerprint (length and sampled bytes) are seen
-   * for the first time; notes them. Bytes whose fingerprint was seen are
-   * kept from their next sight on (a collision only makes other bytes kept
-   * one sight early).
+   * The sight of bytes of this fingerprint (length and sampled bytes):
+   * `first` when they were not seen before (then noted), else their first
+   * sight's record (then forgotten: the bytes are kept from now on, or
+   * copied after the call). A collision only makes other bytes kept one
+   * sight early (and compiled in full by `new WebAssembly.Module`, which
+   * compares the bytes: V8's module of them either way).
    */
-  #firstSight(bytes: Uint8Array): boolean {
+  #sight(bytes: Uint8Array): { sight: Sight; first: boolean } {
     const key = fingerprint(bytes);
-    if (this.#seen.has(key)) return false;
-    this.#seen.add(key);
-    if (this.#seen.size > 1024) this.#seen.delete(this.#seen.values().next().value as string);
-    return true;
+    const seen = this.#seen.get(key);
+    if (seen) {
+      // The second sight: forgotten (the content is kept from now on, or
+      // its copy is), with the module it held for the caller.
+      const sight = { ...seen };
+      this.#forget(seen);
+      return { sight, first: false };
+    }
+    const sight: Sight = { key, length: bytes.length, module: null, took: Infinity };
+    this.#seen.set(key, sight);
+    while (this.#seen.size > SIGHT_LIMITS.sights) this.#forget(this.#seen.values().next().value as Sight);
+    return { sight, first: true };
+  }
+
+  /** Forgets a sight (and the module it held). */
+  #forget(sight: Sight): void {
+    if (this.#seen.get(sight.key) === sight) this.#seen.delete(sight.key);
+    if (sight.module !== null) {
+      sight.module = null;
+      this.#held--;
+      this.#heldBytes -= sight.length;
+    }
+  }
+
+  /**
+   * A first sight: what V8 gives, with its module marked as V8's (`moduleOf`
+   * finds it in the result) and, for bytes mostly of code, held (at no
+   * cost: the program has it too) so that V8 compiles the bytes again from
+   * its cache at their second sight.
+   */
+  #firstSight<T>(sight: Sight, bytes: Uint8Array, result: Promise<T>, moduleOf: (r: T) => WebAssembly.Module): Promise<T> {
+    const code = codeShare(bytes) >= CODE_SHARE;
+    const t = performance.now();
+    return result.then((r) => {
+      const module = moduleOf(r);
+      this.#unkept.add(module);
+      sight.took = performance.now() - t;
+      if (code && this.#seen.get(sight.key) === sight && sight.module === null) {
+        sight.module = module;
+        this.#held++;
+        this.#heldBytes += sight.length;
+        for (const s of this.#seen.values()) {
+          if (this.#held <= SIGHT_LIMITS.held && this.#heldBytes <= SIGHT_LIMITS.heldBytes) break;
+          if (s.module !== null) this.#forget(s);
+        }
+      }
+      return r;
+    });
+  }
+
+  /**
+   * A second sight while the first one's module is held: `new
+   * WebAssembly.Module(bytes)`, which V8 serves from its cache of native
+   * modules when the bytes equal that module's (and compiles in full
+   * otherwise: V8's either way), then a copy of the bytes with no
+   * JavaScript between, so that the kept copy is what V8 compiled. Null
+   * when V8 rejects the bytes (the caller asks V8 again, for its message).
+   */
+  #compileFromCache(sight: Sight, bytes: Uint8Array): { entry: ContentEntry | null; module: WebAssembly.Module } | null {
+    let module: WebAssembly.Module;
+    try {
+      module = new this.#natives.Module(bytes as Uint8Array<ArrayBuffer>); // not shared: #instantiate and #compile leave that to the copying path
+    } catch {
+      return null;
+    }
+    let own: Uint8Array<ArrayBuffer> | null = null;
+    try {
+      own = copyOf(bytes);
+    } catch {
+      // No memory for a copy: nothing is kept, the module is V8's.
+    }
+    if (own === null) {
+      this.#unkept.add(module);
+      return { entry: null, module };
+    }
+    this.#stats.cachedCompiles++;
+    return { entry: this.#adopt(module, own, true, sight.took), module };
+  }
+
+  /**
+   * Known bytes (kept, so V8's module of them lives) mostly of code,
+   * compiled again with `new WebAssembly.Module(bytes)`: from V8's cache of
+   * native modules (a fraction of its asynchronous compile, which never
+   * uses the cache). Null for other bytes, or when V8 rejects them (the
+   * caller then asks V8 as the program did, for its own outcome).
+   */
+  #fromCache(bytes: Uint8Array): WebAssembly.Module | null {
+    if (codeShare(bytes) < CODE_SHARE) return null;
+    try {
+      const module = new this.#natives.Module(bytes as Uint8Array<ArrayBuffer>);
+      this.#stats.cachedCompiles++;
+      return module;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * A second sight of bytes whose first module is not held (mostly data):
+   * V8's call, and the bytes copied after it returned, on a later turn of
+   * the event loop. The program may have changed them by then, so the kept
+   * module is compiled again from the copy (asynchronously: off the main
+   * thread), never taken from this call: that one stays V8's.
+   */
+  #deferCopy<T>(sight: Sight, bytes: Uint8Array, result: Promise<T>, moduleOf: (r: T) => WebAssembly.Module): Promise<T> {
+    const n = this.#natives;
+    const t = performance.now();
+    return result.then((r) => {
+      this.#unkept.add(moduleOf(r));
+      const took = performance.now() - t;
+      this.#stats.deferredCopies++;
+      const job = new Promise<void>((resolve) => setImmediate(resolve).unref())
+        .then(async () => {
+          // A detached buffer reads as empty; changed bytes are another module's.
+          if (bytes.length !== sight.length || fingerprint(bytes) !== sight.key) throw new Error('changed');
+          if (this.cache.get(bytes) !== null) return; // kept meanwhile
+          const own = copyOf(bytes);
+          const module = await n.compile(own); // what the copy holds, whatever the program did
+          this.#adopt(module, own, true, Math.min(took, sight.took));
+        })
+        .catch(() => {
+          this.#stats.deferredDropped++;
+          // Seen still: the next sight of these bytes is a second one again.
+          if (!this.#seen.has(sight.key)) this.#seen.set(sight.key, { key: sight.key, length: sight.length, module: null, took: sight.took });
+        })
+        .finally(() => this.#pending.delete(job));
+      this.#pending.add(job);
+      return r;
+    });
   }
 
   #countUnknown(value: unknown): void {

@@ -149,7 +149,17 @@ export const policy: PreparePolicy | null = registration.policy;
 /** What the hook did in this thread (all zero until the program first uses WebAssembly). */
 export function stats(): RegisterStats {
   return (
-    registration.madeHook?.stats() ?? { modules: registration.cache.size, preparations: 0, pending: 0, preparedInstantiations: 0, nativeInstantiations: 0 }
+    registration.madeHook?.stats() ?? {
+      modules: registration.cache.size,
+      preparations: 0,
+      pending: 0,
+      preparedInstantiations: 0,
+      nativeInstantiations: 0,
+      heldModules: 0,
+      cachedCompiles: 0,
+      deferredCopies: 0,
+      deferredDropped: 0,
+    }
   );
 }
 
