@@ -388,7 +388,7 @@ export function reuseMarkdown(b: ReuseBench): string[] {
     }),
     '',
     '"served by a reused instance": the share of the reuse engine\'s instantiations (warm-up included) that took an idle instance; ' +
-      'the others made one (the first two or three: while the idle ones reset on the background thread, the next lease gets one more instance), ' +
+      'the others made one (the first two: while one resets on the background thread, the next lease gets a second instance), ' +
       "or dropped it at release, by reason (`stats().reuseDeclined`). resvg's and lightningcss's allocators grow the memory at " +
       'their first allocation, and a memory that grew cannot be reset to its initial size: the instance is dropped at every ' +
       "release ('grown'), so an allocating tenant of those modules gets no reuse (the \"allocating\" rows); their main rows call " +

@@ -9,7 +9,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "wasm_cow.h"
 
@@ -19,9 +18,9 @@
 
 /* setFault's names, in the order of enum fault_step (wasm_cow.h). */
 static const char *const fault_names[] = {
-    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "restore", "publish", "stall",
+    "none", "memfd_create", "ftruncate", "write", "seal", "mmap", "madvise", "pagemap_scan", "restore", "publish",
 };
-_Static_assert(sizeof fault_names / sizeof fault_names[0] == FAULT_STALL + 1, "one name per fault step");
+_Static_assert(sizeof fault_names / sizeof fault_names[0] == FAULT_PUBLISH + 1, "one name per fault step");
 
 /* See wasm_cow.h: 0, or 1 for good once any load saw WASM_COW_FAULT_INJECTION=1. */
 _Atomic int fault_enabled = 0;
@@ -38,23 +37,7 @@ int fault_fires(enum fault_step step) {
   return atomic_compare_exchange_strong(&fault_armed, &expected, FAULT_NONE);
 }
 
-/* 1 while a reset thread is held by FAULT_STALL: until the next setFault call (at most 10 s). */
-static _Atomic int stall_held = 0;
-
-void fault_stall(void) {
-  atomic_store(&stall_held, 1);
-  struct timespec ms = {0, 1000000}, now, until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  until.tv_sec += 10;
-  while (atomic_load(&stall_held)) {
-    nanosleep(&ms, NULL);
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec > until.tv_sec || (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec)) break;
-  }
-  atomic_store(&stall_held, 0);
-}
-
-/* setFault(step: string | null, skip = 0). Throws unless enabled at load. Any call releases a stalled reset thread. */
+/* setFault(step: string | null, skip = 0). Throws unless enabled at load. */
 napi_value set_fault(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -65,7 +48,6 @@ napi_value set_fault(napi_env env, napi_callback_info info) {
   if (!atomic_load(&fault_enabled)) {
     return throw_arg(env, 0, "fault injection is off; set WASM_COW_FAULT_INJECTION=1 before loading");
   }
-  atomic_store(&stall_held, 0);
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 1 || napi_typeof(env, argv[0], &type) != napi_ok) return throw_arg(env, 0, "missing step");
   if (type == napi_null || type == napi_undefined) {

@@ -167,10 +167,7 @@ static void *reset_thread(void *arg) {
       continue;
     }
     if (tag == TAG(next, JOB_QUEUED)) {
-      if (claim(job, next)) {
-        if (fault_fires(FAULT_STALL)) fault_stall(); /* tests: a reset thread that lost its core while running a job */
-        run_job(q, job, next, 0);
-      }
+      if (claim(job, next)) run_job(q, job, next, 0);
       next++;
       continue;
     }
@@ -388,32 +385,22 @@ napi_value reset_begin(napi_env env, napi_callback_info info) {
 }
 
 /*
- * resetWait(cell, wait = true) -> number: returns status[cell] once it is
- * no longer pending (2 done, 3 done here, -errno failed). A reset the thread
- * has not started is done here and now. With wait false, a reset the
- * thread is running is not waited for: 1 (pending) comes back at once.
- * Returns 1 at once if the cell is pending but no job names it (a caller's
- * mistake, not a reason to hang). A job's status is written before its tag
- * says done, so once the newest job naming the cell is done, the status is
- * final.
+ * resetWait(cell) -> number: returns status[cell] once it is no longer
+ * pending (2 done, 3 done here, -errno failed). A reset the thread has not started is
+ * done here and now. Returns 1 at once if the cell is pending but no job
+ * names it (a caller's mistake, not a reason to hang). A job's status is
+ * written before its tag says done, so once the newest job naming the
+ * cell is done, the status is final.
  */
 napi_value reset_wait(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], result;
+  size_t argc = 1;
+  napi_value argv[1], result;
   uint64_t cell;
-  bool wait = true;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   reset_queue *q = get_queue(env);
   if (q == NULL) return NULL;
   if (argc < 1 || !get_size(env, argv[0], "cell", &cell)) return NULL;
   if (cell >= q->cells) return throw_arg(env, 1, "cell is outside the status array");
-  if (argc >= 2) {
-    napi_valuetype type;
-    if (napi_typeof(env, argv[1], &type) != napi_ok) return NULL;
-    if (type != napi_undefined && (type != napi_boolean || napi_get_value_bool(env, argv[1], &wait) != napi_ok)) {
-      return throw_arg(env, 0, "wait must be a boolean");
-    }
-  }
   _Atomic int32_t *s = &q->status[cell];
   reset_job *job = NULL;
   uint64_t index = 0;
@@ -432,7 +419,7 @@ napi_value reset_wait(napi_env env, napi_callback_info info) {
   }
   if (job != NULL && claim(job, index)) {
     run_job(q, job, index, 1); /* not started: do it here */
-  } else if (job != NULL && wait) {
+  } else if (job != NULL) {
     /* Running on the reset thread: it will not be long, unless that
        thread lost its core (it runs at idle priority), so spin briefly,
        then sleep and leave the core to it. */

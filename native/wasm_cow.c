@@ -15,7 +15,7 @@
  *   resetRange(memory, length, fd, imageOffset, imageLength, keep)
  *                                               restore dirty pages by hand when few
  *                                               (PAGEMAP_SCAN), else madvise
- *   resetInit(status) / resetBegin(..., cell) / resetWait(cell, wait) / resetReap()
+ *   resetInit(status) / resetBegin(..., cell) / resetWait(cell) / resetReap()
  *                                               the same reset, queued to a
  *                                               background thread (reset_queue.c)
  *   touchedPages / residentPages (memory, offset, length)

@@ -248,7 +248,6 @@ enum fault_step {
   FAULT_PAGEMAP_SCAN,
   FAULT_RESTORE,
   FAULT_PUBLISH, /* not a failure: a queued reset's done tag lags its status by 2 ms */
-  FAULT_STALL,   /* not a failure: the reset thread holds the next job it claims, before running it, until the next setFault call (10 s at most) */
 };
 
 /*
@@ -263,8 +262,6 @@ extern _Atomic int fault_enabled;
 
 /* Returns 1 when `step` must fail now (and disarms the fault). */
 int fault_fires(enum fault_step step);
-/* FAULT_STALL fired: waits until the next setFault call (10 s at most). */
-void fault_stall(void);
 
 /* Entry point. */
 napi_value set_fault(napi_env env, napi_callback_info info);

@@ -260,20 +260,12 @@ export class Slot {
 
   /**
    * resetting -> clean (or retired, if the reset failed or the memory grew
-   * meanwhile) once the queued reset ended; with `wait` true, waits for it;
-   * with 'help', does it now if the backend's thread has not started it
-   * (without waiting for one it is running, nor for a backend that cannot).
+   * meanwhile) once the queued reset ended; with `wait`, waits for it.
    * Returns false while it is still running. Any other state: true.
    */
-  settle(wait: boolean | 'help'): boolean {
+  settle(wait: boolean): boolean {
     if (this.state !== 'resetting') return true;
-    const backend = this.#backend;
-    const outcome =
-      wait === true
-        ? backend.waitReset!(this.#ticket)
-        : wait === 'help' && backend.helpReset
-          ? backend.helpReset(this.#ticket)
-          : backend.pollReset!(this.#ticket);
+    const outcome = wait ? this.#backend.waitReset!(this.#ticket) : this.#backend.pollReset!(this.#ticket);
     if (outcome === 'pending') return false;
     this.#ticket = -1;
     this.resetHere = outcome === 'done-here';

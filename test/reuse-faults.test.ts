@@ -112,48 +112,6 @@ if (linux) {
     }
   }
 
-  test('reuse: resets behind (the reset thread stalled): a third instance is made, then the newest reset is done here, not waited for; every tenant exact', () => {
-    const engine = new Engine({ backend: 'native', backgroundReset: true });
-    const p = engine.prepare(bytes, { reuse: true });
-    try {
-      const a = p.instantiate(importsFor(1));
-      const first = unexposedInstance(a);
-      dirty(a, 16);
-      b.setFault('stall'); // the reset thread holds the next job it claims (a's reset) until setFault(null)
-      a.release();
-      const l2 = p.instantiate(importsFor(2)); // a is resetting: a second instance
-      assertFresh(l2, 2, 'the second instance');
-      const second = unexposedInstance(l2);
-      dirty(l2, 3);
-      l2.release();
-      const l3 = p.instantiate(importsFor(3)); // two resetting: a third (the old code waited for a's reset here)
-      assertFresh(l3, 3, 'the third instance');
-      const third = unexposedInstance(l3);
-      assert.equal(engine.stats().instancesReused, 0, 'a new instance, not one waited for');
-      assert.ok(third !== first && third !== second);
-      dirty(l3, 5);
-      l3.release();
-      // Three resetting, the thread not yet at the newest: its reset is done here and it serves the tenant.
-      const l4 = p.instantiate(importsFor(4));
-      assertFresh(l4, 4, 'the reused instance, reset on this thread');
-      assert.equal(engine.stats().instancesReused, 1);
-      assert.equal(unexposedInstance(l4), third, 'the newest, whose reset the thread had not started');
-      l4.release();
-      for (let t = 5; t < 9; t++) {
-        const l = p.instantiate(importsFor(t));
-        assertFresh(l, t, `tenant ${t}`);
-        dirty(l, t);
-        l.release();
-      }
-      assert.equal(engine.stats().instantiations, 8);
-      assert.equal(engine.stats().instancesReused, 5, 'three instances served every tenant');
-      assert.equal(engine.stats().liveLeases, 0);
-    } finally {
-      b.setFault(null);
-      engine.close();
-    }
-  });
-
   test('reuse: mmap fails placing the image of the first instance: the error, nothing leaked, next instance exact', () => {
     const engine = new Engine({ backend: 'native', backgroundReset: false });
     const p = engine.prepare(bytes, { reuse: true });

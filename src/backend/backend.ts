@@ -52,12 +52,6 @@ export interface Backend {
   pollReset?(ticket: number): QueuedResetState;
   /** Waits for a queued reset to end (doing it now if it has not started); the ticket is spent. */
   waitReset?(ticket: number): Exclude<QueuedResetState, 'pending'>;
-  /**
-   * Does a queued reset now if the background thread has not started it
-   * ('done-here', or 'failed'); 'pending' when that thread is running it
-   * (not waited for). Not 'pending': the ticket is spent.
-   */
-  helpReset?(ticket: number): QueuedResetState;
   /** Lets go of what queued resets that ended still hold (memories, images): at close. */
   reapResets?(): void;
   /**

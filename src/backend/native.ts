@@ -125,10 +125,6 @@ export class NativeBackend implements Backend {
     return this.#queue!.wait(ticket);
   }
 
-  helpReset(ticket: number): QueuedResetState {
-    return this.#queue!.help(ticket);
-  }
-
   classifyPages(memory: WebAssembly.Memory, offset: number, length: number): Uint8Array | null {
     const out = new Uint8Array(length / this.pageSize);
     try {

@@ -90,17 +90,6 @@ export class ResetQueue {
   }
 
   /**
-   * Does the reset here if the reset thread has not started it; does not
-   * wait for one it is running ('pending'). Once not 'pending', the cell is free again.
-   */
-  help(cell: number): QueuedOutcome {
-    let s = Atomics.load(this.#status, cell);
-    if (s === PENDING) s = this.#binding.resetWait(cell, false);
-    if (s === PENDING) return 'pending';
-    return this.#settle(cell, s);
-  }
-
-  /**
    * Lets go of what finished resets still hold: a job keeps its memory alive
    * and its image open until the addon reaps it, which otherwise happens
    * only in a later call that passes a memory.

@@ -59,12 +59,8 @@ export interface NativeBinding {
     keep: number,
     cell: number,
   ): number;
-  /**
-   * Waits until status[cell] is no longer pending; returns it. A reset the
-   * reset thread has not started is done here. With `wait` false, one it is
-   * running is not waited for: returns 1 (pending) at once.
-   */
-  resetWait(cell: number, wait?: boolean): number;
+  /** Waits until status[cell] is no longer pending; returns it. */
+  resetWait(cell: number): number;
   /**
    * Lets go of what this thread's finished queued resets still hold (their
    * memory references and image pins); nothing before resetInit.
@@ -103,12 +99,8 @@ export interface NativeBinding {
   setFault(step: FaultStep | null, skip?: number): void;
 }
 
-/**
- * 'publish' is no failure: the next queued reset's done tag lags its status by 2 ms (a race, widened).
- * 'stall' is none either: the reset thread holds the next job it claims, before running it, until the next
- * setFault call (10 s at most).
- */
-export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise' | 'pagemap_scan' | 'restore' | 'publish' | 'stall';
+/** 'publish' is no failure: the next queued reset's done tag lags its status by 2 ms (a race, widened). */
+export type FaultStep = 'memfd_create' | 'ftruncate' | 'write' | 'seal' | 'mmap' | 'madvise' | 'pagemap_scan' | 'restore' | 'publish';
 
 export type BindingLoad = { binding: NativeBinding; error: null } | { binding: null; error: string };
 

@@ -108,12 +108,6 @@ interface Entry {
  */
 export const MISS_LIMIT = 4;
 
-/**
- * Idle instances for one import set, all still being reset, below which
- * one more is made rather than wait (see #take).
- */
-export const BUSY_LIMIT = 3;
-
 export class InstancePool {
   readonly #host: ReuseHost;
   readonly #plan: ReusePlan;
@@ -219,39 +213,30 @@ export class InstancePool {
   /**
    * An idle instance linked to the same non-function imports, settled and
    * clean, oldest first (its reset has had the longest to finish); null if
-   * none; 'busy' when fewer than BUSY_LIMIT are idle and all are still
-   * being reset on the backend's thread: one more instance is made rather
-   * than wait (as the memory pool does). With BUSY_LIMIT or more, all
-   * resetting, the newest one's reset is done here if the thread has not
-   * started it (the thread works oldest first), else it waits for the
-   * oldest. A module used in a loop so alternates between two instances
-   * while resets keep up; when they take longer than a cycle, three
-   * instances rotate and this thread does a share of the resets instead of
-   * waiting (it would wait for the whole difference otherwise: with two,
-   * each reset must end within one cycle).
+   * none; 'busy' when the only one is still being reset on the backend's
+   * thread: one more instance is made rather than wait (as the memory pool
+   * does), so a module used in a loop alternates between two instances.
+   * With two or more still resetting, it waits for the oldest.
    */
   #take(values: readonly unknown[]): Entry | null | 'busy' {
     const idle = this.#idle;
     let matching = 0;
     let oldest = -1;
-    let newest = -1;
     for (let k = 0; k < idle.length; k++) {
       const e = idle[k]!;
       if (!this.#sameLinks(e, values)) continue;
       if (oldest < 0) oldest = k;
-      newest = k;
       matching++;
       if (this.#settled(e, false)) return this.#takeAt(k, values);
     }
     if (matching === 0) return null;
-    if (matching < BUSY_LIMIT) return 'busy';
-    if (this.#settled(idle[newest]!, 'help')) return this.#takeAt(newest, values);
+    if (matching === 1) return 'busy';
     this.#settled(idle[oldest]!, true);
     return this.#takeAt(oldest, values);
   }
 
-  /** Whether every memory of `e` ended its reset (waiting for it with `wait`; see Slot.settle for 'help'). */
-  #settled(e: Entry, wait: boolean | 'help'): boolean {
+  /** Whether every memory of `e` ended its reset (waiting for it with `wait`). */
+  #settled(e: Entry, wait: boolean): boolean {
     for (const s of e.slots) if (!s.settle(wait)) return false;
     return true;
   }
