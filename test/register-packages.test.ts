@@ -17,6 +17,10 @@
  *    parses JavaScript.
  *  - @ffmpeg/core: Emscripten, WebAssembly.instantiate(bytes), three runs;
  *    encodes a lavfi sine to WAV.
+ *
+ * The CommonJS apps (swc, esbuild's Go glue, ffmpeg) run under `node
+ * --require wasm-cow/register` as well (the CommonJS entry, with
+ * report.cjs), and must print the same again.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,11 +40,14 @@ interface Report {
   engine: { instantiations: number; bytesMapped: number; fallbacks: Record<string, number> };
 }
 
-function run(mode: 'native' | 'lazy' | 'eager', app: string, args: string[]): { out: string; report: Report | null } {
+type Via = 'import' | 'require';
+
+function run(mode: 'native' | 'lazy' | 'eager', app: string, args: string[], via: Via = 'import'): { out: string; report: Report | null } {
   const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-register-'));
   const file = join(dir, 'report.json');
   try {
-    const pre = mode === 'native' ? [] : ['--import', 'wasm-cow/register', '--import', `${apps}report.mjs`];
+    const reporter = via === 'import' ? `${apps}report.mjs` : `${apps}report.cjs`;
+    const pre = mode === 'native' ? [] : [`--${via}`, 'wasm-cow/register', `--${via}`, reporter];
     const out = execFileSync(process.execPath, [...pre, `${apps}${app}`, ...args], {
       cwd: root, // where wasm-cow/register resolves (the package's own export)
       encoding: 'utf8',
@@ -55,36 +62,41 @@ function run(mode: 'native' | 'lazy' | 'eager', app: string, args: string[]): { 
   }
 }
 
-function same(app: string, args: string[], check: (eager: Report, lazy: Report | null) => void, expect?: RegExp, lazyToo = true): void {
+function same(app: string, args: string[], check: (eager: Report, lazy: Report | null) => void, expect?: RegExp, lazyToo = true, vias: readonly Via[] = ['import']): void {
   const native = run('native', app, args);
   if (expect) assert.match(native.out, expect);
-  const lazy = lazyToo ? run('lazy', app, args) : { out: native.out, report: null };
-  const eager = run('eager', app, args);
   assert.ok(native.out.length > 0, 'the app printed something');
-  assert.equal(lazy.out, native.out, 'lazy: output equals native');
-  assert.equal(eager.out, native.out, 'eager: output equals native');
-  console.log(`${app}: lazy ${JSON.stringify(lazy.report)}\n${app}: eager ${JSON.stringify(eager.report)}`);
-  if (lazyToo) assert.equal(lazy.report!.enabled, true);
-  assert.equal(eager.report!.enabled, true);
-  check(eager.report!, lazy.report!);
+  for (const via of vias) {
+    const lazy = lazyToo ? run('lazy', app, args, via) : { out: native.out, report: null };
+    const eager = run('eager', app, args, via);
+    assert.equal(lazy.out, native.out, `lazy (--${via}): output equals native`);
+    assert.equal(eager.out, native.out, `eager (--${via}): output equals native`);
+    console.log(`${app} --${via}: lazy ${JSON.stringify(lazy.report)}\n${app} --${via}: eager ${JSON.stringify(eager.report)}`);
+    if (lazyToo) assert.equal(lazy.report!.enabled, true);
+    assert.equal(eager.report!.enabled, true);
+    check(eager.report!, lazy.report!);
+  }
 }
 
-test('@swc/wasm transforms TypeScript under the hook exactly as natively', { skip: !linux && 'native backend only' }, () => {
+/** The CommonJS apps run under both entries of the hook. */
+const BOTH: readonly Via[] = ['import', 'require'];
+
+test('@swc/wasm transforms TypeScript under the hook (--import and --require) exactly as natively', { skip: !linux && 'native backend only' }, () => {
   same('swc.cjs', [], (eager, lazy) => {
     assert.equal(eager.register.preparedInstantiations, 1, 'eager: the module was instantiated through the engine');
     assert.ok(eager.engine.bytesMapped > 0, 'with its data mapped');
     assert.equal(lazy!.register.nativeInstantiations, 1, 'lazy: one instantiation, native');
     assert.equal(lazy!.register.preparations, 0, 'lazy: a module instantiated once is never prepared');
-  }, /class Shape/);
+  }, /class Shape/, true, BOTH);
 });
 
-test('esbuild-wasm (Go glue) minifies TypeScript under the hook exactly as natively', { skip: !linux && 'native backend only' }, () => {
+test('esbuild-wasm (Go glue) minifies TypeScript under the hook (--import and --require) exactly as natively', { skip: !linux && 'native backend only' }, () => {
   same('esbuild-go.cjs', ['1'], (eager) => {
     assert.equal(eager.register.preparedInstantiations, 1);
     assert.deepEqual(eager.engine.fallbacks, {});
     // One instantiation: under the lazy policy that is V8's alone (as swc shows); the Go
     // runtime's start-up makes each run seconds long, so it runs natively and eagerly only.
-  }, /class Shape/, false);
+  }, /class Shape/, false, BOTH);
 });
 
 test('web-tree-sitter parses JavaScript with the npm grammar under the hook exactly as natively', { skip: !linux && 'native backend only' }, () => {
@@ -98,10 +110,10 @@ test('web-tree-sitter parses JavaScript with the npm grammar under the hook exac
   }, /^\(program .*\n\d+ nodes, error: false\n$/);
 });
 
-test('@ffmpeg/core encodes a sine to WAV under the hook exactly as natively', { skip: !linux && 'native backend only' }, () => {
+test('@ffmpeg/core encodes a sine to WAV under the hook (--import and --require) exactly as natively', { skip: !linux && 'native backend only' }, () => {
   same('ffmpeg.cjs', ['3'], (eager, lazy) => {
     assert.equal(eager.register.preparedInstantiations, 3);
     assert.deepEqual(eager.engine.fallbacks, {});
     assert.equal(lazy!.register.preparedInstantiations + lazy!.register.nativeInstantiations, 3);
-  }, /run 2: ret 0, 88278 bytes/);
+  }, /run 2: ret 0, 88278 bytes/, true, BOTH);
 });

@@ -8,10 +8,18 @@
  * instances (exports, memory contents, calls, grow), subclasses, data for an
  * imported memory, and a module posted to a worker thread (which runs the
  * hook too: `--import` applies to workers).
+ *
+ * The same checks run with the hook loaded by `node --require
+ * wasm-cow/register` (the CommonJS entry, dist/register/index.cjs), which
+ * reaches workers the same way (execArgv).
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ContentCache, fingerprint } from '../src/register/cache.js';
 
@@ -26,8 +34,12 @@ type Observed = {
   hook: { enabled: boolean; register: RegisterStats; engine: Stats; reentrant: number } | null;
 };
 
-function run(mode: 'native' | 'lazy' | 'eager' | 'off', args: string[], extraEnv: Record<string, string> = {}): string {
-  const pre = mode === 'native' ? [] : ['--import', 'wasm-cow/register'];
+/** How the hook is loaded: `--import wasm-cow/register` (the ESM entry) or `--require wasm-cow/register` (the CommonJS one). */
+type Via = 'import' | 'require';
+const VIAS: readonly Via[] = ['import', 'require'];
+
+function run(mode: 'native' | 'lazy' | 'eager' | 'off', args: string[], extraEnv: Record<string, string> = {}, via: Via = 'import'): string {
+  const pre = mode === 'native' ? [] : [`--${via}`, 'wasm-cow/register'];
   return execFileSync(process.execPath, [...pre, child, ...args], {
     cwd: root,
     encoding: 'utf8',
@@ -36,24 +48,30 @@ function run(mode: 'native' | 'lazy' | 'eager' | 'off', args: string[], extraEnv
   });
 }
 
+/** Node's arguments to run `script` (no top-level await) under the hook: an ES module with --import, CommonJS with --require. */
+const hookArgs = (via: Via, script: string): string[] =>
+  via === 'import' ? ['--import', 'wasm-cow/register', '--input-type=module', '-e', script] : ['--require', 'wasm-cow/register', '-e', script];
+
 const observed = new Map<string, Observed>();
-const observe = (mode: 'native' | 'lazy' | 'eager'): Observed => {
-  let o = observed.get(mode);
-  if (!o) observed.set(mode, (o = JSON.parse(run(mode, ['observe'])) as Observed));
+const observe = (mode: 'native' | 'lazy' | 'eager', via: Via = 'import'): Observed => {
+  const key = mode === 'native' ? mode : `${mode} ${via}`;
+  let o = observed.get(key);
+  if (!o) observed.set(key, (o = JSON.parse(run(mode, ['observe'], {}, via)) as Observed));
   return o;
 };
 /** The observations without the hook's own counters. */
 const program = (o: Observed): unknown => ({ ...o.obs, worker: { ...o.obs.worker, hook: null } });
 
-test('wasm-cow/register resolves to the built hook through the package exports', () => {
+test('wasm-cow/register resolves to the built hook through the package exports, for import and for require', () => {
   const resolved = import.meta.resolve('wasm-cow/register');
   assert.equal(fileURLToPath(resolved), `${root}dist/register/index.js`);
+  assert.equal(createRequire(`${root}package.json`).resolve('wasm-cow/register'), `${root}dist/register/index.cjs`);
 });
 
-for (const mode of ['lazy', 'eager'] as const) {
-  test(`under the hook (${mode}), the program observes exactly what it does natively`, { skip: !linux && 'native backend only' }, () => {
+for (const [mode, via] of VIAS.flatMap((v) => (['lazy', 'eager'] as const).map((m) => [m, v] as const))) {
+  test(`under the hook (${mode}, --${via}), the program observes exactly what it does natively`, { skip: !linux && 'native backend only' }, () => {
     const native = observe('native');
-    const hooked = observe(mode);
+    const hooked = observe(mode, via);
     assert.equal(native.hook, null);
     assert.deepEqual(program(hooked), program(native));
     // ... and the hook did route instantiations through the engine.
@@ -77,22 +95,25 @@ for (const mode of ['lazy', 'eager'] as const) {
   });
 }
 
-test('a worker thread runs the hook too; a module posted to it is instantiated natively, counted as a fallback', { skip: !linux && 'native backend only' }, () => {
-  const w = observe('eager').obs.worker.hook as { register: RegisterStats; engine: Stats };
-  assert.ok(w, 'the worker has the hook (--import applies to workers)');
-  assert.equal(w.register.preparedInstantiations, 3, 'the worker’s own module went through its engine');
-  assert.deepEqual(w.engine.fallbacks, { 'register-unknown-module': 1 }, 'the posted module: V8, counted');
-});
+for (const via of VIAS) {
+  test(`a worker thread runs the hook too (--${via}); a module posted to it is instantiated natively, counted as a fallback`, { skip: !linux && 'native backend only' }, () => {
+    const w = observe('eager', via).obs.worker.hook as { register: RegisterStats; engine: Stats };
+    assert.ok(w, `the worker has the hook (--${via} applies to workers)`);
+    assert.equal(w.register.preparedInstantiations, 3, 'the worker’s own module went through its engine');
+    assert.deepEqual(w.engine.fallbacks, { 'register-unknown-module': 1 }, 'the posted module: V8, counted');
+  });
+}
 
-test('WASM_COW_REGISTER=0 leaves every WebAssembly global untouched', () => {
+for (const via of VIAS) test(`WASM_COW_REGISTER=0 leaves every WebAssembly global untouched (--${via})`, () => {
+  // With --require, the program is CommonJS and require()s the hook's exports.
   const out = execFileSync(
     process.execPath,
     [
-      '--import',
+      `--${via}`,
       'wasm-cow/register',
-      '--input-type=module',
+      ...(via === 'import' ? ['--input-type=module'] : []),
       '-e',
-      `const r = await import('wasm-cow/register');
+      `const r = ${via === 'import' ? "await import('wasm-cow/register')" : "require('wasm-cow/register')"};
        const src = [WebAssembly.Module, WebAssembly.Instance, WebAssembly.instantiate, WebAssembly.compile].map((f) => Function.prototype.toString.call(f));
        const m = new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
        new WebAssembly.Instance(m);
@@ -158,11 +179,11 @@ test('ContentCache: exact lookups, fingerprint collisions told apart, bounded by
   assert.equal(cache.bytes, 0);
 });
 
-test('the 20 spec scripts under the hook (eager: every module through the engine) have native outcomes', { skip: !linux && 'native backend only' }, async () => {
+for (const via of VIAS) test(`the 20 spec scripts under the hook (eager: every module through the engine; --${via}) have native outcomes`, { skip: !linux && 'native backend only' }, async () => {
   const { runScript } = await import('./spec/runner.js');
   const dir = fileURLToPath(new URL('../../test/fixtures/spec/json/', import.meta.url));
   const spec = fileURLToPath(new URL('./register-spec-child.js', import.meta.url));
-  const out = execFileSync(process.execPath, ['--import', 'wasm-cow/register', spec], {
+  const out = execFileSync(process.execPath, [`--${via}`, 'wasm-cow/register', spec], {
     cwd: root,
     encoding: 'utf8',
     timeout: 300_000,
@@ -188,7 +209,7 @@ test('the 20 spec scripts under the hook (eager: every module through the engine
   }
   assert.ok(commands > 6000, `compared ${commands} commands`);
   const { register, engine } = hooked.hook;
-  console.log(`spec under the hook: ${commands} commands; ${JSON.stringify(register)}; fallbacks ${JSON.stringify(engine.fallbacks)}`);
+  console.log(`spec under the hook (--${via}): ${commands} commands; ${JSON.stringify(register)}; fallbacks ${JSON.stringify(engine.fallbacks)}`);
   // Every instantiation went through a prepared module, or was left to V8
   // because the module defines no memory (nothing to map). Some of the
   // prepared ones import spectest's memory and found it holding data or too
@@ -201,7 +222,7 @@ test('the 20 spec scripts under the hook (eager: every module through the engine
   for (const reason of Object.keys(engine.fallbacks)) assert.ok(allowed.has(reason), `unexpected fallback ${reason}`);
 });
 
-test('lazy: a content\'s first native instantiations load no library; fallbacks counted meanwhile reach engine.stats()', { skip: !linux && 'native backend only' }, () => {
+for (const via of VIAS) test(`lazy: a content's first native instantiations load no library; fallbacks counted meanwhile reach engine.stats() (--${via})`, { skip: !linux && 'native backend only' }, () => {
   // A module with a defined memory and data (one the hook could prepare),
   // instantiated a few times within one turn (no background preparation can
   // start); then a module compiled by another copy of V8's API (unknown to
@@ -217,7 +238,7 @@ test('lazy: a content\'s first native instantiations load no library; fallbacks 
     const fallbacks = reg.engine.stats().fallbacks;
     console.log(JSON.stringify({ after3, afterUnknown, loaded: reg.libraryLoaded, fallbacks, hook: reg.madeHook.stats() }));`;
   const out = JSON.parse(
-    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+    execFileSync(process.execPath, hookArgs(via, script), {
       cwd: root,
       encoding: 'utf8',
       env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
@@ -399,7 +420,7 @@ test('lazy: a Response is left to V8 at the first sight of its URL (not read twi
   assert.deepEqual(out.fallbacks, {}, 'first-sight modules are not counted as unknown');
 });
 
-test('loading the hook loads no engine until the program first uses WebAssembly; switched off, it patches and keeps nothing', { skip: !linux && 'native backend only' }, () => {
+for (const via of VIAS) test(`loading the hook loads no engine until the program first uses WebAssembly; switched off, it patches and keeps nothing (--${via})`, { skip: !linux && 'native backend only' }, () => {
   const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
     const before = reg.madeHook !== null;
     const stashed = globalThis[Symbol.for('wasm-cow.natives')] !== undefined;
@@ -407,7 +428,7 @@ test('loading the hook loads no engine until the program first uses WebAssembly;
     console.log(JSON.stringify({ before, stashed, after: reg.madeHook !== null }));`;
   const go = (mode: string) =>
     JSON.parse(
-      execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      execFileSync(process.execPath, hookArgs(via, script), {
         cwd: root,
         encoding: 'utf8',
         env: { ...process.env, WASM_COW_REGISTER: mode },
@@ -415,4 +436,79 @@ test('loading the hook loads no engine until the program first uses WebAssembly;
     ) as { before: boolean; stashed: boolean; after: boolean };
   assert.deepEqual(go('lazy'), { before: false, stashed: true, after: true });
   assert.deepEqual(go('0'), { before: false, stashed: false, after: false });
+});
+
+test('--require and --import of wasm-cow/register together install the hook once: one registration, one set of proxies', { skip: !linux && 'native backend only' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-register-'));
+  try {
+    // Preloads run in order: --require ones, then --import ones. After.cjs
+    // notes the globals the CommonJS entry installed.
+    const after = join(dir, 'after.cjs');
+    const { writeFileSync } = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+    writeFileSync(after, `globalThis.afterRequire = { Module: WebAssembly.Module, instantiate: WebAssembly.instantiate, reg: globalThis[Symbol.for('wasm-cow.register')] };`);
+    const script = `const { createRequire } = await import('node:module');
+      const cjs = createRequire(process.cwd() + '/package.json')('wasm-cow/register');
+      const esm = await import('wasm-cow/register');
+      const a = globalThis.afterRequire;
+      const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+      const i = new WebAssembly.Instance(new WebAssembly.Module(bytes));
+      console.log(JSON.stringify({
+        sameModule: WebAssembly.Module === a.Module, sameInstantiate: WebAssembly.instantiate === a.instantiate,
+        sameRegistration: globalThis[Symbol.for('wasm-cow.register')] === a.reg, sameCache: cjs.contentCache === esm.contentCache,
+        enabled: [cjs.enabled, esm.enabled], read: new Uint8Array(i.exports.mem.buffer)[0],
+        stats: [cjs.stats(), esm.stats()], engines: cjs.getEngine() === esm.getEngine(), instantiations: esm.getEngine().stats().instantiations,
+      }));`;
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--require', 'wasm-cow/register', '--require', after, '--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, WASM_COW_REGISTER: 'eager' },
+      }),
+    ) as Record<string, unknown> & { stats: RegisterStats[] };
+    assert.equal(out.sameModule, true, 'the ESM entry replaced no global the CommonJS one installed');
+    assert.equal(out.sameInstantiate, true);
+    assert.equal(out.sameRegistration, true);
+    assert.equal(out.sameCache, true, 'both entries export the one registration');
+    assert.deepEqual(out.enabled, [true, true]);
+    assert.equal(out.read, 42);
+    assert.deepEqual(out.stats[0], out.stats[1]);
+    assert.equal(out.stats[0]!.preparedInstantiations, 1, 'one instantiation, through one hook');
+    assert.equal(out.engines, true);
+    assert.equal(out.instantiations, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('without esbuild-wasm (no devDependencies), the build still gives a CommonJS entry, which loads the ES module one', { skip: !linux && 'native backend only' }, () => {
+  // A copy of the package without node_modules: scripts/bundle-register.mjs
+  // finds no esbuild-wasm there and writes the one-line index.cjs.
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-nodev-'));
+  try {
+    cpSync(`${root}package.json`, join(dir, 'package.json'));
+    cpSync(`${root}scripts`, join(dir, 'scripts'), { recursive: true });
+    cpSync(`${root}dist`, join(dir, 'dist'), { recursive: true });
+    symlinkSync(`${root}build`, join(dir, 'build'));
+    rmSync(join(dir, 'dist/register/index.cjs'));
+    const built = execFileSync(process.execPath, [join(dir, 'scripts/bundle-register.mjs')], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.equal(built, '');
+    const { readFileSync } = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+    const cjs = readFileSync(join(dir, 'dist/register/index.cjs'), 'utf8');
+    assert.match(cjs, /^module\.exports = require\('\.\/index\.js'\);$/m);
+    const go = (mode: string) =>
+      JSON.parse(
+        execFileSync(
+          process.execPath,
+          ['--require', 'wasm-cow/register', '-e', `const r = require('wasm-cow/register');
+            const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+            const i = new WebAssembly.Instance(new WebAssembly.Module(bytes));
+            console.log(JSON.stringify({ file: require.resolve('wasm-cow/register'), enabled: r.enabled, read: new Uint8Array(i.exports.mem.buffer)[0], prepared: r.stats().preparedInstantiations }));`],
+          { cwd: dir, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: mode } },
+        ),
+      ) as { file: string; enabled: boolean; read: number; prepared: number };
+    assert.deepEqual(go('eager'), { file: join(dir, 'dist/register/index.cjs'), enabled: true, read: 42, prepared: 1 });
+    assert.deepEqual(go('0'), { file: join(dir, 'dist/register/index.cjs'), enabled: false, read: 42, prepared: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
