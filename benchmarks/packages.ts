@@ -1,7 +1,8 @@
 /**
  * Real npm packages, natively against the register hook
- * (`node --import wasm-cow/register`, its default lazy policy), in the same
- * run: a fresh child process per sample and variant, variants alternating.
+ * (`node --require wasm-cow/register` for CommonJS apps, `--import` for ES
+ * module ones; its default lazy policy), in the same run: a fresh child
+ * process per sample and variant, variants alternating.
  * Per package:
  *  - cold start + work: the app of test/fixtures/register (the package's own
  *    glue, unmodified), wall time of the whole process;
@@ -71,8 +72,15 @@ export const PACKAGES: PackageSpec[] = [
 type Variant = 'native' | 'hook';
 const VARIANTS: Variant[] = ['native', 'hook'];
 
-function node(variant: Variant, args: string[], extra: string[] = []): string {
-  const pre = variant === 'hook' ? ['--import', 'wasm-cow/register'] : [];
+/**
+ * How the hook is loaded into `file`: `--require` (the CommonJS entry) for a
+ * CommonJS app, which then never starts Node's ESM loader (an `--import`
+ * costs such an app 4-10 ms of its cold start); `--import` for ES modules.
+ */
+export const hookFlag = (file: string): '--require' | '--import' => (file.endsWith('.cjs') ? '--require' : '--import');
+
+function node(variant: Variant, args: string[], extra: string[] = [], flag: '--require' | '--import' = '--import'): string {
+  const pre = variant === 'hook' ? [flag, 'wasm-cow/register'] : [];
   return execFileSync(process.execPath, [...extra, ...pre, ...args], {
     cwd: root, // where wasm-cow/register resolves (the package's own export)
     encoding: 'utf8',
@@ -218,7 +226,7 @@ export function packageBench(
     const [app, ...args] = spec.app;
     const cold = alternate(samples, (v) => {
       const t = performance.now();
-      node(v, [join(apps, app!), ...args]);
+      node(v, [join(apps, app!), ...args], [], hookFlag(app!));
       return performance.now() - t;
     });
     log(`packages: ${spec.name}: instantiation ...`);
@@ -254,7 +262,9 @@ export function packagesMarkdown(rows: PackageRow[], options: { samples?: number
   md.push(
     '## Real packages: native against the register hook',
     '',
-    'Each package natively (`node app`) and under the hook (`node --import wasm-cow/register app`, default lazy policy), ' +
+    'Each package natively (`node app`) and under the hook (default lazy policy): `node --require wasm-cow/register app` for the ' +
+      'CommonJS apps (.cjs: swc, esbuild, ffmpeg), `node --import wasm-cow/register app` for the ES module one (tree-sitter); the ' +
+      'instantiation and memory measures run in an ES module child, under `--import`; ' +
       'in the same run, a fresh process per sample, variants alternating. Times are median / p99 (with few samples, p99 is ' +
       `the slowest). "hook / native" below 1 is faster. Cold start + work: the package's own glue, unmodified (${samples} ` +
       `processes per variant). First instantiation: compile + instantiate through the API the glue uses, in a fresh process ` +
@@ -273,7 +283,7 @@ export function packagesMarkdown(rows: PackageRow[], options: { samples?: number
       '',
       '| measure | native | hook | hook / native |',
       '|---|---|---|---|',
-      `| cold start + work | ${msCell(r.coldStart.native)} | ${msCell(r.coldStart.hook)} | ${ratio(r.coldStart.hook.median, r.coldStart.native.median)} |`,
+      `| cold start + work (\`${hookFlag(r.spec.app[0]!)}\`) | ${msCell(r.coldStart.native)} | ${msCell(r.coldStart.hook)} | ${ratio(r.coldStart.hook.median, r.coldStart.native.median)} |`,
       `| first instantiation (${r.spec.api === 'async' ? 'WebAssembly.instantiate(bytes)' : 'new Module + new Instance'}) | ${msCell(r.first.native)} | ${msCell(r.first.hook)} | ${ratio(r.first.hook.median, r.first.native.median)} |`,
       `| instantiate alone${r.spec.files.length > 1 ? ` (${r.spec.files.length} modules)` : ''} | ${msCell(r.later.native)} | ${msCell(r.later.hook)} (${r.laterThrough.through} of ${r.laterThrough.of} prepared) | ${ratio(r.later.hook.median, r.later.native.median)} |`,
       `| RSS, ${live} live instances | ${fmtBytes(m.native.rss)} | ${fmtBytes(m.hook.rss)} | ${ratio(m.hook.rss, m.native.rss)} |`,
