@@ -169,6 +169,39 @@ const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
 
 export type { Natives } from './install.js';
 
+/**
+ * What the hook reads of a Response, through Response.prototype's own
+ * accessors and methods: never through getters a subclass (or the object)
+ * may define, which Node's streaming callback calls once and the program
+ * may count.
+ */
+interface ResponseOwn {
+  url(r: Response): string;
+  ok(r: Response): boolean;
+  bodyUsed(r: Response): boolean;
+  contentType(r: Response): string | null;
+  clone(r: Response): Response;
+}
+let responseOwnCache: ResponseOwn | null = null;
+const responseOwn = (): ResponseOwn => {
+  if (responseOwnCache) return responseOwnCache;
+  const proto = Response.prototype;
+  const get = (name: string) => Object.getOwnPropertyDescriptor(proto, name)!.get!;
+  const url = get('url');
+  const ok = get('ok');
+  const bodyUsed = get('bodyUsed');
+  const headers = get('headers');
+  const headersGet = Headers.prototype.get;
+  const clone = proto.clone;
+  return (responseOwnCache = {
+    url: (r) => url.call(r) as string,
+    ok: (r) => ok.call(r) as boolean,
+    bodyUsed: (r) => bodyUsed.call(r) as boolean,
+    contentType: (r) => headersGet.call(headers.call(r) as Headers, 'Content-Type'),
+    clone: (r) => clone.call(r),
+  });
+};
+
 export class RegisterHook {
   readonly policy: PreparePolicy;
   readonly cache: ContentCache;
@@ -580,7 +613,7 @@ export class RegisterHook {
     if (this.policy !== 'lazy' || typeof Response === 'undefined' || !(response instanceof Response)) return false;
     let url: string;
     try {
-      url = response.url;
+      url = responseOwn().url(response);
     } catch {
       return false;
     }
@@ -599,9 +632,14 @@ export class RegisterHook {
   #tee(response: unknown): Promise<Uint8Array<ArrayBuffer> | null> | null {
     if (typeof Response === 'undefined' || !(response instanceof Response)) return null; // V8 (Node) says what is wrong
     try {
-      if (response.bodyUsed) throw new Error('body used');
-      return response
-        .clone()
+      const own = responseOwn();
+      // A Response Node rejects on its headers is V8's alone: V8 rejects it
+      // at once, where reading its body beside would wait for the body's end
+      // (forever, for a body that never ends).
+      if (own.contentType(response) !== 'application/wasm' || !own.ok(response)) return null;
+      if (own.bodyUsed(response)) throw new Error('body used');
+      return own
+        .clone(response)
         .arrayBuffer()
         .then(
           (b) => new Uint8Array(b),
