@@ -86,3 +86,32 @@ test('streaming: the hook calls no getter or method a Response subclass defines 
   assert.deepEqual((native as { calls: unknown }).calls, { headers: 6, ok: 6, bodyUsed: 6, url: 12 });
   assert.deepEqual(hooked, native);
 });
+
+test('under fake timers (globalThis.setImmediate and process.hrtime replaced, as jest and @sinonjs/fake-timers do), compile and instantiate settle as natively', { skip: !linux && 'native backend only' }, () => {
+  const script = `
+    const CODE = () => new Uint8Array([0,97,115,109,1,0,0,0, 1,4,1,0x60,0,0, 3,2,1,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0,
+      10,0x95,3,1,0x92,3,0, ...new Array(400).fill(1), 0x0b, 11,7,1,0,65,0,11,1,42]);
+    const DATA = () => new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const realSetTimeout = setTimeout;
+    // Fake timers: an immediate runs only when the test advances the clock (never, here); time stands still.
+    globalThis.setImmediate = () => ({ ref() { return this; }, unref() { return this; }, hasRef: () => true });
+    const frozen = () => [1000, 0];
+    frozen.bigint = () => 1000000000000n;
+    process.hrtime = frozen;
+    const settle = (p) => Promise.race([p.then((r) => 'ok ' + (r instanceof WebAssembly.Module ? 'Module' : typeof r), (e) => String(e)), new Promise((r) => realSetTimeout(r, 1000, 'pending after 1 s'))]);
+    const out = {};
+    for (const [name, make] of [['code', CODE], ['data', DATA]]) {
+      for (let i = 0; i < 3; i++) out[name + 'Compile' + i] = await settle(WebAssembly.compile(make()));
+      for (let i = 0; i < 3; i++) out[name + 'Instantiate' + i] = await settle(WebAssembly.instantiate(make()));
+      for (let i = 0; i < 3; i++) out[name + 'Module' + i] = await settle(WebAssembly.instantiate(new WebAssembly.Module(make())));
+    }
+    const reg = globalThis[Symbol.for('wasm-cow.register')];
+    if (reg?.madeHook) out.settled = await settle(reg.madeHook.settled().then(() => reg.madeHook.stats().pending));
+    console.log(JSON.stringify(out));
+    process.exit(0);`;
+  const { native, hooked } = both(script);
+  const { settled, ...program } = hooked as Record<string, unknown>;
+  assert.ok(!JSON.stringify(native).includes('pending'));
+  assert.deepEqual(program, native);
+  assert.equal(settled, 'ok number', "the hook's own background work runs on its own immediates");
+});

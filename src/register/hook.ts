@@ -63,6 +63,7 @@
  * without the name), and stack traces through code of a prepared instance
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
+import { setImmediate as nodeSetImmediate } from 'node:timers';
 import { bufferView } from '../buffer-source.js';
 import { CODE_SHARE, codeShare } from '../code-share.js';
 import type { EngineCore } from '../core.js';
@@ -137,8 +138,17 @@ interface Sight {
 /** Sights remembered, and modules of them held (by count and by the bytes they were compiled from); oldest go first. */
 export const SIGHT_LIMITS = { sights: 1024, held: 16, heldBytes: 256 * 1024 * 1024 } as const;
 
+/**
+ * Node's own setImmediate and clock, taken when the hook loads: a program's
+ * fake timers (jest, @sinonjs/fake-timers) replace the globals, and run an
+ * immediate only when the test advances its clock, where V8's compile
+ * settles whatever the program did to its timers.
+ */
+const laterTurn = nodeSetImmediate;
+const hrtime = process.hrtime.bigint;
+
 /** Resolves on a later turn of the event loop, as V8's asynchronous compile does. */
-const afterCompile = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const afterCompile = (): Promise<void> => new Promise((resolve) => laterTurn(resolve));
 
 export { Fallback } from './fallback.js';
 
@@ -157,7 +167,7 @@ interface ContentState {
 }
 
 /** Milliseconds, monotonic (process.hrtime: loads nothing, where performance.now() would load perf_hooks on a first call). */
-const performance = { now: (): number => Number(process.hrtime.bigint()) / 1e6 };
+const performance = { now: (): number => Number(hrtime()) / 1e6 };
 
 const isObject = (v: unknown): v is object => (typeof v === 'object' && v !== null) || typeof v === 'function';
 
@@ -709,7 +719,7 @@ export class RegisterHook {
   #prepareInBackground(entry: ContentEntry, s: ContentState): void {
     s.status = 'preparing';
     // On a later turn: never on the instantiation's own path.
-    const job = new Promise<void>((resolve) => setImmediate(resolve))
+    const job = new Promise<void>((resolve) => laterTurn(resolve))
       .then(() => this.#prepareAsync(entry, s))
       .finally(() => this.#pending.delete(job));
     this.#pending.add(job);
@@ -916,7 +926,7 @@ export class RegisterHook {
       this.#unkept.add(moduleOf(r));
       const took = performance.now() - t;
       this.#stats.deferredCopies++;
-      const job = new Promise<void>((resolve) => setImmediate(resolve).unref())
+      const job = new Promise<void>((resolve) => laterTurn(resolve).unref())
         .then(async () => {
           // A detached buffer reads as empty; changed bytes are another module's.
           if (bytes.length !== sight.length || fingerprint(bytes) !== sight.key) throw new Error('changed');
