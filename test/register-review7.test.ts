@@ -115,3 +115,22 @@ test('under fake timers (globalThis.setImmediate and process.hrtime replaced, as
   assert.deepEqual(program, native);
   assert.equal(settled, 'ok number', "the hook's own background work runs on its own immediates");
 });
+
+test("the drop-in instantiate() under fake timers (globalThis.setImmediate replaced) settles as V8's does", () => {
+  const script = `
+    const { instantiate } = await import('wasm-cow');
+    const CODE = () => new Uint8Array([0,97,115,109,1,0,0,0, 1,4,1,0x60,0,0, 3,2,1,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0,
+      10,0x95,3,1,0x92,3,0, ...new Array(400).fill(1), 0x0b, 11,7,1,0,65,0,11,1,42]);
+    const DATA = () => new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const realSetTimeout = setTimeout;
+    globalThis.setImmediate = () => ({ ref() { return this; }, unref() { return this; }, hasRef: () => true });
+    const settle = (p) => Promise.race([p.then((r) => new Uint8Array(r.instance.exports.mem.buffer)[0], (e) => String(e)), new Promise((r) => realSetTimeout(r, 1000, 'pending after 1 s'))]);
+    const out = {};
+    for (const [name, make] of [['code', CODE], ['data', DATA]]) {
+      for (let i = 0; i < 4; i++) out[name + i] = await settle(instantiate(make()));
+    }
+    console.log(JSON.stringify(out));
+    process.exit(0);`;
+  const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 })) as Record<string, unknown>;
+  assert.deepEqual(out, { code0: 42, code1: 42, code2: 42, code3: 42, data0: 42, data1: 42, data2: 42, data3: 42 });
+});
