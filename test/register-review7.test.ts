@@ -134,3 +134,22 @@ test("the drop-in instantiate() under fake timers (globalThis.setImmediate repla
   const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 })) as Record<string, unknown>;
   assert.deepEqual(out, { code0: 42, code1: 42, code2: 42, code3: 42, data0: 42, data1: 42, data2: 42, data3: 42 });
 });
+
+test("streaming: a thenable given for the Response has its then() called once, as natively, whether it resolves or rejects", { skip: !linux && 'native backend only' }, () => {
+  const script = `${MODULE}
+    const out = {};
+    for (const api of ['compileStreaming', 'instantiateStreaming']) {
+      for (const outcome of ['reject', 'resolve']) {
+        let calls = 0;
+        const err = new RangeError('no response');
+        const thenable = { then(res, rej) { calls++; if (outcome === 'reject') rej(err); else res(new Response(DATA(), { headers: { 'content-type': 'application/wasm' } })); } };
+        let r;
+        try { await WebAssembly[api](thenable); r = 'ok'; } catch (e) { r = e === err ? 'the same error' : String(e); }
+        out[api + ' ' + outcome] = r + ', then() called ' + calls + 'x';
+      }
+    }
+    console.log(JSON.stringify(out));`;
+  const { native, hooked } = both(script);
+  assert.equal((native as Record<string, string>)['instantiateStreaming reject'], 'the same error, then() called 1x');
+  assert.deepEqual(hooked, native);
+});

@@ -570,7 +570,8 @@ export class RegisterHook {
           return module;
         });
       },
-      () => native(args),
+      // V8's rejection with the program's reason; the source is not resolved twice (a thenable's then() runs once, as natively).
+      (reason: unknown) => native([Promise.reject(reason), ...args.slice(1)]),
     );
   }
 
@@ -606,7 +607,8 @@ export class RegisterHook {
         this.#modules.set(module, known);
         return this.#withModule(known, module, imports as Imports | undefined);
       },
-      () => native(args),
+      // V8's rejection with the program's reason; the source is not resolved twice (a thenable's then() runs once, as natively).
+      (reason: unknown) => native([Promise.reject(reason), ...args.slice(1)]),
     );
   }
 
