@@ -41,6 +41,7 @@
  * replaced the globals (wasm-api.ts): a program may install this as
  * `WebAssembly.instantiate`, and the register hook replaces them.
  */
+import { setImmediate as nodeSetImmediate } from 'node:timers';
 import { bufferView } from './buffer-source.js';
 import { CODE_SHARE, codeShare } from './code-share.js';
 import { coreOf, type Engine } from './engine.js';
@@ -156,8 +157,16 @@ export async function prepareInBackground(engine: Engine, bytes: Uint8Array<Arra
   return new PreparedModule(core, bytes, { plan, compiled: { bytes: plan.rewritten.bytes, module }, original });
 }
 
+/**
+ * Node's own setImmediate, taken when this module loads: a program's fake
+ * timers (jest, @sinonjs/fake-timers) replace the global and run an
+ * immediate only when the test advances its clock; V8's compile settles
+ * whatever the program did to its timers.
+ */
+const laterTurn = nodeSetImmediate;
+
 /** Resolves on a later turn of the event loop, as a promise of V8's asynchronous compile would. */
-const afterCompile = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const afterCompile = (): Promise<void> => new Promise((resolve) => laterTurn(resolve));
 
 export class DropInCache {
   readonly #engine: () => Engine;
@@ -298,7 +307,7 @@ export class DropInCache {
       throw e;
     }
     this.counts.deferredCopies++;
-    const job = new Promise<void>((resolve) => setImmediate(resolve).unref())
+    const job = new Promise<void>((resolve) => laterTurn(resolve).unref())
       .then(async () => {
         if (entry.state !== 'copying' || !this.#entries.has(entry)) return; // dropped meanwhile
         // A detached buffer reads as empty; changed bytes are another module's.
@@ -395,7 +404,7 @@ export class DropInCache {
    */
   #schedulePrepare(entry: Entry, now = false): void {
     entry.state = 'preparing';
-    const job = (now ? Promise.resolve() : new Promise<void>((resolve) => setImmediate(resolve).unref()))
+    const job = (now ? Promise.resolve() : new Promise<void>((resolve) => laterTurn(resolve).unref()))
       .then(() => {
         if (entry.state !== 'preparing' || entry.bytes === null) return null; // dropped meanwhile
         const bytes = new Uint8Array(entry.bytes.buffer, entry.bytes.byteOffset, entry.bytes.length) as Uint8Array<ArrayBuffer>;

@@ -63,6 +63,7 @@
  * without the name), and stack traces through code of a prepared instance
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
+import { setImmediate as nodeSetImmediate } from 'node:timers';
 import { bufferView } from '../buffer-source.js';
 import { CODE_SHARE, codeShare } from '../code-share.js';
 import type { EngineCore } from '../core.js';
@@ -137,8 +138,17 @@ interface Sight {
 /** Sights remembered, and modules of them held (by count and by the bytes they were compiled from); oldest go first. */
 export const SIGHT_LIMITS = { sights: 1024, held: 16, heldBytes: 256 * 1024 * 1024 } as const;
 
+/**
+ * Node's own setImmediate and clock, taken when the hook loads: a program's
+ * fake timers (jest, @sinonjs/fake-timers) replace the globals, and run an
+ * immediate only when the test advances its clock, where V8's compile
+ * settles whatever the program did to its timers.
+ */
+const laterTurn = nodeSetImmediate;
+const hrtime = process.hrtime.bigint;
+
 /** Resolves on a later turn of the event loop, as V8's asynchronous compile does. */
-const afterCompile = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const afterCompile = (): Promise<void> => new Promise((resolve) => laterTurn(resolve));
 
 export { Fallback } from './fallback.js';
 
@@ -157,7 +167,7 @@ interface ContentState {
 }
 
 /** Milliseconds, monotonic (process.hrtime: loads nothing, where performance.now() would load perf_hooks on a first call). */
-const performance = { now: (): number => Number(process.hrtime.bigint()) / 1e6 };
+const performance = { now: (): number => Number(hrtime()) / 1e6 };
 
 const isObject = (v: unknown): v is object => (typeof v === 'object' && v !== null) || typeof v === 'function';
 
@@ -168,6 +178,39 @@ const copyOf = (b: Uint8Array): Uint8Array<ArrayBuffer> => {
 };
 
 export type { Natives } from './install.js';
+
+/**
+ * What the hook reads of a Response, through Response.prototype's own
+ * accessors and methods: never through getters a subclass (or the object)
+ * may define, which Node's streaming callback calls once and the program
+ * may count.
+ */
+interface ResponseOwn {
+  url(r: Response): string;
+  ok(r: Response): boolean;
+  bodyUsed(r: Response): boolean;
+  contentType(r: Response): string | null;
+  clone(r: Response): Response;
+}
+let responseOwnCache: ResponseOwn | null = null;
+const responseOwn = (): ResponseOwn => {
+  if (responseOwnCache) return responseOwnCache;
+  const proto = Response.prototype;
+  const get = (name: string) => Object.getOwnPropertyDescriptor(proto, name)!.get!;
+  const url = get('url');
+  const ok = get('ok');
+  const bodyUsed = get('bodyUsed');
+  const headers = get('headers');
+  const headersGet = Headers.prototype.get;
+  const clone = proto.clone;
+  return (responseOwnCache = {
+    url: (r) => url.call(r) as string,
+    ok: (r) => ok.call(r) as boolean,
+    bodyUsed: (r) => bodyUsed.call(r) as boolean,
+    contentType: (r) => headersGet.call(headers.call(r) as Headers, 'Content-Type'),
+    clone: (r) => clone.call(r),
+  });
+};
 
 export class RegisterHook {
   readonly policy: PreparePolicy;
@@ -527,7 +570,8 @@ export class RegisterHook {
           return module;
         });
       },
-      () => native(args),
+      // V8's rejection with the program's reason; the source is not resolved twice (a thenable's then() runs once, as natively).
+      (reason: unknown) => native([Promise.reject(reason), ...args.slice(1)]),
     );
   }
 
@@ -563,7 +607,8 @@ export class RegisterHook {
         this.#modules.set(module, known);
         return this.#withModule(known, module, imports as Imports | undefined);
       },
-      () => native(args),
+      // V8's rejection with the program's reason; the source is not resolved twice (a thenable's then() runs once, as natively).
+      (reason: unknown) => native([Promise.reject(reason), ...args.slice(1)]),
     );
   }
 
@@ -580,7 +625,7 @@ export class RegisterHook {
     if (this.policy !== 'lazy' || typeof Response === 'undefined' || !(response instanceof Response)) return false;
     let url: string;
     try {
-      url = response.url;
+      url = responseOwn().url(response);
     } catch {
       return false;
     }
@@ -599,9 +644,14 @@ export class RegisterHook {
   #tee(response: unknown): Promise<Uint8Array<ArrayBuffer> | null> | null {
     if (typeof Response === 'undefined' || !(response instanceof Response)) return null; // V8 (Node) says what is wrong
     try {
-      if (response.bodyUsed) throw new Error('body used');
-      return response
-        .clone()
+      const own = responseOwn();
+      // A Response Node rejects on its headers is V8's alone: V8 rejects it
+      // at once, where reading its body beside would wait for the body's end
+      // (forever, for a body that never ends).
+      if (own.contentType(response) !== 'application/wasm' || !own.ok(response)) return null;
+      if (own.bodyUsed(response)) throw new Error('body used');
+      return own
+        .clone(response)
         .arrayBuffer()
         .then(
           (b) => new Uint8Array(b),
@@ -671,7 +721,7 @@ export class RegisterHook {
   #prepareInBackground(entry: ContentEntry, s: ContentState): void {
     s.status = 'preparing';
     // On a later turn: never on the instantiation's own path.
-    const job = new Promise<void>((resolve) => setImmediate(resolve))
+    const job = new Promise<void>((resolve) => laterTurn(resolve))
       .then(() => this.#prepareAsync(entry, s))
       .finally(() => this.#pending.delete(job));
     this.#pending.add(job);
@@ -878,7 +928,7 @@ export class RegisterHook {
       this.#unkept.add(moduleOf(r));
       const took = performance.now() - t;
       this.#stats.deferredCopies++;
-      const job = new Promise<void>((resolve) => setImmediate(resolve).unref())
+      const job = new Promise<void>((resolve) => laterTurn(resolve).unref())
         .then(async () => {
           // A detached buffer reads as empty; changed bytes are another module's.
           if (bytes.length !== sight.length || fingerprint(bytes) !== sight.key) throw new Error('changed');
