@@ -141,6 +141,24 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
       dataRange: constantSegments ? range : null,
     };
   });
+  // Nothing to gain: no memory of its own (which the pool would reuse) and
+  // no image for any imported one. Each instantiation is then V8's own plus
+  // the lease's bookkeeping, which the engine cannot win back (issue 9): say
+  // so, and whether instance reuse (its own room) would take it.
+  const imaged = memories.some((m) => m.excluded === null && (m.image !== null || m.condition !== null));
+  const pooled = memories.some((m) => !m.imported);
+  const reuse = prepared.unparsedReason === null ? engine.prepare(bytes, { reuse: true }).reuse : null;
+  const gain =
+    prepared.unparsedReason === null && !imaged && !pooled
+      ? {
+          none: true,
+          why:
+            memories.length === 0
+              ? 'the module has no memory: nothing to pool or map'
+              : 'its memories are imported and none gets an image: nothing to pool or map',
+          reuse: reuse === null ? null : { enabled: reuse.enabled, reason: reuse.reason, detail: reuse.detail },
+        }
+      : { none: false, why: null, reuse: null };
   const report = {
     file: path,
     size: bytes.length,
@@ -151,6 +169,7 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
     exports: prepared.exports.length,
     memories,
     newMemory: prepared.newMemory,
+    gain,
   };
   engine.close();
   if (json) {
@@ -203,6 +222,15 @@ function inspect({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer>
         ? `new memories: the image is mapped (${estimate})`
         : `new memories: runs as V8 would when no idle memory can be reused and the module's memories are not coming back ` +
             `to the pool (too little data for the memory's size: ${estimate}); pooled memories are still used`,
+    );
+  }
+  if (gain.none) {
+    lines.push(
+      `nothing to gain: ${gain.why}. Each instantiation through prepare() is V8's own plus the lease (about 0.5 µs, ` +
+        'more right after a large instantiation), so it is slower than native: instantiate it with ' +
+        '`new WebAssembly.Instance` directly' +
+        (gain.reuse?.enabled ? ', or prepare it with { reuse: true } (eligible: a released instance is reset and reused)' : '') +
+        (gain.reuse && !gain.reuse.enabled ? ` (instance reuse: not eligible, ${gain.reuse.reason}: ${gain.reuse.detail ?? ''})` : ''),
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -114,3 +114,26 @@ test('inspect: says what a module does when it needs a new memory', () => {
   assert.equal(b.status, 0, b.stderr);
   assert.equal((JSON.parse(b.stdout) as { newMemory: { mode: string; dataPages: number } }).newMemory.mode, 'image');
 });
+
+test('inspect: a module wasm-cow can gain nothing on is reported, with the reason and what to use instead', () => {
+  // An imported memory with too little data for an image: nothing pooled, nothing mapped.
+  const imported = buildModule({ importMemory: { module: 'env', name: 'memory', min: 2 }, funcs: stdFuncs, data: [{ offset: 70000, bytes: [9] }] });
+  const a = run('inspect', file(imported));
+  assert.equal(a.status, 0, a.stderr);
+  assert.match(a.stdout, /nothing to gain: its memories are imported and none gets an image.*slower than native: instantiate it with `new WebAssembly.Instance` directly/);
+  assert.match(a.stdout, /instance reuse: not eligible, imported-memory-data/);
+  // No memory at all: reuse is the way to gain, and it is eligible.
+  const none = buildModule({ funcs: [{ export: 'f', results: [I32], body: [0x41, 1] }] });
+  const b = run('inspect', file(none), '--json');
+  assert.equal(b.status, 0, b.stderr);
+  const gain = (JSON.parse(b.stdout) as { gain: { none: boolean; why: string; reuse: { enabled: boolean } } }).gain;
+  assert.equal(gain.none, true);
+  assert.match(gain.why, /no memory/);
+  assert.equal(gain.reuse.enabled, true);
+  assert.match(run('inspect', file(none)).stdout, /or prepare it with \{ reuse: true \}/);
+  // A memory of its own is pooled: something to gain, nothing said.
+  const own = buildModule({ memories: [{ min: 2, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 100, bytes: [7] }] });
+  const c = run('inspect', file(own));
+  assert.doesNotMatch(c.stdout, /nothing to gain/);
+  assert.equal((JSON.parse(run('inspect', file(own), '--json').stdout) as { gain: { none: boolean } }).gain.none, false);
+});
