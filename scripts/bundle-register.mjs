@@ -81,7 +81,8 @@ const result = await esbuild.build({
   outfile: cjs,
   external: ['./load.js'],
   define: { 'import.meta.url': '__wasmCowUrl' },
-  banner: { js: `${CJS_BANNER}\nconst __wasmCowUrl = require('node:url').pathToFileURL(__filename).href;` },
+  // 'use strict' first: after the const below, esbuild's own would be no directive (sloppy mode).
+  banner: { js: `'use strict';\n${CJS_BANNER}\nconst __wasmCowUrl = require('node:url').pathToFileURL(__filename).href;` },
   logLevel: 'warning',
 });
 const text = result.outputFiles[0].text;

@@ -512,3 +512,40 @@ test('without esbuild-wasm (no devDependencies), the build still gives a CommonJ
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const how of ['freeze', 'frozen-intrinsics'] as const) {
+  test(`a WebAssembly whose globals cannot be replaced (${how}) switches the hook off, with the reason, instead of throwing at load (require after startup, and --import)`, { skip: !linux && 'native backend only' }, () => {
+    // Object.freeze(WebAssembly.Instance.prototype) (as a lockdown does) made
+    // the load throw after WebAssembly.Module had been replaced: half a hook.
+    const pre = how === 'freeze' ? 'Object.freeze(WebAssembly.Instance.prototype);' : '';
+    const flags = how === 'freeze' ? [] : ['--frozen-intrinsics', '--no-warnings'];
+    const tail = `const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+      const i = new WebAssembly.Instance(new WebAssembly.Module(bytes));
+      console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, read: new Uint8Array(i.exports.mem.buffer)[0],
+        module: Function.prototype.toString.call(WebAssembly.Module), prepared: r.stats().preparedInstantiations }));`;
+    const runs: string[][] = [
+      [...flags, '-e', `${pre} const r = require('wasm-cow/register'); ${tail}`],
+      ...(how === 'frozen-intrinsics' ? [[...flags, '--import', 'wasm-cow/register', '--input-type=module', '-e', `const r = await import('wasm-cow/register'); ${tail}`]] : []),
+    ];
+    for (const args of runs) {
+      const out = JSON.parse(execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'eager' } })) as Record<string, unknown>;
+      assert.equal(out.enabled, false, args.join(' '));
+      assert.match(String(out.reason), /cannot be replaced/);
+      assert.equal(out.read, 42);
+      assert.equal(out.module, 'function Module() { [native code] }', 'no global was replaced');
+      assert.equal(out.prepared, 0);
+    }
+  });
+}
+
+test('the CommonJS entry runs in strict mode, as the ES module entry does (its "use strict" comes first)', () => {
+  // The banner (a comment and a const) used to come before esbuild's "use
+  // strict", which then was no directive: index.cjs ran in sloppy mode.
+  const cjs = `${root}dist/register/index.cjs`;
+  const probe = `const { readFileSync } = require('node:fs'); const Module = require('node:module');
+    const m = new Module(${JSON.stringify(cjs)}); m.filename = ${JSON.stringify(cjs)}; m.paths = Module._nodeModulePaths(${JSON.stringify(`${root}dist/register`)});
+    m._compile(readFileSync(${JSON.stringify(cjs)}, 'utf8') + '\\nmodule.exports.__strict = (function () { return this === undefined; })();', ${JSON.stringify(cjs)});
+    console.log(JSON.stringify({ strict: m.exports.__strict, enabled: m.exports.enabled }));`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: '0' } })) as { strict: boolean; enabled: boolean };
+  assert.deepEqual(out, { strict: true, enabled: false });
+});

@@ -24,7 +24,7 @@ import type { Engine } from '../engine.js';
 import { loadBinding } from '../native/binding.js';
 import { ContentCache } from './cache.js';
 import { type Library, type PreparePolicy, RegisterHook, type RegisterStats } from './hook.js';
-import { installProxies, nativesOf, type Natives } from './install.js';
+import { cannotInstall, installProxies, nativesOf, type Natives } from './install.js';
 
 export { ContentCache, type ContentEntry, type ContentCacheOptions } from './cache.js';
 export type { PreparePolicy, RegisterStats } from './hook.js';
@@ -114,9 +114,13 @@ function register(): Registration {
     if (load.binding === null) registration = new Registration(null, `the native backend is not available (${load.error})`, null);
     else {
       const natives = nativesOf(WebAssembly);
-      registration = new Registration(policy, null, natives);
-      const r = registration;
-      installProxies(WebAssembly, natives, () => r.hook?.router ?? null);
+      const blocked = cannotInstall(WebAssembly, natives);
+      if (blocked !== null) registration = new Registration(null, `the WebAssembly globals cannot be replaced (${blocked}: frozen?)`, null);
+      else {
+        registration = new Registration(policy, null, natives);
+        const r = registration;
+        installProxies(WebAssembly, natives, () => r.hook?.router ?? null);
+      }
     }
   }
   Object.defineProperty(g, KEY, { value: registration, enumerable: false, configurable: false, writable: false });
@@ -140,7 +144,7 @@ export const contentCache: ContentCache = registration.cache;
 /** Whether the hook is on in this thread. */
 export const enabled: boolean = registration.policy !== null;
 
-/** Why the hook is off (WASM_COW_REGISTER=0, or no native backend), or null when it is on. */
+/** Why the hook is off (WASM_COW_REGISTER=0, no native backend, or frozen WebAssembly globals), or null when it is on. */
 export const disabledReason: string | null = registration.disabledReason;
 
 /** 'lazy' or 'eager', or null when the hook is off. */

@@ -48,6 +48,28 @@ export function nativesOf(ns: typeof WebAssembly = WebAssembly): Natives {
 }
 
 /**
+ * Why installProxies() could not replace every global it replaces (a frozen
+ * WebAssembly, or --frozen-intrinsics, or a lockdown), or null when it can.
+ * Checked before anything is replaced: a hook is installed whole or not at all.
+ */
+export function cannotInstall(ns: typeof WebAssembly, natives: Natives): string | null {
+  const targets: [object, PropertyKey, string][] = [
+    [globalThis, NATIVES, 'globalThis'],
+    [natives.Module.prototype, 'constructor', 'WebAssembly.Module.prototype'],
+    [natives.Instance.prototype, 'constructor', 'WebAssembly.Instance.prototype'],
+  ];
+  const keys = ['Module', 'Instance', 'compile', 'instantiate'];
+  if (natives.compileStreaming) keys.push('compileStreaming');
+  if (natives.instantiateStreaming) keys.push('instantiateStreaming');
+  for (const key of keys) targets.push([ns, key, 'WebAssembly']);
+  for (const [obj, key, name] of targets) {
+    const d = Object.getOwnPropertyDescriptor(obj, key);
+    if (d ? !d.configurable : !Object.isExtensible(obj)) return `${name}.${String(key)} cannot be redefined`;
+  }
+  return null;
+}
+
+/**
  * Replaces the globals of `ns` with proxies of `natives` that call
  * `router()` (null: V8 as is). Returns a function that puts them back.
  */
