@@ -62,6 +62,17 @@ const observe = (mode: 'native' | 'lazy' | 'eager', via: Via = 'import'): Observ
 /** The observations without the hook's own counters. */
 const program = (o: Observed): unknown => ({ ...o.obs, worker: { ...o.obs.worker, hook: null } });
 
+/** Runs an ES module script under `--import wasm-cow/register` with the lazy policy; its stdout parsed as JSON. */
+function runLazy(script: string): unknown {
+  return JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  );
+}
+
 test('wasm-cow/register resolves to the built hook through the package exports, for import and for require', () => {
   const resolved = import.meta.resolve('wasm-cow/register');
   assert.equal(fileURLToPath(resolved), `${root}dist/register/index.js`);
@@ -263,13 +274,7 @@ test('lazy: bytes seen once through instantiate(bytes) are not kept; from their 
     const third = await WebAssembly.instantiate(bytes);
     const read = [first, { instance: again }, second, third].map((r) => new Uint8Array(r.instance.exports.mem.buffer)[0]);
     console.log(JSON.stringify({ afterFirst, afterSecond, read, hook: reg.madeHook.stats(), fallbacks: reg.engine.stats().fallbacks }));`;
-  const out = JSON.parse(
-    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
-    }),
-  ) as { afterFirst: number; afterSecond: number; read: number[]; hook: RegisterStats & { modules: number }; fallbacks: Record<string, number> };
+  const out = runLazy(script) as { afterFirst: number; afterSecond: number; read: number[]; hook: RegisterStats & { modules: number }; fallbacks: Record<string, number> };
   assert.equal(out.afterFirst, 0, 'first sight: nothing kept');
   assert.equal(out.afterSecond, 1, 'second sight: the bytes are kept');
   assert.deepEqual(out.read, [42, 42, 42, 42]);
@@ -340,13 +345,7 @@ test('lazy, first and second sights of compile(bytes) and instantiate(bytes) as 
     }
     out.fallbacks = reg.engine.stats().fallbacks;
     console.log(JSON.stringify(out));`;
-  const out = JSON.parse(
-    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
-    }),
-  ) as Record<string, Record<string, unknown>> & { errors: string[]; fallbacks: Record<string, number> };
+  const out = runLazy(script) as Record<string, Record<string, unknown>> & { errors: string[]; fallbacks: Record<string, number> };
   assert.deepEqual(out.code1, { kept: 0, held: 1, read: 42 }, 'first sight, mostly code: nothing kept, the module held');
   assert.deepEqual(
     out.code2,
@@ -404,13 +403,7 @@ test('lazy: a Response is left to V8 at the first sight of its URL (not read twi
     out.fallbacks = reg.engine.stats().fallbacks;
     server.close();
     console.log(JSON.stringify(out));`;
-  const out = JSON.parse(
-    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
-    }),
-  ) as Record<string, unknown>;
+  const out = runLazy(script) as Record<string, unknown>;
   assert.deepEqual(out.compile1, { kept: 0, read: 42 }, 'first sight of the URL: nothing read beside V8, nothing kept');
   assert.deepEqual(out.compile2, { kept: 1, read: 42 }, 'second sight: kept');
   assert.deepEqual(out.instantiate1, { kept: 1, read: 42 });

@@ -13,10 +13,20 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, type Imports } from '../src/index.js';
+import { Engine, type Imports, type PreparedModule } from '../src/index.js';
 import { buildModule, I32 } from '../src/bench/builder.js';
 import { BACKENDS } from './helpers/env.js';
 import { F64 } from './helpers/raw-wasm.js';
+
+/** One lease of `p` with imports `io`: its export `call` called once, then released. */
+function callOnce(p: PreparedModule, io: unknown): number {
+  const l = p.instantiate(io as Imports);
+  try {
+    return (l.exports['call'] as () => number)();
+  } finally {
+    l.release();
+  }
+}
 
 const I64 = 0x7e;
 const DATA = { memories: [{ min: 1 }], data: [{ offset: 16, bytes: [1, 2, 3] }] };
@@ -107,14 +117,7 @@ for (const backend of BACKENDS) {
         for (const reuse of [true, false]) {
           const engine = new Engine({ backend, backgroundReset: false });
           const p = engine.prepare(bytes, { reuse });
-          const got = observe((io) => {
-            const l = p.instantiate(io as Imports);
-            try {
-              return (l.exports['call'] as () => number)();
-            } finally {
-              l.release();
-            }
-          });
+          const got = observe((io) => callOnce(p, io));
           assert.deepEqual(got, expected, `${c.module}.${c.name}, reuse ${reuse}`);
           engine.close();
         }
@@ -315,14 +318,7 @@ for (const backend of BACKENDS) {
       assert.equal(want.log.includes('getPrototypeOf'), false);
       const p = engine.prepare(c.bytes, { reuse: c.reuse });
       for (let round = 0; round < 2; round++) {
-        const got = observe((io) => {
-          const l = p.instantiate(io as Imports);
-          try {
-            return (l.exports['call'] as () => number)();
-          } finally {
-            l.release();
-          }
-        });
+        const got = observe((io) => callOnce(p, io));
         assert.deepEqual(got, want, `reuse ${c.reuse}, lease ${round}`);
       }
     }
