@@ -41,7 +41,7 @@
  * replaced the globals (wasm-api.ts): a program may install this as
  * `WebAssembly.instantiate`, and the register hook replaces them.
  */
-import { setImmediate as nodeSetImmediate } from 'node:timers';
+import { afterCompile, laterTurn } from './later-turn.js';
 import { bufferView } from './buffer-source.js';
 import { CODE_SHARE, codeShare } from './code-share.js';
 import { coreOf, type Engine } from './engine.js';
@@ -157,16 +157,6 @@ export async function prepareInBackground(engine: Engine, bytes: Uint8Array<Arra
   return new PreparedModule(core, bytes, { plan, compiled: { bytes: plan.rewritten.bytes, module }, original });
 }
 
-/**
- * Node's own setImmediate, taken when this module loads: a program's fake
- * timers (jest, @sinonjs/fake-timers) replace the global and run an
- * immediate only when the test advances its clock; V8's compile settles
- * whatever the program did to its timers.
- */
-const laterTurn = nodeSetImmediate;
-
-/** Resolves on a later turn of the event loop, as a promise of V8's asynchronous compile would. */
-const afterCompile = (): Promise<void> => new Promise((resolve) => laterTurn(resolve));
 
 export class DropInCache {
   readonly #engine: () => Engine;

@@ -88,7 +88,6 @@ const apply = Reflect.apply;
 const defineProperty = Object.defineProperty;
 /** @internal The slots of every lease with no pooled memory (one frozen array: a lease's list is only ever emptied, and this one is empty). */
 export const NO_POOLED_MEMORY: Slot[] = Object.freeze([]) as unknown as Slot[];
-const NO_SLOTS: readonly Slot[] = NO_POOLED_MEMORY;
 
 /**
  * Everything a lease holds, in one object literal made at once: a lease is
@@ -174,7 +173,7 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
       hidden,
       reuse,
       source: null,
-      heldSlots: NO_SLOTS,
+      heldSlots: NO_POOLED_MEMORY,
       firstName: null,
       first: undefined,
       made: null,

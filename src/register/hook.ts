@@ -63,7 +63,7 @@
  * without the name), and stack traces through code of a prepared instance
  * (V8 names the rewrite's script by the rewrite's bytes).
  */
-import { setImmediate as nodeSetImmediate } from 'node:timers';
+import { afterCompile, laterTurn } from '../later-turn.js';
 import { bufferView } from '../buffer-source.js';
 import { CODE_SHARE, codeShare } from '../code-share.js';
 import type { EngineCore } from '../core.js';
@@ -138,17 +138,8 @@ interface Sight {
 /** Sights remembered, and modules of them held (by count and by the bytes they were compiled from); oldest go first. */
 export const SIGHT_LIMITS = { sights: 1024, held: 16, heldBytes: 256 * 1024 * 1024 } as const;
 
-/**
- * Node's own setImmediate and clock, taken when the hook loads: a program's
- * fake timers (jest, @sinonjs/fake-timers) replace the globals, and run an
- * immediate only when the test advances its clock, where V8's compile
- * settles whatever the program did to its timers.
- */
-const laterTurn = nodeSetImmediate;
+/** Node's own clock, taken when the hook loads (a program's fake timers may replace process.hrtime; see later-turn.ts). */
 const hrtime = process.hrtime.bigint;
-
-/** Resolves on a later turn of the event loop, as V8's asynchronous compile does. */
-const afterCompile = (): Promise<void> => new Promise((resolve) => laterTurn(resolve));
 
 export { Fallback } from './fallback.js';
 
