@@ -155,13 +155,22 @@ export class EngineCore {
     return slots;
   }
 
-  /** Fresh, unpooled slots (one-shot instantiation): dropped with their instance. */
+  /**
+   * Unpooled slots (one-shot instantiation): dropped with their instance.
+   * Each is an idle memory taken out of the pool (a spare made in idle time
+   * for an earlier one-shot instantiation, or a reset memory), else a new
+   * one; either way a spare is asked for the next (MemoryPool.wantSpare).
+   */
   fresh(requests: readonly SlotRequest[]): Slot[] {
     return requests.map((r) => {
-      const slot = new Slot(this.backend, r);
-      this.counters.memoriesCreated++;
-      slot.acquire(r.image);
-      if (r.image) this.counters.bytesMapped += r.image.length;
+      let slot = this.pool.takeIdle(r);
+      if (slot === null) {
+        slot = new Slot(this.backend, r);
+        this.counters.memoriesCreated++;
+        slot.acquire(r.image);
+        if (r.image) this.counters.bytesMapped += r.image.length;
+      }
+      this.pool.wantSpare(r);
       return slot;
     });
   }

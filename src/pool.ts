@@ -227,6 +227,31 @@ export class MemoryPool {
   }
 
   /**
+   * An idle slot for a one-shot tenant, holding `request.image`, or null
+   * when none is idle: core.fresh() (the register hook's and the drop-in's
+   * instantiations, whose memories live and die with their instance). The
+   * slot leaves the pool for good: it is clean (reset, or a spare nobody
+   * used), so its tenant gets what a new memory would give it, without
+   * making one on its critical path. No lease owns it.
+   */
+  takeIdle(request: SlotRequest): Slot | null {
+    if (this.#all.size === 0 && this.#resetting.length === 0) return null;
+    const slot = this.acquire(request, false);
+    if (slot !== null) slot.tenancy.lease = null;
+    return slot;
+  }
+
+  /**
+   * Asks for a spare like `request`, made in idle time (src/spares.ts):
+   * after a one-shot tenant took or made its memory, so that the next one
+   * finds one idle.
+   */
+  wantSpare(request: SlotRequest): void {
+    if (this.#maxIdle === 0 || !this.#sparesOn) return;
+    this.#spares.want({ initialPages: request.initialPages, maximumPages: request.maximumPages, image: request.image, key: request.key ?? sizeKey(request) });
+  }
+
+  /**
    * Resets a leased slot and keeps it idle, or retires it (when its tenant
    * was handed what release cannot revoke (`slot.exposed`), `keep` is
    * false, the slot has served `maxUses` tenants and must detach buffers,

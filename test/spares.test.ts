@@ -150,6 +150,47 @@ for (const { kind, background } of modes) {
     disposing.close();
   });
 
+  test(`one-shot instantiations (the register hook's and the drop-in's) take idle memories and spares made in idle time, never give them back (${label})`, async () => {
+    const e = engine();
+    const m = e.prepare(bytes);
+    const oneShot = (): WebAssembly.Instance => m.instantiateUnpooledSync(undefined, (module, io) => new WebAssembly.Instance(module, io));
+    const startOf = (i: WebAssembly.Instance) => ({ size: fns(i.exports).size!(), digest: digest(memoryOf(i)) });
+    // A pooled tenant dirties its memory and releases it: reset, idle.
+    const lease = m.instantiate();
+    work(lease.exports, false);
+    lease.release();
+    let s = e.stats();
+    const created = s.memoriesCreated;
+    const kept: WebAssembly.Instance[] = [];
+    const first = oneShot();
+    assert.deepEqual(startOf(first), NATIVE_START, 'a reset pooled memory, taken by a one-shot tenant');
+    s = e.stats();
+    assert.equal(s.memoriesCreated, created, 'no memory made on the call');
+    assert.equal(s.idleMemories, 0, 'taken out of the pool');
+    work(first.exports, true);
+    kept.push(first);
+    for (let i = 0; i < 6; i++) {
+      await idle(); // the turn that makes the spare asked for by the last one-shot
+      assert.equal(e.stats().idleMemories, 1, `a spare waits before one-shot ${i}`);
+      const made = e.stats().memoriesCreated;
+      const inst = oneShot();
+      assert.deepEqual(startOf(inst), NATIVE_START, `one-shot ${i} starts as natively`);
+      assert.equal(e.stats().memoriesCreated, made, `one-shot ${i} made no memory`);
+      assert.equal(e.stats().idleMemories, 0);
+      work(inst.exports, i % 2 === 0);
+      kept.push(inst);
+    }
+    s = e.stats();
+    assert.equal(s.sparesUsed, 6);
+    // A burst with no turn between: the first takes nothing (none idle), all make their own, all exact.
+    for (let i = 0; i < 3; i++) assert.deepEqual(startOf(oneShot()), NATIVE_START);
+    assert.equal(e.stats().memoriesCreated, s.memoriesCreated + 3);
+    // The one-shot tenants' memories were never handed to anyone else.
+    assert.equal(new Uint8Array((kept[0]!.exports['mem'] as WebAssembly.Memory).buffer)[150], 1);
+    for (const k of kept) assert.equal(new Uint8Array((k.exports['mem'] as WebAssembly.Memory).buffer)[PAGE + 4100], 2);
+    e.close();
+  });
+
   test(`a memory handed out is replaced by a spare; the old one keeps its tenant's data (${label})`, async () => {
     const e = engine();
     const m = e.prepare(bytes);
