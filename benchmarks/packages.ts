@@ -269,7 +269,7 @@ export function packagesMarkdown(rows: PackageRow[], options: { samples?: number
       `the slowest). "hook / native" below 1 is faster. Cold start + work: the package's own glue, unmodified (${samples} ` +
       `processes per variant). First instantiation: compile + instantiate through the API the glue uses, in a fresh process ` +
       `(${instSamples} processes). Instantiate alone: \`new WebAssembly.Instance(module, imports)\` with stub imports, once the ` +
-      `hook has prepared the module or decided not to (40 per process). ${live} live instances: each wrote one byte into page 0 of its ` +
+      `hook has prepared the module or decided not to (40 per process, a turn of the event loop after every 4: under the hook, each takes a spare memory made in such a turn, holding the image, or makes one when none is left). ${live} live instances: each wrote one byte into page 0 of its ` +
       'memory; RSS and PSS (/proc/self/smaps_rollup) are the growth over a baseline taken after compiling (and preparing); ' +
       '"+ images" adds the memfd images (Shmem, once per module, outside RSS until mapped and read); "process RSS" is the total at the end. ' +
       "Drop-in: the drop-in `instantiate(bytes, imports)` of 'wasm-cow' (no hook) in the hook column, against " +

@@ -382,6 +382,14 @@ md.push('', 'On 2 cores with 2 busy threads no core is idle: the reset threads (
 md.push('', '## Emscripten cold start: fresh module instance to first result (median / p99)', '');
 md.push('| work | native | wasm-cow | ratio (median) |', '|---|---|---|---|');
 for (const c of cold) md.push(`| ${c.module} | ${cell(c.native)} | ${cell(c.engine)} | ${versus(c.native.median / c.engine.median)} |`);
+md.push(
+  '',
+  'Each run starts from a compiled module and a fresh copy of the glue (`emscriptenAdapter` on the wasm-cow side), after a turn of the ' +
+    'event loop, as a server between two requests; native and wasm-cow runs alternate. The glue keeps the raw instance and its memory, ' +
+    'so each wasm-cow memory is retired at release: the next run takes a spare made in that turn (a new memory already holding the ' +
+    'image). QuickJS imports its memory from the glue: it gets no image (too little data to beat V8\'s copy in an imported memory), and ' +
+    'wasm-cow runs it as V8 does.',
+);
 md.push('', '## Snapshots against Wizer: the WASI fixture (a 30 ms init) to its first result', '');
 md.push(...snapshotTable(snapshots));
 md.push(
