@@ -306,3 +306,17 @@ function runNodeGc(code: string) {
   const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+test("CommonJS programs require('wasm-cow') (the package's \"default\" export): the same module as import, one default engine", () => {
+  const root = new URL('../../', import.meta.url).pathname;
+  const script = `const w = require('wasm-cow');
+    const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const lease = w.getDefaultEngine().prepare(bytes).instantiate();
+    const read = new Uint8Array(lease.exports.mem.buffer)[0];
+    lease.release();
+    import('wasm-cow').then((m) => console.log(JSON.stringify({ same: m.getDefaultEngine() === w.getDefaultEngine(), Engine: typeof w.Engine, read })));`;
+  const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { same: true, Engine: 'function', read: 42 });
+  assert.equal(r.stderr, '', 'no warning');
+});
