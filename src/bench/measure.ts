@@ -55,10 +55,13 @@ export interface InterleaveOptions {
 }
 
 /**
- * Measures several variants in alternating blocks (a, b, c, b, c, a, ...,
- * the order rotating each round), so that drift in the machine's state
- * (other processes, CPU frequency, the heap's growth and its collections)
- * falls on all variants alike rather than on whichever ran last. Each block
+ * Measures several variants in alternating blocks, in a new order each
+ * round (a seeded shuffle), so that drift in the machine's state (other
+ * processes, CPU frequency, the heap's growth and its collections) falls on
+ * all variants alike rather than on whichever ran last. (A rotation of one
+ * fixed order had each variant always follow the same one, which then left
+ * it its collections: the same engine code measured 0.3-0.7 µs apart in
+ * two orders, after a variant that makes memories.) Each block
  * lasts about `blockMs`; each variant is warmed up before the first round.
  * Each variant's `setup`, when given, runs before each iteration, untimed.
  */
@@ -97,9 +100,20 @@ export function measureInterleaved<K extends string>(
   });
   const done = (i: number): boolean =>
     times[i]!.length >= maxIterations || (times[i]!.length >= minIterations && spent[i]! >= budgetMs * 1000);
-  for (let round = 0; !names.every((_, i) => done(i)); round++) {
-    for (let k = 0; k < names.length; k++) {
-      const i = (k + round) % names.length;
+  const order = names.map((_, i) => i);
+  let seed = 0x2545f491;
+  const next = (): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 0x100000000;
+  };
+  while (!names.every((_, i) => done(i))) {
+    for (let k = order.length - 1; k > 0; k--) {
+      const j = Math.floor(next() * (k + 1));
+      [order[k], order[j]] = [order[j]!, order[k]!];
+    }
+    for (const i of order) {
       if (done(i)) continue;
       const block = Math.max(1, Math.round((blockMs * 1000) / perIteration[i]!));
       const start = performance.now();
