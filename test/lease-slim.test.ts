@@ -56,3 +56,50 @@ test('a lease with no pooled memory: exports, wrappers and accessors revoked at 
   assert.throws(() => lease.memoryBuffer(), released);
   engine.close();
 });
+
+test('leases with no pooled memory released out of order, before and after their registration: counted once each, and a released one is not kept alive by those still waiting', () => {
+  const code = `
+    import { Engine } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)};
+    import { unexposedInstance } from ${JSON.stringify(new URL('../src/lease.js', import.meta.url).href)};
+    const bytes = new Uint8Array(${JSON.stringify([...noMemory])});
+    const engine = new Engine({ maxInstances: 400 });
+    const p = engine.prepare(bytes);
+    const out = {};
+    // One synchronous run (no microtask until the await below): released leases between waiting ones.
+    const made = [];
+    for (let i = 0; i < 10; i++) made.push(p.instantiate());
+    for (const i of [3, 0, 9, 5]) made[i].release();
+    out.afterOutOfOrder = engine.stats().liveLeases;
+    // A released lease whose neighbours on the list are still waiting: its exports (read, so the lease holds them) are collectable.
+    // (A FinalizationRegistry rather than a WeakRef: a WeakRef keeps its target until the synchronous run ends.)
+    let collected = false;
+    const watcher = new FinalizationRegistry(() => { collected = true; });
+    (() => {
+      const l = p.instantiate();
+      watcher.register(unexposedInstance(l).exports, 0);
+      l.exports.f();
+      l.release();
+    })();
+    made.push(p.instantiate());
+    globalThis.gc(); // in the same synchronous run: the leases around it are still waiting
+    await new Promise((r) => setTimeout(r, 10));
+    out.releasedCollected = collected;
+    // More than a batch, released after their registration.
+    const batch = [];
+    for (let i = 0; i < 70; i++) batch.push(p.instantiate());
+    out.withBatch = engine.stats().liveLeases;
+    for (const l of batch) l.release();
+    out.batchReleased = engine.stats().liveLeases;
+    batch.length = 0;
+    // The six of the first run still held: release two, drop the rest.
+    made[1].release();
+    made[10].release();
+    made.length = 0;
+    for (let i = 0; i < 30 && engine.stats().liveLeases > 0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+    out.after = engine.stats().liveLeases;
+    out.next = p.instantiate().exports.f();
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { afterOutOfOrder: 6, releasedCollected: true, withBatch: 77, batchReleased: 7, after: 0, next: 1 });
+});
