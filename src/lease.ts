@@ -318,22 +318,33 @@ function lazyExports(s: LeaseState): WebAssembly.Exports {
   if (s.slots.length !== 0) s.heldSlots = s.slots.slice();
   // One handler for every lease (nothing allocated for it per lease): the
   // traps find the lease's state in the target's private field.
-  return new Proxy(new ExportsTarget(s) as unknown as WebAssembly.Exports, HANDLER);
+  const target = {} as WebAssembly.Exports;
+  new ExportsTarget(target, s);
+  return new Proxy(target, HANDLER);
 }
 
 /**
- * The target of a lease's `lease.exports`: an empty, extensible object
- * until materialize() fills and freezes it (null prototype). Its private
- * field, which no reflection shows, is how the shared traps find the
- * lease's state. util.inspect(x, { showProxy: true }) hands the target and
- * the handler to user code: the traps called with a target of another
- * kind throw a TypeError (the private field is missing), and with this
- * lease's target they reach only this lease's exports, as the Proxy does.
+ * Marks the target of a lease's `lease.exports` (a plain `{}`, empty and
+ * extensible until materialize() fills and freezes it, null prototype)
+ * with the lease's state, in a private field defined on that object (the
+ * base constructor returns it): no reflection shows it, and util.inspect
+ * still prints the target as `{}`. The shared traps find the state there.
+ * util.inspect(x, { showProxy: true }) hands the target and the handler
+ * to user code: the traps called with another object throw a TypeError
+ * (no such private field), and with this lease's target they reach only
+ * this lease's exports, as the Proxy does.
  */
 let stateOf: (t: WebAssembly.Exports) => LeaseState;
-class ExportsTarget {
+/** Returns the object it is given, so that a subclass defines its private fields on that object. */
+class Given {
+  constructor(o: object) {
+    return o as Given;
+  }
+}
+class ExportsTarget extends Given {
   readonly #s: LeaseState;
-  constructor(s: LeaseState) {
+  constructor(o: object, s: LeaseState) {
+    super(o);
     this.#s = s;
   }
   static {
@@ -346,7 +357,8 @@ function filled(t: WebAssembly.Exports): WebAssembly.Exports {
   return materialize(stateOf(t), t);
 }
 
-const HANDLER: ProxyHandler<WebAssembly.Exports> = {
+/** Frozen: shared by every lease, and handed to user code by util.inspect(x, { showProxy: true }). */
+const HANDLER: ProxyHandler<WebAssembly.Exports> = Object.freeze({
   get(t, key) {
     // A null-prototype object of string keys: a symbol reads undefined.
     return typeof key === 'string' ? getExport(stateOf(t), key) : undefined;
@@ -364,7 +376,7 @@ const HANDLER: ProxyHandler<WebAssembly.Exports> = {
   // The target's once filled; until then it is extensible, so any answer holds.
   getPrototypeOf: () => null,
   setPrototypeOf: (t, proto) => Reflect.setPrototypeOf(filled(t), proto),
-};
+} satisfies ProxyHandler<WebAssembly.Exports>);
 
 /** `get` of a string key: the wrapper of an export (made at its first read), an accessor's read, or the export as is. */
 function getExport(s: LeaseState, key: string): unknown {
@@ -400,7 +412,7 @@ function hasExport(s: LeaseState, key: string): boolean {
 /** Fills and freezes the target as the eager build made it (with the wrappers handed out so far), once. */
 function materialize(s: LeaseState, t: WebAssembly.Exports): WebAssembly.Exports {
   if (s.done) return t;
-  Reflect.setPrototypeOf(t, null); // made as an ExportsTarget (its private field stays)
+  Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object (its private field stays)
   const out = t as Record<string, unknown>;
   const raw = s.source!;
   for (const name of Object.keys(raw)) {

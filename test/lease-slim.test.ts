@@ -103,3 +103,42 @@ test('leases with no pooled memory released out of order, before and after their
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { afterOutOfOrder: 6, releasedCollected: true, withBatch: 77, batchReleased: 7, after: 0, next: 1 });
 });
+
+test('lease.exports: the Proxy handler util.inspect shows is shared and frozen (one lease cannot change another\'s), its traps answer only for their own lease\'s target; the target prints as {} until the shape is looked at', async () => {
+  const util = await import('node:util');
+  const engine = new Engine({ maxIdle: 0 });
+  const p = engine.prepare(noMemory);
+  const a = p.instantiate();
+  const b = p.instantiate();
+  const ea = a.exports;
+  const fa = ea.f;
+  assert.equal(util.inspect(ea), '{}');
+  // What util.inspect(x, { showProxy: true }) shows: the target and the handler.
+  const seen: unknown[] = [];
+  const key = util.inspect.custom;
+  const proto = Object.prototype as unknown as Record<symbol, unknown>;
+  proto[key] = function (this: unknown) {
+    seen.push(this);
+    return 'x';
+  };
+  try {
+    util.inspect(ea, { showProxy: true });
+  } finally {
+    delete proto[key];
+  }
+  const handler = seen.find((v) => typeof (v as { get?: unknown }).get === 'function') as ProxyHandler<object> & Record<string, unknown>;
+  const target = seen.find((v) => v !== handler) as object;
+  assert.ok(handler !== undefined && target !== undefined);
+  assert.ok(Object.isFrozen(handler));
+  assert.throws(() => {
+    handler['get'] = () => 'hijacked';
+  }, TypeError);
+  assert.equal((b.exports.f as () => number)(), 1, "another lease's exports read as before");
+  assert.equal(handler.get!(target, 'f', ea), fa, "with its lease's target: that lease's wrapper");
+  assert.throws(() => handler.get!({}, 'f', ea), TypeError);
+  assert.throws(() => handler.ownKeys!({}), TypeError);
+  a.release();
+  b.release();
+  assert.throws(() => (fa as () => number)(), ReleasedInstanceError);
+  engine.close();
+});
