@@ -1,7 +1,7 @@
 /**
  * Leases with no pooled memory (a module run as V8 would, or one that
  * defines no memory): the engine registers them for GC in batches
- * (EngineCore.watch), so these check the live-lease accounting across a
+ * (EngineCore.watchUnpooled), so these check the live-lease accounting across a
  * batch boundary and the lease's revocation, on the slim lease.
  */
 import test from 'node:test';
