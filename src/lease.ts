@@ -318,37 +318,29 @@ function lazyExports(s: LeaseState): WebAssembly.Exports {
   if (s.slots.length !== 0) s.heldSlots = s.slots.slice();
   // One handler for every lease (nothing allocated for it per lease): the
   // traps find the lease's state in the target's private field.
-  const target = {} as WebAssembly.Exports;
-  new ExportsTarget(target, s);
-  return new Proxy(target, HANDLER);
+  return new Proxy(new ExportsTarget(s) as unknown as WebAssembly.Exports, HANDLER);
 }
 
 /**
- * Marks the target of a lease's `lease.exports` (a plain `{}`, empty and
- * extensible until materialize() fills and freezes it, null prototype)
- * with the lease's state, in a private field defined on that object (the
- * base constructor returns it): no reflection shows it, and util.inspect
- * still prints the target as `{}`. The shared traps find the state there.
- * util.inspect(x, { showProxy: true }) hands the target and the handler
- * to user code: the traps called with another object throw a TypeError
- * (no such private field), and with this lease's target they reach only
- * this lease's exports, as the Proxy does.
+ * The target of a lease's `lease.exports`: empty and extensible until
+ * materialize() fills and freezes it (null prototype). Its private field,
+ * which no reflection shows, is how the shared traps find the lease's
+ * state. Its prototype's `constructor` is Object, so that util.inspect
+ * (which shows a Proxy's target) still prints it as `{}`.
+ * util.inspect(x, { showProxy: true }) hands the target and the handler to
+ * user code: the traps called with another object throw a TypeError (no
+ * such private field), and with this lease's target they reach only this
+ * lease's exports, as the Proxy does.
  */
 let stateOf: (t: WebAssembly.Exports) => LeaseState;
-/** Returns the object it is given, so that a subclass defines its private fields on that object. */
-class Given {
-  constructor(o: object) {
-    return o as Given;
-  }
-}
-class ExportsTarget extends Given {
+class ExportsTarget {
   readonly #s: LeaseState;
-  constructor(o: object, s: LeaseState) {
-    super(o);
+  constructor(s: LeaseState) {
     this.#s = s;
   }
   static {
     stateOf = (t) => (t as unknown as ExportsTarget).#s;
+    defineProperty(ExportsTarget.prototype, 'constructor', { value: Object });
   }
 }
 
@@ -412,7 +404,7 @@ function hasExport(s: LeaseState, key: string): boolean {
 /** Fills and freezes the target as the eager build made it (with the wrappers handed out so far), once. */
 function materialize(s: LeaseState, t: WebAssembly.Exports): WebAssembly.Exports {
   if (s.done) return t;
-  Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object (its private field stays)
+  Reflect.setPrototypeOf(t, null); // made as an ExportsTarget: cheaper than a null-prototype object (its private field stays)
   const out = t as Record<string, unknown>;
   const raw = s.source!;
   for (const name of Object.keys(raw)) {
