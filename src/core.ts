@@ -44,6 +44,9 @@ export interface UnpooledLease {
   next: UnpooledLease | null;
 }
 
+/** The ticket closed for a lease without slots released before it was registered (EngineCore.unwatchUnpooled): never registered, so never read. */
+const NEVER_REGISTERED: LeaseTicket = { open: false };
+
 export class EngineCore {
   readonly backend: Backend;
   readonly options: CoreOptions;
@@ -177,15 +180,9 @@ export class EngineCore {
     for (const s of slots) this.pool.release(s, !this.closed);
   }
 
-  /**
-   * A new lease holds these slots: returns its ticket. A lease without
-   * slots here is a reused instance's (src/reuse/pool.ts; those made by
-   * PreparedModule go through watchUnpooled): it is watched itself,
-   * registered with #dropped at once.
-   */
-  watch(slots: readonly Slot[], lease: object): LeaseTicket {
+  /** A new lease holds these slots (at least one; a lease without: watchUnpooled): returns its ticket. */
+  watch(slots: readonly Slot[]): LeaseTicket {
     const ticket = { open: true };
-    if (slots.length === 0) this.#dropped.register(lease, ticket);
     for (let i = 0; i < slots.length; i++) slots[i]!.tenancy.lease = ticket;
     return ticket;
   }
@@ -202,8 +199,9 @@ export class EngineCore {
    * (no allocation, and nothing but the core and the lease touched: this
    * runs right after V8 instantiated a module, when little of the engine is
    * in the CPU caches); the list holds it, so it cannot be collected, and
-   * releaseUnpooled() takes it off, so that a released lease does not keep
-   * its instance alive through the list.
+   * unwatchUnpooled() takes it off at release, so that a released lease
+   * does not keep its instance alive through the list. A reused instance's
+   * lease without slots is watched the same way.
    */
   watchUnpooled(w: UnpooledLease): void {
     const head = this.#waiting;
@@ -246,7 +244,7 @@ export class EngineCore {
     }
   }
 
-  /** Leases without slots (watch, watchUnpooled): a ticket still open when its lease is collected was never released. */
+  /** Leases without slots (watchUnpooled): a ticket still open when its lease is collected was never released. */
   readonly #dropped = new FinalizationRegistry<LeaseTicket>((ticket) => {
     if (!ticket.open) return;
     ticket.open = false;
@@ -262,14 +260,15 @@ export class EngineCore {
     this.releaseSlots(slots);
   }
 
-  /** A lease watched by watchUnpooled() was released: off the list if it is still waiting. */
-  releaseUnpooled(w: UnpooledLease): void {
-    this.live--;
+  /**
+   * A lease watched by watchUnpooled() is being released: takes it off the
+   * list if it is still waiting there, and returns the ticket to close
+   * (leaseReleased, or a reused instance's completion): its registration's,
+   * or, for one never registered, a shared ticket nothing reads.
+   */
+  unwatchUnpooled(w: UnpooledLease): LeaseTicket {
     const ticket = w.ticket;
-    if (ticket !== null) {
-      ticket.open = false; // registered: the registry's callback will do nothing
-      return;
-    }
+    if (ticket !== null) return ticket;
     const prev = w.prev;
     const next = w.next;
     if (prev === null) this.#waiting = next;
@@ -282,6 +281,7 @@ export class EngineCore {
       w.next = null;
     }
     this.#waitingCount--;
+    return NEVER_REGISTERED;
   }
 
   /** A slot was collected; if a lease still held it, that lease was dropped unreleased. */

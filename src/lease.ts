@@ -97,7 +97,7 @@ export const NO_POOLED_MEMORY: Slot[] = Object.freeze([]) as unknown as Slot[];
  * each class instance, map transition and closure made there costs a
  * fraction of a microsecond (about 1 µs per class instance after a large
  * instantiation such as sql.js's). The state is also the CallState the
- * wrappers share, and the state of the lazy `lease.exports` (its handler
+ * wrappers share, and the state of the lazy `lease.exports` (its target
  * holds only this object).
  */
 interface LeaseState extends CallState, UnpooledLease {
@@ -138,9 +138,10 @@ interface LeaseState extends CallState, UnpooledLease {
 function completeLease(this: LeaseState): void {
   this.phase = 2;
   if (this.raw) exposeAll(this);
-  if (this.reuse !== null) this.reuse.complete(this.ticket!, this.slots);
-  else if (this.slots.length === 0) this.core.releaseUnpooled(this); // none at construction either (the list is only ever emptied)
-  else this.core.leaseReleased(this.ticket!, this.slots);
+  // No slots now: none at construction either (the list is only ever emptied), so watched by watchUnpooled.
+  const ticket = this.slots.length === 0 ? this.core.unwatchUnpooled(this) : this.ticket!;
+  if (this.reuse !== null) this.reuse.complete(ticket, this.slots);
+  else this.core.leaseReleased(ticket, this.slots);
   if (this.slots.length !== 0) this.slots.length = 0;
 }
 
@@ -190,8 +191,8 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     this.#s = s;
     // A lease with no pooled memory is watched through its state, which
     // the lease, its `exports` and their functions hold.
-    if (slots.length === 0 && reuse === null) core.watchUnpooled(s);
-    else s.ticket = core.watch(slots, s);
+    if (slots.length === 0) core.watchUnpooled(s);
+    else s.ticket = core.watch(slots);
     if (reuse !== null) reuse.calls = s;
     if (plan.atInstantiation) exposeAll(s);
   }

@@ -142,3 +142,28 @@ test('lease.exports: the Proxy handler util.inspect shows is shared and frozen (
   assert.throws(() => (fa as () => number)(), ReleasedInstanceError);
   engine.close();
 });
+
+test('a reused instance of a module with no memory: its leases wait on the same list; released before or after registration, or dropped, each counted once', () => {
+  const code = `
+    import { Engine } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)};
+    const bytes = new Uint8Array(${JSON.stringify([...noMemory])});
+    const engine = new Engine({ maxInstances: 400 });
+    const p = engine.prepare(bytes, { reuse: true });
+    const out = { reuse: p.reuse.enabled };
+    const a = p.instantiate(); a.exports.f(); a.release(); // released while waiting
+    const b = p.instantiate(); b.exports.f();
+    const batch = [];
+    for (let i = 0; i < 70; i++) batch.push(p.instantiate()); // b and these registered on the way
+    b.release(); // released after its registration
+    for (const l of batch.splice(0, 35)) l.release();
+    out.live = engine.stats().liveLeases;
+    out.reused = engine.stats().instancesReused;
+    batch.length = 0; // the other 35 dropped unreleased
+    for (let i = 0; i < 30 && engine.stats().liveLeases > 0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+    out.after = engine.stats().liveLeases;
+    out.next = p.instantiate().exports.f();
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { reuse: true, live: 35, reused: 1, after: 0, next: 1 });
+});
