@@ -29,13 +29,23 @@ export interface IdleInstance {
   evict(): void;
 }
 
-/** Leases without pooled memory listed before they are registered (EngineCore.watch). */
+/** Leases without pooled memory waiting to be registered, at most (EngineCore.watchUnpooled). */
 const UNWATCHED_MAX = 64;
 
-/** The ticket of a lease without slots: where it is on EngineCore's list of leases to watch. */
-interface ListedTicket extends LeaseTicket {
-  readonly at: number;
+/**
+ * A lease without pooled memory as EngineCore watches it (the lease's own
+ * state: EngineCore.watchUnpooled). Its ticket is null until it is
+ * registered with the FinalizationRegistry; until then it is on the list
+ * of waiting leases, linked by prev / next (null at the ends, and off it).
+ */
+export interface UnpooledLease {
+  ticket: LeaseTicket | null;
+  prev: UnpooledLease | null;
+  next: UnpooledLease | null;
 }
+
+/** The ticket closed for a lease without slots released before it was registered (EngineCore.unwatchUnpooled): never registered, so never read. */
+const NEVER_REGISTERED: LeaseTicket = { open: false };
 
 export class EngineCore {
   readonly backend: Backend;
@@ -179,56 +189,71 @@ export class EngineCore {
     for (const s of slots) this.pool.release(s, !this.closed);
   }
 
+  /** A new lease holds these slots (at least one; a lease without: watchUnpooled): returns its ticket. */
+  watch(slots: readonly Slot[]): LeaseTicket {
+    const ticket = { open: true };
+    for (let i = 0; i < slots.length; i++) slots[i]!.tenancy.lease = ticket;
+    return ticket;
+  }
+
   /**
-   * A new lease holds these slots: returns its ticket. A lease without
-   * slots (a module that defines no memory, or whose memories V8 made) is
-   * watched itself: dropped without release(), it stops counting as live
-   * when V8 collects it (#collected cannot see it: no slot).
+   * A new lease without pooled memory (a module that defines none, or whose
+   * memories V8 made): watched itself, so that dropped without release() it
+   * stops counting as live when V8 collects it (#collected cannot see it:
+   * no slot). It is registered with #dropped in a batch, once the code that
+   * made it has run (a microtask) or UNWATCHED_MAX such leases are waiting:
+   * most are released by then and are never registered (a registration
+   * costs about 1.5 µs after a large instantiation, and its weak cell GC
+   * work). Until then it is on a list linked through the leases themselves
+   * (no allocation, and nothing but the core and the lease touched: this
+   * runs right after V8 instantiated a module, when little of the engine is
+   * in the CPU caches); the list holds it, so it cannot be collected, and
+   * unwatchUnpooled() takes it off at release, so that a released lease
+   * does not keep its instance alive through the list. A reused instance's
+   * lease without slots is watched the same way.
    */
-  watch(slots: readonly Slot[], lease: object): LeaseTicket {
-    if (slots.length !== 0) {
-      const ticket = { open: true };
-      for (let i = 0; i < slots.length; i++) slots[i]!.tenancy.lease = ticket;
-      return ticket;
+  watchUnpooled(w: UnpooledLease): void {
+    const head = this.#waiting;
+    if (head !== null) {
+      w.next = head;
+      head.prev = w;
     }
-    // Registered with #dropped in a batch, once the code that made it has
-    // run (a microtask) or UNWATCHED_MAX more came: most such leases are
-    // released by then and are never registered (a registration costs
-    // about 1.5 µs after a large instantiation, and its weak cell GC work).
-    // Until then the list holds the lease, which therefore cannot be
-    // collected; release() takes it off the list (leaseReleased), so that
-    // a released lease does not keep its instance alive through it.
-    const list = this.#unwatched;
-    const listed: ListedTicket = { open: true, at: list.length };
-    list.push(lease, listed);
+    this.#waiting = w;
+    this.#waitingCount++;
     if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(this.#flushSoon);
-    } else if (list.length >= 2 * UNWATCHED_MAX) {
+    } else if (this.#waitingCount >= UNWATCHED_MAX) {
       this.#flushUnwatched();
     }
-    return listed;
   }
 
-  /** Leases without slots not yet registered with #dropped: lease, ticket, lease, ticket, ... (a released lease's entry null). */
-  readonly #unwatched: (object | null | ListedTicket)[] = [];
+  /** The newest lease waiting to be registered (watchUnpooled), or null. */
+  #waiting: UnpooledLease | null = null;
+  #waitingCount = 0;
   #flushQueued = false;
   readonly #flushSoon = (): void => {
     this.#flushQueued = false;
     this.#flushUnwatched();
   };
 
-  /** Registers the listed leases that are still open. */
+  /** Registers the waiting leases (every one on the list is unreleased) and empties the list. */
   #flushUnwatched(): void {
-    const list = this.#unwatched;
-    for (let i = 0; i < list.length; i += 2) {
-      const ticket = list[i + 1] as ListedTicket;
-      if (ticket.open) this.#dropped.register(list[i] as object, ticket);
+    let w = this.#waiting;
+    this.#waiting = null;
+    this.#waitingCount = 0;
+    while (w !== null) {
+      const next = w.next;
+      w.next = null;
+      w.prev = null;
+      const ticket = { open: true };
+      w.ticket = ticket;
+      this.#dropped.register(w, ticket);
+      w = next;
     }
-    list.length = 0;
   }
 
-  /** Leases without slots, watched by watch(): a ticket still open when its lease is collected was never released. */
+  /** Leases without slots (watchUnpooled): a ticket still open when its lease is collected was never released. */
   readonly #dropped = new FinalizationRegistry<LeaseTicket>((ticket) => {
     if (!ticket.open) return;
     ticket.open = false;
@@ -239,14 +264,33 @@ export class EngineCore {
   leaseReleased(ticket: LeaseTicket, slots: readonly Slot[]): void {
     ticket.open = false;
     this.live--;
-    if (slots.length === 0) {
-      // Run as V8 would: nothing pooled. Off the list of leases to watch, if it is still there.
-      const at = (ticket as Partial<ListedTicket>).at;
-      if (at !== undefined && this.#unwatched[at + 1] === ticket) this.#unwatched[at] = null;
-      return;
-    }
+    if (slots.length === 0) return;
     for (const s of slots) s.tenancy.lease = null;
     this.releaseSlots(slots);
+  }
+
+  /**
+   * A lease watched by watchUnpooled() is being released: takes it off the
+   * list if it is still waiting there, and returns the ticket to close
+   * (leaseReleased, or a reused instance's completion): its registration's,
+   * or, for one never registered, a shared ticket nothing reads.
+   */
+  unwatchUnpooled(w: UnpooledLease): LeaseTicket {
+    const ticket = w.ticket;
+    if (ticket !== null) return ticket;
+    const prev = w.prev;
+    const next = w.next;
+    if (prev === null) this.#waiting = next;
+    else {
+      prev.next = next;
+      w.prev = null;
+    }
+    if (next !== null) {
+      next.prev = prev;
+      w.next = null;
+    }
+    this.#waitingCount--;
+    return NEVER_REGISTERED;
   }
 
   /** A slot was collected; if a lease still held it, that lease was dropped unreleased. */

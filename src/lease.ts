@@ -21,7 +21,7 @@
  * call returns or throws: the wasm code still running writes only to
  * memories no one else has.
  */
-import type { EngineCore } from './core.js';
+import type { EngineCore, UnpooledLease } from './core.js';
 import { InvalidArgumentError, ReleasedInstanceError } from './errors.js';
 import type { ExposurePlan } from './exposure.js';
 import { bufferOf } from './memory.js';
@@ -97,10 +97,10 @@ export const NO_POOLED_MEMORY: Slot[] = Object.freeze([]) as unknown as Slot[];
  * each class instance, map transition and closure made there costs a
  * fraction of a microsecond (about 1 µs per class instance after a large
  * instantiation such as sql.js's). The state is also the CallState the
- * wrappers share, and the state of the lazy `lease.exports` (its handler
+ * wrappers share, and the state of the lazy `lease.exports` (its target
  * holds only this object).
  */
-interface LeaseState extends CallState {
+interface LeaseState extends CallState, UnpooledLease {
   /** Null once released. */
   instance: WebAssembly.Instance | null;
   /** `lease.exports` (the Proxy), or null until read (and again after release). */
@@ -109,7 +109,11 @@ interface LeaseState extends CallState {
   instanceRead: boolean;
   readonly slots: Slot[];
   readonly core: EngineCore;
+  /** The slots' ticket; for a lease without slots, its registration's (null until registered: EngineCore.watchUnpooled). */
   ticket: LeaseTicket | null;
+  /** Neighbours on the core's list of unpooled leases waiting to be watched (EngineCore.watchUnpooled). */
+  prev: LeaseState | null;
+  next: LeaseState | null;
   readonly plan: ExposurePlan;
   /** Export names the engine added (src/reuse/internal.ts): never in `exports`. */
   readonly hidden: ReadonlySet<string> | null;
@@ -134,8 +138,10 @@ interface LeaseState extends CallState {
 function completeLease(this: LeaseState): void {
   this.phase = 2;
   if (this.raw) exposeAll(this);
-  if (this.reuse !== null) this.reuse.complete(this.ticket!, this.slots);
-  else this.core.leaseReleased(this.ticket!, this.slots);
+  // No slots now: none at construction either (the list is only ever emptied), so watched by watchUnpooled.
+  const ticket = this.slots.length === 0 ? this.core.unwatchUnpooled(this) : this.ticket!;
+  if (this.reuse !== null) this.reuse.complete(ticket, this.slots);
+  else this.core.leaseReleased(ticket, this.slots);
   if (this.slots.length !== 0) this.slots.length = 0;
 }
 
@@ -169,6 +175,8 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
       slots,
       core,
       ticket: null,
+      prev: null,
+      next: null,
       plan,
       hidden,
       reuse,
@@ -182,8 +190,9 @@ export class Lease<T extends WebAssembly.Exports = WebAssembly.Exports> implemen
     };
     this.#s = s;
     // A lease with no pooled memory is watched through its state, which
-    // the lease, its `exports` and their functions hold (core.watch).
-    s.ticket = core.watch(slots, s);
+    // the lease, its `exports` and their functions hold.
+    if (slots.length === 0) core.watchUnpooled(s);
+    else s.ticket = core.watch(slots);
     if (reuse !== null) reuse.calls = s;
     if (plan.atInstantiation) exposeAll(s);
   }
@@ -308,76 +317,59 @@ function lazyExports(s: LeaseState): WebAssembly.Exports {
   s.source = s.instance!.exports;
   // The slots as they are now: the lease's own list empties at release, and a memory read after it must still throw.
   if (s.slots.length !== 0) s.heldSlots = s.slots.slice();
-  const target = {} as WebAssembly.Exports;
-  // The handler: an object literal whose `get` holds the state (a closure
-  // is cheaper to make than an instance of a handler class), the other
-  // traps shared. util.inspect(x, { showProxy: true }) hands the handler to
-  // user code, so nothing in it gives the state away: the shared traps ask
-  // `get` for what they need under keys no property has (MATERIALIZE: the
-  // frozen target, which the traps show anyway; HAS: whether a name is an
-  // export, as `in` answers). Each user of such a handler reaches only its
-  // own lease's exports.
-  const handler: ProxyHandler<WebAssembly.Exports> = {
-    get: (_t, key, receiver) => {
-      if (typeof key === 'string') return getExport(s, key);
-      if (key === MATERIALIZE) return materialize(s, target);
-      if (key === HAS) return hasExport(s, receiver);
-      return undefined; // a null-prototype object of string keys
-    },
-    has: trapHas,
-    ownKeys: trapOwnKeys,
-    getOwnPropertyDescriptor: trapGetOwnPropertyDescriptor,
-    defineProperty: trapDefineProperty,
-    deleteProperty: trapDeleteProperty,
-    set: trapSet,
-    isExtensible: trapIsExtensible,
-    preventExtensions: trapPreventExtensions,
-    getPrototypeOf: trapGetPrototypeOf,
-    setPrototypeOf: trapSetPrototypeOf,
-  };
-  return new Proxy(target, handler);
+  // One handler for every lease (nothing allocated for it per lease): the
+  // traps find the lease's state in the target's private field.
+  return new Proxy(new ExportsTarget(s) as unknown as WebAssembly.Exports, HANDLER);
 }
 
-/** Keys the shared traps pass to a lease's `get` (symbols of this module's own: no export has them). */
-const MATERIALIZE = Symbol('materialize');
-const HAS = Symbol('has');
-
-type Handler = ProxyHandler<WebAssembly.Exports> & { get: (t: WebAssembly.Exports, key: string | symbol, receiver: unknown) => unknown };
-/** The frozen object the eager build made, from the lease's own `get` (never from the target a caller passes). */
-function filled(h: Handler, t: WebAssembly.Exports): WebAssembly.Exports {
-  return h.get(t, MATERIALIZE, undefined) as WebAssembly.Exports;
+/**
+ * The target of a lease's `lease.exports`: empty and extensible until
+ * materialize() fills and freezes it (null prototype). Its private field,
+ * which no reflection shows, is how the shared traps find the lease's
+ * state. Its prototype's `constructor` is Object, so that util.inspect
+ * (which shows a Proxy's target) still prints it as `{}`.
+ * util.inspect(x, { showProxy: true }) hands the target and the handler to
+ * user code: the traps called with another object throw a TypeError (no
+ * such private field), and with this lease's target they reach only this
+ * lease's exports, as the Proxy does.
+ */
+let stateOf: (t: WebAssembly.Exports) => LeaseState;
+class ExportsTarget {
+  readonly #s: LeaseState;
+  constructor(s: LeaseState) {
+    this.#s = s;
+  }
+  static {
+    stateOf = (t) => (t as unknown as ExportsTarget).#s;
+    defineProperty(ExportsTarget.prototype, 'constructor', { value: Object });
+  }
 }
 
-function trapGetPrototypeOf(): object | null {
-  return null; // the target's once filled; until then it is extensible, so any answer holds
+/** The frozen object the eager build made (the target, filled once). */
+function filled(t: WebAssembly.Exports): WebAssembly.Exports {
+  return materialize(stateOf(t), t);
 }
-function trapHas(this: Handler, t: WebAssembly.Exports, key: string | symbol): boolean {
-  return typeof key === 'string' && this.get(t, HAS, key) === true;
-}
-function trapOwnKeys(this: Handler, t: WebAssembly.Exports): (string | symbol)[] {
-  return Reflect.ownKeys(filled(this, t));
-}
-function trapGetOwnPropertyDescriptor(this: Handler, t: WebAssembly.Exports, key: string | symbol): PropertyDescriptor | undefined {
-  return Reflect.getOwnPropertyDescriptor(filled(this, t), key);
-}
-function trapDefineProperty(this: Handler, t: WebAssembly.Exports, key: string | symbol, d: PropertyDescriptor): boolean {
-  return Reflect.defineProperty(filled(this, t), key, d);
-}
-function trapDeleteProperty(this: Handler, t: WebAssembly.Exports, key: string | symbol): boolean {
-  return Reflect.deleteProperty(filled(this, t), key);
-}
-function trapSet(this: Handler, t: WebAssembly.Exports, key: string | symbol, v: unknown, receiver: unknown): boolean {
-  return Reflect.set(filled(this, t), key, v, receiver);
-}
-function trapIsExtensible(this: Handler, t: WebAssembly.Exports): boolean {
-  return Reflect.isExtensible(filled(this, t));
-}
-function trapPreventExtensions(this: Handler, t: WebAssembly.Exports): boolean {
-  return Reflect.preventExtensions(filled(this, t));
-}
-function trapSetPrototypeOf(this: Handler, t: WebAssembly.Exports, proto: object | null): boolean {
-  return Reflect.setPrototypeOf(filled(this, t), proto);
-}
+
+/** Frozen: shared by every lease, and handed to user code by util.inspect(x, { showProxy: true }). */
+const HANDLER: ProxyHandler<WebAssembly.Exports> = Object.freeze({
+  get(t, key) {
+    // A null-prototype object of string keys: a symbol reads undefined.
+    return typeof key === 'string' ? getExport(stateOf(t), key) : undefined;
+  },
+  has(t, key) {
+    return typeof key === 'string' && hasExport(stateOf(t), key);
+  },
+  ownKeys: (t) => Reflect.ownKeys(filled(t)),
+  getOwnPropertyDescriptor: (t, key) => Reflect.getOwnPropertyDescriptor(filled(t), key),
+  defineProperty: (t, key, d) => Reflect.defineProperty(filled(t), key, d),
+  deleteProperty: (t, key) => Reflect.deleteProperty(filled(t), key),
+  set: (t, key, v, receiver) => Reflect.set(filled(t), key, v, receiver),
+  isExtensible: (t) => Reflect.isExtensible(filled(t)),
+  preventExtensions: (t) => Reflect.preventExtensions(filled(t)),
+  // The target's once filled; until then it is extensible, so any answer holds.
+  getPrototypeOf: () => null,
+  setPrototypeOf: (t, proto) => Reflect.setPrototypeOf(filled(t), proto),
+} satisfies ProxyHandler<WebAssembly.Exports>);
 
 /** `get` of a string key: the wrapper of an export (made at its first read), an accessor's read, or the export as is. */
 function getExport(s: LeaseState, key: string): unknown {
@@ -406,14 +398,14 @@ function getExport(s: LeaseState, key: string): unknown {
   return readAccessor(s, key, value, kind);
 }
 
-function hasExport(s: LeaseState, key: unknown): boolean {
-  return typeof key === 'string' && Object.hasOwn(s.source!, key) && !(s.hidden !== null && s.hidden.has(key));
+function hasExport(s: LeaseState, key: string): boolean {
+  return Object.hasOwn(s.source!, key) && !(s.hidden !== null && s.hidden.has(key));
 }
 
 /** Fills and freezes the target as the eager build made it (with the wrappers handed out so far), once. */
 function materialize(s: LeaseState, t: WebAssembly.Exports): WebAssembly.Exports {
   if (s.done) return t;
-  Reflect.setPrototypeOf(t, null); // made as {}: cheaper than a null-prototype object
+  Reflect.setPrototypeOf(t, null); // made as an ExportsTarget: cheaper than a null-prototype object (its private field stays)
   const out = t as Record<string, unknown>;
   const raw = s.source!;
   for (const name of Object.keys(raw)) {
