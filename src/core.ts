@@ -169,9 +169,10 @@ export class EngineCore {
    * Unpooled slots (one-shot instantiation): dropped with their instance.
    * Each is an idle memory taken out of the pool (a spare made in idle time
    * for an earlier one-shot instantiation, or a reset memory), else a new
-   * one; either way a spare is asked for the next (MemoryPool.wantSpare).
+   * one. With `spare`, a spare is asked for the next (MemoryPool.wantSpare):
+   * the module's one-shot instantiations repeat.
    */
-  fresh(requests: readonly SlotRequest[]): Slot[] {
+  fresh(requests: readonly SlotRequest[], spare: boolean): Slot[] {
     return requests.map((r) => {
       let slot = this.pool.takeIdle(r);
       if (slot === null) {
@@ -180,7 +181,7 @@ export class EngineCore {
         slot.acquire(r.image);
         if (r.image) this.counters.bytesMapped += r.image.length;
       }
-      this.pool.wantSpare(r);
+      if (spare) this.pool.wantSpare(r);
       return slot;
     });
   }

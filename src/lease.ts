@@ -42,8 +42,13 @@ export interface ReuseTenancy {
    * every tenant).
    */
   readonly fresh: ReadonlyMap<string, 'i32' | 'i64' | 'f32' | 'f64'>;
-  /** Called at release instead of returning the memories to the pool. */
-  readonly complete: (ticket: LeaseTicket, slots: readonly Slot[]) => void;
+  /**
+   * Called at release instead of returning the memories to the pool. The
+   * pool replaces it then (its closure holds the pool's entry, and the entry
+   * the instance's next lease: a released lease the program keeps must not
+   * keep that one alive).
+   */
+  complete: (ticket: LeaseTicket, slots: readonly Slot[]) => void;
   /** The lease's CallState, set by the Lease constructor: the trampolines mark it raw when an import throws (src/reuse/trampoline.ts). */
   calls: CallState | null;
 }

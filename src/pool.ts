@@ -412,13 +412,13 @@ export class MemoryPool {
 
   /**
    * Makes one spare (in idle time), unless the pool already holds
-   * SPARES_PER_KEY idle memories of its size and image, or `maxIdle` in all.
+   * SPARES_PER_KEY idle memories of its size and image; past `maxIdle` in
+   * all, the least recently used idle memory or instance is dropped for it.
    * A failure (no address space, mapping refused) makes nothing: the next
    * tenant will make its memory itself, and meet the error there.
    */
   #makeSpare(r: SpareRequest): void {
     if (this.#resetting.length > 0) this.#settle(false);
-    if (this.idle + this.#instances.memories >= this.#maxIdle) return;
     if ((this.#byImage.get(imageKey(r.image, r.key))?.size ?? 0) >= SPARES_PER_KEY) return;
     let slot: Slot;
     try {
@@ -437,6 +437,10 @@ export class MemoryPool {
     this.#stats.sparesMade++;
     if (r.image) this.#stats.bytesMapped += r.image.length;
     this.#index(slot);
+    // Past maxIdle, the least recently used idle memory or instance goes, as
+    // at release: the spare is the newest. (Refusing at the bound instead let
+    // spares made for modules no longer used hold the pool for good.)
+    this.trim();
   }
 
   #retire(slot: Slot): void {

@@ -213,6 +213,8 @@ export class PreparedModule {
   #fresh: (FreshEstimate & { dataPages: number; segments: number; memoryPages: number }) | null = null;
   /** For a module whose new-memory path loses to V8: when to make a memory (null: always). */
   #choice: FreshChoice | null = null;
+  /** One-shot instantiations so far (instantiateUnpooled*): from the second on, each asks for a spare memory for the next. */
+  #oneShots = 0;
   /** The original module, for instantiations run as V8 would (compiled at first need from #input). */
   #original: WebAssembly.Module | null = null;
   #input: Uint8Array<ArrayBuffer> | null = null;
@@ -663,7 +665,7 @@ export class PreparedModule {
   instantiateUnpooledSync(imports: Imports | undefined, construct: (module: WebAssembly.Module, imports: Imports | undefined) => WebAssembly.Instance): WebAssembly.Instance {
     this.#checkUsable();
     const attempt = this.#resolve(imports, true);
-    const slots = this.#core.fresh(attempt.requests);
+    const slots = this.#core.fresh(attempt.requests, ++this.#oneShots > 1);
     const instance = construct(attempt.module, this.#importObject(imports, slots, attempt.pinned));
     // Nothing ran since V8 returned: place the images into imported memories now.
     if (attempt.deferred.length > 0) this.#conditional!.complete(attempt);
@@ -690,7 +692,7 @@ export class PreparedModule {
     }
     // Asynchronous: imported memories are left to V8 (attempt.deferred is empty).
     const attempt = this.#resolve(imports, false);
-    const slots = this.#core.fresh(attempt.requests);
+    const slots = this.#core.fresh(attempt.requests, ++this.#oneShots > 1);
     const instance = await instantiate(attempt.module, this.#importObject(imports, slots, attempt.pinned));
     if (this.#reusePool !== null) readInternalState(instance).start?.(); // the reuse rewrite has no start section
     this.#core.counters.instantiations++;

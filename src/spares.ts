@@ -17,13 +17,19 @@
  * process alive), and it waits in the pool as an idle memory, so that the
  * next tenant takes it as it takes any pooled memory (no system call).
  * Nothing about the contents changes: a spare is a memory nobody has used.
+ * One-shot instantiations (the register hook's, the drop-in's: their
+ * memories live and die with the instance) take idle memories too, and from
+ * a module's second one on each asks for a spare for the next
+ * (EngineCore.fresh).
  *
  * Bounds (the stock is a cache, never a leak):
- *  - one spare is asked for per memory retired, never more;
+ *  - one spare is asked for per memory retired or one-shot instantiation,
+ *    never more;
  *  - none is made while the pool already holds SPARES_PER_KEY idle memories
- *    (spares or not) of that size and image, nor while it holds `maxIdle`
- *    idle memories in all: spares count as idle memories, and the pool's
- *    bound evicts them like any other;
+ *    (spares or not) of that size and image; spares count as idle memories
+ *    against `maxIdle`, and past it the least recently used idle memory or
+ *    instance is dropped for the new spare, as at release (refusing at the
+ *    bound let spares of modules no longer used hold the pool for good);
  *  - at most `maxIdle` requests wait, and SPARES_PER_TURN are made per turn
  *    of the event loop (the rest in the next), so a burst of releases does
  *    not hold the thread for long;

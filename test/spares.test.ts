@@ -169,6 +169,13 @@ for (const { kind, background } of modes) {
     assert.equal(s.idleMemories, 0, 'taken out of the pool');
     work(first.exports, true);
     kept.push(first);
+    await idle();
+    assert.equal(e.stats().sparesMade, 0, 'the first one-shot instantiation asks for no spare (the module may never come again)');
+    const second = oneShot();
+    assert.deepEqual(startOf(second), NATIVE_START);
+    assert.equal(e.stats().memoriesCreated, created + 1, 'none idle: the second makes its memory');
+    work(second.exports, false);
+    kept.push(second);
     for (let i = 0; i < 6; i++) {
       await idle(); // the turn that makes the spare asked for by the last one-shot
       assert.equal(e.stats().idleMemories, 1, `a spare waits before one-shot ${i}`);

@@ -55,6 +55,9 @@ import type { ReusePlan, ReuseReason } from './plan.js';
 import { type ImportObjectMaker, ReuseImportReader } from './read-imports.js';
 import { isPlainFunction, type Thrown, trampoline } from './trampoline.js';
 
+/** A released lease's ReuseTenancy.complete: it completes once. */
+const COMPLETED = (): void => {};
+
 /** Where the trampolines of an instance with no tenant record a throw (never read). */
 const NOBODY: Thrown = { raw: false };
 
@@ -448,6 +451,7 @@ export class InstancePool {
   /** Release: reset and keep the instance, or drop it. */
   #complete(e: Entry, tenancy: ReuseTenancy, ticket: LeaseTicket, slots: readonly Slot[]): void {
     const core = this.#core;
+    tenancy.complete = COMPLETED; // the released lease's state no longer reaches `e` (nor through it the next lease)
     ticket.open = false;
     core.live--;
     for (const s of slots) s.tenancy.lease = null;
