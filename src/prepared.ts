@@ -10,6 +10,7 @@ import { type Attempt, ConditionalImages, type ImportReader } from './conditiona
 import { dataValues, NOT_READ, pinImports } from './pin.js';
 import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
 import { flattenImage } from './image/flatten.js';
+import { IndexSet } from './binary/data-table.js';
 import type { MemoryImage } from './image/image.js';
 import { analyzeStart, type StartAnalysis } from './image/start.js';
 import { Lease, NO_POOLED_MEMORY } from './lease.js';
@@ -124,8 +125,8 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
     opaqueStart: start.kind === 'opaque' ? start.why : null,
   }).map((p) => (core.options.nativeWhenFaster ? (smallImportedData(p, core.backend.pageSize) ?? p) : p));
   const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
-  const convert = new Set<number>();
-  for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
+  const convert = new IndexSet(parsed.dataTable.length);
+  for (const p of plans) if (!p.excluded) convert.addAll(p.segmentIndices);
   const hiddenOf = (extra: readonly { readonly name: string }[]) => (extra.length > 0 ? new Set(extra.map((e) => e.name)) : null);
   let decision: ReuseDecision | null = null;
   if (reuse) {
