@@ -4,6 +4,8 @@
  * fields exactly, whatever the mix and the LEB encodings (padded, up to 5
  * bytes), and the rewriter's data section from the columns keeps and empties
  * exactly the entries asked. Truncated sections throw WasmFormatError.
+ * Images and the cost model's page count made from the columns equal those
+ * made from the segment objects.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +13,10 @@ import { parseModule } from '../src/binary/reader.js';
 import { rewriteModule } from '../src/binary/rewriter.js';
 import { DataTable, IndexSet, OFFSET_I32 } from '../src/binary/data-table.js';
 import { WasmFormatError } from '../src/index.js';
+import { analyzeMemories, coveredPages } from '../src/image/analyze.js';
+import { flattenImage, flattenPlan } from '../src/image/flatten.js';
+import { pagesCovered } from '../src/policy.js';
+import { buildModule } from './helpers/wasm.js';
 
 const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 
@@ -148,4 +154,33 @@ test('DataTable grows past its first capacity; IndexSet counts each index once',
   assert.equal(s.size, 3);
   assert.deepEqual([0, 1, 2, 3].map((i) => s.has(i)), [true, false, true, true]);
   assert.throws(() => s.add(4), RangeError);
+});
+
+test('images and the cost model from the columns equal those from the segment objects', () => {
+  const r = rng(23);
+  const PAGE = 4096;
+  for (let round = 0; round < 200; round++) {
+    const memories = 1 + Math.floor(r() * 2);
+    const data = Array.from({ length: Math.floor(r() * 30) }, () => {
+      const len = r() < 0.2 ? 0 : Math.floor(r() * 9000);
+      const at = Math.floor(r() * 3 * 65536 - len);
+      const offset = Math.max(0, at);
+      const bytes = Array.from({ length: len }, () => (r() < 0.3 ? 0 : 1 + Math.floor(r() * 255)));
+      // Some offsets through the general evaluator (i32.const 0; i32.const n; i32.add).
+      const expr = r() < 0.2 ? { expr: [0x41, 0x00, 0x41, ...slebPadded(offset, 5), 0x6a] } : offset;
+      return { offset: expr, bytes, memory: Math.floor(r() * memories), passive: r() < 0.05 };
+    });
+    const bytes = buildModule({ memories: Array.from({ length: memories }, () => ({ min: 4 })), data });
+    const parsed = parseModule(bytes);
+    const plans = analyzeMemories(parsed, { sizeLimit: 1 << 30, pageSize: PAGE, mapImported: true });
+    const fixed = plans.filter((p) => p.excluded === null && p.condition === null);
+    assert.equal(fixed.length, memories, `round ${round}: every memory imaged`);
+    for (const p of fixed) {
+      const a = flattenPlan(bytes, p, PAGE);
+      const b = flattenImage(bytes, p.segments, PAGE);
+      assert.deepEqual([a.offset, a.length, [...a.bytes]], [b.offset, b.length, [...b.bytes]], `round ${round}, memory ${p.index}`);
+    }
+    const ranges = fixed.flatMap((p) => p.segments.map((s) => ({ offset: s.offset, length: s.dataEnd - s.dataStart })));
+    assert.equal(coveredPages(fixed, PAGE), pagesCovered(ranges, PAGE), `round ${round}`);
+  }
 });

@@ -21,7 +21,9 @@ import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/index.js';
 import { coreOf } from '../src/engine.js';
 import { planModule } from '../src/prepared.js';
-import { flattenImage } from '../src/image/flatten.js';
+import { flattenImage, flattenPlan } from '../src/image/flatten.js';
+import { coveredPages } from '../src/image/analyze.js';
+import { pagesCovered } from '../src/policy.js';
 import type { BackendKind } from '../src/backend/backend.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -84,7 +86,16 @@ function digestPlan(bytes: Uint8Array<ArrayBuffer>, variant: Variant): Record<st
     const placed = [...p.segments].map((s) => ({ offset: s.global == null ? s.offset : (65536 + s.offset) % 2 ** 32, dataStart: s.dataStart, dataEnd: s.dataEnd }));
     const flat = flattenImage(bytes, placed, core.backend.pageSize);
     images.push(`${p.index}@${flat.offset}+${flat.length}:${sha(flat.bytes)}`);
+    if (p.condition === null) {
+      // The engine builds a fixed image from the plan's columns (flattenPlan): the same image.
+      const fromColumns = flattenPlan(bytes, p, core.backend.pageSize);
+      assert.deepEqual([fromColumns.offset, fromColumns.length, sha(fromColumns.bytes)], [flat.offset, flat.length, sha(flat.bytes)], `${p.index}: flattenPlan`);
+    }
   }
+  // The cost model's page count from the columns equals pagesCovered() of the segments' ranges.
+  const fixed = plan.plans.filter((p) => p.excluded === null && p.condition === null);
+  const ranges = fixed.flatMap((p) => p.segments.map((s) => ({ offset: s.offset, length: s.dataEnd - s.dataStart })));
+  assert.equal(coveredPages(fixed, core.backend.pageSize), pagesCovered(ranges, core.backend.pageSize));
   return {
     rewritten: plan.rewritten === null ? null : sha(plan.rewritten.bytes),
     memoryModule: plan.rewritten?.memoryModule ?? null,

@@ -314,7 +314,8 @@ function imagedPlan(
   segmentIndices: number[],
   condition: MemoryCondition | null,
 ): MemoryPlan {
-  const plan = { ...base, excluded: null, segments: [] as readonly PlacedSegment[], segmentIndices, condition };
+  const plan: MemoryPlan = { ...base, excluded: null, segments: [] as readonly PlacedSegment[], segmentIndices, condition };
+  columnsOf.set(plan, table);
   Object.defineProperty(plan, 'segments', {
     get(): readonly PlacedSegment[] {
       const made = placedSegments(table, segmentIndices);
@@ -325,6 +326,80 @@ function imagedPlan(
     configurable: true,
   });
   return plan;
+}
+
+/** The data table an imaged plan of analyzeMemories reads its segments from (a copy of the plan has none). */
+const columnsOf = new WeakMap<MemoryPlan, DataTable>();
+
+/**
+ * The segments of a plan with a constant offset each, as columns: offset,
+ * dataStart, dataEnd of each (no object per segment). Null for a plan not
+ * made by analyzeMemories, or with a segment at an imported global.
+ */
+export function constantColumns(plan: MemoryPlan): { readonly offset: Float64Array; readonly dataStart: Float64Array; readonly dataEnd: Float64Array } | null {
+  const table = columnsOf.get(plan);
+  if (table === undefined) return null;
+  const indices = plan.segmentIndices;
+  const n = indices.length;
+  const offset = new Float64Array(n);
+  const dataStart = new Float64Array(n);
+  const dataEnd = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    const i = indices[k]!;
+    if (table.offsetKind[i] === OFFSET_I32) offset[k] = table.offsetValue[i]!;
+    else {
+      const off = table.offset(i)!;
+      if (off.global !== null) return null;
+      offset[k] = Number(off.constant);
+    }
+    dataStart[k] = table.dataStart[i]!;
+    dataEnd[k] = table.dataEnd[i]!;
+  }
+  return { offset, dataStart, dataEnd };
+}
+
+/**
+ * The number of pages the non-empty segments of `plans` cover, their page
+ * spans merged across all the plans (what pagesCovered() of all their
+ * ranges gives), from their columns; null when some plan has none
+ * (constantColumns) or the spans are too far apart to count this way.
+ */
+export function coveredPages(plans: readonly MemoryPlan[], pageSize: number): number | null {
+  const all: { offset: Float64Array; dataStart: Float64Array; dataEnd: Float64Array }[] = [];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const p of plans) {
+    const c = constantColumns(p);
+    if (c === null) return null;
+    all.push(c);
+    for (let k = 0; k < c.offset.length; k++) {
+      const len = c.dataEnd[k]! - c.dataStart[k]!;
+      if (len === 0) continue;
+      const from = Math.floor(c.offset[k]! / pageSize);
+      const to = Math.ceil((c.offset[k]! + len) / pageSize);
+      if (from < lo) lo = from;
+      if (to > hi) hi = to;
+    }
+  }
+  if (hi === -Infinity) return 0;
+  if (hi - lo > 1 << 24) return null;
+  // Each span adds 1 from its first page and takes it back after its last: a page is covered where the sum is positive.
+  const delta = new Int32Array(hi - lo + 1);
+  for (const c of all) {
+    for (let k = 0; k < c.offset.length; k++) {
+      const len = c.dataEnd[k]! - c.dataStart[k]!;
+      if (len === 0) continue;
+      delta[Math.floor(c.offset[k]! / pageSize) - lo]!++;
+      delta[Math.ceil((c.offset[k]! + len) / pageSize) - lo]!--;
+    }
+  }
+  let pages = 0;
+  let depth = 0;
+  for (let page = 0; page < delta.length; page++) {
+    depth += delta[page]!;
+    if (depth > 0) pages++;
+  }
+  return pages;
 }
 
 /** The placed segments of rows that placeSegments() accepted. */
