@@ -128,6 +128,11 @@ export class IndexSet {
     return this.#size;
   }
 
+  /** One byte per index, 1 for a member (the set's own array: read it, do not write it). */
+  get marks(): Uint8Array {
+    return this.#marks;
+  }
+
   add(index: number): void {
     if (index >= this.#marks.length) throw new RangeError(`data index ${index} is beyond ${this.#marks.length}`);
     if (this.#marks[index] === 0) {

@@ -23,6 +23,7 @@
  */
 import { type ParsedModule, type Section, SectionId } from './reader.js';
 import { concat, name, u32 } from './writer.js';
+import { IndexSet } from './data-table.js';
 
 export interface RewriteOptions {
   /** Move defined memories to imports from `memoryModule`. */
@@ -188,15 +189,14 @@ function dataSection(bytes: Uint8Array, parsed: ParsedModule, convert: RewriteOp
   const n = table.length;
   const count = u32(n);
   let size = count.length;
-  const converted = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    if (convert.has(i)) {
-      converted[i] = 1;
-      size += 2;
-    } else {
-      size += table.dataEnd[i]! - table.start[i]!;
-    }
+  let converted: Uint8Array;
+  if (convert instanceof IndexSet && convert.marks.length === n) converted = convert.marks;
+  else {
+    converted = new Uint8Array(n);
+    for (let i = 0; i < n; i++) if (convert.has(i)) converted[i] = 1;
   }
+  const { start, dataEnd } = table;
+  for (let i = 0; i < n; i++) size += converted[i] === 1 ? 2 : dataEnd[i]! - start[i]!;
   const head = u32(size);
   const out = new Uint8Array(1 + head.length + size);
   out[0] = SectionId.data;
@@ -212,10 +212,10 @@ function dataSection(bytes: Uint8Array, parsed: ParsedModule, convert: RewriteOp
       continue;
     }
     // Entries are contiguous: copy the run of kept ones in one go.
-    const from = table.start[i]!;
+    const from = start[i]!;
     let j = i + 1;
     while (j < n && converted[j] === 0) j++;
-    const to = table.dataEnd[j - 1]!;
+    const to = dataEnd[j - 1]!;
     out.set(bytes.subarray(from, to), pos);
     pos += to - from;
     i = j;
