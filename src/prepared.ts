@@ -8,8 +8,9 @@ import type { EngineCore } from './core.js';
 import { InvalidArgumentError, WasmFormatError } from './errors.js';
 import { type Attempt, ConditionalImages, type ImportReader } from './conditional.js';
 import { dataValues, NOT_READ, pinImports } from './pin.js';
-import { analyzeMemories, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
-import { flattenImage } from './image/flatten.js';
+import { analyzeMemories, coveredPages, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
+import { flattenPlan } from './image/flatten.js';
+import { IndexSet } from './binary/data-table.js';
 import type { MemoryImage } from './image/image.js';
 import { analyzeStart, type StartAnalysis } from './image/start.js';
 import { Lease, NO_POOLED_MEMORY } from './lease.js';
@@ -124,8 +125,8 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
     opaqueStart: start.kind === 'opaque' ? start.why : null,
   }).map((p) => (core.options.nativeWhenFaster ? (smallImportedData(p, core.backend.pageSize) ?? p) : p));
   const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
-  const convert = new Set<number>();
-  for (const p of plans) if (!p.excluded) for (const i of p.segmentIndices) convert.add(i);
+  const convert = new IndexSet(parsed.dataTable.length);
+  for (const p of plans) if (!p.excluded) convert.addAll(p.segmentIndices);
   const hiddenOf = (extra: readonly { readonly name: string }[]) => (extra.length > 0 ? new Set(extra.map((e) => e.name)) : null);
   let decision: ReuseDecision | null = null;
   if (reuse) {
@@ -325,17 +326,21 @@ export class PreparedModule {
     if (memoryModule !== null && this.#conditional === null) {
       // What V8 would copy into the memories we supply (imaged segments;
       // an excluded memory's segments are copied by V8 either way).
-      const ranges: { offset: number; length: number }[] = [];
+      const imaged: MemoryPlan[] = [];
       let segments = 0;
       let memoryPages = 0;
       for (const p of this.#plans) {
         if (p.imported) continue;
         memoryPages += p.type.min; // every memory the engine makes, imaged or not
         if (p.excluded) continue;
-        segments += p.segments.length;
-        for (const seg of p.segments) ranges.push({ offset: seg.offset, length: seg.dataEnd - seg.dataStart });
+        segments += p.segmentIndices.length;
+        imaged.push(p);
       }
-      const work = { pages: pagesCovered(ranges, core.backend.pageSize), segments, memoryPages };
+      // From the segments' columns (a Go module has 100,000 segments), else from their objects.
+      const pages =
+        coveredPages(imaged, core.backend.pageSize) ??
+        pagesCovered(imaged.flatMap((p) => p.segments.map((seg) => ({ offset: seg.offset, length: seg.dataEnd - seg.dataStart }))), core.backend.pageSize);
+      const work = { pages, segments, memoryPages };
       this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments, memoryPages };
       if (!this.#fresh.wins && core.options.nativeWhenFaster) {
         this.#choice = new FreshChoice();
@@ -740,7 +745,7 @@ export class PreparedModule {
       let image: MemoryImage | null = null;
       // Conditional images are resolved per instantiation (conditional.ts).
       if (!p.excluded && p.condition === null) {
-        const flat = flattenImage(source, p.segments, backend.pageSize);
+        const flat = flattenPlan(source, p, backend.pageSize);
         if (flat.length > 0) {
           const made = backend.createImage(flat);
           image = made.image;

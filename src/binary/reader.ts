@@ -14,6 +14,7 @@
  * `WasmFormatError` with the byte offset. The reader never recurses.
  */
 import { WasmFormatError } from '../errors.js';
+import { DataTable, OFFSET_EXPR, OFFSET_I32, OFFSET_NONE } from './data-table.js';
 
 /** Section ids, in the binary format's numbering. */
 export const SectionId = {
@@ -136,7 +137,10 @@ export interface ParsedModule {
   readonly exports: readonly ExportEntry[];
   readonly start: number | null;
   readonly dataCount: number | null;
+  /** The data segments as objects, made from `dataTable` on first use. */
   readonly data: readonly DataSegment[];
+  /** The data segments as columns (what the planner reads: no object per segment). */
+  readonly dataTable: DataTable;
   readonly importedMemoryCount: number;
   readonly importedGlobalCount: number;
 }
@@ -263,13 +267,13 @@ class Cursor {
   }
 
   /**
-   * A constant expression, up to and including its `end`. Returns its value
-   * as `global + constant` where it can.
+   * Fast path for the common `i32.const n; end` with n in at most 4 LEB
+   * bytes (any such encoding is valid): reads it and returns n as an
+   * unsigned 32-bit value, or returns -1 and reads nothing when the
+   * expression is not of that form (constExpr() then reads it).
+   * A module can have 100,000 segments; the general evaluator allocates.
    */
-  constExpr(): OffsetExpr {
-    // Fast path for the common `i32.const n; end` with n in at most 4 LEB
-    // bytes (any such encoding is valid): the general evaluator below
-    // allocates per call, and a module can have 100,000 segments.
+  constI32(): number {
     const b = this.bytes;
     const p = this.pos;
     if (b[p] === 0x41 && p + 6 <= this.end) {
@@ -285,9 +289,17 @@ class Cursor {
       if (q < p + 5 && b[q + 1] === 0x0b) {
         if (shift < 32 && (b[q]! & 0x40) !== 0) v |= -1 << shift; // sign-extend
         this.pos = q + 2;
-        return { type: 'i32', constant: BigInt(v >>> 0), global: null, dynamic: false };
+        return v >>> 0;
       }
     }
+    return -1;
+  }
+
+  /**
+   * A constant expression, up to and including its `end`. Returns its value
+   * as `global + constant` where it can. (Data segments try constI32() first.)
+   */
+  constExpr(): OffsetExpr {
     type V = { type: ConstType; k: bigint; g: number | null; dyn: boolean };
     const stack: V[] = [];
     const pop = (): V => stack.pop() ?? this.fail('constant expression pops an empty stack');
@@ -402,7 +414,7 @@ export function parseModule(bytes: Uint8Array): ParsedModule {
   const imports: ImportEntry[] = [];
   const memories: MemoryType[] = [];
   const exportsList: ExportEntry[] = [];
-  const data: DataSegment[] = [];
+  let dataTable: DataTable | null = null;
   let start: number | null = null;
   let dataCount: number | null = null;
   let lastOrder = 0;
@@ -456,7 +468,7 @@ export function parseModule(bytes: Uint8Array): ParsedModule {
         s.expectEnd('data count');
         break;
       case SectionId.data:
-        readData(s, data);
+        dataTable = readData(s);
         s.expectEnd('data');
         break;
       default:
@@ -466,6 +478,7 @@ export function parseModule(bytes: Uint8Array): ParsedModule {
     c.pos = end;
   }
 
+  const table = dataTable ?? new DataTable(0);
   return {
     byteLength: bytes.length,
     sections,
@@ -474,7 +487,12 @@ export function parseModule(bytes: Uint8Array): ParsedModule {
     exports: exportsList,
     start,
     dataCount,
-    data,
+    get data(): readonly DataSegment[] {
+      const made = table.segments();
+      Object.defineProperty(this, 'data', { value: made, enumerable: true, writable: false, configurable: false });
+      return made;
+    },
+    dataTable: table,
     importedMemoryCount: imports.filter((i) => i.kind === 'memory').length,
     importedGlobalCount: imports.filter((i) => i.kind === 'global').length,
   };
@@ -520,27 +538,107 @@ function readImports(s: Cursor, out: ImportEntry[]): void {
   }
 }
 
-function readData(s: Cursor, out: DataSegment[]): void {
+function readData(s: Cursor): DataTable {
   const n = s.u32();
-  for (let i = 0; i < n; i++) {
-    const start = s.pos;
-    const flags = s.u32();
-    let mode: 'active' | 'passive' = 'active';
-    let memory = 0;
-    let offset: OffsetExpr | null = null;
-    if (flags === 0) {
-      offset = s.constExpr();
-    } else if (flags === 1) {
-      mode = 'passive';
-    } else if (flags === 2) {
-      memory = s.u32();
-      offset = s.constExpr();
-    } else {
-      s.fail(`invalid data segment flags ${flags}`, start);
-    }
-    const len = s.u32();
-    const dataStart = s.pos;
-    s.skip(len);
-    out.push({ index: i, mode, memory, offset, dataStart, dataEnd: s.pos, start, end: s.pos });
+  // Room for every entry the section can hold (one takes at least 2 bytes), never more than the count.
+  const table = new DataTable(Math.min(n, Math.floor((s.end - s.pos) / 2)));
+  let i = 0;
+  while (i < n) {
+    i = readPlainData(s, table, i, n);
+    if (i === n) break;
+    readDataEntry(s, table);
+    i++;
   }
+  return table;
+}
+
+/**
+ * Reads entries i, i+1, ... while they are the usual active segment of
+ * memory 0 at an `i32.const` offset in at most 4 LEB bytes with a length in
+ * at most 4 (`00 41 n.. 0b len.. bytes`), in one tight loop (a Go module has
+ * 100,000 of them, and this runs once, mostly before V8 optimizes it).
+ * Stops before an entry of any other form, or one that runs past the end,
+ * for readDataEntry() (which reads it, or throws, exactly as it always did).
+ * Returns the index of the first entry not read.
+ */
+function readPlainData(s: Cursor, table: DataTable, i: number, n: number): number {
+  const b = s.bytes;
+  const end = s.end;
+  const cap = table.capacity;
+  const kind = table.offsetKind;
+  const value = table.offsetValue;
+  const start = table.start;
+  const dataStart = table.dataStart;
+  const dataEnd = table.dataEnd;
+  let pos = s.pos;
+  for (; i < n && i < cap; i++) {
+    // flags 0, i32.const, and room for what constI32() reads
+    if (b[pos] !== 0x00 || b[pos + 1] !== 0x41 || pos + 7 > end) break;
+    const p = pos + 1;
+    let v = 0;
+    let shift = 0;
+    let q = p + 1;
+    for (; q < p + 5; q++) {
+      const x = b[q]!;
+      v |= (x & 0x7f) << shift;
+      shift += 7;
+      if ((x & 0x80) === 0) break;
+    }
+    if (q === p + 5 || b[q + 1] !== 0x0b) break;
+    if (shift < 32 && (b[q]! & 0x40) !== 0) v |= -1 << shift; // sign-extend
+    let r = q + 2;
+    let len = 0;
+    let lenShift = 0;
+    for (;;) {
+      if (r >= end || lenShift === 28) {
+        lenShift = -1;
+        break;
+      }
+      const x = b[r++]!;
+      len |= (x & 0x7f) << lenShift;
+      lenShift += 7;
+      if ((x & 0x80) === 0) break;
+    }
+    if (lenShift < 0 || len > end - r) break;
+    kind[i] = OFFSET_I32;
+    value[i] = v >>> 0;
+    start[i] = pos;
+    dataStart[i] = r;
+    dataEnd[i] = r + len;
+    pos = r + len;
+  }
+  // Rows are zero-filled: passive 0 (active), memory 0, as these entries are.
+  table.length = i;
+  s.pos = pos;
+  return i;
+}
+
+/** Reads one data segment entry of any form. */
+function readDataEntry(s: Cursor, table: DataTable): void {
+  const start = s.pos;
+  const flags = s.u32();
+  let passive = false;
+  let memory = 0;
+  let kind = OFFSET_NONE;
+  let value = 0;
+  let expr: OffsetExpr | null = null;
+  if (flags === 0 || flags === 2) {
+    if (flags === 2) memory = s.u32();
+    value = s.constI32();
+    if (value >= 0) kind = OFFSET_I32;
+    else {
+      value = 0;
+      kind = OFFSET_EXPR;
+      expr = s.constExpr();
+    }
+  } else if (flags === 1) {
+    passive = true;
+  } else {
+    s.fail(`invalid data segment flags ${flags}`, start);
+  }
+  const len = s.u32();
+  const dataStart = s.pos;
+  s.skip(len);
+  const row = table.push(passive, memory, kind, value, start, dataStart, s.pos);
+  if (expr !== null) table.exprs.set(row, expr);
 }

@@ -23,12 +23,13 @@
  */
 import { type ParsedModule, type Section, SectionId } from './reader.js';
 import { concat, name, u32 } from './writer.js';
+import { IndexSet } from './data-table.js';
 
 export interface RewriteOptions {
   /** Move defined memories to imports from `memoryModule`. */
   readonly importMemories: boolean;
-  /** Data segment indices to turn into empty passive segments. */
-  readonly convert: ReadonlySet<number>;
+  /** Data segment indices to turn into empty passive segments (a Set, or an IndexSet). */
+  readonly convert: { has(index: number): boolean; readonly size: number };
   /**
    * Exports to append (instance reuse, src/reuse/: the engine's private
    * view of defined mutable globals, tables and the start function). An
@@ -62,7 +63,6 @@ export interface RewriteResult {
 }
 
 const BASE_MODULE_NAME = 'wasm-cow:memory';
-const EMPTY_PASSIVE = [0x01, 0x00];
 const EXPORT_KIND = { function: 0, table: 1, global: 3 } as const;
 /** Sections that must follow the export section. */
 const AFTER_EXPORT: ReadonlySet<number> = new Set([SectionId.start, SectionId.element, SectionId.dataCount, SectionId.code, SectionId.data]);
@@ -167,11 +167,7 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
     } else if (section.id === SectionId.memory && moveMemories) {
       // Dropped: its memories are now imports.
     } else if (section.id === SectionId.data && options.convert.size > 0) {
-      const content: (Uint8Array | readonly number[])[] = [u32(parsed.data.length)];
-      for (const seg of parsed.data) {
-        content.push(options.convert.has(seg.index) ? EMPTY_PASSIVE : bytes.subarray(seg.start, seg.end));
-      }
-      emitSection(SectionId.data, content);
+      chunks.push(dataSection(bytes, parsed, options.convert));
     } else {
       chunks.push(bytes.subarray(section.start, section.end));
     }
@@ -180,4 +176,49 @@ export function rewriteModule(bytes: Uint8Array, parsed: ParsedModule, options: 
   if (!exportsEmitted) emitNewExportSection();
   if (!elemsEmitted) emitNewElemSection();
   return { bytes: concat(chunks), memoryModule };
+}
+
+/**
+ * The data section with the segments in `convert` made empty and passive
+ * (flags 1, length 0), the others copied: built in one buffer, with no
+ * object or copy per segment (a Go module has about 100,000 segments).
+ * Runs of consecutive kept entries are copied at once.
+ */
+function dataSection(bytes: Uint8Array, parsed: ParsedModule, convert: RewriteOptions['convert']): Uint8Array {
+  const table = parsed.dataTable;
+  const n = table.length;
+  const count = u32(n);
+  let size = count.length;
+  let converted: Uint8Array;
+  if (convert instanceof IndexSet && convert.marks.length === n) converted = convert.marks;
+  else {
+    converted = new Uint8Array(n);
+    for (let i = 0; i < n; i++) if (convert.has(i)) converted[i] = 1;
+  }
+  const { start, dataEnd } = table;
+  for (let i = 0; i < n; i++) size += converted[i] === 1 ? 2 : dataEnd[i]! - start[i]!;
+  const head = u32(size);
+  const out = new Uint8Array(1 + head.length + size);
+  out[0] = SectionId.data;
+  out.set(head, 1);
+  let pos = 1 + head.length;
+  out.set(count, pos);
+  pos += count.length;
+  for (let i = 0; i < n; ) {
+    if (converted[i] === 1) {
+      out[pos++] = 0x01;
+      out[pos++] = 0x00;
+      i++;
+      continue;
+    }
+    // Entries are contiguous: copy the run of kept ones in one go.
+    const from = start[i]!;
+    let j = i + 1;
+    while (j < n && converted[j] === 0) j++;
+    const to = dataEnd[j - 1]!;
+    out.set(bytes.subarray(from, to), pos);
+    pos += to - from;
+    i = j;
+  }
+  return out;
 }

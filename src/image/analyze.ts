@@ -10,7 +10,8 @@
  * excluded with a reason and its segments stay active: V8 applies them at
  * instantiation, with exactly the native traps.
  */
-import type { DataSegment, MemoryType, ParsedModule } from '../binary/reader.js';
+import type { MemoryType, ParsedModule } from '../binary/reader.js';
+import { type DataTable, OFFSET_I32 } from '../binary/data-table.js';
 import type { FallbackReason } from '../stats.js';
 
 export const WASM_PAGE = 65536;
@@ -165,13 +166,8 @@ export function rewritableMemories(parsed: ParsedModule): Exclusion | null {
 
 export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): MemoryPlan[] {
   const plans: MemoryPlan[] = [];
-  const byMemory = new Map<number, DataSegment[]>();
-  for (const seg of parsed.data) {
-    if (seg.mode !== 'active') continue;
-    const list = byMemory.get(seg.memory);
-    if (list) list.push(seg);
-    else byMemory.set(seg.memory, [seg]);
-  }
+  const table = parsed.dataTable;
+  const byMemory = activeByMemory(table);
 
   const globals = parsed.imports.filter((i) => i.kind === 'global').map((i) => i.global!);
   const none = { segments: [], segmentIndices: [], condition: null };
@@ -194,9 +190,9 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
               ? ((fallback = 'start-function'),
                 exclusion('imported', `the memory is imported and the start function cannot run before the data is placed (${options.opaqueStart}); V8 applies the segments`))
               : null;
-    const result = own ?? placeSegments(segs, imp.memory, options, globals, true);
+    const result = own ?? placeSegments(table, segs, imp.memory, options, globals, true);
     if ('code' in result) plans.push({ ...base, ...none, excluded: result, ...(fallback ? { fallback } : {}) });
-    else plans.push({ ...base, excluded: null, ...result, condition: 'imported-untouched' });
+    else plans.push(imagedPlan(base, table, result.segmentIndices, 'imported-untouched'));
   }
   const moduleBlock = rewritableMemories(parsed);
   for (const type of parsed.memories) {
@@ -211,12 +207,9 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
       plans.push({ ...base, ...none, excluded: own });
       continue;
     }
-    const result = placeSegments(byMemory.get(memIndex) ?? [], type, options, globals, false);
+    const result = placeSegments(table, byMemory.get(memIndex) ?? [], type, options, globals, false);
     if ('code' in result) plans.push({ ...base, ...none, excluded: result });
-    else {
-      const relative = result.segments.some((seg) => seg.global != null);
-      plans.push({ ...base, excluded: null, ...result, condition: relative ? 'position-independent' : null });
-    }
+    else plans.push(imagedPlan(base, table, result.segmentIndices, result.relative ? 'position-independent' : null));
   }
   return plans;
 }
@@ -230,48 +223,56 @@ export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): 
  * declared minimum).
  */
 function placeSegments(
-  segments: readonly DataSegment[],
+  table: DataTable,
+  indices: number[],
   type: MemoryType,
   options: AnalyzeOptions,
   globals: readonly { readonly valType: number; readonly mutable: boolean }[],
   deferBounds: boolean,
-): Exclusion | { segments: PlacedSegment[]; segmentIndices: number[] } {
+): Exclusion | { segmentIndices: number[]; relative: boolean } {
   const initialBytes = type.min * WASM_PAGE;
-  const placed: PlacedSegment[] = [];
+  let relative = false;
   let lo = Infinity;
   let hi = 0;
-  for (const seg of segments) {
-    const off = seg.offset;
-    if (off === null || off.dynamic) {
-      return exclusion('dynamic-offset', `data segment ${seg.index} has an offset computed at instantiation`);
-    }
-    if (off.global !== null) {
-      const g = globals[off.global];
-      if (!g || g.valType !== 0x7f || g.mutable) {
-        return exclusion(
-          'dynamic-offset',
-          `data segment ${seg.index} has an offset computed from global ${off.global}, which is not an imported immutable i32`,
-        );
+  for (let k = 0; k < indices.length; k++) {
+    const i = indices[k]!;
+    const dataStart = table.dataStart[i]!;
+    const dataEnd = table.dataEnd[i]!;
+    let offset: number;
+    if (table.offsetKind[i] === OFFSET_I32) {
+      offset = table.offsetValue[i]!;
+    } else {
+      const off = table.offset(i);
+      if (off === null || off.dynamic) {
+        return exclusion('dynamic-offset', `data segment ${i} has an offset computed at instantiation`);
       }
-      placed.push({ offset: Number(off.constant), global: off.global, dataStart: seg.dataStart, dataEnd: seg.dataEnd });
-      continue;
+      if (off.global !== null) {
+        const g = globals[off.global];
+        if (!g || g.valType !== 0x7f || g.mutable) {
+          return exclusion(
+            'dynamic-offset',
+            `data segment ${i} has an offset computed from global ${off.global}, which is not an imported immutable i32`,
+          );
+        }
+        relative = true;
+        continue;
+      }
+      if (off.type !== 'i32') {
+        return exclusion('invalid-offset', `data segment ${i} has an offset that is not an i32 constant`);
+      }
+      offset = Number(off.constant);
     }
-    if (off.type !== 'i32') {
-      return exclusion('invalid-offset', `data segment ${seg.index} has an offset that is not an i32 constant`);
-    }
-    const offset = Number(off.constant);
-    const len = seg.dataEnd - seg.dataStart;
+    const len = dataEnd - dataStart;
     if (!deferBounds && offset + len > initialBytes) {
       return exclusion(
         'out-of-bounds',
-        `data segment ${seg.index} ends at ${offset + len}, beyond the initial size ${initialBytes}; instantiation traps as native`,
+        `data segment ${i} ends at ${offset + len}, beyond the initial size ${initialBytes}; instantiation traps as native`,
       );
     }
     if (len > 0) {
-      lo = Math.min(lo, offset);
-      hi = Math.max(hi, offset + len);
+      if (offset < lo) lo = offset;
+      if (offset + len > hi) hi = offset + len;
     }
-    placed.push({ offset, dataStart: seg.dataStart, dataEnd: seg.dataEnd });
   }
   if (hi > 0) {
     const span = roundUp(hi, options.pageSize) - roundDown(lo, options.pageSize);
@@ -279,7 +280,145 @@ function placeSegments(
       return exclusion('too-large', `the image would span ${span} bytes, over the limit of ${options.sizeLimit}`);
     }
   }
-  return { segments: placed, segmentIndices: segments.map((s) => s.index) };
+  return { segmentIndices: indices, relative };
+}
+
+/** Data indices of the active segments, by memory index, in order. */
+function activeByMemory(table: DataTable): Map<number, number[]> {
+  const byMemory = new Map<number, number[]>();
+  let last: number[] = [];
+  let lastMemory = -1;
+  const { passive, memory } = table;
+  for (let i = 0; i < table.length; i++) {
+    if (passive[i] === 1) continue;
+    const m = memory[i]!;
+    if (m !== lastMemory) {
+      let list = byMemory.get(m);
+      if (!list) byMemory.set(m, (list = []));
+      last = list;
+      lastMemory = m;
+    }
+    last.push(i);
+  }
+  return byMemory;
+}
+
+/**
+ * The plan of a memory that gets an image. Its `segments` (one object per
+ * segment, about 100,000 for a Go module) are made from the data table on
+ * first use (the image is built at the first instantiation), not at prepare.
+ */
+function imagedPlan(
+  base: { readonly index: number; readonly imported: boolean; readonly type: MemoryType },
+  table: DataTable,
+  segmentIndices: number[],
+  condition: MemoryCondition | null,
+): MemoryPlan {
+  const plan: MemoryPlan = { ...base, excluded: null, segments: [] as readonly PlacedSegment[], segmentIndices, condition };
+  columnsOf.set(plan, table);
+  Object.defineProperty(plan, 'segments', {
+    get(): readonly PlacedSegment[] {
+      const made = placedSegments(table, segmentIndices);
+      Object.defineProperty(plan, 'segments', { value: made, enumerable: true, writable: true, configurable: true });
+      return made;
+    },
+    enumerable: true,
+    configurable: true,
+  });
+  return plan;
+}
+
+/** The data table an imaged plan of analyzeMemories reads its segments from (a copy of the plan has none). */
+const columnsOf = new WeakMap<MemoryPlan, DataTable>();
+
+/**
+ * The segments of a plan with a constant offset each, as columns: offset,
+ * dataStart, dataEnd of each (no object per segment). Null for a plan not
+ * made by analyzeMemories, or with a segment at an imported global.
+ */
+export function constantColumns(plan: MemoryPlan): { readonly offset: Float64Array; readonly dataStart: Float64Array; readonly dataEnd: Float64Array } | null {
+  const table = columnsOf.get(plan);
+  if (table === undefined) return null;
+  const indices = plan.segmentIndices;
+  const n = indices.length;
+  const offset = new Float64Array(n);
+  const dataStart = new Float64Array(n);
+  const dataEnd = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    const i = indices[k]!;
+    if (table.offsetKind[i] === OFFSET_I32) offset[k] = table.offsetValue[i]!;
+    else {
+      const off = table.offset(i)!;
+      if (off.global !== null) return null;
+      offset[k] = Number(off.constant);
+    }
+    dataStart[k] = table.dataStart[i]!;
+    dataEnd[k] = table.dataEnd[i]!;
+  }
+  return { offset, dataStart, dataEnd };
+}
+
+/**
+ * The number of pages the non-empty segments of `plans` cover, their page
+ * spans merged across all the plans (what pagesCovered() of all their
+ * ranges gives), from their columns; null when some plan has none
+ * (constantColumns) or the spans are too far apart to count this way.
+ */
+export function coveredPages(plans: readonly MemoryPlan[], pageSize: number): number | null {
+  const all: { offset: Float64Array; dataStart: Float64Array; dataEnd: Float64Array }[] = [];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const p of plans) {
+    const c = constantColumns(p);
+    if (c === null) return null;
+    all.push(c);
+    for (let k = 0; k < c.offset.length; k++) {
+      const len = c.dataEnd[k]! - c.dataStart[k]!;
+      if (len === 0) continue;
+      const from = Math.floor(c.offset[k]! / pageSize);
+      const to = Math.ceil((c.offset[k]! + len) / pageSize);
+      if (from < lo) lo = from;
+      if (to > hi) hi = to;
+    }
+  }
+  if (hi === -Infinity) return 0;
+  if (hi - lo > 1 << 24) return null;
+  // Each span adds 1 from its first page and takes it back after its last: a page is covered where the sum is positive.
+  const delta = new Int32Array(hi - lo + 1);
+  for (const c of all) {
+    for (let k = 0; k < c.offset.length; k++) {
+      const len = c.dataEnd[k]! - c.dataStart[k]!;
+      if (len === 0) continue;
+      delta[Math.floor(c.offset[k]! / pageSize) - lo]!++;
+      delta[Math.ceil((c.offset[k]! + len) / pageSize) - lo]!--;
+    }
+  }
+  let pages = 0;
+  let depth = 0;
+  for (let page = 0; page < delta.length; page++) {
+    depth += delta[page]!;
+    if (depth > 0) pages++;
+  }
+  return pages;
+}
+
+/** The placed segments of rows that placeSegments() accepted. */
+function placedSegments(table: DataTable, indices: readonly number[]): PlacedSegment[] {
+  const out = new Array<PlacedSegment>(indices.length);
+  const { offsetKind, offsetValue, dataStart, dataEnd } = table;
+  for (let k = 0; k < indices.length; k++) {
+    const i = indices[k]!;
+    if (offsetKind[i] === OFFSET_I32) {
+      out[k] = { offset: offsetValue[i]!, dataStart: dataStart[i]!, dataEnd: dataEnd[i]! };
+    } else {
+      const off = table.offset(i)!;
+      out[k] =
+        off.global !== null
+          ? { offset: Number(off.constant), global: off.global, dataStart: dataStart[i]!, dataEnd: dataEnd[i]! }
+          : { offset: Number(off.constant), dataStart: dataStart[i]!, dataEnd: dataEnd[i]! };
+    }
+  }
+  return out;
 }
 
 export const roundUp = (n: number, page: number): number => Math.ceil(n / page) * page;

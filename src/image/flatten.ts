@@ -9,8 +9,8 @@
  * has `length` 0. Segments are applied in order, so later bytes overwrite
  * earlier ones, as at instantiation.
  */
-import type { PlacedSegment } from './analyze.js';
-import { roundDown, roundUp } from './analyze.js';
+import type { MemoryPlan, PlacedSegment } from './analyze.js';
+import { constantColumns, roundDown, roundUp } from './analyze.js';
 
 export interface FlatImage {
   /** Byte offset of the image in linear memory (page multiple). */
@@ -43,7 +43,11 @@ export function flattenImage(
     buf.set(source.subarray(s.dataStart, s.dataEnd), s.offset - start);
   }
 
-  // Trim all-zero pages at both ends.
+  return trim(buf, start, pageSize);
+}
+
+/** The image of `buf` (memory from `start`) without its all-zero pages at both ends. */
+function trim(buf: Uint8Array, start: number, pageSize: number): FlatImage {
   let first = 0;
   while (first < buf.length && isZero(buf, first, first + pageSize)) first += pageSize;
   if (first === buf.length) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
@@ -51,6 +55,32 @@ export function flattenImage(
   while (isZero(buf, last - pageSize, last)) last -= pageSize;
   const bytes = first === 0 && last === buf.length ? buf : buf.slice(first, last);
   return { offset: start + first, length: last - first, bytes };
+}
+
+/**
+ * flattenImage() of a plan's segments, read from its columns when it has
+ * them (constantColumns: no object per segment), else from plan.segments.
+ */
+export function flattenPlan(source: Uint8Array, plan: MemoryPlan, pageSize: number): FlatImage {
+  const c = constantColumns(plan);
+  if (c === null) return flattenImage(source, plan.segments, pageSize);
+  const n = c.offset.length;
+  let lo = Infinity;
+  let hi = 0;
+  for (let k = 0; k < n; k++) {
+    const len = c.dataEnd[k]! - c.dataStart[k]!;
+    if (len === 0) continue;
+    lo = Math.min(lo, c.offset[k]!);
+    hi = Math.max(hi, c.offset[k]! + len);
+  }
+  if (hi === 0) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
+  const start = roundDown(lo, pageSize);
+  const buf = new Uint8Array(roundUp(hi, pageSize) - start);
+  for (let k = 0; k < n; k++) {
+    if (c.dataEnd[k] === c.dataStart[k]) continue;
+    buf.set(source.subarray(c.dataStart[k]!, c.dataEnd[k]!), c.offset[k]! - start);
+  }
+  return trim(buf, start, pageSize);
 }
 
 const ZERO = new Uint8Array(65536);

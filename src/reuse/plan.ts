@@ -121,9 +121,10 @@ export function planReuse(bytes: Uint8Array, parsed: ParsedModule, plans: readon
     if (p.excluded !== null) return no('memory-not-pooled', `memory ${p.index} has no image: ${p.excluded.message}`);
     if (p.condition !== null) return no('memory-not-pooled', `memory ${p.index}'s image depends on the imports (${p.condition})`);
   }
-  for (const seg of parsed.data) {
-    if (seg.mode === 'active' && seg.memory < parsed.importedMemoryCount) {
-      return no('imported-memory-data', `data segment ${seg.index} is written into imported memory ${seg.memory} at each instantiation`);
+  const data = parsed.dataTable; // columns: no object per segment (a Go module has 100,000)
+  for (let i = 0; i < data.length; i++) {
+    if (data.passive[i] === 0 && data.memory[i]! < parsed.importedMemoryCount) {
+      return no('imported-memory-data', `data segment ${i} is written into imported memory ${data.memory[i]} at each instantiation`);
     }
   }
   for (const [i, e] of info.elems.entries()) {
@@ -132,8 +133,7 @@ export function planReuse(bytes: Uint8Array, parsed: ParsedModule, plans: readon
     }
   }
   for (const d of facts.droppedData) {
-    const seg = parsed.data[d];
-    if (seg !== undefined && seg.mode === 'passive' && seg.dataEnd > seg.dataStart) return no('dropped-segment', `code drops passive data segment ${d} (data.drop)`);
+    if (d < data.length && data.passive[d] === 1 && data.dataEnd[d]! > data.dataStart[d]!) return no('dropped-segment', `code drops passive data segment ${d} (data.drop)`);
   }
   for (const e of facts.droppedElems) {
     if (info.elems[e]?.mode === 'passive') return no('dropped-segment', `code drops passive element segment ${e} (elem.drop)`);
