@@ -370,9 +370,13 @@ export class RegisterHook {
     if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
     const prepared = this.#preparedNow(entry);
     if (!prepared) {
+      // Timed only while the lazy policy is still deciding (nothing to time
+      // once the content is unusable or being prepared).
+      const s = this.#stateOf(entry);
+      if (s.status !== 'new') return native();
       const t = performance.now();
       const instance = native();
-      this.#stateOf(entry).spent += performance.now() - t;
+      s.spent += performance.now() - t;
       return instance;
     }
     let called = false;
@@ -498,10 +502,13 @@ export class RegisterHook {
   ): Promise<WebAssembly.Instance> {
     const n = this.#natives;
     if (!prepared) {
-      // V8 instantiates a Module within the call: time the call itself.
+      // V8 instantiates a Module within the call: time the call itself
+      // (while the lazy policy is still deciding).
+      const s = this.#stateOf(entry);
+      if (s.status !== 'new') return n.instantiate(module, imports);
       const t = performance.now();
       const instance = n.instantiate(module, imports);
-      this.#stateOf(entry).spent += performance.now() - t;
+      s.spent += performance.now() - t;
       return instance;
     }
     let called = false;
