@@ -6,10 +6,10 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { Engine, ReleasedInstanceError } from '../src/index.js';
 import { buildRaw } from './helpers/raw-wasm.js';
 import { I32 } from './helpers/wasm.js';
+import { collectLeases, gcChild } from './helpers/env.js';
 
 /** (func (export "f") (result i32) i32.const 1): no memory, so no lease of it holds a pooled one. */
 const noMemory = buildRaw({
@@ -28,11 +28,10 @@ test('leases with no pooled memory dropped in one synchronous run longer than a 
     for (let i = 0; i < 50; i++) p.instantiate().release();
     const keep = p.instantiate().exports.f; // the lease dropped, its function kept
     const before = engine.stats().liveLeases;
-    for (let i = 0; i < 30 && engine.stats().liveLeases > 1; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+    ${collectLeases('engine', 1)}
     console.log(JSON.stringify({ before, after: engine.stats().liveLeases, f: keep() }));`;
-  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), { before: 301, after: 1, f: 1 });
+  const out = gcChild(code);
+  assert.deepEqual(out, { before: 301, after: 1, f: 1 });
 });
 
 test('a lease with no pooled memory: exports, wrappers and accessors revoked at release, release() from inside a call, ReleasedInstanceError codes', () => {
@@ -95,13 +94,12 @@ test('leases with no pooled memory released out of order, before and after their
     made[1].release();
     made[10].release();
     made.length = 0;
-    for (let i = 0; i < 30 && engine.stats().liveLeases > 0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+    ${collectLeases()}
     out.after = engine.stats().liveLeases;
     out.next = p.instantiate().exports.f();
     console.log(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), { afterOutOfOrder: 6, releasedCollected: true, withBatch: 77, batchReleased: 7, after: 0, next: 1 });
+  const out = gcChild(code);
+  assert.deepEqual(out, { afterOutOfOrder: 6, releasedCollected: true, withBatch: 77, batchReleased: 7, after: 0, next: 1 });
 });
 
 test('lease.exports: the Proxy handler util.inspect shows is shared and frozen (one lease cannot change another\'s), its traps answer only for their own lease\'s target; the target prints as {} until the shape is looked at', async () => {
@@ -159,11 +157,10 @@ test('a reused instance of a module with no memory: its leases wait on the same 
     out.live = engine.stats().liveLeases;
     out.reused = engine.stats().instancesReused;
     batch.length = 0; // the other 35 dropped unreleased
-    for (let i = 0; i < 30 && engine.stats().liveLeases > 0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+    ${collectLeases()}
     out.after = engine.stats().liveLeases;
     out.next = p.instantiate().exports.f();
     console.log(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), { reuse: true, live: 35, reused: 1, after: 0, next: 1 });
+  const out = gcChild(code);
+  assert.deepEqual(out, { reuse: true, live: 35, reused: 1, after: 0, next: 1 });
 });

@@ -4,10 +4,9 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { Engine, EngineClosedError, WasmCowError } from '../src/index.js';
 import { SnapshotError } from '../src/snapshot/errors.js';
-import { BACKENDS } from './helpers/env.js';
+import { BACKENDS, gcChild, collectLeases } from './helpers/env.js';
 import { reuseModule } from './helpers/reuse-module.js';
 import { buildRaw, F64 } from './helpers/raw-wasm.js';
 import { I32, I64 } from './helpers/wasm.js';
@@ -226,7 +225,7 @@ test('a lease of a module without memory, dropped without release, stops countin
       for (let i = 0; i < 5; i++) drop();
       let threw = false;
       try { p.instantiate(); } catch (e) { threw = e.constructor.name; }
-      for (let i = 0; i < 20 && engine.stats().liveLeases > 0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+      ${collectLeases('engine', 0, 20)}
       const live = engine.stats().liveLeases;
       const l = p.instantiate();
       out[reuse] = { threw, live, f: l.exports.f() };
@@ -234,8 +233,7 @@ test('a lease of a module without memory, dropped without release, stops countin
       engine.close();
     }
     console.log(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
+  const out = gcChild(code);
   const expected = { threw: 'PoolExhaustedError', live: 0, f: 1 };
-  assert.deepEqual(JSON.parse(r.stdout), { false: expected, true: expected });
+  assert.deepEqual(out, { false: expected, true: expected });
 });

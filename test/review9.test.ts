@@ -7,9 +7,8 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { Engine } from '../src/index.js';
-import { BACKENDS } from './helpers/env.js';
+import { BACKENDS, gcChild, collectLeases } from './helpers/env.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from './helpers/wasm.js';
 
 const idle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -76,14 +75,13 @@ test('a reused instance\'s lease dropped unreleased frees its slot after GC even
       const old = p.instantiate();
       old.release(); // released, and kept by the program
       (() => { p.instantiate(); })(); // takes old's instance; dropped unreleased
-      for (let i = 0; i < 30 && engine.stats().liveLeases > 0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+      ${collectLeases()}
       out[name] = { reused: engine.stats().instancesReused, live: engine.stats().liveLeases, held: old.released };
       engine.close();
     }
     console.log(JSON.stringify(out));`;
-  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), {
+  const out = gcChild(code);
+  assert.deepEqual(out, {
     noMemory: { reused: 1, live: 0, held: true },
     withMemory: { reused: 1, live: 0, held: true },
   });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import type { BackendKind, Lease } from '../../src/index.js';
 import { unexposedInstance } from '../../src/lease.js';
 import { loadBinding, type NativeBinding } from '../../src/native/binding.js';
@@ -56,3 +57,18 @@ export const outcome = (f: () => unknown): string => {
     return `${(e as Error).constructor.name}: ${(e as Error).message}`;
   }
 };
+
+/**
+ * Runs `code`, an ES module, in a child with --expose-gc (for what only a
+ * collection shows: FinalizationRegistry callbacks); it prints one line of
+ * JSON, returned parsed. Throws, with the child's stderr, unless it exited 0.
+ */
+export function gcChild(code: string): unknown {
+  const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`the child exited with ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as unknown;
+}
+
+/** gcChild() code: collects (30 rounds at most) until `engine`'s stats() counts at most `floor` live leases. */
+export const collectLeases = (engine = 'engine', floor = 0, rounds = 30): string =>
+  `for (let i = 0; i < ${rounds} && ${engine}.stats().liveLeases > ${floor}; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }`;
