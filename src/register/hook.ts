@@ -358,24 +358,24 @@ export class RegisterHook {
 
   #newInstance(args: unknown[], newTarget: Function): WebAssembly.Instance {
     const n = this.#natives;
-    const native = () => Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
-    if (this.#depth > 0) return native();
+    // V8's own (no closure made for it: this runs at every instantiation).
+    if (this.#depth > 0) return Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
     const [module, imports] = args;
     const entry = isObject(module) ? this.#modules.get(module) : undefined;
     if (!entry) {
       if (this.#unkept.has(module as object)) this.#stats.nativeInstantiations++;
       else this.#countUnknown(module);
-      return native();
+      return Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
     }
-    if (imports !== undefined && !isObject(imports)) return native(); // V8's TypeError
+    if (imports !== undefined && !isObject(imports)) return Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance; // V8's TypeError
     const prepared = this.#preparedNow(entry);
     if (!prepared) {
       // Timed only while the lazy policy is still deciding (nothing to time
       // once the content is unusable or being prepared).
       const s = this.#stateOf(entry);
-      if (s.status !== 'new') return native();
+      if (s.status !== 'new') return Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
       const t = performance.now();
-      const instance = native();
+      const instance = Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
       s.spent += performance.now() - t;
       return instance;
     }
@@ -403,7 +403,7 @@ export class RegisterHook {
     }
     // The engine failed before V8 ran (nothing of the program's ran either).
     this.#fallback(Fallback.engineError);
-    return native();
+    return Reflect.construct(n.Instance, args, newTarget) as WebAssembly.Instance;
   }
 
   #instantiate(args: unknown[]): Promise<unknown> {
