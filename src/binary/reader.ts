@@ -538,10 +538,15 @@ function readImports(s: Cursor, out: ImportEntry[]): void {
   }
 }
 
+/** Rows a data table starts with at most (esbuild.wasm has 98,450 segments: one doubling and a copy of the columns). */
+const DATA_ROWS_FIRST = 65536;
+
 function readData(s: Cursor): DataTable {
   const n = s.u32();
-  // Room for every entry the section can hold (one takes at least 2 bytes), never more than the count.
-  const table = new DataTable(Math.min(n, Math.floor((s.end - s.pos) / 2)));
+  // Room for the count, up to DATA_ROWS_FIRST rows (the table doubles as it
+  // fills): a malformed count over a large section must not reserve 34
+  // bytes of columns per 2 bytes of input before the first entry is read.
+  const table = new DataTable(Math.min(n, Math.floor((s.end - s.pos) / 2), DATA_ROWS_FIRST));
   let i = 0;
   while (i < n) {
     i = readPlainData(s, table, i, n);
