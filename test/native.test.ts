@@ -18,6 +18,15 @@ test('the addon loads on Linux', { skip: !linux && 'the native backend is Linux-
   assert.equal(typeof b.createImage, 'function');
 });
 
+test('every copy of the loader in a thread shares one load of the addon (the library, the register bundle)', { skip: !linux && 'the native backend is Linux-only' }, async () => {
+  const b = binding();
+  const shared = (globalThis as Record<symbol, { binding: unknown } | undefined>)[Symbol.for('wasm-cow.binding')];
+  assert.equal(shared?.binding, b, 'kept under the global symbol');
+  // Another copy of the same code (the built package's), as the register bundle has its own.
+  const dist = (await import(new URL('../../dist/native/binding.js', import.meta.url).href)) as typeof import('../src/native/binding.js');
+  assert.equal(dist.loadBinding().binding, b, 'no second load');
+});
+
 if (linux) {
   const b = binding();
   const status = new Int32Array(new SharedArrayBuffer(128 * 4));

@@ -142,7 +142,11 @@ export function loadBinding(): BindingLoad {
       const module = { exports: {} };
       process.dlopen(module, path);
       cached = { binding: module.exports as NativeBinding, error: null };
-      Object.defineProperty(globalThis, SHARED, { value: cached, enumerable: false, configurable: false, writable: false });
+      try {
+        Object.defineProperty(globalThis, SHARED, { value: cached, enumerable: false, configurable: false, writable: false });
+      } catch {
+        // A frozen global object: each copy of this code loads its own.
+      }
       return cached;
     } catch (e) {
       errors.push((e as Error).message.split('\n')[0] ?? String(e));
