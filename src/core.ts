@@ -7,7 +7,7 @@ import type { Backend } from './backend/backend.js';
 import { EngineClosedError, PoolExhaustedError } from './errors.js';
 import type { MemoryImage } from './image/image.js';
 import { MemoryPool, type SlotRequest } from './pool.js';
-import { type LeaseTicket, Slot } from './slot.js';
+import type { LeaseTicket, Slot } from './slot.js';
 import { countFallback, type EngineStats, type FallbackReason, newCounters, type StatsCounters } from './stats.js';
 
 export interface CoreOptions {
@@ -166,24 +166,12 @@ export class EngineCore {
   }
 
   /**
-   * Unpooled slots (one-shot instantiation): dropped with their instance.
-   * Each is an idle memory taken out of the pool (a spare made in idle time
-   * for an earlier one-shot instantiation, or a reset memory), else a new
-   * one. With `spare`, a spare is asked for the next (MemoryPool.wantSpare):
+   * Unpooled slots (one-shot instantiation): dropped with their instance
+   * (MemoryPool.oneShot). With `spare`, each asks for a spare for the next:
    * the module's one-shot instantiations repeat.
    */
   fresh(requests: readonly SlotRequest[], spare: boolean): Slot[] {
-    return requests.map((r) => {
-      let slot = this.pool.takeIdle(r);
-      if (slot === null) {
-        slot = new Slot(this.backend, r);
-        this.counters.memoriesCreated++;
-        slot.acquire(r.image);
-        if (r.image) this.counters.bytesMapped += r.image.length;
-      }
-      if (spare) this.pool.wantSpare(r);
-      return slot;
-    });
+    return requests.map((r) => this.pool.oneShot(r, spare));
   }
 
   releaseSlots(slots: readonly Slot[]): void {

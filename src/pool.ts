@@ -227,25 +227,22 @@ export class MemoryPool {
   }
 
   /**
-   * An idle slot for a one-shot tenant, holding `request.image`, or null
-   * when none is idle: core.fresh() (the register hook's and the drop-in's
-   * instantiations, whose memories live and die with their instance). The
-   * slot leaves the pool for good: it is clean (reset, or a spare nobody
-   * used), so its tenant gets what a new memory would give it, without
-   * making one on its critical path. No lease owns it.
+   * A clean slot for a one-shot tenant (core.fresh(): the register hook's
+   * and the drop-in's instantiations, whose memories live and die with
+   * their instance), as acquire() gives it: an idle one when there is one (a
+   * spare made in idle time, or a reset memory: what a new memory would
+   * give, without making one on the tenant's path), which leaves the pool
+   * for good, else a new one. No lease owns it. With `spare`, a spare is
+   * asked for the next one-shot tenant (wantSpare).
    */
-  takeIdle(request: SlotRequest): Slot | null {
-    if (this.#all.size === 0 && this.#resetting.length === 0) return null;
-    const slot = this.acquire(request, false);
-    if (slot !== null) slot.tenancy.lease = null;
+  oneShot(request: SlotRequest, spare: boolean): Slot {
+    const slot = this.acquire(request);
+    slot.tenancy.lease = null;
+    if (spare) this.wantSpare(request);
     return slot;
   }
 
-  /**
-   * Asks for a spare like `request`, made in idle time (src/spares.ts):
-   * after a one-shot tenant took or made its memory, so that the next one
-   * finds one idle.
-   */
+  /** Asks for a spare like `request`, made in idle time (src/spares.ts). */
   wantSpare(request: SlotRequest): void {
     if (this.#maxIdle === 0 || !this.#sparesOn) return;
     this.#spares.want({ initialPages: request.initialPages, maximumPages: request.maximumPages, image: request.image, key: request.key ?? sizeKey(request) });
@@ -406,8 +403,7 @@ export class MemoryPool {
 
   /** Asks for a spare to replace a slot retired at release (src/spares.ts). */
   #replace(slot: Slot): void {
-    if (this.#maxIdle === 0 || !this.#sparesOn) return;
-    this.#spares.want({ initialPages: slot.size.initialPages, maximumPages: slot.size.maximumPages, image: slot.tenantImage, key: slot.key });
+    this.wantSpare({ ...slot.size, image: slot.tenantImage, key: slot.key });
   }
 
   /**
