@@ -21,40 +21,15 @@ export interface FlatImage {
   readonly bytes: Uint8Array;
 }
 
-export function flattenImage(
-  source: Uint8Array,
-  segments: readonly PlacedSegment[],
-  pageSize: number,
-): FlatImage {
-  let lo = Infinity;
-  let hi = 0;
-  for (const s of segments) {
-    if (s.dataEnd === s.dataStart) continue;
-    lo = Math.min(lo, s.offset);
-    hi = Math.max(hi, s.offset + (s.dataEnd - s.dataStart));
-  }
-  if (hi === 0) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
-
-  const start = roundDown(lo, pageSize);
-  const end = roundUp(hi, pageSize);
-  const buf = new Uint8Array(end - start);
-  for (const s of segments) {
-    if (s.dataEnd === s.dataStart) continue;
-    buf.set(source.subarray(s.dataStart, s.dataEnd), s.offset - start);
-  }
-
-  return trim(buf, start, pageSize);
+/** Segments as columns: offset in memory, and the bytes [dataStart, dataEnd) of the source, per segment, in order. */
+interface SegmentColumns {
+  readonly offset: ArrayLike<number>;
+  readonly dataStart: ArrayLike<number>;
+  readonly dataEnd: ArrayLike<number>;
 }
 
-/** The image of `buf` (memory from `start`) without its all-zero pages at both ends. */
-function trim(buf: Uint8Array, start: number, pageSize: number): FlatImage {
-  let first = 0;
-  while (first < buf.length && isZero(buf, first, first + pageSize)) first += pageSize;
-  if (first === buf.length) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
-  let last = buf.length;
-  while (isZero(buf, last - pageSize, last)) last -= pageSize;
-  const bytes = first === 0 && last === buf.length ? buf : buf.slice(first, last);
-  return { offset: start + first, length: last - first, bytes };
+export function flattenImage(source: Uint8Array, segments: readonly PlacedSegment[], pageSize: number): FlatImage {
+  return flattenColumns(source, columnsOf(segments), pageSize);
 }
 
 /**
@@ -62,8 +37,18 @@ function trim(buf: Uint8Array, start: number, pageSize: number): FlatImage {
  * them (constantColumns: no object per segment), else from plan.segments.
  */
 export function flattenPlan(source: Uint8Array, plan: MemoryPlan, pageSize: number): FlatImage {
-  const c = constantColumns(plan);
-  if (c === null) return flattenImage(source, plan.segments, pageSize);
+  return flattenColumns(source, constantColumns(plan) ?? columnsOf(plan.segments), pageSize);
+}
+
+function columnsOf(segments: readonly PlacedSegment[]): SegmentColumns {
+  return {
+    offset: segments.map((s) => s.offset),
+    dataStart: segments.map((s) => s.dataStart),
+    dataEnd: segments.map((s) => s.dataEnd),
+  };
+}
+
+function flattenColumns(source: Uint8Array, c: SegmentColumns, pageSize: number): FlatImage {
   const n = c.offset.length;
   let lo = Infinity;
   let hi = 0;
@@ -74,13 +59,22 @@ export function flattenPlan(source: Uint8Array, plan: MemoryPlan, pageSize: numb
     hi = Math.max(hi, c.offset[k]! + len);
   }
   if (hi === 0) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
+
   const start = roundDown(lo, pageSize);
   const buf = new Uint8Array(roundUp(hi, pageSize) - start);
   for (let k = 0; k < n; k++) {
     if (c.dataEnd[k] === c.dataStart[k]) continue;
     buf.set(source.subarray(c.dataStart[k]!, c.dataEnd[k]!), c.offset[k]! - start);
   }
-  return trim(buf, start, pageSize);
+
+  // Trim all-zero pages at both ends.
+  let first = 0;
+  while (first < buf.length && isZero(buf, first, first + pageSize)) first += pageSize;
+  if (first === buf.length) return { offset: 0, length: 0, bytes: new Uint8Array(0) };
+  let last = buf.length;
+  while (isZero(buf, last - pageSize, last)) last -= pageSize;
+  const bytes = first === 0 && last === buf.length ? buf : buf.slice(first, last);
+  return { offset: start + first, length: last - first, bytes };
 }
 
 const ZERO = new Uint8Array(65536);
