@@ -151,6 +151,33 @@ const MASK32 = 0xffff_ffffn;
 const MASK64 = 0xffff_ffff_ffff_ffffn;
 
 /** A bounded cursor over the input. */
+/** After i32ConstAt() found the expression: the position just past its `end`. */
+let constEnd = 0;
+
+/**
+ * `i32.const n; end` at b[p], with n in at most 4 LEB bytes (any such
+ * encoding is valid) and room for them before `end`: n as an unsigned
+ * 32-bit value (constEnd set past the `end` opcode), or -1 when the bytes
+ * are not of that form. The data segments' fast path (a module can have
+ * 100,000 of them; the general evaluator, constExpr(), allocates).
+ */
+function i32ConstAt(b: Uint8Array, p: number, end: number): number {
+  if (b[p] !== 0x41 || p + 6 > end) return -1;
+  let v = 0;
+  let shift = 0;
+  let q = p + 1;
+  for (; q < p + 5; q++) {
+    const x = b[q]!;
+    v |= (x & 0x7f) << shift;
+    shift += 7;
+    if ((x & 0x80) === 0) break;
+  }
+  if (q === p + 5 || b[q + 1] !== 0x0b) return -1;
+  if (shift < 32 && (b[q]! & 0x40) !== 0) v |= -1 << shift; // sign-extend
+  constEnd = q + 2;
+  return v >>> 0;
+}
+
 class Cursor {
   pos: number;
   constructor(
@@ -267,32 +294,14 @@ class Cursor {
   }
 
   /**
-   * Fast path for the common `i32.const n; end` with n in at most 4 LEB
-   * bytes (any such encoding is valid): reads it and returns n as an
-   * unsigned 32-bit value, or returns -1 and reads nothing when the
+   * i32ConstAt() at the cursor: reads `i32.const n; end` and returns n (as
+   * an unsigned 32-bit value), or returns -1 and reads nothing when the
    * expression is not of that form (constExpr() then reads it).
-   * A module can have 100,000 segments; the general evaluator allocates.
    */
   constI32(): number {
-    const b = this.bytes;
-    const p = this.pos;
-    if (b[p] === 0x41 && p + 6 <= this.end) {
-      let v = 0;
-      let shift = 0;
-      let q = p + 1;
-      for (; q < p + 5; q++) {
-        const x = b[q]!;
-        v |= (x & 0x7f) << shift;
-        shift += 7;
-        if ((x & 0x80) === 0) break;
-      }
-      if (q < p + 5 && b[q + 1] === 0x0b) {
-        if (shift < 32 && (b[q]! & 0x40) !== 0) v |= -1 << shift; // sign-extend
-        this.pos = q + 2;
-        return v >>> 0;
-      }
-    }
-    return -1;
+    const v = i32ConstAt(this.bytes, this.pos, this.end);
+    if (v >= 0) this.pos = constEnd;
+    return v;
   }
 
   /**
@@ -577,21 +586,11 @@ function readPlainData(s: Cursor, table: DataTable, i: number, n: number): numbe
   const dataEnd = table.dataEnd;
   let pos = s.pos;
   for (; i < n && i < cap; i++) {
-    // flags 0, i32.const, and room for what constI32() reads
-    if (b[pos] !== 0x00 || b[pos + 1] !== 0x41 || pos + 7 > end) break;
-    const p = pos + 1;
-    let v = 0;
-    let shift = 0;
-    let q = p + 1;
-    for (; q < p + 5; q++) {
-      const x = b[q]!;
-      v |= (x & 0x7f) << shift;
-      shift += 7;
-      if ((x & 0x80) === 0) break;
-    }
-    if (q === p + 5 || b[q + 1] !== 0x0b) break;
-    if (shift < 32 && (b[q]! & 0x40) !== 0) v |= -1 << shift; // sign-extend
-    let r = q + 2;
+    // flags 0, then `i32.const n; end`
+    if (b[pos] !== 0x00) break;
+    const v = i32ConstAt(b, pos + 1, end);
+    if (v < 0) break;
+    let r = constEnd;
     let len = 0;
     let lenShift = 0;
     for (;;) {
@@ -606,7 +605,7 @@ function readPlainData(s: Cursor, table: DataTable, i: number, n: number): numbe
     }
     if (lenShift < 0 || len > end - r) break;
     kind[i] = OFFSET_I32;
-    value[i] = v >>> 0;
+    value[i] = v;
     start[i] = pos;
     dataStart[i] = r;
     dataEnd[i] = r + len;
