@@ -200,7 +200,7 @@ async function observe(): Promise<{ obs: Obs; hook: unknown }> {
       inst.push(describeInstanceA((await W.instantiate(A, importsA())).instance));
       inst.push(describeInstanceA((await W.instantiateStreaming(response(A), importsA())).instance));
     }
-    for (let k = 0; k < 30; k++) quick.push(digest((new W.Instance(mA, importsA()).exports as { mem: WebAssembly.Memory }).mem));
+    for (let k = 0; k < 60; k++) quick.push(digest((new W.Instance(mA, importsA()).exports as { mem: WebAssembly.Memory }).mem));
     await registration()?.hook?.settled();
   }
   obs['instances'] = inst;

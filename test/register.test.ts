@@ -374,6 +374,57 @@ test('lazy, first and second sights of compile(bytes) and instantiate(bytes) as 
   assert.equal(out.errors.length, 4);
 });
 
+test('lazy: new WebAssembly.Module(bytes) keeps nothing at the first sight of the bytes (holds V8 module of code), keeps them within the call from the second; eager keeps at once', { skip: !linux && 'native backend only' }, () => {
+  const script = `${SIGHT_MODULES}
+    const out = {};
+    // Mostly code: the first sight holds V8's module, copies nothing.
+    let code = CODE();
+    const m1 = new WebAssembly.Module(code);
+    out.code1 = { kept: reg.cache.size, held: stats().heldModules, read: read(new WebAssembly.Instance(m1)) };
+    const m2 = new WebAssembly.Module(code);
+    code[code.length - 1] = 43; // right after the call: the kept bytes are the ones V8 compiled
+    out.code2 = { kept: reg.cache.size, held: stats().heldModules, original: reg.cache.get(CODE()) !== null, changed: reg.cache.get(code) !== null,
+      reads: [read(new WebAssembly.Instance(m1)), read(new WebAssembly.Instance(m2)), read(new WebAssembly.Instance(new WebAssembly.Module(code)))] };
+    reg.cache.clear();
+    // Mostly data: nothing held at the first sight either (the changed
+    // code's first sight above holds its module).
+    const h0 = stats().heldModules;
+    const d1 = new WebAssembly.Module(DATA());
+    out.data1 = { kept: reg.cache.size, held: stats().heldModules - h0 };
+    const d2 = new WebAssembly.Module(DATA());
+    out.data2 = { kept: reg.cache.size, reads: [read(new WebAssembly.Instance(d1)), read(new WebAssembly.Instance(d2))] };
+    // V8's own errors, at either sight.
+    const bad = new Uint8Array([0,97,115,109,1,0,0,0, 10,9,9]);
+    out.errors = [];
+    for (let i = 0; i < 2; i++) { try { new WebAssembly.Module(bad); out.errors.push('made'); } catch (e) { out.errors.push(e.constructor.name + ': ' + e.message); } }
+    out.kept = reg.cache.size;
+    out.native = stats().nativeInstantiations;
+    out.fallbacks = reg.engine.stats().fallbacks;
+    console.log(JSON.stringify(out));`;
+  const out = runLazy(script) as Record<string, unknown> & { errors: string[] };
+  assert.deepEqual(out.code1, { kept: 0, held: 1, read: 42 }, 'first sight, mostly code: nothing kept, the module held');
+  assert.deepEqual(out.code2, { kept: 1, held: 0, original: true, changed: false, reads: [42, 42, 43] }, 'second sight: kept within the call');
+  assert.deepEqual(out.data1, { kept: 0, held: 0 }, 'first sight, mostly data: nothing kept or held');
+  assert.deepEqual(out.data2, { kept: 1, reads: [42, 42] }, 'second sight, mostly data: kept');
+  assert.equal(out.errors.length, 2);
+  assert.equal(out.errors[0], out.errors[1]);
+  assert.match(out.errors[0]!, /^CompileError: WebAssembly.Module\(\)/);
+  assert.equal(out.kept, 1, 'bytes V8 rejects are never kept');
+  assert.equal(out.native, 6, 'every instantiation here was V8 (the lazy policy had not prepared anything)');
+  assert.deepEqual(out.fallbacks, {}, 'modules of a first sight are not counted as unknown');
+  // Eager: the first sight keeps the bytes (the program asked to prepare everything).
+  const eager = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', `${SIGHT_MODULES}
+      const m = new WebAssembly.Module(CODE()); const kept = reg.cache.size;
+      console.log(JSON.stringify({ kept, read: read(new WebAssembly.Instance(m)), prepared: stats().preparedInstantiations }));`], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'eager' },
+    }),
+  ) as unknown;
+  assert.deepEqual(eager, { kept: 1, read: 42, prepared: 1 });
+});
+
 test('lazy: a Response is left to V8 at the first sight of its URL (not read twice), read beside V8 and kept from the second', { skip: !linux && 'native backend only' }, () => {
   const script = `${SIGHT_MODULES}
     const { createServer } = await import('node:http');

@@ -7,11 +7,14 @@
  *   entry ??= cache.add(copyOf(bytes), module); // `module`: what V8 compiled from them
  *   entry.prepared ??= ...;                    // a PreparedModule of the same bytes
  *
- * Lookup is exact: a cheap fingerprint (the length and about 2,000 sampled
+ * Lookup is exact: a cheap fingerprint (the length and about 700 sampled
  * bytes) finds candidates and a full byte comparison (memcmp) confirms one,
- * so no hash collision can hand out the wrong module. For a 10 MiB module
- * the fingerprint takes microseconds and the comparison about a millisecond;
- * a cryptographic hash of the same bytes takes about 10 ms here.
+ * so no hash collision can hand out the wrong module. The fingerprint runs
+ * on the hook's path of a program's first instantiation, while its code is
+ * still cold (interpreted: about 40 µs); for a 10 MiB module the comparison
+ * takes about a millisecond, and a cryptographic hash of the same bytes
+ * about 10 ms here. Callers that also need the fingerprint compute it once
+ * and pass it (`get(bytes, key)`, `add(bytes, module, key)`).
  *
  * Bounded by entries and by the bytes they keep; the least recently used
  * entry goes first. An evicted entry is only forgotten by the cache: whoever
@@ -24,6 +27,8 @@ import { Buffer } from 'node:buffer';
 import type { PreparedModule } from '../prepared.js';
 
 export interface ContentEntry {
+  /** fingerprint(bytes). */
+  readonly key: string;
   /** The module's bytes: the cache's own copy, never changed. */
   readonly bytes: Uint8Array<ArrayBuffer>;
   /**
@@ -44,7 +49,8 @@ export interface ContentCacheOptions {
   maxBytes?: number;
 }
 
-const SAMPLES = 2048;
+const SAMPLES = 512;
+const TAIL = 192;
 
 /** The length and a sample of the bytes, folded with FNV-1a. Not a content hash: lookups compare bytes. */
 export function fingerprint(bytes: Uint8Array): string {
@@ -53,7 +59,7 @@ export function fingerprint(bytes: Uint8Array): string {
   const step = n > SAMPLES ? Math.floor(n / SAMPLES) : 1;
   for (let i = 0; i < n; i += step) h = Math.imul(h ^ bytes[i]!, 0x01000193);
   // The tail in full: appended sections (names, producers) often differ there.
-  for (let i = Math.max(0, n - 256); i < n; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  for (let i = Math.max(0, n - TAIL); i < n; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
   return `${n}:${(h >>> 0).toString(36)}`;
 }
 
@@ -83,9 +89,9 @@ export class ContentCache {
     return this.#bytes;
   }
 
-  /** The entry whose bytes equal `bytes`, or null. Marks it most recently used. */
-  get(bytes: Uint8Array): ContentEntry | null {
-    const list = this.#byKey.get(fingerprint(bytes));
+  /** The entry whose bytes equal `bytes` (whose fingerprint is `key`), or null. Marks it most recently used. */
+  get(bytes: Uint8Array, key: string = fingerprint(bytes)): ContentEntry | null {
+    const list = this.#byKey.get(key);
     if (!list) return null;
     const b = view(bytes);
     for (const entry of list) {
@@ -101,13 +107,12 @@ export class ContentCache {
   /**
    * Adds an entry for `bytes` (which the cache keeps: pass a copy nobody
    * else writes to) and `original`, compiled from them. If an entry for the
-   * same bytes exists, returns it instead.
+   * same bytes exists, returns it instead. `key`: fingerprint(bytes).
    */
-  add(bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module): ContentEntry {
-    const found = this.get(bytes);
+  add(bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module, key: string = fingerprint(bytes)): ContentEntry {
+    const found = this.get(bytes, key);
     if (found) return found;
-    const entry: ContentEntry = { bytes, original, prepared: null };
-    const key = fingerprint(bytes);
+    const entry: ContentEntry = { key, bytes, original, prepared: null };
     const list = this.#byKey.get(key);
     if (list) list.push(entry);
     else this.#byKey.set(key, [entry]);
@@ -129,7 +134,7 @@ export class ContentCache {
       const oldest = this.#lru.values().next().value as ContentEntry;
       this.#lru.delete(oldest);
       this.#bytes -= oldest.bytes.length;
-      const key = fingerprint(oldest.bytes);
+      const key = oldest.key;
       const list = this.#byKey.get(key)!;
       const rest = list.filter((e) => e !== oldest);
       if (rest.length > 0) this.#byKey.set(key, rest);

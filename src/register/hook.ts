@@ -35,9 +35,9 @@
  *    background: the rewrite is planned on a later turn of the event loop
  *    and compiled by V8 asynchronously, off the main thread; instantiations
  *    after it is ready go through it. A loop that never yields to the event
- *    loop stays native. Bytes seen for the first time through
- *    `WebAssembly.instantiate(bytes)` or `WebAssembly.compile(bytes)` are
- *    not even kept (only their fingerprint, and for bytes mostly of code
+ *    loop stays native. Bytes seen for the first time (through
+ *    `WebAssembly.instantiate(bytes)`, `WebAssembly.compile(bytes)` or
+ *    `new WebAssembly.Module(bytes)`) are not even kept (only their fingerprint, and for bytes mostly of code
  *    V8's module of them: code-share.ts): glue that instantiates once per
  *    process pays nothing. At their second sight they are kept as the
  *    drop-in keeps them (dropin.ts): bytes mostly of code are compiled with
@@ -47,9 +47,13 @@
  *    to the kept content); other bytes go to V8 and are copied after the
  *    call returned, and compiled again from the copy (that call's module
  *    stays V8's). So a module that came from a first sight (or from a
- *    deferred copy) is instantiated by V8 only; `new WebAssembly.Module`
- *    still keeps a copy at once (a module compiled synchronously is usually
- *    instantiated many times: its instances need the image). A Response
+ *    deferred copy) is instantiated by V8 only. A synchronous second sight
+ *    (`new WebAssembly.Module`) is compiled by V8, from its cache when the
+ *    first sight's module is held, and copied within the call. A program
+ *    that compiles a module once and instantiates it many times gains under
+ *    'eager' (or through the library's own API), not under 'lazy': a copy
+ *    at the first sight would make every program that instantiates once
+ *    slower than native (about 0.6 ms per MiB of bytes). A Response
  *    given to `compileStreaming`/`instantiateStreaming` is left to V8 alone
  *    at the first sight of its URL, and read beside V8 from the second on.
  *  - 'eager': the first instantiation prepares the content (synchronously
@@ -293,9 +297,33 @@ export class RegisterHook {
       this.#adopt(module, own, true, performance.now() - t);
       return module;
     }
+    if (!source) return Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
+    const key = fingerprint(source.bytes);
+    if (this.policy === 'lazy' && this.cache.get(source.bytes, key) === null) {
+      const { sight, first } = this.#sight(key, source.bytes.length);
+      if (first) {
+        // First sight: V8's alone, nothing copied, as for compile(bytes)
+        // and instantiate(bytes). A copy would cost the call about 0.6 ms
+        // per MiB of bytes (page faults; 10-12 ms for @swc/wasm's 17 MiB,
+        // a fifth of its compile), wasted on glue that compiles once and
+        // instantiates once. The module stays V8's, and so do its
+        // instances; the bytes are kept from their second sight on.
+        const code = codeShare(source.bytes) >= CODE_SHARE;
+        const t = performance.now();
+        const module = Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
+        this.#sighted(sight, module, code, performance.now() - t);
+        return module;
+      }
+      // Second sight: kept from now on. V8 compiles the bytes from its
+      // cache while the first sight's module (held in `sight`) lives.
+      const t = performance.now();
+      const module = Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
+      this.#adopt(module, source.bytes, false, Math.min(performance.now() - t, sight.took), key);
+      return module;
+    }
     const t = performance.now();
     const module = Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
-    if (source) this.#adopt(module, source.bytes, false, performance.now() - t);
+    this.#adopt(module, source.bytes, false, performance.now() - t, key);
     return module;
   }
 
@@ -303,11 +331,12 @@ export class RegisterHook {
     const n = this.#natives;
     const source = bufferView(args[0]);
     if (!source) return Reflect.apply(n.compile, undefined, args) as Promise<WebAssembly.Module>;
-    const entry = this.cache.get(source.bytes);
+    const key = fingerprint(source.bytes);
+    const entry = this.cache.get(source.bytes, key);
     if (!entry && this.policy === 'lazy' && !source.shared) {
       // First sight: V8's alone, nothing copied. Second: as the drop-in does.
       const native = () => Reflect.apply(n.compile, undefined, args) as Promise<WebAssembly.Module>;
-      const { sight, first } = this.#sight(source.bytes);
+      const { sight, first } = this.#sight(key, source.bytes.length);
       if (first) return this.#firstSight(sight, source.bytes, native(), (m) => m);
       if (sight.module !== null && args.length <= 1) {
         const kept = this.#compileFromCache(sight, source.bytes);
@@ -331,7 +360,7 @@ export class RegisterHook {
     if (!entry) own ??= copyOf(source.bytes);
     return compiled.then((module) => {
       if (entry) this.#modules.set(module, entry);
-      else this.#adopt(module, own!, true, performance.now() - t);
+      else this.#adopt(module, own!, true, performance.now() - t, key);
       return module;
     });
   }
@@ -340,12 +369,12 @@ export class RegisterHook {
    * Links a module V8 compiled from `bytes` (in `took` ms) to their entry
    * (made if new; `owned`: the bytes are ours to keep).
    */
-  #adopt(module: WebAssembly.Module, bytes: Uint8Array, owned: boolean, took: number): ContentEntry {
-    let entry = this.cache.get(bytes);
+  #adopt(module: WebAssembly.Module, bytes: Uint8Array, owned: boolean, took: number, key: string = fingerprint(bytes)): ContentEntry {
+    let entry = this.cache.get(bytes, key);
     if (entry === null) {
-      entry = this.cache.add(owned ? (bytes as Uint8Array<ArrayBuffer>) : copyOf(bytes), module);
+      entry = this.cache.add(owned ? (bytes as Uint8Array<ArrayBuffer>) : copyOf(bytes), module, key);
       // Kept now: a sight of these bytes (and the module it holds) is done with.
-      const sight = this.#seen.get(fingerprint(bytes));
+      const sight = this.#seen.get(key);
       if (sight) this.#forget(sight);
     }
     this.#modules.set(module, entry);
@@ -419,11 +448,12 @@ export class RegisterHook {
       else this.#countUnknown(source);
       return native();
     }
-    const known = this.cache.get(view.bytes);
+    const key = fingerprint(view.bytes);
+    const known = this.cache.get(view.bytes, key);
     if (known === null) {
       if (this.policy === 'lazy' && !view.shared) {
         const instantiate = () => n.instantiate(source as BufferSource, imports as Imports | undefined);
-        const { sight, first } = this.#sight(view.bytes);
+        const { sight, first } = this.#sight(key, view.bytes.length);
         if (first) {
           // First sight of these bytes: V8 does it all, and nothing is
           // copied (a copy costs about 0.7 ms per MiB here, page faults:
@@ -457,7 +487,7 @@ export class RegisterHook {
       const t = performance.now();
       const compiled = n.compile((view.shared ? own : source) as BufferSource);
       return compiled.then(
-        (module) => this.#withModule(this.#adopt(module, own, true, performance.now() - t), module, imports as Imports | undefined),
+        (module) => this.#withModule(this.#adopt(module, own, true, performance.now() - t, key), module, imports as Imports | undefined),
         // V8's own rejection, with the message WebAssembly.instantiate gives.
         () => n.instantiate(own, imports as Imports | undefined),
       );
@@ -813,8 +843,7 @@ export class RegisterHook {
    * sight early (and compiled in full by `new WebAssembly.Module`, which
    * compares the bytes: V8's module of them either way).
    */
-  #sight(bytes: Uint8Array): { sight: Sight; first: boolean } {
-    const key = fingerprint(bytes);
+  #sight(key: string, length: number): { sight: Sight; first: boolean } {
     const seen = this.#seen.get(key);
     if (seen) {
       // The second sight: forgotten (the content is kept from now on, or
@@ -823,7 +852,7 @@ export class RegisterHook {
       this.#forget(seen);
       return { sight, first: false };
     }
-    const sight: Sight = { key, length: bytes.length, module: null, took: Infinity };
+    const sight: Sight = { key, length, module: null, took: Infinity };
     this.#seen.set(key, sight);
     while (this.#seen.size > SIGHT_LIMITS.sights) this.#forget(this.#seen.values().next().value as Sight);
     return { sight, first: true };
@@ -849,20 +878,28 @@ export class RegisterHook {
     const code = codeShare(bytes) >= CODE_SHARE;
     const t = performance.now();
     return result.then((r) => {
-      const module = moduleOf(r);
-      this.#unkept.add(module);
-      sight.took = performance.now() - t;
-      if (code && this.#seen.get(sight.key) === sight && sight.module === null) {
-        sight.module = module;
-        this.#held++;
-        this.#heldBytes += sight.length;
-        for (const s of this.#seen.values()) {
-          if (this.#held <= SIGHT_LIMITS.held && this.#heldBytes <= SIGHT_LIMITS.heldBytes) break;
-          if (s.module !== null) this.#forget(s);
-        }
-      }
+      this.#sighted(sight, moduleOf(r), code, performance.now() - t);
       return r;
     });
+  }
+
+  /**
+   * What a first sight gave: V8's `module` (of bytes mostly of `code` or
+   * not), compiled in `took` ms. The module is marked as V8's; for bytes
+   * mostly of code it is held (bounded by SIGHT_LIMITS).
+   */
+  #sighted(sight: Sight, module: WebAssembly.Module, code: boolean, took: number): void {
+    this.#unkept.add(module);
+    sight.took = took;
+    if (code && this.#seen.get(sight.key) === sight && sight.module === null) {
+      sight.module = module;
+      this.#held++;
+      this.#heldBytes += sight.length;
+      for (const s of this.#seen.values()) {
+        if (this.#held <= SIGHT_LIMITS.held && this.#heldBytes <= SIGHT_LIMITS.heldBytes) break;
+        if (s.module !== null) this.#forget(s);
+      }
+    }
   }
 
   /**
@@ -891,7 +928,7 @@ export class RegisterHook {
       return { entry: null, module };
     }
     this.#stats.cachedCompiles++;
-    return { entry: this.#adopt(module, own, true, sight.took), module };
+    return { entry: this.#adopt(module, own, true, sight.took, sight.key), module };
   }
 
   /**
@@ -930,10 +967,10 @@ export class RegisterHook {
         .then(async () => {
           // A detached buffer reads as empty; changed bytes are another module's.
           if (bytes.length !== sight.length || fingerprint(bytes) !== sight.key) throw new Error('changed');
-          if (this.cache.get(bytes) !== null) return; // kept meanwhile
+          if (this.cache.get(bytes, sight.key) !== null) return; // kept meanwhile
           const own = copyOf(bytes);
           const module = await n.compile(own); // what the copy holds, whatever the program did
-          this.#adopt(module, own, true, Math.min(took, sight.took));
+          this.#adopt(module, own, true, Math.min(took, sight.took), sight.key);
         })
         .catch(() => {
           this.#stats.deferredDropped++;
