@@ -425,6 +425,44 @@ test('lazy: new WebAssembly.Module(bytes) keeps nothing at the first sight of th
   assert.deepEqual(eager, { kept: 1, read: 42, prepared: 1 });
 });
 
+test('new WebAssembly.Module with a new.target whose prototype getter changes the bytes before V8 reads them: the hook keeps what V8 compiled, under its own fingerprint, and never throws where V8 does not', { skip: !linux && 'native backend only' }, () => {
+  const script = `${SIGHT_MODULES}
+    const out = {};
+    const A = CODE();
+    const B = CODE(); B[B.length - 1] = 43; // same length, another fingerprint
+    let change = null;
+    // V8 reads new.target.prototype before the bytes: a Proxy's trap runs there.
+    const NT = new Proxy(function () {}, { get(t, p, r) { if (p === 'prototype' && change) { change(); change = null; } return Reflect.get(t, p, r); } });
+    NT.prototype = WebAssembly.Module.prototype;
+    const bytes = A.slice();
+    new WebAssembly.Module(bytes); // first sight of A
+    change = () => bytes.set(B);
+    const m = Reflect.construct(WebAssembly.Module, [bytes], NT); // second sight of A's fingerprint; V8 compiles B
+    out.changed = { read: read(new WebAssembly.Instance(m)), kept: reg.cache.size, B: reg.cache.get(B) !== null, A: reg.cache.get(A) !== null };
+    new WebAssembly.Module(B.slice());
+    out.again = reg.cache.size; // B found: not kept twice
+    // A resizable buffer shrunk under a length-tracking view: V8 compiles
+    // the shorter bytes.
+    reg.cache.clear();
+    const D = DATA();
+    new WebAssembly.Module(A.slice()); // first sight of A again
+    const rab = new ArrayBuffer(A.length, { maxByteLength: A.length });
+    const tracking = new Uint8Array(rab);
+    tracking.set(A);
+    change = () => { rab.resize(D.length); tracking.set(D); };
+    try {
+      const m2 = Reflect.construct(WebAssembly.Module, [tracking], NT);
+      out.shrunk = { read: read(new WebAssembly.Instance(m2)), D: reg.cache.get(D) !== null };
+    } catch (e) {
+      out.shrunk = String(e);
+    }
+    console.log(JSON.stringify(out));`;
+  const out = runLazy(script) as Record<string, unknown>;
+  assert.deepEqual(out.changed, { read: 43, kept: 1, B: true, A: false }, "the kept bytes are B's, found by B's fingerprint");
+  assert.equal(out.again, 1);
+  assert.deepEqual(out.shrunk, { read: 42, D: true }, 'V8 compiled the shrunk bytes; the hook kept them, and threw nothing');
+});
+
 test('lazy: a Response is left to V8 at the first sight of its URL (not read twice), read beside V8 and kept from the second', { skip: !linux && 'native backend only' }, () => {
   const script = `${SIGHT_MODULES}
     const { createServer } = await import('node:http');

@@ -318,13 +318,35 @@ export class RegisterHook {
       // cache while the first sight's module (held in `sight`) lives.
       const t = performance.now();
       const module = Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
-      this.#adopt(module, source.bytes, false, Math.min(performance.now() - t, sight.took), key);
+      this.#adoptCompiled(module, args, newTarget, source.bytes, key, Math.min(performance.now() - t, sight.took));
       return module;
     }
     const t = performance.now();
     const module = Reflect.construct(n.Module, args, newTarget) as WebAssembly.Module;
-    this.#adopt(module, source.bytes, false, performance.now() - t, key);
+    this.#adoptCompiled(module, args, newTarget, source.bytes, key, performance.now() - t);
     return module;
+  }
+
+  /**
+   * Keeps the bytes V8 compiled `module` from at `new WebAssembly.Module`
+   * (`bytes`, of fingerprint `key`, as read before the call). V8 reads
+   * new.target's prototype before it reads the bytes: a new.target other
+   * than WebAssembly.Module itself (a Proxy, say) may run the program's code
+   * there, which may change the bytes, or shrink a resizable buffer under
+   * them. The bytes are then read again, as V8 read them (no code of the
+   * program ran since).
+   */
+  #adoptCompiled(module: WebAssembly.Module, args: unknown[], newTarget: Function, bytes: Uint8Array, key: string, took: number): void {
+    if (newTarget !== this.#natives.Module) {
+      const now = bufferView(args[0]);
+      if (now === null || now.shared) {
+        this.#unkept.add(module);
+        return;
+      }
+      bytes = now.bytes;
+      key = fingerprint(bytes);
+    }
+    this.#adopt(module, bytes, false, took, key);
   }
 
   #compile(args: unknown[]): Promise<WebAssembly.Module> {
