@@ -126,7 +126,7 @@ export interface RegisterStats {
 }
 
 /**
- * Bytes seen once through compile(bytes) or instantiate(bytes), and not
+ * Bytes seen once (compile(bytes), instantiate(bytes), new WebAssembly.Module(bytes)), and not
  * kept: their fingerprint, and for bytes mostly of code the module V8
  * compiled from them (never taken for the bytes: V8 compares them).
  */
@@ -218,7 +218,7 @@ export class RegisterHook {
   readonly #states = new WeakMap<ContentEntry, ContentState>();
   readonly #stats = { preparations: 0, preparedInstantiations: 0, nativeInstantiations: 0, cachedCompiles: 0, deferredCopies: 0, deferredDropped: 0 };
   readonly #pending = new Set<Promise<void>>();
-  /** Bytes seen once through compile(bytes) or instantiate(bytes), and not kept, by fingerprint (bounded; oldest first). */
+  /** Bytes seen once (compile, instantiate or new WebAssembly.Module, from bytes), and not kept, by fingerprint (bounded; oldest first). */
   readonly #seen = new Map<string, Sight>();
   /** Modules held by sights now, and the bytes they were compiled from. */
   #held = 0;
