@@ -65,7 +65,11 @@ try {
   esbuild = require('esbuild-wasm');
 } catch {
   console.warn('wasm-cow: esbuild-wasm not installed; dist/register/index.js stays unbundled (loads a few ms slower)');
-  if (tscBuilt) rmSync(bundle, { force: true }), rmSync(`${bundle}.v8cache`, { force: true });
+  if (tscBuilt) {
+    // The entries tsc built load no bundle: an old one (and its cache) would only mislead.
+    rmSync(bundle, { force: true });
+    rmSync(`${bundle}.v8cache`, { force: true });
+  }
   writeFileSync(
     cjs,
     `'use strict';\n// wasm-cow/register for require(): esbuild-wasm was not installed to bundle it (scripts/bundle-register.mjs),\n` +
