@@ -7,6 +7,8 @@
 // `new Engine().backend` reports 'copy'. Set WASM_COW_REQUIRE_NATIVE=1 to
 // make a failed build fail the install instead (CI does).
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const required = process.env.WASM_COW_REQUIRE_NATIVE === '1';
 
@@ -32,4 +34,11 @@ if (process.env.WASM_COW_SKIP_NATIVE === '1') {
     r = spawnSync('npm', ['exec', '--yes', '--', 'node-gyp', 'rebuild'], { stdio: 'inherit' });
   }
   finish(r.status === 0, r.error ? r.error.message : `node-gyp exited with ${r.status}`);
+}
+
+// The register hook's V8 code cache, made by this Node with the addon just
+// built (an installed package's dist/ came bundled, without a cache). In a
+// clone, dist/ is built after this (prepare), which makes the cache then.
+if (existsSync(new URL('../dist/register/bundle.cjs', import.meta.url)) && existsSync(new URL('./register-cache.mjs', import.meta.url))) {
+  spawnSync(process.execPath, [fileURLToPath(new URL('./register-cache.mjs', import.meta.url))], { stdio: 'inherit' });
 }

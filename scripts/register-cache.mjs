@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// Makes the V8 code cache of the register hook's bundle,
+// dist/register/bundle.cjs.v8cache, with this machine's Node: after each
+// bundling (scripts/bundle-register.mjs, at build, prepare and pretest) and
+// at `npm install` (scripts/build-native.mjs, for an installed package, whose
+// dist/ came built). A cache is V8's alone: another Node version, or other V8
+// flags, and V8 rejects it, which only costs the compile it would have saved.
+//
+// It runs the bundle in a throwaway process, through the entry's own loader
+// (dist/register/index.cjs, which hands its vm.Script over when
+// Symbol.for('wasm-cow.register.makeCodeCache') is set), sends a small module
+// through the hook's paths (new WebAssembly.Module and Instance,
+// instantiate(bytes), compile, instantiate(module)), so that the functions a
+// program's first instantiation runs are compiled, then asks V8 for the cache
+// (script.createCachedData(), which includes every function compiled so far).
+// The file starts with a header line pairing it with the exact source (see
+// scripts/register-loader.mjs): the loader uses it only for that source.
+//
+// Never fails: without a bundle (an install without devDependencies keeps
+// dist/register unbundled) there is nothing to cache, and a failure leaves no
+// cache, which the loader treats as a missing one.
+import { spawnSync } from 'node:child_process';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// node scripts/register-cache.mjs [dist/register directory]
+const child = process.argv[2] === '--child';
+const dir = resolve((child ? process.argv[3] : process.argv[2]) ?? fileURLToPath(new URL('../dist/register', import.meta.url)));
+const bundle = join(dir, 'bundle.cjs');
+const cacheFile = `${bundle}.v8cache`;
+
+if (child) {
+  const make = {};
+  globalThis[Symbol.for('wasm-cow.register.makeCodeCache')] = make;
+  const r = createRequire(join(dir, 'index.cjs'))('./index.cjs');
+  if (make.script === undefined) throw new Error(`${join(dir, 'index.cjs')} did not load ${bundle} through its loader`);
+  // (module (memory (export "mem") 1) (data (i32.const 0) "\2a"))
+  const bytes = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 5, 3, 1, 0, 1, 7, 7, 1, 3, 109, 101, 109, 2, 0, 11, 7, 1, 0, 65, 0, 11, 1, 42]);
+  const mod = new WebAssembly.Module(bytes);
+  new WebAssembly.Instance(mod, {});
+  await WebAssembly.instantiate(bytes, {});
+  const compiled = await WebAssembly.compile(bytes);
+  await WebAssembly.instantiate(compiled, {});
+  await WebAssembly.instantiate(bytes.slice(), {});
+  r.stats();
+  await r.settled();
+  // The loader compares the cache's copy of the source as text, read back from UTF-8 (lone surrogates would not come back).
+  if (Buffer.from(make.source, 'utf8').toString('utf8') !== make.source) throw new Error(`${bundle} does not survive UTF-8`);
+  const data = make.script.createCachedData();
+  const header = `${JSON.stringify({ ...make.header, data: data.length })}\n`;
+  const tmp = `${cacheFile}.${process.pid}.tmp`;
+  writeFileSync(tmp, header + make.source + data.toString('base64'));
+  renameSync(tmp, cacheFile);
+  process.exit(0);
+}
+
+rmSync(cacheFile, { force: true });
+if (existsSync(bundle) && existsSync(join(dir, 'index.cjs'))) {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', dir], {
+    stdio: ['ignore', 'inherit', 'pipe'],
+    encoding: 'utf8',
+    env: { ...process.env, WASM_COW_REGISTER: 'lazy', NODE_OPTIONS: '' },
+    cwd: dirname(dir),
+  });
+  if (r.status !== 0) {
+    rmSync(cacheFile, { force: true });
+    console.warn(`wasm-cow: no code cache for the register hook (${r.error?.message ?? (r.stderr.trim().split('\n').pop() || `exit ${r.status}`)}); it loads without one, a millisecond or two slower`);
+  }
+}

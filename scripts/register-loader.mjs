@@ -1,0 +1,95 @@
+// The two entries of wasm-cow/register, as scripts/bundle-register.mjs
+// writes them beside the bundle (dist/register/bundle.cjs): index.cjs for
+// require(), index.js for import. Both hold loadBundle() below (its text,
+// through Function.prototype.toString), so both compile the bundle the same
+// way and one code cache (bundle.cjs.v8cache, made by
+// scripts/register-cache.mjs) serves both.
+//
+// loadBundle() compiles the bundle with vm.Script, offering V8 the code cache
+// when the cache is paired with this exact source: the cache file's header
+// names the format, V8's version, the wrapper and the source's length, and the
+// source itself follows it, compared byte for byte with bundle.cjs (V8's own
+// check of a cache compares the source's length only: a cache of another
+// bundle of the same length would run that bundle's bytecode). Anything else
+// (no cache, another source, another V8, a truncated file, V8 rejecting it)
+// compiles the source as without a cache: never an error, never a write.
+// Each entry runs the bundle as its own module (a program that loads both
+// runs it twice, as it ran the two bundles before: the second run finds the
+// first's registration, Symbol.for('wasm-cow.register'), and installs
+// nothing). The bundle requires node: modules only (its library, load.js,
+// comes from its own createRequire): the ES module entry gives it
+// process.getBuiltinModule where Node has it (20.16+), since createRequire()
+// in a program that is all ES modules costs about a millisecond cold.
+// How it went is under Symbol.for('wasm-cow.register.codeCache')
+// on globalThis (non-enumerable; a diagnostic for tests and benchmarks).
+
+export function loadBundle(dir, require, module) {
+  const file = dir + '/bundle.cjs';
+  const { readFileSync } = require('node:fs');
+  const PREFIX = '(function (exports, require, module, __filename, __dirname) { ';
+  const SUFFIX = '\n})';
+  const KEY = Symbol.for('wasm-cow.register.codeCache');
+  const make = globalThis[Symbol.for('wasm-cow.register.makeCodeCache')];
+  // The source and the cache are read as text (Node's one-call UTF-8 read:
+  // a Buffer read is a few hundred microseconds slower cold). The cache file
+  // is text too: a JSON header line, the source it was made from, and V8's
+  // data in base64.
+  const source = readFileSync(file, 'utf8');
+  let state = 'missing';
+  let cachedData;
+  if (make === undefined) {
+    try {
+      const cache = readFileSync(file + '.v8cache', 'utf8');
+      state = 'mismatch';
+      const nl = cache.indexOf('\n');
+      const h = nl > 0 && nl < 4096 ? JSON.parse(cache.slice(0, nl)) : null;
+      const start = nl + 1;
+      const data = h !== null && typeof h === 'object' && Number.isSafeInteger(h.data) && h.data > 0 ? h.data : 0;
+      if (
+        data > 0 && h.format === 'wasm-cow-code-cache/1' && h.v8 === process.versions.v8 && h.prefix === PREFIX && h.suffix === SUFFIX &&
+        h.source === source.length && cache.length === start + source.length + 4 * Math.ceil(data / 3) &&
+        cache.slice(start, start + source.length) === source
+      ) {
+        // base64Write (Buffer's own decoder) into a plain Uint8Array: Buffer.from() is slower cold.
+        const bytes = new Uint8Array(data);
+        if (Buffer.prototype.base64Write.call(bytes, cache.slice(start + source.length), 0, data) === data) cachedData = bytes;
+      }
+    } catch {
+      // No cache (state 'missing'), or not one of ours ('mismatch').
+    }
+  }
+  const { Script } = require('node:vm');
+  const script = new Script(PREFIX + source + SUFFIX, { filename: file, cachedData });
+  if (cachedData !== undefined) state = script.cachedDataRejected === true ? 'rejected' : 'used';
+  if (make !== undefined) {
+    make.script = script;
+    make.header = { format: 'wasm-cow-code-cache/1', v8: process.versions.v8, prefix: PREFIX, suffix: SUFFIX, source: source.length };
+    make.source = source;
+    state = 'making';
+  }
+  script.runInThisContext().call(module.exports, module.exports, require, module, file, dir);
+  if (!Object.prototype.hasOwnProperty.call(globalThis, KEY)) {
+    Object.defineProperty(globalThis, KEY, { value: Object.freeze({ state, file }), enumerable: false, configurable: false, writable: false });
+  }
+  return module.exports;
+}
+
+const NOTE = 'loads bundle.cjs (the hook, bundled by scripts/bundle-register.mjs) through its V8 code cache, bundle.cjs.v8cache, when that is paired with it';
+
+/** dist/register/index.cjs */
+export function cjsEntry() {
+  return `'use strict';\n// wasm-cow/register for require(): ${NOTE}.\n(${loadBundle.toString()})(__dirname, require, module);\n`;
+}
+
+/** dist/register/index.js, with the bundle's export names. */
+export function esmEntry(names) {
+  for (const n of names) if (!/^[A-Za-z_$][\w$]*$/.test(n) || n === 'default') throw new Error(`unexpected export name ${n}`);
+  return (
+    `// wasm-cow/register for import: ${NOTE}.\n` +
+    `import { createRequire } from 'node:module';\n` +
+    `// The bundle requires only node: modules (its library, load.js, from its own createRequire).\n` +
+    `const require = process.getBuiltinModule ?? createRequire(import.meta.url);\n` +
+    `const m = (${loadBundle.toString()})(import.meta.dirname ?? require('node:path').dirname(require('node:url').fileURLToPath(import.meta.url)), require, { exports: {} });\n` +
+    `export const { ${names.join(', ')} } = m;\n`
+  );
+}

@@ -1,0 +1,171 @@
+/**
+ * wasm-cow/register compiles its bundle (dist/register/bundle.cjs) through a
+ * V8 code cache made at build and install time
+ * (dist/register/bundle.cjs.v8cache, scripts/register-cache.mjs). The cache
+ * is used only for the exact source it was made from: V8's own check
+ * compares the source's length (and V8's version and flags), so a stale
+ * cache of a bundle of the same length would run the old bytecode. Missing,
+ * mismatched or rejected, it is not used, and the hook works as without it.
+ *
+ * How the load went is a diagnostic, Symbol.for('wasm-cow.register.codeCache')
+ * on globalThis: { state: 'used' | 'rejected' | 'missing' | 'mismatch', file }.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const linux = process.platform === 'linux';
+const EXPORTS = ['ContentCache', 'Fallback', 'contentCache', 'disabledReason', 'enabled', 'getEngine', 'policy', 'settled', 'stats'];
+
+type Via = 'import' | 'require';
+type Seen = { cache: { state: string; file: string } | undefined; keys: string[]; enabled: boolean; reason: string | null; read: number; prepared: number };
+
+/** Runs a program under `--<via> wasm-cow/register` in `cwd` (a package root), with WASM_COW_REGISTER=`mode`; what it saw. */
+function seen(cwd: string, via: Via, mode: string, flags: string[] = []): Seen {
+  const body = `const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const i = new WebAssembly.Instance(new WebAssembly.Module(bytes));
+    console.log(JSON.stringify({ cache: globalThis[Symbol.for('wasm-cow.register.codeCache')], keys: Object.keys(r).sort(), enabled: r.enabled,
+      reason: r.disabledReason, read: new Uint8Array(i.exports.mem.buffer)[0], prepared: r.stats().preparedInstantiations }));`;
+  const args =
+    via === 'import'
+      ? [...flags, '--import', 'wasm-cow/register', '--input-type=module', '-e', `import * as r from 'wasm-cow/register'; ${body}`]
+      : [...flags, '--require', 'wasm-cow/register', '-e', `const r = require('wasm-cow/register'); ${body}`];
+  return JSON.parse(execFileSync(process.execPath, args, { cwd, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: mode } })) as Seen;
+}
+
+/** A copy of the built package (package.json, dist, the addon's build/) to change; removed after `f`. */
+function withCopy(f: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-codecache-'));
+  try {
+    cpSync(`${root}package.json`, join(dir, 'package.json'));
+    cpSync(`${root}dist`, join(dir, 'dist'), { recursive: true });
+    symlinkSync(`${root}build`, join(dir, 'build'));
+    f(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The parts of a cache file: its header, its copy of the source, V8's data. */
+function parts(file: string): { header: Record<string, unknown>; source: string; data: Buffer } {
+  const text = readFileSync(file, 'utf8');
+  const nl = text.indexOf('\n');
+  const header = JSON.parse(text.slice(0, nl)) as Record<string, unknown> & { source: number };
+  return { header, source: text.slice(nl + 1, nl + 1 + header.source), data: Buffer.from(text.slice(nl + 1 + header.source), 'base64') };
+}
+
+test('the build makes a code cache paired with the bundle, and both entries compile the bundle with it (V8 accepts it)', { skip: !linux && 'native backend only' }, () => {
+  const bundle = `${root}dist/register/bundle.cjs`;
+  const cache = parts(`${bundle}.v8cache`);
+  assert.equal(cache.header.format, 'wasm-cow-code-cache/1');
+  assert.equal(cache.header.v8, process.versions.v8);
+  assert.equal(cache.source, readFileSync(bundle, 'utf8'), 'the cache holds the exact source it was made from');
+  assert.equal(cache.data.length, cache.header.data);
+  for (const via of ['import', 'require'] as const) {
+    const s = seen(root, via, 'eager');
+    assert.deepEqual(s.cache, { state: 'used', file: bundle }, via);
+    assert.deepEqual(s.keys, EXPORTS, `the ${via} entry's exports`);
+    assert.equal(s.enabled, true);
+    assert.equal(s.read, 42);
+    assert.equal(s.prepared, 1, 'the hook prepared the module and instantiated it through the engine');
+  }
+  // A program that loads both entries still gets one registration.
+  const both = execFileSync(
+    process.execPath,
+    ['--require', 'wasm-cow/register', '--import', 'wasm-cow/register', '--input-type=module', '-e',
+      `import * as esm from 'wasm-cow/register'; import { createRequire } from 'node:module';
+       const cjs = createRequire(process.cwd() + '/')('wasm-cow/register');
+       console.log(JSON.stringify([cjs.contentCache === esm.contentCache, cjs.getEngine() === esm.getEngine(), globalThis[Symbol.for('wasm-cow.register')].cache === esm.contentCache]));`],
+    { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'lazy' } },
+  );
+  assert.deepEqual(JSON.parse(both), [true, true, true]);
+});
+
+test('a cache made from another source of the same length is not used (V8 alone would accept it and run the old bytecode)', { skip: !linux && 'native backend only' }, () => {
+  withCopy((dir) => {
+    const bundle = join(dir, 'dist/register/bundle.cjs');
+    const old = readFileSync(bundle, 'utf8');
+    const from = 'Registration(null, `WASM_COW_REGISTER=${setting}`';
+    assert.ok(old.includes(from));
+    const edited = old.replace(from, 'Registration(null, `WASM_COW_REGISTER:${setting}`');
+    assert.equal(edited.length, old.length);
+    writeFileSync(bundle, edited);
+    // The danger: V8 takes the stale cache for the edited source and runs the old code.
+    const { header, data } = parts(`${bundle}.v8cache`);
+    writeFileSync(join(dir, 'stale.bin'), data);
+    const probe = `const vm = require('node:vm'); const fs = require('node:fs'); const file = ${JSON.stringify(bundle)};
+      const script = new vm.Script(${JSON.stringify(header.prefix)} + fs.readFileSync(file, 'utf8') + ${JSON.stringify(header.suffix)}, { filename: file, cachedData: fs.readFileSync('stale.bin') });
+      const module = { exports: {} }; script.runInThisContext().call(module.exports, module.exports, require, module, file, ${JSON.stringify(join(dir, 'dist/register'))});
+      console.log(JSON.stringify({ rejected: script.cachedDataRejected, reason: module.exports.disabledReason }));`;
+    const raw = JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: dir, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: '0' } })) as unknown;
+    assert.deepEqual(raw, { rejected: false, reason: 'WASM_COW_REGISTER=0' }, 'V8 accepted the stale cache and ran the old source');
+    // The entries see the mismatch and compile the source they have.
+    for (const via of ['import', 'require'] as const) {
+      const off = seen(dir, via, '0');
+      assert.deepEqual(off.cache, { state: 'mismatch', file: bundle }, via);
+      assert.equal(off.reason, 'WASM_COW_REGISTER:0', 'the edited source ran');
+      const on = seen(dir, via, 'eager');
+      assert.deepEqual([on.cache?.state, on.enabled, on.read, on.prepared], ['mismatch', true, 42, 1], via);
+    }
+  });
+});
+
+test('a missing, truncated or foreign cache is not used, and the hook works; nothing is written at run time', { skip: !linux && 'native backend only' }, () => {
+  withCopy((dir) => {
+    const bundle = join(dir, 'dist/register/bundle.cjs');
+    const cacheFile = `${bundle}.v8cache`;
+    const good = readFileSync(cacheFile, 'utf8');
+    const nl = good.indexOf('\n');
+    const header = JSON.parse(good.slice(0, nl)) as Record<string, unknown>;
+    const cases: [string, string | null][] = [
+      ['missing', null],
+      ['mismatch', good.slice(0, -8)], // truncated
+      ['mismatch', `${JSON.stringify({ ...header, v8: '0.0.0' })}${good.slice(nl)}`], // another V8's
+      ['mismatch', `${JSON.stringify({ ...header, prefix: '(function (exports, require, module, __filename, __dirname) {' })}${good.slice(nl)}`], // another wrapper
+      ['mismatch', 'not a cache\n'],
+      ['mismatch', ''],
+    ];
+    for (const [state, content] of cases) {
+      if (content === null) rmSync(cacheFile, { force: true });
+      else writeFileSync(cacheFile, content);
+      const before = readdirSync(join(dir, 'dist/register')).sort();
+      for (const via of ['import', 'require'] as const) {
+        const s = seen(dir, via, 'eager');
+        assert.deepEqual([s.cache?.state, s.keys, s.enabled, s.read, s.prepared], [state, EXPORTS, true, 42, 1], `${via}, ${String(content).slice(0, 20)}`);
+      }
+      assert.deepEqual(readdirSync(join(dir, 'dist/register')).sort(), before, 'the entries wrote nothing');
+      assert.equal(existsSync(cacheFile), content !== null);
+    }
+    // The good cache back: used again.
+    writeFileSync(cacheFile, good);
+    assert.equal(seen(dir, 'require', 'eager').cache?.state, 'used');
+  });
+});
+
+test('a cache V8 rejects (other V8 flags) is not used, and the hook works', { skip: !linux && 'native backend only' }, () => {
+  for (const via of ['import', 'require'] as const) {
+    const s = seen(root, via, 'eager', ['--max-old-space-size=1234']);
+    assert.deepEqual([s.cache?.state, s.keys, s.enabled, s.read, s.prepared], ['rejected', EXPORTS, true, 42, 1], via);
+  }
+});
+
+test('scripts/register-cache.mjs remakes the cache of the bundle beside it, and removes a stale one it cannot remake', { skip: !linux && 'native backend only' }, () => {
+  withCopy((dir) => {
+    const script = `${root}scripts/register-cache.mjs`;
+    const cacheFile = join(dir, 'dist/register/bundle.cjs.v8cache');
+    writeFileSync(cacheFile, 'stale\n');
+    execFileSync(process.execPath, [script, join(dir, 'dist/register')], { cwd: dir, encoding: 'utf8' });
+    assert.equal(parts(cacheFile).source, readFileSync(join(dir, 'dist/register/bundle.cjs'), 'utf8'));
+    assert.equal(seen(dir, 'import', 'lazy').cache?.state, 'used');
+    // An entry that does not load the bundle through its loader: no cache, a warning, no failure.
+    writeFileSync(join(dir, 'dist/register/index.cjs'), "module.exports = require('./bundle.cjs');\n");
+    const out = execFileSync(process.execPath, [script, join(dir, 'dist/register')], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.equal(out, '');
+    assert.equal(existsSync(cacheFile), false);
+  });
+});
