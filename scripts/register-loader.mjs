@@ -20,24 +20,30 @@
 // comes from its own createRequire): the ES module entry gives it
 // process.getBuiltinModule where Node has it (20.16+), since createRequire()
 // in a program that is all ES modules costs about a millisecond cold.
-// How it went is under Symbol.for('wasm-cow.register.codeCache')
+// A program run with options that may be V8's (not in NODE_OPTION below)
+// skips the cache: V8 would reject it. How it went is under Symbol.for('wasm-cow.register.codeCache')
 // on globalThis (non-enumerable; a diagnostic for tests and benchmarks).
 
-export function loadBundle(dir, require, module) {
+export function loadBundle(dir, require, module, foreign, note) {
   const file = dir + '/bundle.cjs';
   const { readFileSync } = require('node:fs');
   const PREFIX = '(function (exports, require, module, __filename, __dirname) { ';
   const SUFFIX = '\n})';
-  const KEY = Symbol.for('wasm-cow.register.codeCache');
   const make = globalThis[Symbol.for('wasm-cow.register.makeCodeCache')];
+  if (foreign && make === undefined && typeof require.resolve === 'function') {
+    // Node's own loader, as for a plain CommonJS file (see foreignOptions).
+    module.exports = require(file);
+    note('flags', file);
+    return module.exports;
+  }
   // The source and the cache are read as text (Node's one-call UTF-8 read:
   // a Buffer read is a few hundred microseconds slower cold). The cache file
   // is text too: a JSON header line, the source it was made from, and V8's
   // data in base64.
   const source = readFileSync(file, 'utf8');
-  let state = 'missing';
+  let state = foreign ? 'flags' : 'missing';
   let cachedData;
-  if (make === undefined) {
+  if (make === undefined && !foreign) {
     try {
       const cache = readFileSync(file + '.v8cache', 'utf8');
       state = 'mismatch';
@@ -68,17 +74,46 @@ export function loadBundle(dir, require, module) {
     state = 'making';
   }
   script.runInThisContext().call(module.exports, module.exports, require, module, file, dir);
+  note(state, file);
+  return module.exports;
+}
+
+/** Records how the bundle was loaded (the first load in a thread), under Symbol.for('wasm-cow.register.codeCache'). */
+export function note(state, file) {
+  const KEY = Symbol.for('wasm-cow.register.codeCache');
   if (!Object.prototype.hasOwnProperty.call(globalThis, KEY)) {
     Object.defineProperty(globalThis, KEY, { value: Object.freeze({ state, file }), enumerable: false, configurable: false, writable: false });
   }
-  return module.exports;
+}
+
+/**
+ * Whether the program runs with an option that may be a V8 flag. V8 rejects
+ * a code cache made under other flags (its check hashes them), after the
+ * loader has read and decoded it for nothing, and under such flags Node's
+ * cache of its own modules goes unused too (node:vm then costs a compile):
+ * such a program reads no cache ('flags'): index.cjs loads bundle.cjs
+ * through require(), as Node loads any file; index.js compiles it without a
+ * cache (require() there would cost createRequire(), and import() a
+ * top-level await, which require() of the entry cannot take). Options are Node's own when
+ * their names are in NODE_OPTION (command line and NODE_OPTIONS); any
+ * other (say --max-old-space-size, --expose-gc, --stack-size) is taken as
+ * possibly V8's.
+ */
+export function foreignOptions() {
+  const NODE_OPTION =
+    /^(?:-[rCep]|--(?:import|require|loader|experimental-loader|enable-source-maps|no-warnings|no-deprecation|trace-warnings|trace-deprecation|trace-uncaught|trace-exit|pending-deprecation|throw-deprecation|inspect|inspect-brk|inspect-port|inspect-wait|debug-port|env-file|conditions|input-type|test|test-[a-z-]+|watch|watch-path|watch-preserve-output|title|preserve-symlinks|preserve-symlinks-main|unhandled-rejections|disable-warning|eval|print|check|interactive|no-addons|no-global-search-paths|dns-result-order|report-[a-z-]+|diagnostic-dir|heapsnapshot-signal|icu-data-dir|redirect-warnings|frozen-intrinsics|use-openssl-ca|use-bundled-ca|openssl-[a-z-]+|experimental-(?!wasm-)[a-z-]+|no-experimental-[a-z-]+))$/;
+  const options = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  return options.some((o) => o.startsWith('-') && !NODE_OPTION.test(o.split('=')[0]));
 }
 
 const NOTE = 'loads bundle.cjs (the hook, bundled by scripts/bundle-register.mjs) through its V8 code cache, bundle.cjs.v8cache, when that is paired with it';
 
 /** dist/register/index.cjs */
 export function cjsEntry() {
-  return `'use strict';\n// wasm-cow/register for require(): ${NOTE}.\n(${loadBundle.toString()})(__dirname, require, module);\n`;
+  return (
+    `'use strict';\n// wasm-cow/register for require(): ${NOTE}.\n` +
+    `(${loadBundle.toString()})(__dirname, require, module, (${foreignOptions.toString()})(), ${note.toString()});\n`
+  );
 }
 
 /** dist/register/index.js, with the bundle's export names. */
@@ -89,7 +124,7 @@ export function esmEntry(names) {
     `import { createRequire } from 'node:module';\n` +
     `// The bundle requires only node: modules (its library, load.js, from its own createRequire).\n` +
     `const require = process.getBuiltinModule ?? createRequire(import.meta.url);\n` +
-    `const m = (${loadBundle.toString()})(import.meta.dirname ?? require('node:path').dirname(require('node:url').fileURLToPath(import.meta.url)), require, { exports: {} });\n` +
+    `const m = (${loadBundle.toString()})(import.meta.dirname ?? require('node:path').dirname(require('node:url').fileURLToPath(import.meta.url)), require, { exports: {} }, (${foreignOptions.toString()})(), ${note.toString()});\n` +
     `export const { ${names.join(', ')} } = m;\n`
   );
 }

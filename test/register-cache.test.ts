@@ -8,7 +8,7 @@
  * mismatched or rejected, it is not used, and the hook works as without it.
  *
  * How the load went is a diagnostic, Symbol.for('wasm-cow.register.codeCache')
- * on globalThis: { state: 'used' | 'rejected' | 'missing' | 'mismatch', file }.
+ * on globalThis: { state: 'used' | 'rejected' | 'flags' | 'missing' | 'mismatch', file }.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -147,11 +147,38 @@ test('a missing, truncated or foreign cache is not used, and the hook works; not
   });
 });
 
-test('a cache V8 rejects (other V8 flags) is not used, and the hook works', { skip: !linux && 'native backend only' }, () => {
-  for (const via of ['import', 'require'] as const) {
-    const s = seen(root, via, 'eager', ['--max-old-space-size=1234']);
-    assert.deepEqual([s.cache?.state, s.keys, s.enabled, s.read, s.prepared], ['rejected', EXPORTS, true, 42, 1], via);
+test('a cache V8 rejects (V8 flags changed at run time) is not used, and the hook works', { skip: !linux && 'native backend only' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-flags-'));
+  try {
+    const setFlags = join(dir, 'set-flags.cjs');
+    writeFileSync(setFlags, "require('v8').setFlagsFromString('--no-lazy-feedback-allocation');\n");
+    for (const via of ['import', 'require'] as const) {
+      const s = seen(root, via, 'eager', ['--require', setFlags]);
+      assert.deepEqual([s.cache?.state, s.keys, s.enabled, s.read, s.prepared], ['rejected', EXPORTS, true, 42, 1], via);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('options that may be V8 flags (command line or NODE_OPTIONS) skip the cache without reading it; Node\'s own options do not', { skip: !linux && 'native backend only' }, () => {
+  for (const via of ['import', 'require'] as const) {
+    for (const flag of ['--max-old-space-size=1234', '--expose-gc', '--stack-size=900', '--experimental-wasm-gc']) {
+      const s = seen(root, via, 'eager', [flag]);
+      assert.deepEqual([s.cache?.state, s.keys, s.enabled, s.read, s.prepared], ['flags', EXPORTS, true, 42, 1], `${via} ${flag}`);
+    }
+    for (const flag of ['--enable-source-maps', '--no-warnings', '--conditions=x', '--experimental-vm-modules']) {
+      assert.equal(seen(root, via, 'eager', [flag]).cache?.state, 'used', `${via} ${flag}`);
+    }
+  }
+  const viaEnv = JSON.parse(
+    execFileSync(process.execPath, ['--require', 'wasm-cow/register', '-e', `console.log(JSON.stringify(globalThis[Symbol.for('wasm-cow.register.codeCache')]))`], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: '--max-old-space-size=2048' },
+    }),
+  ) as { state: string };
+  assert.equal(viaEnv.state, 'flags', 'NODE_OPTIONS');
 });
 
 test('scripts/register-cache.mjs remakes the cache of the bundle beside it, and removes a stale one it cannot remake', { skip: !linux && 'native backend only' }, () => {
