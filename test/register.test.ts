@@ -16,7 +16,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -557,6 +557,38 @@ test('--require and --import of wasm-cow/register together install the hook once
     assert.equal(out.stats[0]!.preparedInstantiations, 1, 'one instantiation, through one hook');
     assert.equal(out.engines, true);
     assert.equal(out.instantiations, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the hook loads the addon only when it first prepares a module; an addon that is there but fails to load then leaves every instantiation to V8, counted', { skip: !linux && 'native backend only' }, () => {
+  const script = `const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const r = globalThis[Symbol.for('wasm-cow.register')];
+    const loaded = () => globalThis[Symbol.for('wasm-cow.binding')] !== undefined;
+    const atStart = loaded();
+    const reads = [];
+    for (let i = 0; i < 3; i++) reads.push(new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer)[0]);
+    const afterInstances = loaded();
+    const engine = r.engine;
+    console.log(JSON.stringify({ enabled: r.policy !== null, atStart, afterInstances, atEngine: loaded(), backend: engine.backend, reads,
+      prepared: r.madeHook.stats().preparedInstantiations, fallbacks: engine.stats().fallbacks }));`;
+  const run = (cwd: string, mode: string) =>
+    JSON.parse(execFileSync(process.execPath, ['--require', 'wasm-cow/register', '-e', script], { cwd, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: mode } })) as Record<string, unknown>;
+  // Lazy: three instantiations of bytes seen three times stay V8's, and load nothing.
+  assert.deepEqual(run(root, 'lazy'), { enabled: true, atStart: false, afterInstances: false, atEngine: true, backend: 'native', reads: [42, 42, 42], prepared: 0, fallbacks: {} });
+  // Eager: the first instantiation prepares, which loads the addon.
+  assert.deepEqual(run(root, 'eager'), { enabled: true, atStart: false, afterInstances: true, atEngine: true, backend: 'native', reads: [42, 42, 42], prepared: 3, fallbacks: {} });
+  // A file where the addon should be that does not load: V8 does everything, the reason is counted.
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-badaddon-'));
+  try {
+    cpSync(`${root}package.json`, join(dir, 'package.json'));
+    cpSync(`${root}dist`, join(dir, 'dist'), { recursive: true });
+    mkdirSync(join(dir, 'build/Release'), { recursive: true });
+    writeFileSync(join(dir, 'build/Release/wasm_cow.node'), 'not an ELF file\n');
+    const bad = run(dir, 'eager');
+    // (A load that failed is not shared between copies of the loader: no global then.)
+    assert.deepEqual(bad, { enabled: true, atStart: false, afterInstances: false, atEngine: false, backend: 'copy', reads: [42, 42, 42], prepared: 0, fallbacks: { 'register-engine-error': 3 } });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

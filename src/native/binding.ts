@@ -4,6 +4,7 @@
  * the addon validates its own arguments again (it trusts nothing).
  */
 import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export interface NativeBinding {
@@ -105,6 +106,29 @@ export type BindingLoad = { binding: NativeBinding; error: null } | { binding: n
 
 let cached: BindingLoad | undefined;
 
+/** Where the addon may be: src/native/ or dist/native/ (or out/src/native/ in development) are two or three levels below the package. */
+function candidates(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [join(here, '..', '..', 'build', 'Release', 'wasm_cow.node'), join(here, '..', '..', '..', 'build', 'Release', 'wasm_cow.node')];
+}
+
+/**
+ * Why the addon cannot be loaded in this thread, without loading it, or
+ * null when it may be (already loaded, or a built file is there; loading
+ * it can still fail: loadBinding() says so then). The register hook asks
+ * this at a program's start, and loads the addon (0.4-0.6 ms here) only when
+ * it first prepares a module.
+ */
+export function bindingUnavailable(): string | null {
+  if (cached) return cached.error;
+  const shared = (globalThis as Record<symbol, BindingLoad | undefined>)[SHARED];
+  if (shared !== undefined) return shared.error;
+  if (process.platform !== 'linux') return `platform ${process.platform} is not Linux`;
+  if (process.env['WASM_COW_DISABLE_NATIVE'] === '1') return 'WASM_COW_DISABLE_NATIVE=1';
+  const found = candidates().filter((path) => existsSync(path));
+  return found.length > 0 ? null : `addon not built (no ${candidates().join(' or ')})`;
+}
+
 /**
  * Where a thread's loaded addon is kept, for every copy of this code in it
  * (the library's, and the register hook's bundle, which loads first): one
@@ -130,14 +154,8 @@ export function loadBinding(): BindingLoad {
     cached = { binding: null, error: 'WASM_COW_DISABLE_NATIVE=1' };
     return cached;
   }
-  // src/native/ or dist/native/ (or out/src/native/ in development).
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [
-    join(here, '..', '..', 'build', 'Release', 'wasm_cow.node'),
-    join(here, '..', '..', '..', 'build', 'Release', 'wasm_cow.node'),
-  ];
   const errors: string[] = [];
-  for (const path of candidates) {
+  for (const path of candidates()) {
     try {
       const module = { exports: {} };
       process.dlopen(module, path);
