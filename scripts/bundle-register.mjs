@@ -91,9 +91,16 @@ if (tscBuilt) {
     write: false,
     outfile: bundle,
     external: ['./load.js'],
-    define: { 'import.meta.url': '__wasmCowUrl' },
+    // import.meta.url made when first read (pathToFileURL costs about 0.1 ms
+    // cold; only the library's loading reads it), import.meta.dirname is
+    // __dirname.
+    define: { 'import.meta.url': '__wasmCow.url', 'import.meta.dirname': '__dirname' },
     // 'use strict' first: after the const below, esbuild's own would be no directive (sloppy mode).
-    banner: { js: `'use strict';\n${CJS_BANNER}\nconst __wasmCowUrl = require('node:url').pathToFileURL(__filename).href;` },
+    banner: {
+      js:
+        `'use strict';\n${CJS_BANNER}\n` +
+        `const __wasmCow = { get url() { const url = require('node:url').pathToFileURL(__filename).href; Object.defineProperty(this, 'url', { value: url }); return url; } };`,
+    },
     metafile: true,
     logLevel: 'warning',
   });

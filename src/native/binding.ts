@@ -108,7 +108,8 @@ let cached: BindingLoad | undefined;
 
 /** Where the addon may be: src/native/ or dist/native/ (or out/src/native/ in development) are two or three levels below the package. */
 function candidates(): string[] {
-  const here = dirname(fileURLToPath(import.meta.url));
+  // import.meta.dirname: Node 20.11+ (and the register bundle's __dirname), no URL to make and parse.
+  const here = (import.meta as { dirname?: string }).dirname ?? dirname(fileURLToPath(import.meta.url));
   return [join(here, '..', '..', 'build', 'Release', 'wasm_cow.node'), join(here, '..', '..', '..', 'build', 'Release', 'wasm_cow.node')];
 }
 
