@@ -116,14 +116,22 @@ export function cjsEntry() {
   );
 }
 
-/** dist/register/index.js, with the bundle's export names. */
+/**
+ * dist/register/index.js, with the bundle's export names. An ES module
+ * can require nothing synchronously without node:module, whose loading
+ * (with the ESM loader's modules it brings) costs a hooked start about
+ * 1.3 ms, and a static import of node:fs or node:timers evaluates their
+ * lazy parts (streams, timers/promises): the bundle gets its node: modules
+ * from process.getBuiltinModule (Node 20.16+), and only an older Node
+ * imports node:module, awaited (the entry is an async module for it: only
+ * index.cjs, which never loads it, is for require()).
+ */
 export function esmEntry(names) {
   for (const n of names) if (!/^[A-Za-z_$][\w$]*$/.test(n) || n === 'default') throw new Error(`unexpected export name ${n}`);
   return (
     `// wasm-cow/register for import: ${NOTE}.\n` +
-    `import { createRequire } from 'node:module';\n` +
     `// The bundle requires only node: modules (its library, load.js, from its own createRequire).\n` +
-    `const require = process.getBuiltinModule ?? createRequire(import.meta.url);\n` +
+    `const require = process.getBuiltinModule ?? (await import('node:module')).createRequire(import.meta.url);\n` +
     `const m = (${loadBundle.toString()})(import.meta.dirname ?? require('node:path').dirname(require('node:url').fileURLToPath(import.meta.url)), require, { exports: {} }, (${foreignOptions.toString()})(), ${note.toString()});\n` +
     `export const { ${names.join(', ')} } = m;\n`
   );

@@ -604,6 +604,8 @@ test('without esbuild-wasm (no devDependencies), the build still gives a CommonJ
     cpSync(`${root}dist`, join(dir, 'dist'), { recursive: true });
     symlinkSync(`${root}build`, join(dir, 'build'));
     rmSync(join(dir, 'dist/register/index.cjs'));
+    // The entry as tsc builds it (an install without devDependencies never bundles it): the test build's twin.
+    cpSync(`${root}out/src/register/index.js`, join(dir, 'dist/register/index.js'));
     const built = execFileSync(process.execPath, [join(dir, 'scripts/bundle-register.mjs')], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     assert.equal(built, '');
     const { readFileSync } = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
