@@ -268,8 +268,10 @@ export function packagesMarkdown(rows: PackageRow[], options: { samples?: number
       'in the same run, a fresh process per sample, variants alternating. Times are median / p99 (with few samples, p99 is ' +
       `the slowest). "hook / native" below 1 is faster. Cold start + work: the package's own glue, unmodified (${samples} ` +
       `processes per variant). First instantiation: compile + instantiate through the API the glue uses, in a fresh process ` +
-      `(${instSamples} processes). Instantiate alone: \`new WebAssembly.Instance(module, imports)\` with stub imports, once the ` +
-      `hook has prepared the module or decided not to (40 per process, a turn of the event loop after every 4: under the hook, each takes a spare memory made in such a turn, holding the image, or makes one when none is left). ${live} live instances: each wrote one byte into page 0 of its ` +
+      `(${instSamples} processes). Instantiate alone: \`new WebAssembly.Instance(module, imports)\` with stub imports, of a module ` +
+      'compiled again from the same bytes after the first instantiation (as glue that runs again compiles it: the hook keeps no ' +
+      "copy of bytes at their first sight, so a module compiled once stays V8's under the lazy policy), once the " +
+      `hook has prepared the module or decided not to (40 per process, a turn of the event loop after every 4: under the hook, each takes a spare memory made in such a turn, holding the image, or makes one when none is left). ${live} live instances (of a module compiled twice, as above): each wrote one byte into page 0 of its ` +
       'memory; RSS and PSS (/proc/self/smaps_rollup) are the growth over a baseline taken after compiling (and preparing); ' +
       '"+ images" adds the memfd images (Shmem, once per module, outside RSS until mapped and read); "process RSS" is the total at the end. ' +
       "Drop-in: the drop-in `instantiate(bytes, imports)` of 'wasm-cow' (no hook) in the hook column, against " +
