@@ -341,3 +341,37 @@ test('drop-in instantiate(): the second call on bytes mostly of data is native; 
     assert.notEqual(original.module, second.module);
   }
 });
+
+test('DropInCache: the copy and the preparation wait for a turn with no drop-in call in flight (they would run inside the call)', async () => {
+  let inFlight = 0;
+  const seenInFlight: number[] = [];
+  const cache = new DropInCache(getDefaultEngine, () => {
+    seenInFlight.push(inFlight);
+    return null;
+  });
+  const call = async (bytes: Uint8Array<ArrayBuffer>) => {
+    inFlight++;
+    try {
+      return await cache.instantiate(bytes);
+    } finally {
+      inFlight--;
+    }
+  };
+  for (const code of [false, true]) {
+    // Mostly data: copied after the second call; mostly code: copied within it. Either way prepared later.
+    const bytes = code
+      ? new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 5, 3, 1, 0, 1, 10, 0x95, 3, 1, 0x92, 3, 0, ...new Array<number>(400).fill(1), 0x0b, 11, 7, 1, 0, 65, 0, 11, 1, 42])
+      : buildModule({ memories: [{ min: 1 }], data: [{ offset: 0, bytes: new Uint8Array(4096).fill(2) }] });
+    assert.equal(codeShare(bytes) >= CODE_SHARE, code);
+    const before = seenInFlight.length;
+    await call(bytes);
+    await call(bytes);
+    // Calls back to back (each awaits later turns of its own): nothing may run inside them.
+    for (let i = 0; i < 8; i++) await Promise.all([call(bytes), call(bytes)]);
+    const during = seenInFlight.length - before;
+    await settle();
+    await cache.settled();
+    assert.equal(during, 0, `${code ? 'code' : 'data'}: prepared while calls were running`);
+    assert.deepEqual(seenInFlight.slice(-1), [0], `${code ? 'code' : 'data'}: prepared once the calls were done`);
+  }
+});
