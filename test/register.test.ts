@@ -654,6 +654,21 @@ for (const how of ['freeze', 'frozen-intrinsics'] as const) {
   });
 }
 
+for (const flag of ['--jitless', '--no-expose-wasm']) {
+  test(`under ${flag} (no WebAssembly global) the hook switches off with the reason instead of throwing at the program's start (--require and --import)`, () => {
+    // It read WebAssembly unguarded: ReferenceError: WebAssembly is not defined, and the program never started.
+    for (const via of [['--require', 'wasm-cow/register', '-e'], ['--import', 'wasm-cow/register', '--input-type=module', '-e']]) {
+      const out = JSON.parse(
+        execFileSync(process.execPath, [flag, '--no-warnings', ...via, `const r = globalThis[Symbol.for('wasm-cow.register')];
+          console.log(JSON.stringify({ wasm: typeof WebAssembly, on: r.policy !== null, reason: r.disabledReason }));`], {
+          cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WASM_COW_REGISTER: 'eager' },
+        }),
+      ) as Record<string, unknown>;
+      assert.deepEqual(out, { wasm: 'undefined', on: false, reason: 'WebAssembly is not available (--jitless or --no-expose-wasm?)' }, via.join(' '));
+    }
+  });
+}
+
 test('the CommonJS entry runs in strict mode, as the ES module entry does (its "use strict" comes first)', () => {
   // The banner (a comment and a const) used to come before esbuild's "use
   // strict", which then was no directive: index.cjs ran in sloppy mode.

@@ -126,7 +126,11 @@ function register(): Registration {
   }
   let registration: Registration;
   if (policy === null) registration = new Registration(null, `WASM_COW_REGISTER=${setting}`, null);
-  else {
+  else if (typeof WebAssembly !== 'object' || WebAssembly === null) {
+    // node --jitless (or --no-expose-wasm): no WebAssembly global to hook; a
+    // program that loads the hook must still start.
+    registration = new Registration(null, 'WebAssembly is not available (--jitless or --no-expose-wasm?)', null);
+  } else {
     // The engine's 'auto' backend is native exactly when the addon loads.
     // It is loaded with the library (Registration.#loadLibrary): a program
     // whose instantiations stay V8's never pays for it (0.4-0.6 ms).
@@ -164,7 +168,7 @@ export const contentCache: ContentCache = registration.cache;
 /** Whether the hook is on in this thread. */
 export const enabled: boolean = registration.policy !== null;
 
-/** Why the hook is off (WASM_COW_REGISTER=0, no native backend, or frozen WebAssembly globals), or null when it is on. */
+/** Why the hook is off (WASM_COW_REGISTER=0, no native backend, no WebAssembly global (--jitless), or frozen WebAssembly globals), or null when it is on. */
 export const disabledReason: string | null = registration.disabledReason;
 
 /** 'lazy' or 'eager', or null when the hook is off. */
