@@ -102,8 +102,13 @@ export function note(state, file) {
 export function foreignOptions() {
   const NODE_OPTION =
     /^(?:-[rCep]|--(?:import|require|loader|experimental-loader|enable-source-maps|no-warnings|no-deprecation|trace-warnings|trace-deprecation|trace-uncaught|trace-exit|pending-deprecation|throw-deprecation|inspect|inspect-brk|inspect-port|inspect-wait|debug-port|env-file|conditions|input-type|test|test-[a-z-]+|watch|watch-path|watch-preserve-output|title|preserve-symlinks|preserve-symlinks-main|unhandled-rejections|disable-warning|eval|print|check|interactive|no-addons|no-global-search-paths|dns-result-order|report-[a-z-]+|diagnostic-dir|heapsnapshot-signal|icu-data-dir|redirect-warnings|frozen-intrinsics|use-openssl-ca|use-bundled-ca|openssl-[a-z-]+|experimental-(?!wasm-)[a-z-]+|no-experimental-[a-z-]+))$/;
-  const options = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  return options.some((o) => o.startsWith('-') && !NODE_OPTION.test(o.split('=')[0]));
+  try {
+    const options = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+    return options.some((o) => typeof o !== 'string' || (o.startsWith('-') && !NODE_OPTION.test(o.split('=')[0])));
+  } catch {
+    // A program that replaced process.execArgv by something else (loading the hook itself, after its start): no cache.
+    return true;
+  }
 }
 
 const NOTE = 'loads bundle.cjs (the hook, bundled by scripts/bundle-register.mjs) through its V8 code cache, bundle.cjs.v8cache, when that is paired with it';

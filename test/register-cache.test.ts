@@ -181,6 +181,21 @@ test('options that may be V8 flags (command line or NODE_OPTIONS) skip the cache
   assert.equal(viaEnv.state, 'flags', 'NODE_OPTIONS');
 });
 
+test('a program that replaced process.execArgv (not an array of strings) before requiring the hook still loads it (without the cache)', { skip: !linux && 'native backend only' }, () => {
+  // The option scan threw at load: TypeError: process.execArgv is not iterable, or o.startsWith is not a function.
+  for (const change of ['process.execArgv = undefined;', 'process.execArgv.push(1);', "process.execArgv = ['--no-warnings'];"]) {
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['-e', `${change} const r = require('wasm-cow/register');
+        const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+        const read = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer)[0];
+        console.log(JSON.stringify({ state: globalThis[Symbol.for('wasm-cow.register.codeCache')].state, enabled: r.enabled, read, prepared: r.stats().preparedInstantiations }));`], {
+        cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'eager' },
+      }),
+    ) as Record<string, unknown>;
+    assert.deepEqual(out, { state: change.includes("'--no-warnings'") ? 'used' : 'flags', enabled: true, read: 42, prepared: 1 }, change);
+  }
+});
+
 test('scripts/register-cache.mjs remakes the cache of the bundle beside it, and removes a stale one it cannot remake', { skip: !linux && 'native backend only' }, () => {
   withCopy((dir) => {
     const script = `${root}scripts/register-cache.mjs`;

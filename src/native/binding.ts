@@ -129,7 +129,12 @@ export function bindingUnavailable(): string | null {
   // Node refuses every addon (ERR_DLOPEN_DISABLED) under --no-addons, and
   // under the permission model without --allow-addons: known now, without
   // loading it (the options, from the command line or NODE_OPTIONS).
-  const options = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  let options: unknown[] = [];
+  try {
+    options = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  } catch {
+    // process.execArgv replaced by the program (not iterable): the addon's load will tell.
+  }
   if (options.includes('--no-addons')) return 'Node runs with --no-addons';
   if ((process as { permission?: unknown }).permission !== undefined && !options.includes('--allow-addons')) {
     return 'the permission model forbids addons (no --allow-addons)';
