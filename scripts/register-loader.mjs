@@ -85,7 +85,7 @@ export function loadBundle(dir, require, module, foreign, note) {
 /** Records how the bundle was loaded (the first load in a thread), under Symbol.for('wasm-cow.register.codeCache'). */
 export function note(state, file) {
   const KEY = Symbol.for('wasm-cow.register.codeCache');
-  if (!Object.prototype.hasOwnProperty.call(globalThis, KEY)) {
+  if (!Object.prototype.hasOwnProperty.call(globalThis, KEY) && Object.isExtensible(globalThis)) {
     Object.defineProperty(globalThis, KEY, { value: Object.freeze({ state, file }), enumerable: false, configurable: false, writable: false });
   }
 }

@@ -686,6 +686,25 @@ for (const flag of ['--jitless', '--no-expose-wasm']) {
   });
 }
 
+test('a frozen global object switches the hook off with the reason; loading it throws nothing and replaces no global (both entries)', { skip: !linux && 'native backend only' }, () => {
+  // Registering on the frozen global threw after the proxies were installed: the program got an exception and a hook.
+  const tail = `const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const read = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer)[0];
+    console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, read, module: Function.prototype.toString.call(WebAssembly.Module) }));`;
+  // A file for require() (node -e itself assigns globalThis.module, which a frozen global refuses).
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-frozen-global-'));
+  try {
+    const cjs = join(dir, 'frozen.cjs');
+    writeFileSync(cjs, `Object.freeze(globalThis); const r = require(${JSON.stringify(`${root}dist/register/index.cjs`)}); ${tail}`);
+    for (const args of [[cjs], ['--input-type=module', '-e', `Object.freeze(globalThis); const r = await import('wasm-cow/register'); ${tail}`]]) {
+      const out = JSON.parse(execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'eager' } })) as Record<string, unknown>;
+      assert.deepEqual(out, { enabled: false, reason: 'the global object is not extensible (frozen?)', read: 42, module: 'function Module() { [native code] }' }, args.join(' '));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the CommonJS entry runs in strict mode, as the ES module entry does (its "use strict" comes first)', () => {
   // The banner (a comment and a const) used to come before esbuild's "use
   // strict", which then was no directive: index.cjs ran in sloppy mode.

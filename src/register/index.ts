@@ -126,7 +126,11 @@ function register(): Registration {
   }
   let registration: Registration;
   if (policy === null) registration = new Registration(null, `WASM_COW_REGISTER=${setting}`, null);
-  else if (typeof WebAssembly !== 'object' || WebAssembly === null) {
+  else if (!Object.isExtensible(g)) {
+    // Object.freeze(globalThis): the registration cannot be kept where a
+    // second load finds it (defining it threw, after the proxies were installed).
+    registration = new Registration(null, 'the global object is not extensible (frozen?)', null);
+  } else if (typeof WebAssembly !== 'object' || WebAssembly === null) {
     // node --jitless (or --no-expose-wasm): no WebAssembly global to hook; a
     // program that loads the hook must still start.
     registration = new Registration(null, 'WebAssembly is not available (--jitless or --no-expose-wasm?)', null);
@@ -147,7 +151,7 @@ function register(): Registration {
       }
     }
   }
-  Object.defineProperty(g, KEY, { value: registration, enumerable: false, configurable: false, writable: false });
+  if (Object.isExtensible(g)) Object.defineProperty(g, KEY, { value: registration, enumerable: false, configurable: false, writable: false });
   return registration;
 }
 
