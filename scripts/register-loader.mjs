@@ -30,6 +30,10 @@ export function loadBundle(dir, require, module, foreign, note) {
   const PREFIX = '(function (exports, require, module, __filename, __dirname) { ';
   const SUFFIX = '\n})';
   const make = globalThis[Symbol.for('wasm-cow.register.makeCodeCache')];
+  // A policy manifest (--experimental-policy) checks the integrity of what
+  // Node's loaders load, not what node:fs reads: under one, the bundle is
+  // require()d (its cache, never checked, never read), from either entry.
+  if (foreign === 'policy' && typeof require.resolve !== 'function') require = require('node:module').createRequire(file);
   if (foreign && make === undefined && typeof require.resolve === 'function') {
     // Node's own loader, as for a plain CommonJS file (see foreignOptions).
     module.exports = require(file);
@@ -81,7 +85,7 @@ export function loadBundle(dir, require, module, foreign, note) {
 /** Records how the bundle was loaded (the first load in a thread), under Symbol.for('wasm-cow.register.codeCache'). */
 export function note(state, file) {
   const KEY = Symbol.for('wasm-cow.register.codeCache');
-  if (!Object.prototype.hasOwnProperty.call(globalThis, KEY)) {
+  if (!Object.prototype.hasOwnProperty.call(globalThis, KEY) && Object.isExtensible(globalThis)) {
     Object.defineProperty(globalThis, KEY, { value: Object.freeze({ state, file }), enumerable: false, configurable: false, writable: false });
   }
 }
@@ -97,13 +101,20 @@ export function note(state, file) {
  * top-level await, which require() of the entry cannot take). Options are Node's own when
  * their names are in NODE_OPTION (command line and NODE_OPTIONS); any
  * other (say --max-old-space-size, --expose-gc, --stack-size) is taken as
- * possibly V8's.
+ * possibly V8's. 'policy' (truthy) under a policy manifest: the bundle is then
+ * require()d by both entries, so that the manifest's integrity applies to it.
  */
 export function foreignOptions() {
   const NODE_OPTION =
     /^(?:-[rCep]|--(?:import|require|loader|experimental-loader|enable-source-maps|no-warnings|no-deprecation|trace-warnings|trace-deprecation|trace-uncaught|trace-exit|pending-deprecation|throw-deprecation|inspect|inspect-brk|inspect-port|inspect-wait|debug-port|env-file|conditions|input-type|test|test-[a-z-]+|watch|watch-path|watch-preserve-output|title|preserve-symlinks|preserve-symlinks-main|unhandled-rejections|disable-warning|eval|print|check|interactive|no-addons|no-global-search-paths|dns-result-order|report-[a-z-]+|diagnostic-dir|heapsnapshot-signal|icu-data-dir|redirect-warnings|frozen-intrinsics|use-openssl-ca|use-bundled-ca|openssl-[a-z-]+|experimental-(?!wasm-)[a-z-]+|no-experimental-[a-z-]+))$/;
-  const options = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  return options.some((o) => o.startsWith('-') && !NODE_OPTION.test(o.split('=')[0]));
+  try {
+    const options = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+    if (options.some((o) => typeof o === 'string' && /^--(?:experimental-policy|policy-integrity)(?:=|$)/.test(o))) return 'policy';
+    return options.some((o) => typeof o !== 'string' || (o.startsWith('-') && !NODE_OPTION.test(o.split('=')[0])));
+  } catch {
+    // A program that replaced process.execArgv by something else (loading the hook itself, after its start): no cache.
+    return true;
+  }
 }
 
 const NOTE = 'loads bundle.cjs (the hook, bundled by scripts/bundle-register.mjs) through its V8 code cache, bundle.cjs.v8cache, when that is paired with it';

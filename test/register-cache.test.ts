@@ -12,11 +12,12 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const linux = process.platform === 'linux';
@@ -179,6 +180,45 @@ test('options that may be V8 flags (command line or NODE_OPTIONS) skip the cache
     }),
   ) as { state: string };
   assert.equal(viaEnv.state, 'flags', 'NODE_OPTIONS');
+});
+
+test('a program that replaced process.execArgv (not an array of strings) before requiring the hook still loads it (without the cache)', { skip: !linux && 'native backend only' }, () => {
+  // The option scan threw at load: TypeError: process.execArgv is not iterable, or o.startsWith is not a function.
+  for (const change of ['process.execArgv = undefined;', 'process.execArgv.push(1);', "process.execArgv = ['--no-warnings'];"]) {
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['-e', `${change} const r = require('wasm-cow/register');
+        const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+        const read = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer)[0];
+        console.log(JSON.stringify({ state: globalThis[Symbol.for('wasm-cow.register.codeCache')].state, enabled: r.enabled, read, prepared: r.stats().preparedInstantiations }));`], {
+        cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'eager' },
+      }),
+    ) as Record<string, unknown>;
+    assert.deepEqual(out, { state: change.includes("'--no-warnings'") ? 'used' : 'flags', enabled: true, read: 42, prepared: 1 }, change);
+  }
+});
+
+test('under a policy manifest (--experimental-policy) both entries load the bundle through Node, which checks its integrity', { skip: !linux && 'native backend only' }, () => {
+  // Read with node:fs and compiled with node:vm, the bundle (and its cache) escaped the manifest's integrity check.
+  const { createHash } = createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
+  const bundle = `${root}dist/register/bundle.cjs`;
+  const good = `sha384-${createHash('sha384').update(readFileSync(bundle)).digest('base64')}`;
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-policy-'));
+  try {
+    for (const [integrity, ok] of [[good, true], [`sha384-${'A'.repeat(64)}`, false]] as const) {
+      const policy = join(dir, 'policy.json');
+      writeFileSync(policy, JSON.stringify({ onerror: 'throw', scopes: { 'file:': { integrity: true, dependencies: true } }, resources: { [pathToFileURL(bundle).href]: { integrity, dependencies: true } } }));
+      for (const via of [['--require', 'wasm-cow/register', '-e'], ['--import', 'wasm-cow/register', '--input-type=module', '-e']]) {
+        const r = spawnSync(process.execPath, ['--no-warnings', `--experimental-policy=${policy}`, ...via, `console.log(globalThis[Symbol.for('wasm-cow.register.codeCache')].state)`], { cwd: root, encoding: 'utf8' });
+        if (ok) assert.deepEqual([r.status, r.stdout.trim()], [0, 'flags'], via.join(' '));
+        else {
+          assert.notEqual(r.status, 0, `${via.join(' ')}: loaded a bundle the manifest rejects`);
+          assert.match(r.stderr, /ERR_MANIFEST_ASSERT_INTEGRITY/);
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('scripts/register-cache.mjs remakes the cache of the bundle beside it, and removes a stale one it cannot remake', { skip: !linux && 'native backend only' }, () => {

@@ -594,6 +594,23 @@ test('the hook loads the addon only when it first prepares a module; an addon th
   }
 });
 
+test('under --no-addons, or the permission model without --allow-addons, the hook is off with the reason at start (Node refuses the addon), as before the addon loaded with the library', { skip: !linux && 'native backend only' }, () => {
+  // The addon's file is there, so the hook said it was on, then counted every instantiation as register-engine-error.
+  const script = `const r = require('wasm-cow/register'); const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const read = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer)[0];
+    console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, read, module: Function.prototype.toString.call(WebAssembly.Module) }));`;
+  const go = (flags: string[], env: Record<string, string> = {}) =>
+    JSON.parse(execFileSync(process.execPath, [...flags, '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'eager', ...env } })) as Record<string, unknown>;
+  const off = (reason: string) => ({ enabled: false, reason: `the native backend is not available (${reason})`, read: 42, module: 'function Module() { [native code] }' });
+  assert.deepEqual(go(['--no-addons']), off('Node runs with --no-addons'));
+  assert.deepEqual(go([], { NODE_OPTIONS: '--no-addons' }), off('Node runs with --no-addons'));
+  const permission = ['--experimental-permission', '--allow-fs-read=*', '--no-warnings'];
+  assert.deepEqual(go(permission), off('the permission model forbids addons (no --allow-addons)'));
+  const allowed = go([...permission, '--allow-addons']);
+  assert.equal(allowed.enabled, true);
+  assert.equal(allowed.reason, null);
+});
+
 test('without esbuild-wasm (no devDependencies), the build still gives a CommonJS entry, which loads the ES module one', { skip: !linux && 'native backend only' }, () => {
   // A copy of the package without node_modules: scripts/bundle-register.mjs
   // finds no esbuild-wasm there and writes the one-line index.cjs.
@@ -653,6 +670,40 @@ for (const how of ['freeze', 'frozen-intrinsics'] as const) {
     }
   });
 }
+
+for (const flag of ['--jitless', '--no-expose-wasm']) {
+  test(`under ${flag} (no WebAssembly global) the hook switches off with the reason instead of throwing at the program's start (--require and --import)`, () => {
+    // It read WebAssembly unguarded: ReferenceError: WebAssembly is not defined, and the program never started.
+    for (const via of [['--require', 'wasm-cow/register', '-e'], ['--import', 'wasm-cow/register', '--input-type=module', '-e']]) {
+      const out = JSON.parse(
+        execFileSync(process.execPath, [flag, '--no-warnings', ...via, `const r = globalThis[Symbol.for('wasm-cow.register')];
+          console.log(JSON.stringify({ wasm: typeof WebAssembly, on: r.policy !== null, reason: r.disabledReason }));`], {
+          cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WASM_COW_REGISTER: 'eager' },
+        }),
+      ) as Record<string, unknown>;
+      assert.deepEqual(out, { wasm: 'undefined', on: false, reason: 'WebAssembly is not available (--jitless or --no-expose-wasm?)' }, via.join(' '));
+    }
+  });
+}
+
+test('a frozen global object switches the hook off with the reason; loading it throws nothing and replaces no global (both entries)', { skip: !linux && 'native backend only' }, () => {
+  // Registering on the frozen global threw after the proxies were installed: the program got an exception and a hook.
+  const tail = `const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,1, 7,7,1,3,109,101,109,2,0, 11,7,1,0,65,0,11,1,42]);
+    const read = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer)[0];
+    console.log(JSON.stringify({ enabled: r.enabled, reason: r.disabledReason, read, module: Function.prototype.toString.call(WebAssembly.Module) }));`;
+  // A file for require() (node -e itself assigns globalThis.module, which a frozen global refuses).
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-frozen-global-'));
+  try {
+    const cjs = join(dir, 'frozen.cjs');
+    writeFileSync(cjs, `Object.freeze(globalThis); const r = require(${JSON.stringify(`${root}dist/register/index.cjs`)}); ${tail}`);
+    for (const args of [[cjs], ['--input-type=module', '-e', `Object.freeze(globalThis); const r = await import('wasm-cow/register'); ${tail}`]]) {
+      const out = JSON.parse(execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'eager' } })) as Record<string, unknown>;
+      assert.deepEqual(out, { enabled: false, reason: 'the global object is not extensible (frozen?)', read: 42, module: 'function Module() { [native code] }' }, args.join(' '));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('the CommonJS entry runs in strict mode, as the ES module entry does (its "use strict" comes first)', () => {
   // The banner (a comment and a const) used to come before esbuild's "use

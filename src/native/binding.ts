@@ -126,6 +126,19 @@ export function bindingUnavailable(): string | null {
   if (shared !== undefined) return shared.error;
   if (process.platform !== 'linux') return `platform ${process.platform} is not Linux`;
   if (process.env['WASM_COW_DISABLE_NATIVE'] === '1') return 'WASM_COW_DISABLE_NATIVE=1';
+  // Node refuses every addon (ERR_DLOPEN_DISABLED) under --no-addons, and
+  // under the permission model without --allow-addons: known now, without
+  // loading it (the options, from the command line or NODE_OPTIONS).
+  let options: unknown[] = [];
+  try {
+    options = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  } catch {
+    // process.execArgv replaced by the program (not iterable): the addon's load will tell.
+  }
+  if (options.includes('--no-addons')) return 'Node runs with --no-addons';
+  if ((process as { permission?: unknown }).permission !== undefined && !options.includes('--allow-addons')) {
+    return 'the permission model forbids addons (no --allow-addons)';
+  }
   const found = candidates().filter((path) => existsSync(path));
   return found.length > 0 ? null : `addon not built (no ${candidates().join(' or ')})`;
 }

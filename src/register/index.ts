@@ -126,7 +126,15 @@ function register(): Registration {
   }
   let registration: Registration;
   if (policy === null) registration = new Registration(null, `WASM_COW_REGISTER=${setting}`, null);
-  else {
+  else if (!Object.isExtensible(g)) {
+    // Object.freeze(globalThis): the registration cannot be kept where a
+    // second load finds it (defining it threw, after the proxies were installed).
+    registration = new Registration(null, 'the global object is not extensible (frozen?)', null);
+  } else if (typeof WebAssembly !== 'object' || WebAssembly === null) {
+    // node --jitless (or --no-expose-wasm): no WebAssembly global to hook; a
+    // program that loads the hook must still start.
+    registration = new Registration(null, 'WebAssembly is not available (--jitless or --no-expose-wasm?)', null);
+  } else {
     // The engine's 'auto' backend is native exactly when the addon loads.
     // It is loaded with the library (Registration.#loadLibrary): a program
     // whose instantiations stay V8's never pays for it (0.4-0.6 ms).
@@ -143,7 +151,7 @@ function register(): Registration {
       }
     }
   }
-  Object.defineProperty(g, KEY, { value: registration, enumerable: false, configurable: false, writable: false });
+  if (Object.isExtensible(g)) Object.defineProperty(g, KEY, { value: registration, enumerable: false, configurable: false, writable: false });
   return registration;
 }
 
@@ -164,7 +172,7 @@ export const contentCache: ContentCache = registration.cache;
 /** Whether the hook is on in this thread. */
 export const enabled: boolean = registration.policy !== null;
 
-/** Why the hook is off (WASM_COW_REGISTER=0, no native backend, or frozen WebAssembly globals), or null when it is on. */
+/** Why the hook is off (WASM_COW_REGISTER=0, no native backend, no WebAssembly global (--jitless), or frozen WebAssembly globals), or null when it is on. */
 export const disabledReason: string | null = registration.disabledReason;
 
 /** 'lazy' or 'eager', or null when the hook is off. */
