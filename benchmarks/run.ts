@@ -206,7 +206,7 @@ const snapshots = snapshotBench(quick);
 const reuse = reuseBench(quick, log);
 
 // 8. Real npm packages, native against the register hook, in child processes.
-const packageOptions = { samples: quick ? 2 : 5, instSamples: quick ? 2 : 3, dropInSamples: quick ? 1 : 3, live: 50 };
+const packageOptions = { samples: quick ? 2 : 11, instSamples: quick ? 2 : 3, dropInSamples: quick ? 1 : 3, live: 50 };
 const packages = packageBench({ ...packageOptions, log });
 const dropIns = dropInBench({ samples: packageOptions.dropInSamples, log });
 
