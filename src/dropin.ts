@@ -135,6 +135,8 @@ export type DropInPrepare = (
   engine: Engine,
   bytes: Uint8Array<ArrayBuffer>,
   original: WebAssembly.Module,
+  /** Resolves on a turn with no drop-in call in flight: what to await before more synchronous work. */
+  quiet: () => Promise<void>,
 ) => PreparedModule | null | Promise<PreparedModule | null>;
 
 /**
@@ -145,7 +147,12 @@ export type DropInPrepare = (
  * WebAssembly.instantiate). Null when there is nothing to rewrite or V8
  * rejects the rewrite: the kept module is then as fast.
  */
-export async function prepareInBackground(engine: Engine, bytes: Uint8Array<ArrayBuffer>, original: WebAssembly.Module): Promise<PreparedModule | null> {
+export async function prepareInBackground(
+  engine: Engine,
+  bytes: Uint8Array<ArrayBuffer>,
+  original: WebAssembly.Module,
+  quiet: () => Promise<void> = () => Promise.resolve(),
+): Promise<PreparedModule | null> {
   const core = coreOf(engine);
   core.checkOpen('prepare()');
   const plan = planModule(core, bytes);
@@ -156,6 +163,9 @@ export async function prepareInBackground(engine: Engine, bytes: Uint8Array<Arra
   } catch {
     return null;
   }
+  // Making the image is synchronous too: not inside a call that began
+  // while V8 compiled.
+  await quiet();
   core.checkOpen('prepare()'); // closed meanwhile
   return new PreparedModule(core, bytes, { plan, compiled: { bytes: plan.rewritten.bytes, module }, original });
 }
@@ -432,7 +442,7 @@ export class DropInCache {
       .then(() => {
         if (entry.state !== 'preparing' || entry.bytes === null) return null; // dropped meanwhile
         const bytes = new Uint8Array(entry.bytes.buffer, entry.bytes.byteOffset, entry.bytes.length) as Uint8Array<ArrayBuffer>;
-        return this.#prepare(this.#engine(), bytes, entry.module!);
+        return this.#prepare(this.#engine(), bytes, entry.module!, () => this.#quiet());
       })
       .catch(() => null)
       .then((prepared) => {
