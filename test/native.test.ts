@@ -341,3 +341,30 @@ if (linux) {
     assert.equal(b.openImages(), before);
   });
 }
+
+test('NativeBackend.classifyPages: one reused buffer, right for each call whatever the calls before (smaller, larger, past its first size)', { skip: !linux && 'the native backend is Linux-only' }, async () => {
+  const { NativeBackend } = await import('../src/backend/native.js');
+  const backend = new NativeBackend(binding(), 0, false);
+  const page = backend.pageSize;
+  const perWasmPage = 65536 / page;
+  const withPages = (wasmPages: number, nonZero: number[]) => {
+    const m = new WebAssembly.Memory({ initial: wasmPages });
+    const view = new Uint8Array(m.buffer);
+    for (const p of nonZero) view[p * page + 7] = 1;
+    return m;
+  };
+  const marks = (m: WebAssembly.Memory, pages: number) => [...backend.classifyPages(m, 0, pages * page)!];
+  const a = withPages(1, [1, 3]);
+  const expectA = new Array(perWasmPage).fill(0);
+  expectA[1] = expectA[3] = 1;
+  assert.deepEqual(marks(a, perWasmPage), expectA);
+  // Smaller, after: nothing of the call before shows.
+  assert.deepEqual(marks(withPages(1, []), 2), [0, 0]);
+  // Larger than any call before (the buffer grows), then the first again.
+  const bigPages = 5 * perWasmPage;
+  const big = withPages(5, [bigPages - 1]);
+  const expectBig = new Array(bigPages).fill(0);
+  expectBig[bigPages - 1] = 1;
+  assert.deepEqual(marks(big, bigPages), expectBig);
+  assert.deepEqual(marks(a, perWasmPage), expectA);
+});

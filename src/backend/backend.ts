@@ -58,7 +58,9 @@ export interface Backend {
    * What each page of [offset, +length) holds now: 0 where the page holds
    * only zero bytes, 1 where it may hold anything else (a page mapped from a
    * file, ours or anyone's, is always 1). Null when the backend cannot tell:
-   * then no page may be taken as zero. Absent: never can.
+   * then no page may be taken as zero. Absent: never can. The array is valid
+   * until the next call (the backend may reuse its buffer: an allocation on
+   * this path would draw V8's collections of the caller's memories into it).
    */
   classifyPages?(memory: WebAssembly.Memory, offset: number, length: number): Uint8Array | null;
   /**

@@ -27,6 +27,8 @@ export class NativeBackend implements Backend {
 
   /** This thread's background reset queue, or null when resets run inline. */
   readonly #queue: ResetQueue | null;
+  /** classifyPages' buffer, reused (grown as needed). */
+  #marks = new Uint8Array(256);
 
   constructor(binding: NativeBinding, keepResident = 0, background = true) {
     this.#binding = binding;
@@ -126,7 +128,12 @@ export class NativeBackend implements Backend {
   }
 
   classifyPages(memory: WebAssembly.Memory, offset: number, length: number): Uint8Array | null {
-    const out = new Uint8Array(length / this.pageSize);
+    // One buffer, reused (see Backend.classifyPages): a new ArrayBuffer per
+    // call counted against V8's external memory, which the caller's memories
+    // fill, and a full collection often fell in this call.
+    const pages = length / this.pageSize;
+    if (this.#marks.length < pages) this.#marks = new Uint8Array(Math.max(pages, 2 * this.#marks.length));
+    const out = this.#marks.subarray(0, pages);
     try {
       return this.#binding.nonZeroPages(memory, offset, length, out) < 0 ? null : out;
     } catch {
