@@ -275,7 +275,8 @@ export class ConditionalImages {
         countFallback(this.#core.counters, 'non-zero');
       }
     }
-    const mapped = new Uint8Array(pages);
+    // A plain array, not a typed one: no ArrayBuffer on this path (see Backend.classifyPages).
+    const mapped = new Array<number>(pages).fill(0);
     let bytes = 0;
     for (const [i, j] of runs) {
       if (backend.mapImageRange!(p.memory, image!, p.from + i * page, (j - i) * page) === 'mapped') {
