@@ -716,3 +716,13 @@ test('the CommonJS entry runs in strict mode, as the ES module entry does (its "
   const out = JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: '0' } })) as { strict: boolean; enabled: boolean };
   assert.deepEqual(out, { strict: true, enabled: false });
 });
+
+test('without process.getBuiltinModule (Node before 20.16) the library cannot load from the hook: getEngine() says which Node it needs', { skip: !linux && 'native backend only' }, () => {
+  const out = execFileSync(
+    process.execPath,
+    ['-e', `delete process.getBuiltinModule; const r = require('wasm-cow/register');
+      try { r.getEngine(); console.log('loaded'); } catch (e) { console.log(e.message); }`],
+    { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'lazy' } },
+  );
+  assert.match(out, /^wasm-cow\/register: loading the library needs Node 20\.19 or later \(this is v\d+/);
+});

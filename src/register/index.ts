@@ -54,8 +54,11 @@ class Registration {
     // with the ESM loader's modules it brings): with the library, which
     // require() can load (an ES module) from Node 20.19, after 20.16's
     // process.getBuiltinModule.
-    const { createRequire } = process.getBuiltinModule('node:module');
-    return createRequire(import.meta.url)(file) as T;
+    const nodeModule = (process.getBuiltinModule as typeof process.getBuiltinModule | undefined)?.('node:module');
+    if (nodeModule === undefined) {
+      throw new Error(`wasm-cow/register: loading the library needs Node 20.19 or later (this is ${process.version}); use wasm-cow's own API instead`);
+    }
+    return nodeModule.createRequire(import.meta.url)(file) as T;
   }
 
   /** The library and its Engine, loaded on first use. */
