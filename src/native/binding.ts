@@ -139,8 +139,8 @@ export function bindingUnavailable(): string | null {
   if ((process as { permission?: unknown }).permission !== undefined && !options.includes('--allow-addons')) {
     return 'the permission model forbids addons (no --allow-addons)';
   }
-  const found = candidates().filter((path) => existsSync(path));
-  return found.length > 0 ? null : `addon not built (no ${candidates().join(' or ')})`;
+  const paths = candidates();
+  return paths.some((path) => existsSync(path)) ? null : `addon not built (no ${paths.join(' or ')})`;
 }
 
 /**
