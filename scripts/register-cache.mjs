@@ -15,6 +15,9 @@
 // (script.createCachedData(), which includes every function compiled so far).
 // The file starts with a header line pairing it with the exact source (see
 // scripts/register-loader.mjs): the loader uses it only for that source.
+// Then the source, then V8's data in base64, twice (format
+// 'wasm-cow-code-cache/2'): the loader uses the data only when both copies
+// are equal, so that a cache corrupted on disk is never handed to V8.
 //
 // Never fails: without a bundle (an install without devDependencies keeps
 // dist/register unbundled) there is nothing to cache, and a failure leaves no
@@ -51,7 +54,11 @@ if (child) {
   const data = make.script.createCachedData();
   const header = `${JSON.stringify({ ...make.header, data: data.length })}\n`;
   const tmp = `${cacheFile}.${process.pid}.tmp`;
-  writeFileSync(tmp, header + make.source + data.toString('base64'));
+  // V8's data twice: the loader uses it only when the two copies are equal
+  // (V8 release builds do not checksum a code cache; a byte changed on disk
+  // is caught by the comparison, without a hash at load).
+  const b64 = data.toString('base64');
+  writeFileSync(tmp, header + make.source + b64 + b64);
   renameSync(tmp, cacheFile);
   process.exit(0);
 }

@@ -10,7 +10,10 @@
 // names the format, V8's version, the wrapper and the source's length, and the
 // source itself follows it, compared byte for byte with bundle.cjs (V8's own
 // check of a cache compares the source's length only: a cache of another
-// bundle of the same length would run that bundle's bytecode). Anything else
+// bundle of the same length would run that bundle's bytecode). V8's data
+// follows twice, in base64, and is used only when the two copies are equal
+// (V8 release builds do not checksum a cache: a byte flipped on disk would
+// be run). Anything else
 // (no cache, another source, another V8, a truncated file, V8 rejecting it)
 // compiles the source as without a cache: never an error, never a write.
 // Each entry runs the bundle as its own module (a program that loads both
@@ -55,14 +58,23 @@ export function loadBundle(dir, require, module, foreign, note) {
       const h = nl > 0 && nl < 4096 ? JSON.parse(cache.slice(0, nl)) : null;
       const start = nl + 1;
       const data = h !== null && typeof h === 'object' && Number.isSafeInteger(h.data) && h.data > 0 ? h.data : 0;
+      const at = start + source.length;
+      const b64 = 4 * Math.ceil(data / 3);
       if (
-        data > 0 && h.format === 'wasm-cow-code-cache/1' && h.v8 === process.versions.v8 && h.prefix === PREFIX && h.suffix === SUFFIX &&
-        h.source === source.length && cache.length === start + source.length + 4 * Math.ceil(data / 3) &&
-        cache.slice(start, start + source.length) === source
+        data > 0 && h.format === 'wasm-cow-code-cache/2' && h.v8 === process.versions.v8 && h.prefix === PREFIX && h.suffix === SUFFIX &&
+        h.source === source.length && cache.length === at + 2 * b64 &&
+        cache.slice(start, at) === source
       ) {
-        // base64Write (Buffer's own decoder) into a plain Uint8Array: Buffer.from() is slower cold.
-        const bytes = new Uint8Array(data);
-        if (Buffer.prototype.base64Write.call(bytes, cache.slice(start + source.length), 0, data) === data) cachedData = bytes;
+        // V8's data is there twice: V8 release builds do not checksum a code
+        // cache, and a byte changed on disk would run wrong bytecode or crash
+        // the process. The two copies compared as strings (one native
+        // comparison, no hash) catch any difference between them.
+        const copy = cache.slice(at, at + b64);
+        if (copy === cache.slice(at + b64)) {
+          // base64Write (Buffer's own decoder) into a plain Uint8Array: Buffer.from() is slower cold.
+          const bytes = new Uint8Array(data);
+          if (Buffer.prototype.base64Write.call(bytes, copy, 0, data) === data) cachedData = bytes;
+        }
       }
     } catch {
       // No cache (state 'missing'), or not one of ours ('mismatch').
@@ -73,7 +85,7 @@ export function loadBundle(dir, require, module, foreign, note) {
   if (cachedData !== undefined) state = script.cachedDataRejected === true ? 'rejected' : 'used';
   if (make !== undefined) {
     make.script = script;
-    make.header = { format: 'wasm-cow-code-cache/1', v8: process.versions.v8, prefix: PREFIX, suffix: SUFFIX, source: source.length };
+    make.header = { format: 'wasm-cow-code-cache/2', v8: process.versions.v8, prefix: PREFIX, suffix: SUFFIX, source: source.length };
     make.source = source;
     state = 'making';
   }

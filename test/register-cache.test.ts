@@ -6,6 +6,9 @@
  * compares the source's length (and V8's version and flags), so a stale
  * cache of a bundle of the same length would run the old bytecode. Missing,
  * mismatched or rejected, it is not used, and the hook works as without it.
+ * V8's data is in the file twice: V8 release builds do not checksum a code
+ * cache, so a byte changed on disk would be run; the loader uses the data
+ * only when the two copies are equal.
  *
  * How the load went is a diagnostic, Symbol.for('wasm-cow.register.codeCache')
  * on globalThis: { state: 'used' | 'rejected' | 'flags' | 'missing' | 'mismatch', file }.
@@ -52,21 +55,30 @@ function withCopy(f: (dir: string) => void): void {
   }
 }
 
-/** The parts of a cache file: its header, its copy of the source, V8's data. */
-function parts(file: string): { header: Record<string, unknown>; source: string; data: Buffer } {
+/**
+ * The parts of a cache file: its header, its copy of the source, V8's data
+ * (from the first of its two base64 copies), and where each copy starts in
+ * the file's text (`copies`, `b64` characters each).
+ */
+function parts(file: string): { header: Record<string, unknown>; source: string; data: Buffer; copies: [number, number]; b64: number } {
   const text = readFileSync(file, 'utf8');
   const nl = text.indexOf('\n');
-  const header = JSON.parse(text.slice(0, nl)) as Record<string, unknown> & { source: number };
-  return { header, source: text.slice(nl + 1, nl + 1 + header.source), data: Buffer.from(text.slice(nl + 1 + header.source), 'base64') };
+  const header = JSON.parse(text.slice(0, nl)) as Record<string, unknown> & { source: number; data: number };
+  const at = nl + 1 + header.source;
+  const b64 = 4 * Math.ceil(header.data / 3);
+  assert.equal(text.length, at + 2 * b64, `${file}: V8's data twice, in base64`);
+  return { header, source: text.slice(nl + 1, at), data: Buffer.from(text.slice(at, at + b64), 'base64'), copies: [at, at + b64], b64 };
 }
 
 test('the build makes a code cache paired with the bundle, and both entries compile the bundle with it (V8 accepts it)', { skip: !linux && 'native backend only' }, () => {
   const bundle = `${root}dist/register/bundle.cjs`;
   const cache = parts(`${bundle}.v8cache`);
-  assert.equal(cache.header.format, 'wasm-cow-code-cache/1');
+  assert.equal(cache.header.format, 'wasm-cow-code-cache/2');
   assert.equal(cache.header.v8, process.versions.v8);
   assert.equal(cache.source, readFileSync(bundle, 'utf8'), 'the cache holds the exact source it was made from');
   assert.equal(cache.data.length, cache.header.data);
+  const text = readFileSync(`${bundle}.v8cache`, 'utf8');
+  assert.equal(text.slice(cache.copies[0], cache.copies[1]), text.slice(cache.copies[1]), 'the two copies of V8\'s data are equal');
   for (const via of ['import', 'require'] as const) {
     const s = seen(root, via, 'eager');
     assert.deepEqual(s.cache, { state: 'used', file: bundle }, via);
@@ -145,6 +157,58 @@ test('a missing, truncated or foreign cache is not used, and the hook works; not
     // The good cache back: used again.
     writeFileSync(cacheFile, good);
     assert.equal(seen(dir, 'require', 'eager').cache?.state, 'used');
+  });
+});
+
+test('a cache whose V8 data is corrupted on disk (one byte, in either copy, length unchanged) is not used, and the hook works; an old-format (/1) cache is not used', { skip: !linux && 'native backend only' }, () => {
+  withCopy((dir) => {
+    const register = join(dir, 'dist/register');
+    const bundle = join(register, 'bundle.cjs');
+    const cacheFile = `${bundle}.v8cache`;
+    const good = readFileSync(cacheFile, 'utf8');
+    const { header, source, copies, b64 } = parts(cacheFile);
+    // A character in the middle of a copy: V8's payload, past its own header
+    // (magic number, version, source and flag hashes, lengths), which V8 checks.
+    const flip = (text: string, at: number): string => {
+      const c = text[at]!;
+      assert.match(c, /[A-Za-z0-9+/]/);
+      const other = c === 'A' ? 'B' : 'A';
+      return text.slice(0, at) + other + text.slice(at + 1);
+    };
+    const mid = 4 * Math.floor(b64 / 8) + 1;
+    const firstFlipped = flip(good, copies[0] + mid);
+    const secondFlipped = flip(good, copies[1] + mid);
+    // The danger: V8 alone takes the corrupted data (no checksum in release builds), or crashes on it.
+    const corrupted = Buffer.from(firstFlipped.slice(copies[0], copies[1]), 'base64');
+    assert.equal(corrupted.length, header.data);
+    writeFileSync(join(dir, 'corrupted.bin'), corrupted);
+    const probe = `const vm = require('node:vm'); const fs = require('node:fs'); const file = ${JSON.stringify(bundle)};
+      const script = new vm.Script(${JSON.stringify(header.prefix)} + fs.readFileSync(file, 'utf8') + ${JSON.stringify(header.suffix)}, { filename: file, cachedData: fs.readFileSync('corrupted.bin') });
+      console.log(JSON.stringify({ rejected: script.cachedDataRejected }));`;
+    const raw = spawnSync(process.execPath, ['-e', probe], { cwd: dir, encoding: 'utf8' });
+    assert.ok(raw.status !== 0 || JSON.parse(raw.stdout).rejected === false, `V8 rejected the corrupted data itself: ${raw.stdout}`);
+    const oldFormat = `${JSON.stringify({ ...header, format: 'wasm-cow-code-cache/1' })}\n${source}${good.slice(copies[0], copies[1])}`;
+    const cases: [string, string][] = [
+      ['a byte flipped in the first copy', firstFlipped],
+      ['a byte flipped in the second copy', secondFlipped],
+      ['a byte flipped in both copies, at different places', flip(firstFlipped, copies[1] + mid + 4)],
+      ['the old format (/1): one copy', oldFormat],
+      ['one copy only, under the new format', good.slice(0, copies[1])],
+    ];
+    for (const [what, content] of cases) {
+      assert.equal(content.length === good.length, !what.includes('one copy'), what);
+      writeFileSync(cacheFile, content);
+      const before = readdirSync(register).sort();
+      for (const via of ['import', 'require'] as const) {
+        const s = seen(dir, via, 'eager');
+        assert.deepEqual([s.cache?.state, s.keys, s.enabled, s.read, s.prepared], ['mismatch', EXPORTS, true, 42, 1], `${via}, ${what}`);
+      }
+      assert.deepEqual(readdirSync(register).sort(), before, `${what}: the entries wrote nothing`);
+      assert.equal(readFileSync(cacheFile, 'utf8'), content, `${what}: the cache is left as it was`);
+    }
+    // The good cache back: used again.
+    writeFileSync(cacheFile, good);
+    for (const via of ['import', 'require'] as const) assert.equal(seen(dir, via, 'eager').cache?.state, 'used', via);
   });
 });
 
