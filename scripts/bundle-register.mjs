@@ -28,7 +28,8 @@
 //
 // Both entries are small loaders (scripts/register-loader.mjs) of the one
 // CommonJS bundle, dist/register/bundle.cjs: they compile it with vm.Script
-// and a V8 code cache, dist/register/bundle.cjs.v8cache, which
+// and a V8 code cache, dist/register/bundle.cjs.v8cache (with its check
+// file, bundle.cjs.v8cache.check), which
 // scripts/register-cache.mjs makes after bundling (and again at npm install)
 // with this machine's Node, after running the hook's first-instantiation
 // paths, so that V8 neither compiles the bundle's top level nor, at the
@@ -69,6 +70,7 @@ try {
     // The entries tsc built load no bundle: an old one (and its cache) would only mislead.
     rmSync(bundle, { force: true });
     rmSync(`${bundle}.v8cache`, { force: true });
+    rmSync(`${bundle}.v8cache.check`, { force: true });
   }
   writeFileSync(
     cjs,

@@ -2,16 +2,22 @@
 // writes them beside the bundle (dist/register/bundle.cjs): index.cjs for
 // require(), index.js for import. Both hold loadBundle() below (its text,
 // through Function.prototype.toString), so both compile the bundle the same
-// way and one code cache (bundle.cjs.v8cache, made by
-// scripts/register-cache.mjs) serves both.
+// way and one code cache (bundle.cjs.v8cache and its check file,
+// bundle.cjs.v8cache.check, made by scripts/register-cache.mjs) serves both.
 //
 // loadBundle() compiles the bundle with vm.Script, offering V8 the code cache
 // when the cache is paired with this exact source: the cache file's header
 // names the format, V8's version, the wrapper and the source's length, and the
 // source itself follows it, compared byte for byte with bundle.cjs (V8's own
 // check of a cache compares the source's length only: a cache of another
-// bundle of the same length would run that bundle's bytecode). Anything else
-// (no cache, another source, another V8, a truncated file, V8 rejecting it)
+// bundle of the same length would run that bundle's bytecode). V8's data
+// follows, in base64, and a second copy of it is the whole of the check file:
+// the data is used only when the two copies are equal (V8 release builds do
+// not checksum a cache: a byte flipped on disk would be run). The second copy
+// has a file of its own so that neither file, read as one string, exceeds
+// V8's 128 KiB limit for its regular heap (a larger string goes to its
+// large-object space, about 0.2 ms slower to make). Anything else
+// (no cache, no check file, another source, another V8, a truncated file, V8 rejecting it)
 // compiles the source as without a cache: never an error, never a write.
 // Each entry runs the bundle as its own module (a program that loads both
 // runs it twice, as it ran the two bundles before: the second run finds the
@@ -43,7 +49,7 @@ export function loadBundle(dir, require, module, foreign, note) {
   // The source and the cache are read as text (Node's one-call UTF-8 read:
   // a Buffer read is a few hundred microseconds slower cold). The cache file
   // is text too: a JSON header line, the source it was made from, and V8's
-  // data in base64.
+  // data in base64; its check file, the same base64 again.
   const source = readFileSync(file, 'utf8');
   let state = foreign ? 'flags' : 'missing';
   let cachedData;
@@ -55,14 +61,23 @@ export function loadBundle(dir, require, module, foreign, note) {
       const h = nl > 0 && nl < 4096 ? JSON.parse(cache.slice(0, nl)) : null;
       const start = nl + 1;
       const data = h !== null && typeof h === 'object' && Number.isSafeInteger(h.data) && h.data > 0 ? h.data : 0;
+      const at = start + source.length;
       if (
-        data > 0 && h.format === 'wasm-cow-code-cache/1' && h.v8 === process.versions.v8 && h.prefix === PREFIX && h.suffix === SUFFIX &&
-        h.source === source.length && cache.length === start + source.length + 4 * Math.ceil(data / 3) &&
-        cache.slice(start, start + source.length) === source
+        data > 0 && h.format === 'wasm-cow-code-cache/3' && h.v8 === process.versions.v8 && h.prefix === PREFIX && h.suffix === SUFFIX &&
+        h.source === source.length && cache.length === at + 4 * Math.ceil(data / 3) &&
+        cache.slice(start, at) === source
       ) {
-        // base64Write (Buffer's own decoder) into a plain Uint8Array: Buffer.from() is slower cold.
-        const bytes = new Uint8Array(data);
-        if (Buffer.prototype.base64Write.call(bytes, cache.slice(start + source.length), 0, data) === data) cachedData = bytes;
+        // V8's data is there twice, the second copy in the check file: V8
+        // release builds do not checksum a code cache, and a byte changed on
+        // disk would run wrong bytecode or crash the process. The two copies
+        // compared as strings (one native comparison, no hash) catch any
+        // difference between them; a missing check file throws ('mismatch').
+        const copy = cache.slice(at);
+        if (readFileSync(file + '.v8cache.check', 'utf8') === copy) {
+          // base64Write (Buffer's own decoder) into a plain Uint8Array: Buffer.from() is slower cold.
+          const bytes = new Uint8Array(data);
+          if (Buffer.prototype.base64Write.call(bytes, copy, 0, data) === data) cachedData = bytes;
+        }
       }
     } catch {
       // No cache (state 'missing'), or not one of ours ('mismatch').
@@ -73,7 +88,7 @@ export function loadBundle(dir, require, module, foreign, note) {
   if (cachedData !== undefined) state = script.cachedDataRejected === true ? 'rejected' : 'used';
   if (make !== undefined) {
     make.script = script;
-    make.header = { format: 'wasm-cow-code-cache/1', v8: process.versions.v8, prefix: PREFIX, suffix: SUFFIX, source: source.length };
+    make.header = { format: 'wasm-cow-code-cache/3', v8: process.versions.v8, prefix: PREFIX, suffix: SUFFIX, source: source.length };
     make.source = source;
     state = 'making';
   }
@@ -117,7 +132,7 @@ export function foreignOptions() {
   }
 }
 
-const NOTE = 'loads bundle.cjs (the hook, bundled by scripts/bundle-register.mjs) through its V8 code cache, bundle.cjs.v8cache, when that is paired with it';
+const NOTE = 'loads bundle.cjs (the hook, bundled by scripts/bundle-register.mjs) through its V8 code cache, bundle.cjs.v8cache (checked against bundle.cjs.v8cache.check), when that is paired with it';
 
 /** dist/register/index.cjs */
 export function cjsEntry() {

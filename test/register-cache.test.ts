@@ -6,6 +6,10 @@
  * compares the source's length (and V8's version and flags), so a stale
  * cache of a bundle of the same length would run the old bytecode. Missing,
  * mismatched or rejected, it is not used, and the hook works as without it.
+ * V8's data is there twice, once in the cache file and again as the whole of
+ * its check file (bundle.cjs.v8cache.check): V8 release builds do not
+ * checksum a code cache, so a byte changed on disk would be run; the loader
+ * uses the data only when the two copies are equal.
  *
  * How the load went is a diagnostic, Symbol.for('wasm-cow.register.codeCache')
  * on globalThis: { state: 'used' | 'rejected' | 'flags' | 'missing' | 'mismatch', file }.
@@ -52,21 +56,31 @@ function withCopy(f: (dir: string) => void): void {
   }
 }
 
-/** The parts of a cache file: its header, its copy of the source, V8's data. */
-function parts(file: string): { header: Record<string, unknown>; source: string; data: Buffer } {
+/**
+ * The parts of a cache file: its header, its copy of the source, V8's data
+ * (decoded from its base64), where that base64 starts in the file's text
+ * (`at`, `b64` characters), and the check file's text (null when absent).
+ */
+function parts(file: string): { header: Record<string, unknown>; source: string; data: Buffer; at: number; b64: number; check: string | null } {
   const text = readFileSync(file, 'utf8');
   const nl = text.indexOf('\n');
-  const header = JSON.parse(text.slice(0, nl)) as Record<string, unknown> & { source: number };
-  return { header, source: text.slice(nl + 1, nl + 1 + header.source), data: Buffer.from(text.slice(nl + 1 + header.source), 'base64') };
+  const header = JSON.parse(text.slice(0, nl)) as Record<string, unknown> & { source: number; data: number };
+  const at = nl + 1 + header.source;
+  const b64 = 4 * Math.ceil(header.data / 3);
+  assert.equal(text.length, at + b64, `${file}: V8's data once, in base64`);
+  const check = existsSync(`${file}.check`) ? readFileSync(`${file}.check`, 'utf8') : null;
+  return { header, source: text.slice(nl + 1, at), data: Buffer.from(text.slice(at), 'base64'), at, b64, check };
 }
 
 test('the build makes a code cache paired with the bundle, and both entries compile the bundle with it (V8 accepts it)', { skip: !linux && 'native backend only' }, () => {
   const bundle = `${root}dist/register/bundle.cjs`;
   const cache = parts(`${bundle}.v8cache`);
-  assert.equal(cache.header.format, 'wasm-cow-code-cache/1');
+  assert.equal(cache.header.format, 'wasm-cow-code-cache/3');
   assert.equal(cache.header.v8, process.versions.v8);
   assert.equal(cache.source, readFileSync(bundle, 'utf8'), 'the cache holds the exact source it was made from');
   assert.equal(cache.data.length, cache.header.data);
+  const text = readFileSync(`${bundle}.v8cache`, 'utf8');
+  assert.equal(cache.check, text.slice(cache.at), 'the check file is the cache file\'s base64 of V8\'s data, and nothing else');
   for (const via of ['import', 'require'] as const) {
     const s = seen(root, via, 'eager');
     assert.deepEqual(s.cache, { state: 'used', file: bundle }, via);
@@ -125,15 +139,19 @@ test('a missing, truncated or foreign cache is not used, and the hook works; not
     const header = JSON.parse(good.slice(0, nl)) as Record<string, unknown>;
     const cases: [string, string | null][] = [
       ['missing', null],
+      ['missing', null], // and the check file missing too (removed below)
       ['mismatch', good.slice(0, -8)], // truncated
       ['mismatch', `${JSON.stringify({ ...header, v8: '0.0.0' })}${good.slice(nl)}`], // another V8's
       ['mismatch', `${JSON.stringify({ ...header, prefix: '(function (exports, require, module, __filename, __dirname) {' })}${good.slice(nl)}`], // another wrapper
       ['mismatch', 'not a cache\n'],
       ['mismatch', ''],
     ];
-    for (const [state, content] of cases) {
+    const check = readFileSync(`${cacheFile}.check`, 'utf8');
+    for (const [i, [state, content]] of cases.entries()) {
       if (content === null) rmSync(cacheFile, { force: true });
       else writeFileSync(cacheFile, content);
+      if (i === 1) rmSync(`${cacheFile}.check`);
+      if (i === 2) writeFileSync(`${cacheFile}.check`, check);
       const before = readdirSync(join(dir, 'dist/register')).sort();
       for (const via of ['import', 'require'] as const) {
         const s = seen(dir, via, 'eager');
@@ -145,6 +163,84 @@ test('a missing, truncated or foreign cache is not used, and the hook works; not
     // The good cache back: used again.
     writeFileSync(cacheFile, good);
     assert.equal(seen(dir, 'require', 'eager').cache?.state, 'used');
+  });
+});
+
+test('a cache whose V8 data is corrupted on disk (one byte, in either copy, length unchanged), whose check file is missing or another build\'s, or of an older format, is not used, and the hook works', { skip: !linux && 'native backend only' }, () => {
+  withCopy((dir) => {
+    const register = join(dir, 'dist/register');
+    const bundle = join(register, 'bundle.cjs');
+    const cacheFile = `${bundle}.v8cache`;
+    const checkFile = `${cacheFile}.check`;
+    const good = readFileSync(cacheFile, 'utf8');
+    const { header, source, at, b64, check } = parts(cacheFile);
+    assert.ok(check !== null);
+    assert.equal(check, good.slice(at));
+    // A character in the middle of a copy: V8's payload, past its own header
+    // (magic number, version, source and flag hashes, lengths), which V8 checks.
+    const flip = (text: string, i: number): string => {
+      const c = text[i]!;
+      assert.match(c, /[A-Za-z0-9+/]/);
+      const other = c === 'A' ? 'B' : 'A';
+      return text.slice(0, i) + other + text.slice(i + 1);
+    };
+    const mid = 4 * Math.floor(b64 / 8) + 1;
+    const cacheFlipped = flip(good, at + mid);
+    const checkFlipped = flip(check, mid);
+    // The danger: V8 alone takes the corrupted data (no checksum in release builds), or crashes on it.
+    const corrupted = Buffer.from(cacheFlipped.slice(at), 'base64');
+    assert.equal(corrupted.length, header.data);
+    writeFileSync(join(dir, 'corrupted.bin'), corrupted);
+    const probe = `const vm = require('node:vm'); const fs = require('node:fs'); const file = ${JSON.stringify(bundle)};
+      const script = new vm.Script(${JSON.stringify(header.prefix)} + fs.readFileSync(file, 'utf8') + ${JSON.stringify(header.suffix)}, { filename: file, cachedData: fs.readFileSync('corrupted.bin') });
+      console.log(JSON.stringify({ rejected: script.cachedDataRejected }));`;
+    const raw = spawnSync(process.execPath, ['-e', probe], { cwd: dir, encoding: 'utf8' });
+    assert.ok(raw.status !== 0 || JSON.parse(raw.stdout).rejected === false, `V8 rejected the corrupted data itself: ${raw.stdout}`);
+    // Another build's files: the cache script run on a bundle edited at the
+    // same length. V8's data is not the same from one build to the next
+    // (even of one source its length varies), so the other check file is
+    // cut, or completed with this one's start, to this one's length.
+    const script = `${root}scripts/register-cache.mjs`;
+    const from = 'Registration(null, `WASM_COW_REGISTER=${setting}`';
+    assert.ok(source.includes(from));
+    writeFileSync(bundle, source.replace(from, 'Registration(null, `WASM_COW_REGISTER:${setting}`'));
+    execFileSync(process.execPath, [script, register], { cwd: dir, encoding: 'utf8' });
+    const otherCache = readFileSync(cacheFile, 'utf8');
+    const otherCheck = (readFileSync(checkFile, 'utf8') + check).slice(0, check.length);
+    assert.equal(otherCheck.length, check.length, 'another build\'s check file, of the same length');
+    assert.notEqual(otherCheck, check);
+    assert.notEqual(otherCache, good);
+    writeFileSync(bundle, source);
+    const cases: [string, string, string | null][] = [
+      ['a byte flipped in the cache file\'s copy', cacheFlipped, check],
+      ['a byte flipped in the check file', good, checkFlipped],
+      ['a byte flipped in both copies, at different places', cacheFlipped, flip(check, mid + 4)],
+      ['the check file missing', good, null],
+      ['the check file truncated', good, check.slice(0, -4)],
+      ['the check file empty', good, ''],
+      ['the check file of another build (same length)', good, otherCheck],
+      ['the cache file of another build (of another source of the same length)', otherCache, check],
+      ['the previous format (/2): both copies in the cache file', `${JSON.stringify({ ...header, format: 'wasm-cow-code-cache/2' })}\n${source}${check}${check}`, check],
+      ['the previous layout (both copies in the cache file) under the new format', good + check, check],
+      ['the old format (/1): one copy', `${JSON.stringify({ ...header, format: 'wasm-cow-code-cache/1' })}\n${source}${check}`, check],
+    ];
+    for (const [what, content, checkContent] of cases) {
+      writeFileSync(cacheFile, content);
+      if (checkContent === null) rmSync(checkFile, { force: true });
+      else writeFileSync(checkFile, checkContent);
+      const before = readdirSync(register).sort();
+      for (const via of ['import', 'require'] as const) {
+        const s = seen(dir, via, 'eager');
+        assert.deepEqual([s.cache?.state, s.keys, s.enabled, s.read, s.prepared], ['mismatch', EXPORTS, true, 42, 1], `${via}, ${what}`);
+      }
+      assert.deepEqual(readdirSync(register).sort(), before, `${what}: the entries wrote nothing`);
+      assert.equal(readFileSync(cacheFile, 'utf8'), content, `${what}: the cache file is left as it was`);
+      assert.equal(existsSync(checkFile) ? readFileSync(checkFile, 'utf8') : null, checkContent, `${what}: the check file is left as it was`);
+    }
+    // The good files back: used again.
+    writeFileSync(cacheFile, good);
+    writeFileSync(checkFile, check);
+    for (const via of ['import', 'require'] as const) assert.equal(seen(dir, via, 'eager').cache?.state, 'used', via);
   });
 });
 
@@ -221,18 +317,27 @@ test('under a policy manifest (--experimental-policy) both entries load the bund
   }
 });
 
-test('scripts/register-cache.mjs remakes the cache of the bundle beside it, and removes a stale one it cannot remake', { skip: !linux && 'native backend only' }, () => {
+test('scripts/register-cache.mjs remakes the cache of the bundle beside it (both files), and removes stale ones it cannot remake', { skip: !linux && 'native backend only' }, () => {
   withCopy((dir) => {
     const script = `${root}scripts/register-cache.mjs`;
-    const cacheFile = join(dir, 'dist/register/bundle.cjs.v8cache');
+    const register = join(dir, 'dist/register');
+    const cacheFile = join(register, 'bundle.cjs.v8cache');
+    const checkFile = `${cacheFile}.check`;
+    const files = readdirSync(register).sort();
+    assert.ok(files.includes('bundle.cjs.v8cache') && files.includes('bundle.cjs.v8cache.check'));
     writeFileSync(cacheFile, 'stale\n');
-    execFileSync(process.execPath, [script, join(dir, 'dist/register')], { cwd: dir, encoding: 'utf8' });
-    assert.equal(parts(cacheFile).source, readFileSync(join(dir, 'dist/register/bundle.cjs'), 'utf8'));
+    writeFileSync(checkFile, 'stale');
+    execFileSync(process.execPath, [script, register], { cwd: dir, encoding: 'utf8' });
+    const made = parts(cacheFile);
+    assert.equal(made.source, readFileSync(join(dir, 'dist/register/bundle.cjs'), 'utf8'));
+    assert.equal(made.check, readFileSync(cacheFile, 'utf8').slice(made.at), 'the check file remade with the cache');
+    assert.deepEqual(readdirSync(register).sort(), files, 'no temporary file left');
     assert.equal(seen(dir, 'import', 'lazy').cache?.state, 'used');
     // An entry that does not load the bundle through its loader: no cache, a warning, no failure.
     writeFileSync(join(dir, 'dist/register/index.cjs'), "module.exports = require('./bundle.cjs');\n");
     const out = execFileSync(process.execPath, [script, join(dir, 'dist/register')], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     assert.equal(out, '');
     assert.equal(existsSync(cacheFile), false);
+    assert.equal(existsSync(checkFile), false);
   });
 });
