@@ -24,6 +24,11 @@
  *       covered with fresh anonymous zero pages (what it held), and the error
  *       says so (`zeroed: true`); only if that fails too is it left
  *       inaccessible (`zeroed: false`).
+ *   presentPages(memory, offset, length) -> number
+ *       how many pages of the range hold an anonymous frame of their own
+ *       (written, or zero-filled by the program), without reading them; -1
+ *       when the kernel cannot tell. A cost signal only (V8's copy onto such
+ *       pages takes no page faults), never a statement about their bytes.
  *   mappingCount(memory, limit) -> number
  *       how many mappings (VMAs) cover the memory's bytes now, counted up to
  *       `limit` (the walk stops there: at most `limit` queries, ~0.3 us each);
@@ -240,6 +245,44 @@ napi_value non_zero_pages(napi_env env, napi_callback_info info) {
     count = n < 0 ? -1 : (double)n;
   }
   if (napi_create_double(env, count, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/*
+ * Pages of [start, end) that hold an anonymous frame of their own (present
+ * or swapped: written, or filled with zeros by the program), without reading
+ * them; neither the shared zero page nor file pages count. -1 when the scan
+ * cannot be used or fails.
+ */
+static int64_t count_present(uint64_t start, uint64_t end) {
+  int pm = scan_fd();
+  if (pm < 0) return -1;
+  struct wc_page_region regions[WC_SCAN_REGIONS];
+  struct wc_pm_scan_arg arg;
+  scan_query(&arg, start, end, regions, WC_PAGE_IS_PFNZERO | WC_PAGE_IS_FILE);
+  int64_t pages = 0;
+  for (;;) {
+    int n = scan_pages(pm, &arg);
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+      /* The kernel reports only inside [start, end); anything else is not believed. */
+      if (regions[i].start < start || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
+      pages += (int64_t)((regions[i].end - regions[i].start) / page_size);
+    }
+    if (n < WC_SCAN_REGIONS || arg.walk_end >= end) return pages;
+    if (arg.walk_end <= arg.start) return -1; /* no progress: never loop */
+    arg.start = arg.walk_end;
+  }
+}
+
+/* presentPages(memory, offset, length) -> number (see count_present), -1 when unknown. */
+napi_value present_pages(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  uint8_t *addr;
+  uint64_t length;
+  if (!get_memory_range(env, info, 3, argv, 0, &addr, &length)) return NULL;
+  int64_t n = length > 0 ? count_present((uintptr_t)addr, (uintptr_t)addr + length) : 0;
+  if (napi_create_double(env, n < 0 ? -1 : (double)n, &result) != napi_ok) return NULL;
   return result;
 }
 

@@ -588,6 +588,7 @@ NAPI_MODULE_INIT() {
       {"resetWait", reset_wait},     {"nonZeroPages", non_zero_pages},
       {"mapImageAt", map_image_at},     {"mappingCount", mapping_count},
       {"processMappings", process_mappings}, {"resetReap", reset_reap},
+      {"presentPages", present_pages},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||

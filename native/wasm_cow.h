@@ -232,6 +232,7 @@ void pages_release(void);
 /* Entry points. */
 napi_value non_zero_pages(napi_env env, napi_callback_info info);
 napi_value map_image_at(napi_env env, napi_callback_info info);
+napi_value present_pages(napi_env env, napi_callback_info info);
 napi_value mapping_count(napi_env env, napi_callback_info info);
 napi_value process_mappings(napi_env env, napi_callback_info info);
 

@@ -320,7 +320,8 @@ export class PreparedModule {
     this.#source = memoryModule !== null ? input : null;
     if (memoryModule === null) this.#requests = [];
     if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
-      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start!);
+      let original = hints.original ?? null;
+      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start!, () => (original ??= new wasm.Module(input)));
       if (core.options.nativeWhenFaster) this.#streak = new CheckStreak();
     }
     if (memoryModule !== null && this.#conditional === null) {

@@ -19,6 +19,11 @@
  *    'unclassifiable'  the kernel could not tell what the pages hold (no PROCMAP_QUERY or PAGEMAP_SCAN);
  *    'non-zero'        no page the image has data for holds only zeros: nothing to map;
  *    'scattered'       the zero pages form too many separate runs to map;
+ *    'resident'        the program already holds in memory a quarter or more
+ *                      of the pages the image covers (zero-filled by calloc,
+ *                      say): V8's copy onto them takes no page faults, which
+ *                      is what mapping saves, so V8 writes the data (only
+ *                      with nativeWhenFaster, the default);
  *    'mmap'            mapping failed; the engine wrote the segments' bytes;
  *    'mappings'        the memory already holds too many mappings (VMAs), or the
  *                      process nears vm.max_map_count (src/mappings.ts): the data
@@ -27,7 +32,7 @@
  *                      global values) not seen before: no image is built for
  *                      it, V8 writes the data (the next time that base comes,
  *                      it gets one).
- *    (Unclassifiable, non-zero, scattered, mappings are found before V8 runs,
+ *    (Unclassifiable, resident, non-zero, scattered, mappings are found before V8 runs,
  *    when V8 then writes the data; found only after V8, the engine writes
  *    exactly V8's bytes.)
  *  - 'register-*': the register hook left an instantiation to V8 (see
@@ -49,6 +54,7 @@ export type FallbackReason =
   | 'unclassifiable'
   | 'non-zero'
   | 'scattered'
+  | 'resident'
   | 'mmap'
   | 'mappings'
   | 'new-base'

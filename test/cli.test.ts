@@ -137,3 +137,19 @@ test('inspect: a module wasm-cow can gain nothing on is reported, with the reaso
   assert.doesNotMatch(c.stdout, /nothing to gain/);
   assert.equal((JSON.parse(run('inspect', file(own), '--json').stdout) as { gain: { none: boolean } }).gain.none, false);
 });
+
+test('bench: for a module nothing of which is imaged, it says so and gives native against floor (the same work) as the noise', () => {
+  // An imported memory with 3 bytes of data: left to V8 (src/policy.ts), nothing rewritten.
+  const json = JSON.parse(run('bench', file(GLOBALS_MODULE), '--json', '--n', '20').stdout) as { rewritten: boolean };
+  assert.equal(json.rewritten, false);
+  const text = run('bench', file(GLOBALS_MODULE), '--n', '20');
+  assert.equal(text.status, 0);
+  assert.match(text.stdout, /nothing of this module is imaged: wasm-cow runs it as V8 would/);
+  assert.match(text.stdout, /"native" and "floor" are the same work, measured \S+ \S+ and \S+ \S+ here: differences of about \d+% between the columns/);
+  assert.match(text.stdout, /\| \d+\.\d+x (faster|slower) \|/, 'a ratio below 1 is said as "slower"');
+  // A module with an image: no such line.
+  const imaged = buildModule({ memories: [{ min: 2, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 64, bytes: new Uint8Array(9000).fill(7) }] });
+  const r = run('bench', file(imaged), '--json', '--n', '20');
+  assert.equal((JSON.parse(r.stdout) as { rewritten: boolean }).rewritten, true);
+  assert.doesNotMatch(run('bench', file(imaged), '--n', '20').stdout, /nothing of this module is imaged/);
+});

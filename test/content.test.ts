@@ -9,6 +9,10 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Engine, type Lease } from '../src/index.js';
 import { BACKENDS, binding, digest, fns, leaseMemory, outcome } from './helpers/env.js';
 import { buildModule, pseudoRandomBytes, sleb, stdFuncs, type DataSpec, type FuncSpec, type ModuleSpec } from './helpers/wasm.js';
@@ -366,3 +370,83 @@ function prepared0(engine: Engine): ReturnType<Engine['prepare']> {
   if (!p) prepared0Cache.set(engine, (p = engine.prepare(MODULES[0]!)));
   return p;
 }
+
+// 100 host pages of data in an imported memory: enough for the default
+// policy (src/policy.ts) to image it.
+const RESIDENT_MODULE = buildModule({
+  importMemory: { module: 'env', name: 'memory', min: 8, max: 16 },
+  funcs: stdFuncs,
+  data: [{ offset: WASM_PAGE, bytes: pseudoRandomBytes(100 * PAGE, 12) }],
+});
+
+test('default policy: a range the program already holds (zero-filled, as calloc leaves it) is left to V8, counted "resident"; an untouched one is imaged; both equal native', () => {
+  const engine = new Engine({ backend: 'native' });
+  const p = engine.prepare(RESIDENT_MODULE);
+  assert.equal(p.memories[0]!.excluded, null, 'the policy images this memory');
+  const original = new WebAssembly.Module(RESIDENT_MODULE);
+  const run = (prepare: (m: WebAssembly.Memory) => void) => {
+    const memory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
+    const nativeMemory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
+    prepare(memory);
+    prepare(nativeMemory);
+    const before = engine.stats().bytesMapped;
+    const lease = p.instantiate({ env: { memory } });
+    new WebAssembly.Instance(original, { env: { memory: nativeMemory } });
+    const mapped = engine.stats().bytesMapped - before;
+    assert.equal(digest(memory), digest(nativeMemory));
+    lease.release();
+    return mapped;
+  };
+  assert.equal(run(() => {}), 100 * PAGE, 'untouched: mapped');
+  assert.deepEqual(engine.stats().fallbacks, {});
+  // Zero-filled: V8's copy onto these pages takes no page faults; mapping cannot win.
+  assert.equal(run((m) => new Uint8Array(m.buffer).fill(0, WASM_PAGE, WASM_PAGE + 100 * PAGE)), 0, 'zero-filled: written by V8');
+  assert.deepEqual(engine.stats().fallbacks, { resident: 1 });
+  // A few resident pages (under a quarter): still imaged, those pages included (they hold zeros).
+  assert.equal(run((m) => new Uint8Array(m.buffer).fill(0, WASM_PAGE, WASM_PAGE + 10 * PAGE)), 100 * PAGE);
+  assert.deepEqual(engine.stats().fallbacks, { resident: 1 });
+  engine.close();
+  // With nativeWhenFaster off, the mechanism whatever it costs: imaged.
+  const every = new Engine({ backend: 'native', nativeWhenFaster: false });
+  const q = every.prepare(RESIDENT_MODULE);
+  const memory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
+  new Uint8Array(memory.buffer).fill(0, WASM_PAGE, WASM_PAGE + 100 * PAGE);
+  q.instantiate({ env: { memory } }).release();
+  assert.equal(every.stats().bytesMapped, 100 * PAGE);
+  assert.deepEqual(every.stats().fallbacks, {});
+  every.close();
+});
+
+test('when the fallback form would be the original as is, the original module is used: no second compile', () => {
+  // In a child: the engine's own compiles counted through the natives it captures at load (src/wasm-api.ts).
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-cow-fallback-'));
+  const file = join(dir, 'm.wasm');
+  writeFileSync(file, RESIDENT_MODULE);
+  const lib = new URL('../src/index.js', import.meta.url).href;
+  const engineLib = new URL('../src/engine.js', import.meta.url).href;
+  const script = `
+    let compiles = 0;
+    class CountingModule extends WebAssembly.Module { constructor(b) { compiles++; super(b); } }
+    globalThis[Symbol.for('wasm-cow.natives')] = { Module: CountingModule, Instance: WebAssembly.Instance, compile: WebAssembly.compile, instantiate: WebAssembly.instantiate, validate: WebAssembly.validate };
+    const { Engine } = await import(${JSON.stringify(lib)});
+    const { prepareCompiled } = await import(${JSON.stringify(engineLib)});
+    const bytes = new Uint8Array((await import('node:fs')).readFileSync(${JSON.stringify(file)}));
+    const original = new WebAssembly.Module(bytes);
+    const engine = new Engine({ backend: 'native' });
+    const p = prepareCompiled(engine, bytes, original);
+    const before = compiles;
+    const memory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
+    new Uint8Array(memory.buffer).fill(1);
+    p.instantiate({ env: { memory } }).release();
+    const view = new Uint8Array(memory.buffer);
+    console.log(JSON.stringify({ compiles: compiles - before, fallbacks: engine.stats().fallbacks, first: view[${WASM_PAGE}], last: view[${WASM_PAGE + 100 * PAGE - 1}] }));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { compiles: number; fallbacks: Record<string, number>; first: number; last: number };
+  const data = pseudoRandomBytes(100 * PAGE, 12);
+  // Counted 'resident' (the filled pages are resident), 'non-zero' where that check is absent: V8 writes the data either way.
+  assert.equal(Object.values(out.fallbacks).reduce((a, b) => a + b, 0), 1, JSON.stringify(out.fallbacks));
+  assert.equal(out.compiles, 0, 'the fallback is the original module, compiled once by the caller');
+  assert.deepEqual([out.first, out.last], [data[0], data[data.length - 1]], 'V8 wrote the data');
+});

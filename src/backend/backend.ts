@@ -64,6 +64,14 @@ export interface Backend {
    */
   classifyPages?(memory: WebAssembly.Memory, offset: number, length: number): Uint8Array | null;
   /**
+   * How many pages of [offset, +length) the program already holds in memory
+   * (an anonymous frame of their own: written, or zero-filled), found
+   * without reading them; null when the backend cannot tell. A cost signal
+   * (V8's copy onto such pages takes no page faults), never a statement
+   * about what they hold. Absent: never can.
+   */
+  presentPages?(memory: WebAssembly.Memory, offset: number, length: number): number | null;
+  /**
    * Maps the image's bytes over [offset, +length) of a memory whose pages
    * there hold only zeros (classifyPages said so, and nothing ran since):
    * the same bytes as writing the image there. 'write' when the image

@@ -141,6 +141,15 @@ export class NativeBackend implements Backend {
     }
   }
 
+  presentPages(memory: WebAssembly.Memory, offset: number, length: number): number | null {
+    try {
+      const n = this.#binding.presentPages(memory, offset, length);
+      return n < 0 ? null : n;
+    } catch {
+      return null;
+    }
+  }
+
   mapImageRange(memory: WebAssembly.Memory, image: MemoryImage, offset: number, length: number): 'mapped' | 'write' {
     const fd = image.fd;
     if (fd === null) return 'write';

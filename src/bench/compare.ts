@@ -63,6 +63,13 @@ export interface CompareResult {
   readonly inlineOverFloor: number | null;
   /** raw median / pooled median, when measured: what raw access costs. */
   readonly rawOverPooled: number | null;
+  /**
+   * Whether the engine instantiates a rewrite of the module (some memory
+   * imaged or moved). When not, the engine's variants and "floor" do V8's
+   * own work with the original module, and "native" and "floor" are the
+   * same work: their difference is this module's noise in this run.
+   */
+  readonly rewritten: boolean;
   /** The counters of each variant's engine after the run (inline and raw when measured). */
   readonly stats: { readonly pooled: EngineStats; readonly fresh: EngineStats; readonly inline?: EngineStats; readonly raw?: EngineStats };
 }
@@ -271,5 +278,5 @@ export function compareInstantiation(bytes: Uint8Array<ArrayBuffer>, options: Co
   const overFloor = timings.floor && timings.pooled ? timings.pooled.median / timings.floor.median : null;
   const inlineOverFloor = timings.floor && timings.inline ? timings.inline.median / timings.floor.median : null;
   const rawOverPooled = timings.raw && timings.pooled ? timings.raw.median / timings.pooled.median : null;
-  return { backend, timings, speedup, overFloor, inlineOverFloor, rawOverPooled, stats };
+  return { backend, timings, speedup, overFloor, inlineOverFloor, rawOverPooled, rewritten: prepared.rewritten, stats };
 }

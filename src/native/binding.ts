@@ -87,6 +87,12 @@ export interface NativeBinding {
    * inaccessible.
    */
   mapImageAt(memory: WebAssembly.Memory, fd: number, offset: number, length: number, fileOffset: number): void;
+  /**
+   * Pages of the range holding an anonymous frame of their own (written, or
+   * zero-filled by the program), found without reading them (PAGEMAP_SCAN);
+   * neither the shared zero page nor file pages count. -1 when unknown.
+   */
+  presentPages(memory: WebAssembly.Memory, offset: number, length: number): number;
   /** Mappings (VMAs) covering the memory's bytes now, counted up to `limit`; -1 when unknown. */
   mappingCount(memory: WebAssembly.Memory, limit: number): number;
   /** Mappings (VMAs) of the whole process now, counted up to `limit`; -1 when unknown. */

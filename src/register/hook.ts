@@ -841,6 +841,10 @@ export class RegisterHook {
         plan,
         compiled: { bytes: plan.rewritten!.bytes, module },
         originalValid: true,
+        // V8's module of these very bytes: an instantiation run as V8 would,
+        // or a conditional image's fallback that is the original as is,
+        // uses it instead of compiling the bytes again.
+        original: entry.original,
       });
       if (!prepared.rewritten) return this.#unusable(s, Fallback.rewriteRejected);
       entry.prepared = prepared;
