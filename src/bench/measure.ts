@@ -45,9 +45,9 @@ export interface InterleaveOptions {
   warmup?: number;
   /** ...or as many as fit in this many ms. */
   warmupMs?: number;
-  /** Per variant: stop after this many measured iterations... */
+  /** Per variant: stop after this many measured iterations. */
   maxIterations?: number;
-  /** ...or once this much time has been spent on it, but not before minIterations. */
+  /** The rounds end once one variant has spent this much time (and every one has minIterations). */
   budgetMs?: number;
   minIterations?: number;
   /** Length of one block of consecutive iterations of a variant, ms. */
@@ -63,12 +63,15 @@ export interface InterleaveOptions {
  * it its collections: the same engine code measured 0.3-0.7 µs apart in
  * two orders, after a variant that makes memories.) Each block
  * lasts about `blockMs`; each variant is warmed up before the first round.
- * Every variant runs in every round until all are done (each stops only at
- * maxIterations): a variant slower than a block spends its budget in fewer
- * rounds, and when done variants sat out, the others ran alone at the end,
- * in a process state (heap, collections) the first never saw. Four
- * identical variants of web-tree-sitter's instantiation then measured the
- * first-declared one lowest in most runs (2.5-2.8 ms against 3.6-3.9).
+ * Every variant runs in every round (until its maxIterations), and the
+ * rounds end when one variant has spent its budget: all are measured over
+ * the same stretch of the run. (When each variant stopped at its own budget,
+ * a variant slower than a block finished in fewer rounds and the others ran
+ * alone at the end, in a process state (heap, collections) it never saw:
+ * four identical variants of web-tree-sitter's instantiation measured the
+ * first-declared one lowest in most runs, 2.5-2.8 ms against 3.6-3.9.)
+ * A fast variant next to a slow one so gets less than its budget: still
+ * thousands of iterations.
  * Each variant's `setup`, when given, runs before each iteration, untimed.
  */
 export function measureInterleaved<K extends string>(
@@ -104,8 +107,14 @@ export function measureInterleaved<K extends string>(
     for (; n < warmup && (n < 3 || performance.now() < warmEnd); n++) total += steps[i]!();
     perIteration[i] = Math.max(total / n, 0.01);
   });
-  const done = (i: number): boolean =>
-    times[i]!.length >= maxIterations || (times[i]!.length >= minIterations && spent[i]! >= budgetMs * 1000);
+  // Every variant runs in every round (until it reaches maxIterations), and
+  // the rounds stop once every variant has minIterations and one of them
+  // has spent its budget (or all reached maxIterations): each variant is
+  // measured over the same stretch of the run.
+  const capped = (i: number): boolean => times[i]!.length >= maxIterations;
+  const finished = (): boolean =>
+    times.every((t) => t.length >= Math.min(minIterations, maxIterations)) &&
+    (names.every((_, i) => capped(i)) || spent.some((s) => s >= budgetMs * 1000));
   const order = names.map((_, i) => i);
   let seed = 0x2545f491;
   const next = (): number => {
@@ -114,13 +123,13 @@ export function measureInterleaved<K extends string>(
     seed ^= seed << 5;
     return (seed >>> 0) / 0x100000000;
   };
-  while (!names.every((_, i) => done(i))) {
+  while (!finished()) {
     for (let k = order.length - 1; k > 0; k--) {
       const j = Math.floor(next() * (k + 1));
       [order[k], order[j]] = [order[j]!, order[k]!];
     }
     for (const i of order) {
-      if (times[i]!.length >= maxIterations) continue;
+      if (capped(i)) continue;
       const block = Math.max(1, Math.round((blockMs * 1000) / perIteration[i]!));
       const start = performance.now();
       for (let j = 0; j < block && times[i]!.length < maxIterations; j++) times[i]!.push(steps[i]!());
