@@ -49,9 +49,9 @@ with stub imports made from the module's import types: functions return 0;
 globals are WebAssembly.Global objects of the declared type and mutability
 holding zero; tables and memories have the declared limits, and each
 instantiation gets new imported memories (as Emscripten glue makes one per
-instance). N caps the iterations per variant (default 2000; the run also
-ends once one variant has spent about 1 s, the variants alternating in
-rounds until then). A module whose start function needs real
+instance). N caps the iterations per variant (default 2000; each variant
+also stops after about 1 s, or, when others of similar cost have not yet,
+when they stop). A module whose start function needs real
 imports cannot be benchmarked this way: wasm-cow says so and exits with 3.`,
   demo: `wasm-cow demo [--json]
 
@@ -254,7 +254,7 @@ function bench({ path, bytes }: { path: string; bytes: Uint8Array<ArrayBuffer> }
         'from code, with the imports it needs.',
     );
   }
-  process.stderr.write(`benchmarking ${path} (native, fresh, pooled, floor, alternating; a few seconds) ...\n`);
+  process.stderr.write(`benchmarking ${path} (native, fresh, pooled, floor, alternating; about 1 s each) ...\n`);
   const result = compareInstantiation(bytes, { imports, maxIterations, touch: touchExportedMemory });
   if (json) process.stdout.write(`${JSON.stringify({ file: path, ...result }, null, 2)}\n`);
   else process.stdout.write(`${table([[path, result]])}\n`);

@@ -40,14 +40,17 @@ export function measure(fn: () => void, options: MeasureOptions = {}): Timing {
   return summarize(times);
 }
 
+/** Variants whose times per iteration are within this factor are measured over the same rounds (measureInterleaved). */
+export const SIMILAR = 4;
+
 export interface InterleaveOptions {
   /** Per variant: warm-up iterations (at most; at least 3)... */
   warmup?: number;
   /** ...or as many as fit in this many ms. */
   warmupMs?: number;
-  /** Per variant: stop after this many measured iterations. */
+  /** Per variant: stop after this many measured iterations... */
   maxIterations?: number;
-  /** The rounds end once one variant has spent this much time (and every one has minIterations). */
+  /** ...or once this much time has been spent on it, but not before minIterations (see measureInterleaved: variants of similar cost run on until all of them are done). */
   budgetMs?: number;
   minIterations?: number;
   /** Length of one block of consecutive iterations of a variant, ms. */
@@ -63,15 +66,15 @@ export interface InterleaveOptions {
  * it its collections: the same engine code measured 0.3-0.7 µs apart in
  * two orders, after a variant that makes memories.) Each block
  * lasts about `blockMs`; each variant is warmed up before the first round.
- * Every variant runs in every round (until its maxIterations), and the
- * rounds end when one variant has spent its budget: all are measured over
- * the same stretch of the run. (When each variant stopped at its own budget,
- * a variant slower than a block finished in fewer rounds and the others ran
- * alone at the end, in a process state (heap, collections) it never saw:
- * four identical variants of web-tree-sitter's instantiation measured the
- * first-declared one lowest in most runs, 2.5-2.8 ms against 3.6-3.9.)
- * A fast variant next to a slow one so gets less than its budget: still
- * thousands of iterations.
+ * A variant that has spent its budget keeps running while another of
+ * similar cost (within SIMILAR times its time per iteration) has not: such
+ * variants are measured over the same stretch of the run. (When each
+ * stopped at its own budget, the variant that finished last ran alone at the
+ * end, in a process state the others never saw: four identical variants of
+ * web-tree-sitter's instantiation measured the first-declared one lowest in
+ * most runs, 2.5-2.8 ms against 3.6-3.9.) Variants of very different cost
+ * are not held together: a 10 µs cycle run beside a 150 ms native
+ * instantiation of 256 MiB measured that instantiation's collections.
  * Each variant's `setup`, when given, runs before each iteration, untimed.
  */
 export function measureInterleaved<K extends string>(
@@ -107,14 +110,16 @@ export function measureInterleaved<K extends string>(
     for (; n < warmup && (n < 3 || performance.now() < warmEnd); n++) total += steps[i]!();
     perIteration[i] = Math.max(total / n, 0.01);
   });
-  // Every variant runs in every round (until it reaches maxIterations), and
-  // the rounds stop once every variant has minIterations and one of them
-  // has spent its budget (or all reached maxIterations): each variant is
-  // measured over the same stretch of the run.
-  const capped = (i: number): boolean => times[i]!.length >= maxIterations;
-  const finished = (): boolean =>
-    times.every((t) => t.length >= Math.min(minIterations, maxIterations)) &&
-    (names.every((_, i) => capped(i)) || spent.some((s) => s >= budgetMs * 1000));
+  const done = (i: number): boolean =>
+    times[i]!.length >= maxIterations || (times[i]!.length >= minIterations && spent[i]! >= budgetMs * 1000);
+  // A done variant keeps running while a variant of similar cost (within
+  // SIMILAR of its time per iteration) is not done: variants of similar
+  // cost are measured over the same stretch of the run. One far slower or
+  // faster than every variant still running sits out.
+  const similar = (i: number, j: number): boolean =>
+    perIteration[i]! <= SIMILAR * perIteration[j]! && perIteration[j]! <= SIMILAR * perIteration[i]!;
+  const sitsOut = (i: number): boolean =>
+    times[i]!.length >= maxIterations || (done(i) && !names.some((_, j) => j !== i && !done(j) && similar(i, j)));
   const order = names.map((_, i) => i);
   let seed = 0x2545f491;
   const next = (): number => {
@@ -123,13 +128,13 @@ export function measureInterleaved<K extends string>(
     seed ^= seed << 5;
     return (seed >>> 0) / 0x100000000;
   };
-  while (!finished()) {
+  while (!names.every((_, i) => done(i))) {
     for (let k = order.length - 1; k > 0; k--) {
       const j = Math.floor(next() * (k + 1));
       [order[k], order[j]] = [order[j]!, order[k]!];
     }
     for (const i of order) {
-      if (capped(i)) continue;
+      if (sitsOut(i)) continue;
       const block = Math.max(1, Math.round((blockMs * 1000) / perIteration[i]!));
       const start = performance.now();
       for (let j = 0; j < block && times[i]!.length < maxIterations; j++) times[i]!.push(steps[i]!());
