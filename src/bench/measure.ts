@@ -116,10 +116,15 @@ export function measureInterleaved<K extends string>(
   // SIMILAR of its time per iteration) is not done: variants of similar
   // cost are measured over the same stretch of the run. One far slower or
   // faster than every variant still running sits out.
-  const similar = (i: number, j: number): boolean =>
-    perIteration[i]! <= SIMILAR * perIteration[j]! && perIteration[j]! <= SIMILAR * perIteration[i]!;
+  // From the times measured so far (the warm-up's first iterations can be
+  // far slower than the steady state: a 130 µs variant whose warm-up mean
+  // was tens of ms would have held a 150 ms native variant for hours).
+  const cost = (i: number): number => (times[i]!.length > 0 ? spent[i]! / times[i]!.length : perIteration[i]!);
+  const similar = (i: number, j: number): boolean => cost(i) <= SIMILAR * cost(j) && cost(j) <= SIMILAR * cost(i);
+  // (Held at most to twice its budget, whatever the others do.)
   const sitsOut = (i: number): boolean =>
-    times[i]!.length >= maxIterations || (done(i) && !names.some((_, j) => j !== i && !done(j) && similar(i, j)));
+    times[i]!.length >= maxIterations ||
+    (done(i) && (spent[i]! >= 2 * budgetMs * 1000 || !names.some((_, j) => j !== i && !done(j) && similar(i, j))));
   const order = names.map((_, i) => i);
   let seed = 0x2545f491;
   const next = (): number => {
@@ -135,7 +140,7 @@ export function measureInterleaved<K extends string>(
     }
     for (const i of order) {
       if (sitsOut(i)) continue;
-      const block = Math.max(1, Math.round((blockMs * 1000) / perIteration[i]!));
+      const block = Math.max(1, Math.round((blockMs * 1000) / Math.max(cost(i), 0.01)));
       const start = performance.now();
       for (let j = 0; j < block && times[i]!.length < maxIterations; j++) times[i]!.push(steps[i]!());
       spent[i] = spent[i]! + (performance.now() - start) * 1000;
