@@ -261,13 +261,15 @@ static int64_t count_present(uint64_t start, uint64_t end) {
   struct wc_pm_scan_arg arg;
   scan_query(&arg, start, end, regions, WC_PAGE_IS_PFNZERO | WC_PAGE_IS_FILE);
   int64_t pages = 0;
+  uint64_t last = start; /* regions come in order and disjoint, or the answer is not believed */
   for (;;) {
     int n = scan_pages(pm, &arg);
-    if (n < 0) return -1;
+    if (n < 0 || n > WC_SCAN_REGIONS) return -1;
     for (int i = 0; i < n; i++) {
       /* The kernel reports only inside [start, end); anything else is not believed. */
-      if (regions[i].start < start || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
+      if (regions[i].start < last || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
       pages += (int64_t)((regions[i].end - regions[i].start) / page_size);
+      last = regions[i].end;
     }
     if (n < WC_SCAN_REGIONS || arg.walk_end >= end) return pages;
     if (arg.walk_end <= arg.start) return -1; /* no progress: never loop */

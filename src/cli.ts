@@ -50,8 +50,8 @@ globals are WebAssembly.Global objects of the declared type and mutability
 holding zero; tables and memories have the declared limits, and each
 instantiation gets new imported memories (as Emscripten glue makes one per
 instance). N caps the iterations per variant (default 2000; each variant
-also stops after about 1 s, or, when others of similar cost have not yet,
-when they stop). A module whose start function needs real
+also stops after about 1 s, or, while others of similar cost have not, at
+most after 2 s). A module whose start function needs real
 imports cannot be benchmarked this way: wasm-cow says so and exits with 3.`,
   demo: `wasm-cow demo [--json]
 
@@ -288,7 +288,11 @@ function demo(json: boolean): number {
 }
 
 const versus = (speedup: number | null): string =>
-  speedup === null ? 'n/a' : speedup >= 1 ? `${fmtRatio(speedup)} faster` : `${fmtRatio(1 / speedup)} slower`;
+  speedup === null || !(speedup > 0) || !Number.isFinite(speedup)
+    ? 'n/a'
+    : speedup >= 1
+      ? `${fmtRatio(speedup)} faster`
+      : `${fmtRatio(1 / speedup)} slower`;
 
 function table(rows: [string, CompareResult][]): string {
   const cell = (t: Timing | undefined) => (t ? `${fmtUs(t.median)} (p99 ${fmtUs(t.p99)})` : 'n/a');
@@ -312,12 +316,13 @@ function table(rows: [string, CompareResult][]): string {
   for (const [name, r] of rows) {
     const native = r.timings.native;
     const floor = r.timings.floor;
-    if (r.rewritten || !native || !floor) continue;
+    if (r.rewritten || !native || !floor || !(Math.min(native.median, floor.median) > 0)) continue;
     const spread = Math.abs(native.median - floor.median) / Math.min(native.median, floor.median);
     out.push(
       `${rows.length > 1 ? `${name}: ` : ''}nothing of this module is imaged: wasm-cow runs it as V8 would (\`wasm-cow inspect\` says why), ` +
-        `and "native" and "floor" are the same work, measured ${fmtUs(native.median)} and ${fmtUs(floor.median)} here: ` +
-        `differences of about ${Math.max(1, Math.round(spread * 100))}% between the columns are this module's noise in this run`,
+        `adding its lease (about a microsecond per instantiation). "native" and "floor" are the same work, measured ` +
+        `${fmtUs(native.median)} and ${fmtUs(floor.median)} here: a difference of about ${Math.max(1, Math.round(spread * 100))}% ` +
+        'between identical work was this run\'s noise for this module',
     );
   }
   // Where the policy ran instances as V8 would, say so (see PreparedModule.newMemory).

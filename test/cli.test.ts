@@ -145,7 +145,7 @@ test('bench: for a module nothing of which is imaged, it says so and gives nativ
   const text = run('bench', file(GLOBALS_MODULE), '--n', '20');
   assert.equal(text.status, 0);
   assert.match(text.stdout, /nothing of this module is imaged: wasm-cow runs it as V8 would/);
-  assert.match(text.stdout, /"native" and "floor" are the same work, measured \S+ \S+ and \S+ \S+ here: differences of about \d+% between the columns/);
+  assert.match(text.stdout, /"native" and "floor" are the same work, measured \S+ \S+ and \S+ \S+ here: a difference of about \d+% between identical work/);
   assert.match(text.stdout, /\| \d+\.\d+x (faster|slower) \|/, 'a ratio below 1 is said as "slower"');
   // A module with an image: no such line.
   const imaged = buildModule({ memories: [{ min: 2, export: 'mem' }], funcs: stdFuncs, data: [{ offset: 64, bytes: new Uint8Array(9000).fill(7) }] });

@@ -49,6 +49,37 @@ if (linux) {
     });
   }
 
+  // Under the default policy the residency check (presentPages) scans first:
+  // it cannot tell, so the check is skipped (a cost signal only) and the
+  // placement goes on; a scan failing next leaves the data to V8.
+  const LARGE = buildModule({
+    importMemory: { module: 'env', name: 'memory', min: 8, max: 16 },
+    funcs: stdFuncs,
+    data: [{ offset: 65536, bytes: pseudoRandomBytes(100 * PAGE, 23) }],
+  });
+  const LARGE_NATIVE = new WebAssembly.Module(LARGE);
+  for (const [skip, want] of [
+    [0, {}],
+    [1, { unclassifiable: 1 }],
+  ] as const) {
+    test(`default policy: pagemap_scan fails after ${skip} passes: the residency check or the placement gives up, the result equals native`, () => {
+      const engine = new Engine({ backend: 'native' });
+      const p = engine.prepare(LARGE);
+      assert.equal(p.memories[0]!.excluded, null);
+      const memory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
+      const nativeMemory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
+      b.setFault('pagemap_scan', skip);
+      const lease = p.instantiate({ env: { memory } });
+      b.setFault(null);
+      new WebAssembly.Instance(LARGE_NATIVE, { env: { memory: nativeMemory } });
+      assert.equal(digest(memory), digest(nativeMemory));
+      assert.deepEqual(engine.stats().fallbacks, want);
+      assert.equal(engine.stats().bytesMapped, skip === 0 ? 100 * PAGE : 0);
+      lease.release();
+      engine.close();
+    });
+  }
+
   test('mmap fails undoing another image mapped into a pooled memory: the memory is retired, the next tenant exact', () => {
     const A = buildModule({
       memories: [{ min: 1, max: 4, export: 'mem' }],

@@ -55,6 +55,12 @@ export interface InterleaveOptions {
   minIterations?: number;
   /** Length of one block of consecutive iterations of a variant, ms. */
   blockMs?: number;
+  /**
+   * The clock, in ms (default performance.now; iterations are then timed
+   * with process.hrtime): a test gives a virtual one, so that the schedule
+   * does not depend on the machine's load.
+   */
+  clock?: () => number;
 }
 
 /**
@@ -82,9 +88,20 @@ export function measureInterleaved<K extends string>(
   options: InterleaveOptions = {},
 ): Record<K, Timing> {
   const { warmup = 1000, warmupMs = 200, maxIterations = 2000, budgetMs = 1000, minIterations = 20, blockMs = 20 } = options;
+  const clock = options.clock;
+  const now = clock ?? (() => performance.now());
   const names = Object.keys(variants) as K[];
   const step = (name: K): (() => number) => {
     const v = variants[name];
+    if (clock !== undefined) {
+      return () => {
+        const arg = typeof v === 'function' ? undefined : v.setup();
+        const t0 = clock();
+        if (typeof v === 'function') v();
+        else v.run(arg);
+        return (clock() - t0) * 1000;
+      };
+    }
     if (typeof v === 'function') {
       return () => {
         const t0 = process.hrtime.bigint();
@@ -104,10 +121,10 @@ export function measureInterleaved<K extends string>(
   const spent = names.map(() => 0);
   const perIteration = names.map(() => 1);
   names.forEach((_, i) => {
-    const warmEnd = performance.now() + warmupMs;
+    const warmEnd = now() + warmupMs;
     let n = 0;
     let total = 0;
-    for (; n < warmup && (n < 3 || performance.now() < warmEnd); n++) total += steps[i]!();
+    for (; n < warmup && (n < 3 || now() < warmEnd); n++) total += steps[i]!();
     perIteration[i] = Math.max(total / n, 0.01);
   });
   const done = (i: number): boolean =>
@@ -141,9 +158,9 @@ export function measureInterleaved<K extends string>(
     for (const i of order) {
       if (sitsOut(i)) continue;
       const block = Math.max(1, Math.round((blockMs * 1000) / Math.max(cost(i), 0.01)));
-      const start = performance.now();
+      const start = now();
       for (let j = 0; j < block && times[i]!.length < maxIterations; j++) times[i]!.push(steps[i]!());
-      spent[i] = spent[i]! + (performance.now() - start) * 1000;
+      spent[i] = spent[i]! + (now() - start) * 1000;
     }
   }
   const out = {} as Record<K, Timing>;
