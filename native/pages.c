@@ -162,34 +162,60 @@ static int vma_prot(const struct wc_procmap_query *q) {
 }
 
 /*
+ * Walks the pages of [start, end) that PAGEMAP_SCAN reports holding a frame
+ * (present or swapped) and none of the `clean` categories, calling
+ * visit(from, to, ctx) for each run of them, in order. The kernel's answer
+ * is believed only as it should be: at most the regions asked for, in order,
+ * disjoint, inside the range, and the walk making progress. Returns 0, or -1
+ * (no scan, it failed, an answer not believed, or visit returned nonzero).
+ */
+static int walk_frames(uint64_t start, uint64_t end, uint64_t clean, int (*visit)(uint64_t from, uint64_t to, void *ctx), void *ctx) {
+  int pm = scan_fd();
+  if (pm < 0) return -1;
+  struct wc_page_region regions[WC_SCAN_REGIONS];
+  struct wc_pm_scan_arg arg;
+  scan_query(&arg, start, end, regions, clean);
+  uint64_t last = start;
+  for (;;) {
+    int n = scan_pages(pm, &arg);
+    if (n < 0 || n > WC_SCAN_REGIONS) return -1;
+    for (int i = 0; i < n; i++) {
+      if (regions[i].start < last || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
+      if (visit(regions[i].start, regions[i].end, ctx) != 0) return -1;
+      last = regions[i].end;
+    }
+    if (n < WC_SCAN_REGIONS || arg.walk_end >= end) return 0;
+    if (arg.walk_end <= arg.start) return -1; /* no progress: never loop */
+    arg.start = arg.walk_end;
+  }
+}
+
+struct classify_ctx {
+  uint64_t range_start;
+  uint8_t *out;
+  int64_t found;
+};
+
+/* Reads each page of a run with a frame: one holding a non-zero byte is marked. */
+static int classify_run(uint64_t from, uint64_t to, void *ctx) {
+  struct classify_ctx *c = ctx;
+  for (uint64_t p = from; p < to; p += page_size) {
+    if (!page_is_zero((const uint8_t *)(uintptr_t)p)) {
+      c->out[(p - c->range_start) / page_size] = 1;
+      c->found++;
+    }
+  }
+  return 0;
+}
+
+/*
  * Classifies [start, end) of one anonymous read-write mapping: pages with a
  * frame (present or swapped, but not the zero page) are read; the others
  * hold zeros. Returns the non-zero pages found, or -1 (no scan, or it failed).
  */
 static int64_t classify_anonymous(uint64_t start, uint64_t end, uint64_t range_start, uint8_t *out) {
-  int pm = scan_fd();
-  if (pm < 0) return -1;
-  struct wc_page_region regions[WC_SCAN_REGIONS];
-  struct wc_pm_scan_arg arg;
-  scan_query(&arg, start, end, regions, WC_PAGE_IS_PFNZERO);
-  int64_t found = 0;
-  for (;;) {
-    int n = scan_pages(pm, &arg);
-    if (n < 0) return -1;
-    for (int i = 0; i < n; i++) {
-      /* The kernel reports only inside [start, end); anything else is not believed. */
-      if (regions[i].start < start || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
-      for (uint64_t p = regions[i].start; p < regions[i].end; p += page_size) {
-        if (!page_is_zero((const uint8_t *)(uintptr_t)p)) {
-          out[(p - range_start) / page_size] = 1;
-          found++;
-        }
-      }
-    }
-    if (n < WC_SCAN_REGIONS || arg.walk_end >= end) return found;
-    if (arg.walk_end <= arg.start) return -1; /* no progress: never loop */
-    arg.start = arg.walk_end;
-  }
+  struct classify_ctx c = {range_start, out, 0};
+  return walk_frames(start, end, WC_PAGE_IS_PFNZERO, classify_run, &c) < 0 ? -1 : c.found;
 }
 
 /* Classifies [addr, addr+length); see nonZeroPages. */
@@ -248,6 +274,12 @@ napi_value non_zero_pages(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Adds a run's pages to the count. */
+static int count_run(uint64_t from, uint64_t to, void *ctx) {
+  *(int64_t *)ctx += (int64_t)((to - from) / page_size);
+  return 0;
+}
+
 /*
  * Pages of [start, end) that hold an anonymous frame of their own (present
  * or swapped: written, or filled with zeros by the program), without reading
@@ -255,26 +287,8 @@ napi_value non_zero_pages(napi_env env, napi_callback_info info) {
  * cannot be used or fails.
  */
 static int64_t count_present(uint64_t start, uint64_t end) {
-  int pm = scan_fd();
-  if (pm < 0) return -1;
-  struct wc_page_region regions[WC_SCAN_REGIONS];
-  struct wc_pm_scan_arg arg;
-  scan_query(&arg, start, end, regions, WC_PAGE_IS_PFNZERO | WC_PAGE_IS_FILE);
   int64_t pages = 0;
-  uint64_t last = start; /* regions come in order and disjoint, or the answer is not believed */
-  for (;;) {
-    int n = scan_pages(pm, &arg);
-    if (n < 0 || n > WC_SCAN_REGIONS) return -1;
-    for (int i = 0; i < n; i++) {
-      /* The kernel reports only inside [start, end); anything else is not believed. */
-      if (regions[i].start < last || regions[i].end > end || regions[i].start >= regions[i].end) return -1;
-      pages += (int64_t)((regions[i].end - regions[i].start) / page_size);
-      last = regions[i].end;
-    }
-    if (n < WC_SCAN_REGIONS || arg.walk_end >= end) return pages;
-    if (arg.walk_end <= arg.start) return -1; /* no progress: never loop */
-    arg.start = arg.walk_end;
-  }
+  return walk_frames(start, end, WC_PAGE_IS_PFNZERO | WC_PAGE_IS_FILE, count_run, &pages) < 0 ? -1 : pages;
 }
 
 /* presentPages(memory, offset, length) -> number (see count_present), -1 when unknown. */
