@@ -216,7 +216,7 @@ export class PreparedModule {
   #choice: FreshChoice | null = null;
   /** One-shot instantiations so far (instantiateUnpooled*): from the second on, each asks for a spare memory for the next. */
   #oneShots = 0;
-  /** The original module, for instantiations run as V8 would (compiled at first need from #input). */
+  /** The original module, for instantiations run as V8 would and a conditional image's fallback that is the original as is (compiled at first need from #input). */
   #original: WebAssembly.Module | null = null;
   #input: Uint8Array<ArrayBuffer> | null = null;
   /** With conditional images: whether to skip their check, and the attempt used then (V8 applies the segments). */
@@ -320,8 +320,10 @@ export class PreparedModule {
     this.#source = memoryModule !== null ? input : null;
     if (memoryModule === null) this.#requests = [];
     if (this.#plans.some((p) => p.condition !== null && p.excluded === null)) {
-      let original = hints.original ?? null;
-      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start!, () => (original ??= new wasm.Module(input)));
+      // The fallback form, where it is the original as is: #nativeModule() (the given one, or compiled at first need).
+      this.#original = hints.original ?? null;
+      if (this.#original === null) this.#input = input;
+      this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start!, () => this.#nativeModule());
       if (core.options.nativeWhenFaster) this.#streak = new CheckStreak();
     }
     if (memoryModule !== null && this.#conditional === null) {
