@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { compareInstantiation, type CompareResult } from '../src/bench/compare.js';
-import { fmtBytes, fmtRatio, fmtUs, summarize, type Timing } from '../src/bench/measure.js';
+import { fmtBytes, fmtRatio, fmtUs, fmtVersus, summarize, type Timing } from '../src/bench/measure.js';
 import { lineChartSvg } from '../src/bench/svg.js';
 import { Engine } from '../src/index.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from '../src/bench/builder.js';
@@ -236,15 +236,12 @@ const share = (r: InstRow): string => {
   if (s.resets > 0) return `${((s.backgroundResets / s.resets) * 100).toFixed(0)}%`;
   return r.importsMemory ? 'n/a (memory imported)' : 'n/a';
 };
-/** native / pooled, said as faster or slower. */
-const versus = (speedup: number | null): string =>
-  speedup === null ? 'n/a' : speedup >= 1 ? `${fmtRatio(speedup)} faster` : `${fmtRatio(1 / speedup)} slower`;
 for (const r of rows) {
   const t = r.result.timings;
   const st = r.result.stats;
   md.push(
     `| ${r.scenario} | ${label(r.dataBytes)} | ${r.exports.length} | ${cell(t.native)} | ${engineCell(t.fresh, st.fresh)} | ${engineCell(t.pooled, st.pooled)} | ${cell(t.floor)} | ` +
-      `${versus(r.result.speedup)} | ${r.result.overFloor ? fmtRatio(r.result.overFloor) : 'n/a'} | ` +
+      `${fmtVersus(r.result.speedup)} | ${r.result.overFloor ? fmtRatio(r.result.overFloor) : 'n/a'} | ` +
       `${share(r)} | ${engineCell(t.inline, st.inline)} | ${r.result.inlineOverFloor ? fmtRatio(r.result.inlineOverFloor) : 'n/a'} | ` +
       `${engineCell(t.raw, st.raw)} | ${r.result.rawOverPooled ? fmtRatio(r.result.rawOverPooled) : 'n/a'} |`,
   );
@@ -381,7 +378,7 @@ for (const threads of [1, 2]) {
 md.push('', 'On 2 cores with 2 busy threads no core is idle: the reset threads (idle priority) rarely run and the resets are done inline.');
 md.push('', '## Emscripten cold start: fresh module instance to first result (median / p99)', '');
 md.push('| work | native | wasm-cow | ratio (median) |', '|---|---|---|---|');
-for (const c of cold) md.push(`| ${c.module} | ${cell(c.native)} | ${cell(c.engine)} | ${versus(c.native.median / c.engine.median)} |`);
+for (const c of cold) md.push(`| ${c.module} | ${cell(c.native)} | ${cell(c.engine)} | ${fmtVersus(c.native.median / c.engine.median)} |`);
 md.push(
   '',
   'Each run starts from a compiled module and a fresh copy of the glue (`emscriptenAdapter` on the wasm-cow side), after a turn of the ' +

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { parseModule } from './binary/reader.js';
 import { buildModule, pseudoRandomBytes, stdFuncs } from './bench/builder.js';
 import { compareInstantiation, stubImportsFactory, touchExportedMemory, type CompareResult } from './bench/compare.js';
-import { fmtBytes, fmtRatio, fmtUs, type Timing } from './bench/measure.js';
+import { fmtBytes, fmtRatio, fmtUs, fmtVersus, type Timing } from './bench/measure.js';
 import { Engine } from './engine.js';
 
 const EXIT = { ok: 0, error: 1, usage: 2, module: 3 } as const;
@@ -288,13 +288,6 @@ function demo(json: boolean): number {
   return EXIT.ok;
 }
 
-const versus = (speedup: number | null): string =>
-  speedup === null || !(speedup > 0) || !Number.isFinite(speedup)
-    ? 'n/a'
-    : speedup >= 1
-      ? `${fmtRatio(speedup)} faster`
-      : `${fmtRatio(1 / speedup)} slower`;
-
 function table(rows: [string, CompareResult][]): string {
   const cell = (t: Timing | undefined) => (t ? `${fmtUs(t.median)} (p99 ${fmtUs(t.p99)})` : 'n/a');
   const backend = rows[0]?.[1].backend ?? 'unknown';
@@ -307,7 +300,7 @@ function table(rows: [string, CompareResult][]): string {
   for (const [name, r] of rows) {
     const t = r.timings;
     out.push(
-      `| ${name} | ${cell(t.native)} | ${cell(t.fresh)} | ${cell(t.pooled)} | ${cell(t.floor)} | ${versus(r.speedup)} |`,
+      `| ${name} | ${cell(t.native)} | ${cell(t.fresh)} | ${cell(t.pooled)} | ${cell(t.floor)} | ${fmtVersus(r.speedup)} |`,
     );
   }
   // Nothing rewritten: every column is V8's own work with the original
@@ -321,7 +314,8 @@ function table(rows: [string, CompareResult][]): string {
     const spread = Math.abs(native.median - floor.median) / Math.min(native.median, floor.median);
     out.push(
       `${rows.length > 1 ? `${name}: ` : ''}nothing of this module is imaged: wasm-cow runs it as V8 would (\`wasm-cow inspect\` says why), ` +
-        `adding its lease (about a microsecond per instantiation). "native" and "floor" are the same work, measured ` +
+        `adding its lease (about 0.5 µs on a small module, several right after a large instantiation). ` +
+        `"native" and "floor" are the same work, measured ` +
         `${fmtUs(native.median)} and ${fmtUs(floor.median)} here: a difference of about ${Math.max(1, Math.round(spread * 100))}% ` +
         'between identical work was this run\'s noise for this module',
     );

@@ -205,3 +205,11 @@ export const fmtBytes = (b: number): string =>
       : `${(b / 1024).toFixed(0)} KiB`;
 
 export const fmtRatio = (r: number): string => (r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`);
+
+/** A speed-up (other's time / this one's) as "N.NNx faster" or, below 1, "N.NNx slower"; 'n/a' when there is none. */
+export const fmtVersus = (speedup: number | null): string =>
+  speedup === null || !(speedup > 0) || !Number.isFinite(speedup)
+    ? 'n/a'
+    : speedup >= 1
+      ? `${fmtRatio(speedup)} faster`
+      : `${fmtRatio(1 / speedup)} slower`;
