@@ -726,3 +726,59 @@ test('without process.getBuiltinModule (Node before 20.16) the library cannot lo
   );
   assert.match(out, /^wasm-cow\/register: loading the library needs Node 20\.19 or later \(this is v\d+/);
 });
+
+/**
+ * A module that imports its memory and has 2 MiB of data at offset 0: its
+ * only image is for the imported memory, which only a synchronous
+ * instantiation can take. Instantiated asynchronously (as pglite is), the
+ * hook never compiles its rewrite, under either policy; the first
+ * synchronous instantiation has it compiled (eager: within that call; lazy:
+ * in the background, from it), and the next one maps the image.
+ */
+for (const mode of ['eager', 'lazy'] as const) {
+  test(`${mode}: a module whose only image is for an imported memory is not compiled again while it is only instantiated asynchronously; the first synchronous instantiation has it compiled`, { skip: !linux && 'native backend only' }, () => {
+    const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+      const leb = (n) => { const out = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n); return out; };
+      const N = 2 * 1024 * 1024;
+      const head = [0,97,115,109,1,0,0,0, 2,10,1, 1,109, 3,109,101,109, 2,0,64];
+      const seg = [1, 0, 65,0,11, ...leb(N)];
+      const bytes = new Uint8Array(head.length + 1 + leb(seg.length + N).length + seg.length + N);
+      bytes.set([...head, 11, ...leb(seg.length + N), ...seg]);
+      bytes.fill(7, bytes.length - N);
+      new WebAssembly.Module(bytes); // a first sight (the lazy policy keeps the bytes from the second)
+      const mod = new WebAssembly.Module(bytes);
+      const read = (mem) => { const b = new Uint8Array(mem.buffer); return [b[0], b[N - 1], b[N]]; };
+      const reads = [];
+      for (let i = 0; i < 4; i++) {
+        const mem = new WebAssembly.Memory({ initial: 64 });
+        await WebAssembly.instantiate(mod, { m: { mem } });
+        reads.push(read(mem));
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      await reg.madeHook.settled();
+      const afterAsync = reg.madeHook.stats();
+      for (let i = 0; i < 3; i++) {
+        const mem = new WebAssembly.Memory({ initial: 64 });
+        new WebAssembly.Instance(mod, { m: { mem } });
+        reads.push(read(mem));
+        await reg.madeHook.settled();
+      }
+      console.log(JSON.stringify({ reads, afterAsync, after: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, WASM_COW_REGISTER: mode },
+      }),
+    ) as { reads: number[][]; afterAsync: RegisterStats; after: RegisterStats; engine: Stats & { bytesMapped: number } };
+    assert.deepEqual(out.reads, new Array(7).fill([7, 7, 0]), 'every instance holds the data, as natively');
+    assert.equal(out.afterAsync.preparations, 0, 'no rewrite compiled while only asynchronous instantiations came');
+    assert.equal(out.afterAsync.preparedInstantiations, 0);
+    assert.ok((out.engine.fallbacks['register-imported-memory-async'] ?? 0) >= (mode === 'eager' ? 4 : 1), JSON.stringify(out.engine.fallbacks));
+    assert.equal(out.after.preparations, 1, 'compiled once a synchronous instantiation came');
+    // eager: all three synchronous ones through the rewrite; lazy: the first by V8, the others through it.
+    assert.equal(out.after.preparedInstantiations, mode === 'eager' ? 3 : 2);
+    assert.ok(out.engine.bytesMapped >= N_MAPPED, `image mapped (${out.engine.bytesMapped} bytes)`);
+  });
+}
+const N_MAPPED = 2 * 1024 * 1024;

@@ -150,7 +150,15 @@ export { Fallback } from './fallback.js';
 interface ContentState {
   /** Instantiations of the content so far. */
   uses: number;
-  status: 'new' | 'preparing' | 'ready' | 'unusable';
+  /**
+   * 'imported': planned, and every image of the plan is for a memory the
+   * module imports, which only a synchronous instantiation can take
+   * (conditional images): the rewrite is compiled at the first synchronous
+   * instantiation (eager: within it; lazy: in the background, from it), so
+   * that a module only ever instantiated asynchronously (pglite) never
+   * compiles one. The plan is not kept (it holds the parsed module).
+   */
+  status: 'new' | 'preparing' | 'imported' | 'ready' | 'unusable';
   /** When unusable: the fallback reason. */
   reason: FallbackReason | null;
   /** Whether the rewrite moves memories the module defines (else all are imported). */
@@ -740,12 +748,17 @@ export class RegisterHook {
     const s = this.#stateOf(entry);
     s.uses++;
     if (s.status === 'new') {
-      if (this.policy === 'eager') this.#prepareSync(entry, s);
-      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
+      if (this.policy === 'eager') this.#prepareSync(entry, s, !promise);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s, !promise);
     }
-    if (promise && s.status === 'ready' && !s.definesMemories) {
+    if (promise && (s.status === 'imported' || (s.status === 'ready' && !s.definesMemories))) {
       this.#fallback(Fallback.importedMemoryAsync);
       return null;
+    }
+    if (s.status === 'imported') {
+      // The first synchronous instantiation: the first that can take images.
+      if (this.policy === 'eager') this.#prepareSync(entry, s, true);
+      else this.#prepareInBackground(entry, s, true);
     }
     return this.#use(entry, s);
   }
@@ -754,10 +767,10 @@ export class RegisterHook {
     const s = this.#stateOf(entry);
     s.uses++;
     if (s.status === 'new') {
-      if (this.policy === 'eager') await this.#prepareAsync(entry, s);
-      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
+      if (this.policy === 'eager') await this.#prepareAsync(entry, s, false);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s, false);
     }
-    if (s.status === 'ready' && !s.definesMemories) {
+    if (s.status === 'imported' || (s.status === 'ready' && !s.definesMemories)) {
       this.#fallback(Fallback.importedMemoryAsync);
       return null;
     }
@@ -771,22 +784,23 @@ export class RegisterHook {
     return null;
   }
 
-  #prepareInBackground(entry: ContentEntry, s: ContentState): void {
+  /** `sync`: whether the instantiation that asks is synchronous (see ContentState 'imported'). */
+  #prepareInBackground(entry: ContentEntry, s: ContentState, sync: boolean): void {
     s.status = 'preparing';
     // On a later turn: never on the instantiation's own path.
     const job = new Promise<void>((resolve) => laterTurn(resolve))
-      .then(() => this.#prepareAsync(entry, s))
+      .then(() => this.#prepareAsync(entry, s, sync))
       .finally(() => this.#pending.delete(job));
     this.#pending.add(job);
   }
 
-  #prepareSync(entry: ContentEntry, s: ContentState): void {
-    this.#prepare(entry, s, (bytes) => new this.#natives.Module(bytes));
+  #prepareSync(entry: ContentEntry, s: ContentState, sync: boolean): void {
+    this.#prepare(entry, s, sync, (bytes) => new this.#natives.Module(bytes));
   }
 
-  async #prepareAsync(entry: ContentEntry, s: ContentState): Promise<void> {
+  async #prepareAsync(entry: ContentEntry, s: ContentState, sync: boolean): Promise<void> {
     let compiled: Promise<WebAssembly.Module> | null = null;
-    this.#prepare(entry, s, (bytes) => {
+    this.#prepare(entry, s, sync, (bytes) => {
       compiled = this.#natives.compile(bytes);
       return null;
     });
@@ -803,9 +817,11 @@ export class RegisterHook {
 
   /**
    * Plans the rewrite of the entry's bytes and compiles it with `compile`
-   * (which may return null and finish later through #finish).
+   * (which may return null and finish later through #finish). When all of
+   * its images are for imported memories and no synchronous instantiation
+   * asked (`sync` false), it stops at the plan: status 'imported'.
    */
-  #prepare(entry: ContentEntry, s: ContentState, compile: (bytes: Uint8Array<ArrayBuffer>) => WebAssembly.Module | null): void {
+  #prepare(entry: ContentEntry, s: ContentState, sync: boolean, compile: (bytes: Uint8Array<ArrayBuffer>) => WebAssembly.Module | null): void {
     s.status = 'preparing';
     this.#depth++;
     try {
@@ -814,6 +830,10 @@ export class RegisterHook {
       if (plan.parsed === null) return this.#unusable(s, Fallback.unparsed);
       if (plan.rewritten === null) return this.#unusable(s, Fallback.noImage);
       s.definesMemories = plan.rewritten.memoryModule !== null;
+      if (!s.definesMemories && !sync) {
+        s.status = 'imported';
+        return;
+      }
       let module: WebAssembly.Module | null;
       try {
         module = compile(plan.rewritten.bytes);
