@@ -156,7 +156,9 @@ export async function prepareInBackground(
   const core = coreOf(engine);
   core.checkOpen('prepare()');
   const plan = planModule(core, bytes);
-  if (plan.rewritten === null) return null;
+  // Images only for memories the module imports: the drop-in instantiates
+  // asynchronously, which never takes those (see conditional.ts): no compile.
+  if (plan.rewritten === null || plan.rewritten.memoryModule === null) return null;
   let module: WebAssembly.Module;
   try {
     module = await wasm.compile(plan.rewritten.bytes);

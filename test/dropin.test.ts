@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
-import { CODE_SHARE, DROP_IN_LIMITS, DropInCache, codeShare, sampledHash } from '../src/dropin.js';
+import { CODE_SHARE, DROP_IN_LIMITS, DropInCache, codeShare, prepareInBackground, sampledHash } from '../src/dropin.js';
 import { dropInSettled, getDefaultEngine, instantiate, type PreparedModule } from '../src/index.js';
 import { digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -373,5 +373,49 @@ test('DropInCache: the copy and the preparation wait for a turn with no drop-in 
     await cache.settled();
     assert.equal(during, 0, `${code ? 'code' : 'data'}: prepared while calls were running`);
     assert.deepEqual(seenInFlight.slice(-1), [0], `${code ? 'code' : 'data'}: prepared once the calls were done`);
+  }
+});
+
+/** 2 MiB: enough for an image into an imported memory (the policy's cost of a mapping there). */
+const IMPORTED_DATA = new Uint8Array(2 * 1024 * 1024).map((_, i) => (i * 13 + 5) & 0xff || 1);
+/** `(import "m" "mem" (memory 64)) (data (i32.const 0) IMPORTED_DATA)`: its only image is for the memory it imports. */
+function importedMemoryModule(): Uint8Array<ArrayBuffer> {
+  const DATA = IMPORTED_DATA;
+  const leb = (n: number): number[] => {
+    const out: number[] = [];
+    do {
+      let b = n & 0x7f;
+      n >>>= 7;
+      if (n) b |= 0x80;
+      out.push(b);
+    } while (n);
+    return out;
+  };
+  const seg = [1, 0, 0x41, 0, 0x0b, ...leb(DATA.length)];
+  const head = [0, 97, 115, 109, 1, 0, 0, 0, 2, 10, 1, 1, 109, 3, 109, 101, 109, 2, 0, 64, 11, ...leb(seg.length + DATA.length), ...seg];
+  const bytes = new Uint8Array(head.length + DATA.length);
+  bytes.set(head);
+  bytes.set(DATA, head.length);
+  return bytes;
+}
+
+test('prepareInBackground: no rewrite is compiled for a module whose only images are for imported memories (the drop-in instantiates asynchronously, which never takes them)', async () => {
+  const engine = getDefaultEngine();
+  const bytes = importedMemoryModule();
+  const original = new WebAssembly.Module(bytes);
+  assert.ok(engine.prepare(bytes).rewritten, 'the engine does rewrite it (its data becomes an image for the imported memory)');
+  assert.ok((await prepareInBackground(engine, bytes, original)) === null, 'not prepared: its rewrite would be compiled for nothing');
+  // A module that defines its memory is still prepared.
+  const prepared = await prepareInBackground(engine, BIG, new WebAssembly.Module(BIG));
+  assert.ok(prepared !== null && prepared.rewritten);
+  prepared.dispose();
+  // Through the drop-in: equal to native, every call.
+  const mem = () => new WebAssembly.Memory({ initial: 64 });
+  for (let i = 0; i < 3; i++) {
+    const m = mem();
+    await instantiate(bytes, { m: { mem: m } });
+    await settle();
+    assert.ok(Buffer.from(m.buffer, 0, IMPORTED_DATA.length).equals(IMPORTED_DATA), `call ${i}: the data, as natively`);
+    assert.ok(new Uint8Array(m.buffer, IMPORTED_DATA.length).every((b) => b === 0));
   }
 });
