@@ -239,9 +239,11 @@ const share = (r: InstRow): string => {
 for (const r of rows) {
   const t = r.result.timings;
   const st = r.result.stats;
+  // Nothing of the module imaged: every engine cell is V8's own instantiation of the original, plus the lease.
+  const own = r.result.rewritten ? '' : ' (nothing imaged: V8\'s own + the lease)';
   md.push(
     `| ${r.scenario} | ${label(r.dataBytes)} | ${r.exports.length} | ${cell(t.native)} | ${engineCell(t.fresh, st.fresh)} | ${engineCell(t.pooled, st.pooled)} | ${cell(t.floor)} | ` +
-      `${fmtVersus(r.result.speedup)} | ${r.result.overFloor ? fmtRatio(r.result.overFloor) : 'n/a'} | ` +
+      `${fmtVersus(r.result.speedup)}${own} | ${r.result.overFloor ? fmtRatio(r.result.overFloor) : 'n/a'} | ` +
       `${share(r)} | ${engineCell(t.inline, st.inline)} | ${r.result.inlineOverFloor ? fmtRatio(r.result.inlineOverFloor) : 'n/a'} | ` +
       `${engineCell(t.raw, st.raw)} | ${r.result.rawOverPooled ? fmtRatio(r.result.rawOverPooled) : 'n/a'} |`,
   );
@@ -260,6 +262,20 @@ md.push(
       : '') +
     "A real module's floor is its own, with stub imports (functions returning 0, globals, tables and memories of the declared types).",
 );
+const unimaged = rows.filter((r) => !r.result.rewritten);
+if (unimaged.length) {
+  md.push(
+    '',
+    `"nothing imaged" (${unimaged.map((r) => r.scenario).join(', ')}): the policy gives the module no image (\`wasm-cow inspect\` ` +
+      'says why, and that it is slower through the engine): each engine instantiation is V8\'s own on the original module plus ' +
+      'the lease, a few µs. Its "floor" is then the same work as "native"; ' +
+      unimaged
+        .map((r) => (r.result.timings.native && r.result.timings.floor ? `${r.scenario}: native ${cell(r.result.timings.native).split(' / ')[0]}, floor ${cell(r.result.timings.floor).split(' / ')[0]}` : ''))
+        .filter(Boolean)
+        .join('; ') +
+      ' in this run: the difference between identical work is this run\'s noise for that module.',
+  );
+}
 const policyNotes: string[] = [];
 const VARIANT_NAME = { fresh: 'engine, fresh memory', pooled: 'engine, pooled', inline: 'pooled, inline reset', raw: 'raw access' } as const;
 for (const r of rows) {
