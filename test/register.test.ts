@@ -782,3 +782,58 @@ for (const mode of ['eager', 'lazy'] as const) {
   });
 }
 const N_MAPPED = 2 * 1024 * 1024;
+
+/**
+ * Lazy: the background preparation of an imported-memory-only module is
+ * scheduled by an asynchronous instantiation, and a synchronous one comes
+ * before it runs (while the content is 'preparing'). That synchronous
+ * instantiation asked for the images: the preparation must compile the
+ * rewrite, not stop at the plan ('imported'), so that the next synchronous
+ * instantiation maps the image (as it did before the 'imported' stop).
+ */
+test('lazy: a synchronous instantiation that comes while the background preparation of an imported-memory module is pending has the rewrite compiled', { skip: !linux && 'native backend only' }, () => {
+  const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+    const leb = (n) => { const out = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n); return out; };
+    const N = 2 * 1024 * 1024;
+    const head = [0,97,115,109,1,0,0,0, 2,10,1, 1,109, 3,109,101,109, 2,0,64];
+    const seg = [1, 0, 65,0,11, ...leb(N)];
+    const bytes = new Uint8Array(head.length + 1 + leb(seg.length + N).length + seg.length + N);
+    bytes.set([...head, 11, ...leb(seg.length + N), ...seg]);
+    bytes.fill(7, bytes.length - N);
+    new WebAssembly.Module(bytes); // a first sight (the lazy policy keeps the bytes from the second)
+    const mod = new WebAssembly.Module(bytes);
+    const read = (mem) => { const b = new Uint8Array(mem.buffer); return [b[0], b[N - 1], b[N]]; };
+    const reads = [];
+    let asked = false;
+    for (let i = 0; i < 500 && !asked; i++) {
+      const mem = new WebAssembly.Memory({ initial: 64 });
+      const p = WebAssembly.instantiate(mod, { m: { mem } });
+      if (reg.madeHook.stats().pending > 0) {
+        // This asynchronous instantiation has just scheduled the preparation: a synchronous one comes before it runs.
+        const mem2 = new WebAssembly.Memory({ initial: 64 });
+        new WebAssembly.Instance(mod, { m: { mem: mem2 } });
+        reads.push(read(mem2));
+        asked = true;
+      }
+      await p;
+      reads.push(read(mem));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await reg.madeHook.settled();
+    const before = reg.madeHook.stats();
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    new WebAssembly.Instance(mod, { m: { mem } });
+    reads.push(read(mem));
+    console.log(JSON.stringify({ asked, reads, before, after: reg.madeHook.stats() }));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, WASM_COW_REGISTER: 'lazy' },
+    }),
+  ) as { asked: boolean; reads: number[][]; before: RegisterStats; after: RegisterStats };
+  assert.ok(out.asked, 'the lazy policy scheduled a preparation from an asynchronous instantiation');
+  assert.deepEqual(out.reads, new Array(out.reads.length).fill([7, 7, 0]), 'every instance holds the data, as natively');
+  assert.equal(out.before.preparations, 1, 'the synchronous instantiation made while it was pending had the rewrite compiled');
+  assert.equal(out.after.preparedInstantiations, out.before.preparedInstantiations + 1, 'the next synchronous instantiation maps the image');
+});

@@ -59,6 +59,10 @@
  *  - 'eager': the first instantiation prepares the content (synchronously
  *    for `new WebAssembly.Instance`, with V8's asynchronous compile for the
  *    promise APIs) and goes through it. This compiles every module twice.
+ *  Under either policy, a module whose only images are for memories it
+ *  imports (which only `new WebAssembly.Instance` can take) has its rewrite
+ *  compiled only once a synchronous instantiation of it came: until then
+ *  its preparation stops at the plan (ContentState 'imported').
  *
  * The hook's own calls into the engine set `depth`, so that anything the
  * engine compiles or instantiates meanwhile (its rewrites) passes straight
@@ -151,14 +155,39 @@ interface ContentState {
   /** Instantiations of the content so far. */
   uses: number;
   /**
-   * 'imported': planned, and every image of the plan is for a memory the
-   * module imports, which only a synchronous instantiation can take
-   * (conditional images): the rewrite is compiled at the first synchronous
-   * instantiation (eager: within it; lazy: in the background, from it), so
-   * that a module only ever instantiated asynchronously (pglite) never
-   * compiles one. The plan is not kept (it holds the parsed module).
+   * What the hook did with the content so far:
+   *  - 'new': nothing (lazy: its native instantiations are timed into
+   *    `spent`). -> 'preparing': eager, at its first instantiation; lazy, at
+   *    the first one once `spent` >= `price`.
+   *  - 'preparing': being planned and compiled (eager, synchronous: within
+   *    the instantiation that asked; otherwise in the background, on a later
+   *    turn, with V8's asynchronous compile: instantiations meanwhile are
+   *    V8's). -> 'ready' (entry.prepared set), 'unusable' (with `reason`),
+   *    or 'imported'.
+   *  - 'imported': planned, and every image of the plan is for a memory the
+   *    module imports, which only a synchronous instantiation can take
+   *    (conditional images), and none came yet (`syncAsked`): stopped before
+   *    the compile, so that a module only ever instantiated asynchronously
+   *    (pglite) never compiles a rewrite. The plan is not kept (it holds the
+   *    parsed module). Asynchronous instantiations fall back
+   *    ('register-imported-memory-async'). -> 'preparing' at the first
+   *    synchronous instantiation, which plans again (eager: within it;
+   *    lazy: in the background, from it, that one being V8's).
+   *  - 'ready': instantiations go through entry.prepared (asynchronous ones
+   *    of a content that defines no memory fall back, as for 'imported').
+   *  - 'unusable': every instantiation falls back with `reason`.
+   * 'ready' and 'unusable' are final. An entry evicted from the
+   * ContentCache keeps its state for the modules linked to it; the same
+   * bytes compiled again get a new entry, in 'new'.
    */
   status: 'new' | 'preparing' | 'imported' | 'ready' | 'unusable';
+  /**
+   * Whether a synchronous instantiation of the content came (`new
+   * WebAssembly.Instance`): the only kind that can take an image into an
+   * imported memory. A preparation stops at 'imported' only while none did
+   * (one that came while a preparation was pending counts too).
+   */
+  syncAsked: boolean;
   /** When unusable: the fallback reason. */
   reason: FallbackReason | null;
   /** Whether the rewrite moves memories the module defines (else all are imported). */
@@ -728,7 +757,7 @@ export class RegisterHook {
 
   #stateOf(entry: ContentEntry): ContentState {
     let s = this.#states.get(entry);
-    if (!s) this.#states.set(entry, (s = { uses: 0, status: entry.prepared ? 'ready' : 'new', reason: null, definesMemories: true, price: Infinity, spent: 0 }));
+    if (!s) this.#states.set(entry, (s = { uses: 0, status: entry.prepared ? 'ready' : 'new', syncAsked: false, reason: null, definesMemories: true, price: Infinity, spent: 0 }));
     return s;
   }
 
@@ -747,9 +776,10 @@ export class RegisterHook {
   #preparedNow(entry: ContentEntry, promise = false): PreparedModule | null {
     const s = this.#stateOf(entry);
     s.uses++;
+    if (!promise) s.syncAsked = true;
     if (s.status === 'new') {
-      if (this.policy === 'eager') this.#prepareSync(entry, s, !promise);
-      else if (s.spent >= s.price) this.#prepareInBackground(entry, s, !promise);
+      if (this.policy === 'eager') this.#prepareSync(entry, s);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     if (promise && (s.status === 'imported' || (s.status === 'ready' && !s.definesMemories))) {
       this.#fallback(Fallback.importedMemoryAsync);
@@ -757,8 +787,8 @@ export class RegisterHook {
     }
     if (s.status === 'imported') {
       // The first synchronous instantiation: the first that can take images.
-      if (this.policy === 'eager') this.#prepareSync(entry, s, true);
-      else this.#prepareInBackground(entry, s, true);
+      if (this.policy === 'eager') this.#prepareSync(entry, s);
+      else this.#prepareInBackground(entry, s);
     }
     return this.#use(entry, s);
   }
@@ -767,8 +797,8 @@ export class RegisterHook {
     const s = this.#stateOf(entry);
     s.uses++;
     if (s.status === 'new') {
-      if (this.policy === 'eager') await this.#prepareAsync(entry, s, false);
-      else if (s.spent >= s.price) this.#prepareInBackground(entry, s, false);
+      if (this.policy === 'eager') await this.#prepareAsync(entry, s);
+      else if (s.spent >= s.price) this.#prepareInBackground(entry, s);
     }
     if (s.status === 'imported' || (s.status === 'ready' && !s.definesMemories)) {
       this.#fallback(Fallback.importedMemoryAsync);
@@ -784,23 +814,22 @@ export class RegisterHook {
     return null;
   }
 
-  /** `sync`: whether the instantiation that asks is synchronous (see ContentState 'imported'). */
-  #prepareInBackground(entry: ContentEntry, s: ContentState, sync: boolean): void {
+  #prepareInBackground(entry: ContentEntry, s: ContentState): void {
     s.status = 'preparing';
     // On a later turn: never on the instantiation's own path.
     const job = new Promise<void>((resolve) => laterTurn(resolve))
-      .then(() => this.#prepareAsync(entry, s, sync))
+      .then(() => this.#prepareAsync(entry, s))
       .finally(() => this.#pending.delete(job));
     this.#pending.add(job);
   }
 
-  #prepareSync(entry: ContentEntry, s: ContentState, sync: boolean): void {
-    this.#prepare(entry, s, sync, (bytes) => new this.#natives.Module(bytes));
+  #prepareSync(entry: ContentEntry, s: ContentState): void {
+    this.#prepare(entry, s, (bytes) => new this.#natives.Module(bytes));
   }
 
-  async #prepareAsync(entry: ContentEntry, s: ContentState, sync: boolean): Promise<void> {
+  async #prepareAsync(entry: ContentEntry, s: ContentState): Promise<void> {
     let compiled: Promise<WebAssembly.Module> | null = null;
-    this.#prepare(entry, s, sync, (bytes) => {
+    this.#prepare(entry, s, (bytes) => {
       compiled = this.#natives.compile(bytes);
       return null;
     });
@@ -819,9 +848,11 @@ export class RegisterHook {
    * Plans the rewrite of the entry's bytes and compiles it with `compile`
    * (which may return null and finish later through #finish). When all of
    * its images are for imported memories and no synchronous instantiation
-   * asked (`sync` false), it stops at the plan: status 'imported'.
+   * came yet (`s.syncAsked`, read now: also one that came while this
+   * preparation waited for its turn), it stops at the plan: status
+   * 'imported'.
    */
-  #prepare(entry: ContentEntry, s: ContentState, sync: boolean, compile: (bytes: Uint8Array<ArrayBuffer>) => WebAssembly.Module | null): void {
+  #prepare(entry: ContentEntry, s: ContentState, compile: (bytes: Uint8Array<ArrayBuffer>) => WebAssembly.Module | null): void {
     s.status = 'preparing';
     this.#depth++;
     try {
@@ -830,7 +861,7 @@ export class RegisterHook {
       if (plan.parsed === null) return this.#unusable(s, Fallback.unparsed);
       if (plan.rewritten === null) return this.#unusable(s, Fallback.noImage);
       s.definesMemories = plan.rewritten.memoryModule !== null;
-      if (!s.definesMemories && !sync) {
+      if (!s.definesMemories && !s.syncAsked) {
         s.status = 'imported';
         return;
       }
