@@ -42,3 +42,31 @@ export function codeShare(b: Uint8Array): number {
   }
   return code / n;
 }
+
+/**
+ * Whether the module defines a memory (a memory section with at least one
+ * entry), from the same walk of the section headers; true for bytes that
+ * are not a well-formed sequence of sections (the reader then says what it
+ * can). A module that defines none can have images only for memories it
+ * imports.
+ */
+export function definesMemory(b: Uint8Array): boolean {
+  const n = b.length;
+  if (n < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) return true;
+  let at = 8;
+  while (at < n) {
+    const id = b[at++]!;
+    let size = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (at >= n || shift > 28) return true;
+      const x = b[at++]!;
+      size += (x & 0x7f) * 2 ** shift;
+      if ((x & 0x80) === 0) break;
+    }
+    if (size > n - at) return true;
+    // The section's first byte starts its entry count (a LEB128: zero is the single byte 0).
+    if (id === 5) return size === 0 || b[at] !== 0;
+    at += size;
+  }
+  return false;
+}

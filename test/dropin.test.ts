@@ -6,6 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { CODE_SHARE, DROP_IN_LIMITS, DropInCache, codeShare, prepareInBackground, sampledHash } from '../src/dropin.js';
+import { definesMemory } from '../src/code-share.js';
 import { dropInSettled, getDefaultEngine, instantiate, type PreparedModule } from '../src/index.js';
 import { digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -418,4 +419,14 @@ test('prepareInBackground: no rewrite is compiled for a module whose only images
     assert.ok(Buffer.from(m.buffer, 0, IMPORTED_DATA.length).equals(IMPORTED_DATA), `call ${i}: the data, as natively`);
     assert.ok(new Uint8Array(m.buffer, IMPORTED_DATA.length).every((b) => b === 0));
   }
+});
+
+test('definesMemory: from the section headers; true where they cannot be walked', () => {
+  const header = [0, 97, 115, 109, 1, 0, 0, 0];
+  assert.equal(definesMemory(SMALL), true, 'a memory section with one memory');
+  assert.equal(definesMemory(importedMemoryModule()), false, 'its memory imported, none defined');
+  assert.equal(definesMemory(new Uint8Array([...header, 5, 1, 0])), false, 'a memory section of zero memories');
+  assert.equal(definesMemory(new Uint8Array(header)), false, 'no sections');
+  assert.equal(definesMemory(new Uint8Array([...header, 5, 9, 1])), true, 'a section longer than the bytes: left to the reader');
+  assert.equal(definesMemory(new Uint8Array([1, 2, 3])), true, 'not a module: left to the reader');
 });

@@ -757,23 +757,25 @@ for (const mode of ['eager', 'lazy'] as const) {
       }
       await reg.madeHook.settled();
       const afterAsync = reg.madeHook.stats();
+      const addonAfterAsync = globalThis[Symbol.for('wasm-cow.binding')] !== undefined;
       for (let i = 0; i < 3; i++) {
         const mem = new WebAssembly.Memory({ initial: 64 });
         new WebAssembly.Instance(mod, { m: { mem } });
         reads.push(read(mem));
         await reg.madeHook.settled();
       }
-      console.log(JSON.stringify({ reads, afterAsync, after: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
+      console.log(JSON.stringify({ reads, afterAsync, addonAfterAsync, after: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
     const out = JSON.parse(
       execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
         cwd: root,
         encoding: 'utf8',
         env: { ...process.env, WASM_COW_REGISTER: mode },
       }),
-    ) as { reads: number[][]; afterAsync: RegisterStats; after: RegisterStats; engine: Stats & { bytesMapped: number } };
+    ) as { reads: number[][]; afterAsync: RegisterStats; addonAfterAsync: boolean; after: RegisterStats; engine: Stats & { bytesMapped: number } };
     assert.deepEqual(out.reads, new Array(7).fill([7, 7, 0]), 'every instance holds the data, as natively');
     assert.equal(out.afterAsync.preparations, 0, 'no rewrite compiled while only asynchronous instantiations came');
     assert.equal(out.afterAsync.preparedInstantiations, 0);
+    assert.equal(out.addonAfterAsync, false, 'not even planned: the module defines no memory (the library and its addon not loaded)');
     assert.ok((out.engine.fallbacks['register-imported-memory-async'] ?? 0) >= (mode === 'eager' ? 4 : 1), JSON.stringify(out.engine.fallbacks));
     assert.equal(out.after.preparations, 1, 'compiled once a synchronous instantiation came');
     // eager: all three synchronous ones through the rewrite; lazy: the first by V8, the others through it.
