@@ -156,9 +156,11 @@ export async function prepareInBackground(
   const core = coreOf(engine);
   core.checkOpen('prepare()');
   const plan = planModule(core, bytes);
-  // Images only for memories the module imports: the drop-in instantiates
-  // asynchronously, which never takes those (see conditional.ts): no compile.
-  if (plan.rewritten === null || plan.rewritten.memoryModule === null) return null;
+  // Only where new memories with the image beat V8's copy (newMemory.mode
+  // 'image', which the cache asks for): not for images only for memories
+  // the module imports (the drop-in instantiates asynchronously, which never
+  // takes those: see conditional.ts), nor for too little data. No compile.
+  if (plan.rewritten === null || plan.fresh === null || (!plan.fresh.wins && core.options.nativeWhenFaster)) return null;
   let module: WebAssembly.Module;
   try {
     module = await wasm.compile(plan.rewritten.bytes);

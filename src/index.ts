@@ -35,9 +35,14 @@ export {
 
 let defaultEngine: Engine | null = null;
 
-/** The engine behind `instantiate()`: backend 'auto', no instance limit. */
+/**
+ * The engine behind `instantiate()` and the register hook: backend 'auto',
+ * no instance limit; `nativeWhenFaster: false` when the environment has
+ * WASM_COW_NATIVE_WHEN_FASTER=0 when it is made (to exercise the imaging
+ * paths through the hook, whatever they cost).
+ */
 export function getDefaultEngine(): Engine {
-  defaultEngine ??= new Engine({ maxInstances: Infinity });
+  defaultEngine ??= new Engine({ maxInstances: Infinity, nativeWhenFaster: process.env['WASM_COW_NATIVE_WHEN_FASTER'] !== '0' });
   return defaultEngine;
 }
 

@@ -70,6 +70,38 @@ export interface ModulePlan {
   readonly hidden: ReadonlySet<string> | null;
   /** Instance reuse (src/reuse/plan.ts): null when it was not asked for. */
   readonly reuse?: ReuseDecision | null;
+  /**
+   * The cost model's estimate for an instantiation in a new memory (see
+   * PreparedModule.newMemory), for a rewrite that moves the memories the
+   * module defines and resolves no image per instantiation; else null.
+   */
+  readonly fresh: FreshPlan | null;
+}
+
+/** @internal A new memory's estimate (src/policy.ts) and the work it counts. */
+export type FreshPlan = FreshEstimate & { readonly dataPages: number; readonly segments: number; readonly memoryPages: number };
+
+/** The estimate of ModulePlan.fresh, from the memory plans (null where there is none: see there). */
+function freshPlan(core: EngineCore, plans: readonly MemoryPlan[], rewritten: RewriteResult | null): FreshPlan | null {
+  if (rewritten === null || rewritten.memoryModule === null || plans.some((p) => p.condition !== null && p.excluded === null)) return null;
+  // What V8 would copy into the memories we supply (imaged segments; an
+  // excluded memory's segments are copied by V8 either way).
+  const imaged: MemoryPlan[] = [];
+  let segments = 0;
+  let memoryPages = 0;
+  for (const p of plans) {
+    if (p.imported) continue;
+    memoryPages += p.type.min; // every memory the engine makes, imaged or not
+    if (p.excluded) continue;
+    segments += p.segmentIndices.length;
+    imaged.push(p);
+  }
+  // From the segments' columns (a Go module has 100,000 segments), else from their objects.
+  const pages =
+    coveredPages(imaged, core.backend.pageSize) ??
+    pagesCovered(imaged.flatMap((p) => p.segments.map((seg) => ({ offset: seg.offset, length: seg.dataEnd - seg.dataStart }))), core.backend.pageSize);
+  const work = { pages, segments, memoryPages };
+  return { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments, memoryPages };
 }
 
 /** Whether instances of a prepared module are reused (engine.prepare(bytes, { reuse: true })). */
@@ -115,7 +147,7 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
     parseError = e;
   }
   if (parsed === null) {
-    return { parsed, parseError, plans: [], start: null, rewritten: null, hidden: null, reuse: reuse ? { enabled: false, reason: 'unparsed', detail: parseError!.message } : null };
+    return { parsed, parseError, plans: [], start: null, rewritten: null, hidden: null, reuse: reuse ? { enabled: false, reason: 'unparsed', detail: parseError!.message } : null, fresh: null };
   }
   const start = analyzeStart(input, parsed);
   const plans = analyzeMemories(parsed, {
@@ -135,7 +167,8 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
     if (decision.enabled) {
       const { extraExports, dropStart, append } = decision.plan;
       const options = { importMemories, convert, extraExports, dropStart, ...(append !== null ? { append } : {}) };
-      return { parsed, parseError, plans, start, rewritten: rewriteModule(input, parsed, options), hidden: hiddenOf(extraExports), reuse: decision };
+      const rewritten = rewriteModule(input, parsed, options);
+      return { parsed, parseError, plans, start, rewritten, hidden: hiddenOf(extraExports), reuse: decision, fresh: freshPlan(core, plans, rewritten) };
     }
   }
   // A module that already exports a name with the engine's private prefix gets no private exports (they could clash, or be
@@ -145,7 +178,7 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
   const extraExports = info === null ? [] : internalExports(parsed, info, false);
   const rewritten =
     importMemories || convert.size > 0 || extraExports.length > 0 ? rewriteModule(input, parsed, { importMemories, convert, extraExports }) : null;
-  return { parsed, parseError, plans, start, rewritten, hidden: hiddenOf(extraExports), reuse: decision };
+  return { parsed, parseError, plans, start, rewritten, hidden: hiddenOf(extraExports), reuse: decision, fresh: freshPlan(core, plans, rewritten) };
 }
 
 /**
@@ -211,7 +244,7 @@ export class PreparedModule {
   #fromRewrite = false;
 
   /** The cost model's estimate for a new memory; null when the engine supplies no memory. */
-  #fresh: (FreshEstimate & { dataPages: number; segments: number; memoryPages: number }) | null = null;
+  #fresh: FreshPlan | null = null;
   /** For a module whose new-memory path loses to V8: when to make a memory (null: always). */
   #choice: FreshChoice | null = null;
   /** One-shot instantiations so far (instantiateUnpooled*): from the second on, each asks for a spare memory for the next. */
@@ -326,25 +359,8 @@ export class PreparedModule {
       this.#conditional = new ConditionalImages(core, input, parsed, this.#plans, start!, () => this.#nativeModule());
       if (core.options.nativeWhenFaster) this.#streak = new CheckStreak();
     }
-    if (memoryModule !== null && this.#conditional === null) {
-      // What V8 would copy into the memories we supply (imaged segments;
-      // an excluded memory's segments are copied by V8 either way).
-      const imaged: MemoryPlan[] = [];
-      let segments = 0;
-      let memoryPages = 0;
-      for (const p of this.#plans) {
-        if (p.imported) continue;
-        memoryPages += p.type.min; // every memory the engine makes, imaged or not
-        if (p.excluded) continue;
-        segments += p.segmentIndices.length;
-        imaged.push(p);
-      }
-      // From the segments' columns (a Go module has 100,000 segments), else from their objects.
-      const pages =
-        coveredPages(imaged, core.backend.pageSize) ??
-        pagesCovered(imaged.flatMap((p) => p.segments.map((seg) => ({ offset: seg.offset, length: seg.dataEnd - seg.dataStart }))), core.backend.pageSize);
-      const work = { pages, segments, memoryPages };
-      this.#fresh = { ...estimateFresh(work, core.backend.kind === 'native'), dataPages: work.pages, segments, memoryPages };
+    if (memoryModule !== null && this.#conditional === null && plan.fresh !== null) {
+      this.#fresh = plan.fresh;
       if (!this.#fresh.wins && core.options.nativeWhenFaster) {
         this.#choice = new FreshChoice();
         this.#original = hints.original ?? null;

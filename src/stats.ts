@@ -61,6 +61,7 @@ export type FallbackReason =
   | 'register-unknown-module'
   | 'register-unparsed'
   | 'register-no-image'
+  | 'register-small-data'
   | 'register-rewrite-rejected'
   | 'register-engine-error'
   | 'register-stream-unread'

@@ -400,13 +400,16 @@ function importedMemoryModule(): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
-test('prepareInBackground: no rewrite is compiled for a module whose only images are for imported memories (the drop-in instantiates asynchronously, which never takes them)', async () => {
+test('prepareInBackground: no rewrite is compiled for a module whose only images are for imported memories (the drop-in instantiates asynchronously, which never takes them), nor for one with too little data', async () => {
   const engine = getDefaultEngine();
   const bytes = importedMemoryModule();
   const original = new WebAssembly.Module(bytes);
   assert.ok(engine.prepare(bytes).rewritten, 'the engine does rewrite it (its data becomes an image for the imported memory)');
   assert.ok((await prepareInBackground(engine, bytes, original)) === null, 'not prepared: its rewrite would be compiled for nothing');
-  // A module that defines its memory is still prepared.
+  // Nor one with too little data for a new memory's image to beat V8's copy.
+  assert.equal(engine.prepare(SMALL).newMemory?.mode, 'adaptive');
+  assert.ok((await prepareInBackground(engine, SMALL, new WebAssembly.Module(SMALL))) === null, 'not prepared: too little data');
+  // A module that defines its memory, with enough data, is still prepared.
   const prepared = await prepareInBackground(engine, BIG, new WebAssembly.Module(BIG));
   assert.ok(prepared !== null && prepared.rewritten);
   prepared.dispose();

@@ -24,6 +24,9 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
+// The hook's mechanism on a small module (it would otherwise be left to V8,
+// 'register-small-data'): inherited by every child process.
+process.env['WASM_COW_NATIVE_WHEN_FASTER'] = '0';
 const linux = process.platform === 'linux';
 const EXPORTS = ['ContentCache', 'Fallback', 'contentCache', 'disabledReason', 'enabled', 'getEngine', 'policy', 'settled', 'stats'];
 

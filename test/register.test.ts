@@ -24,6 +24,11 @@ import { fileURLToPath } from 'node:url';
 import { ContentCache, fingerprint } from '../src/register/cache.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
+// What these tests check is the hook's mechanism: every module that can get
+// an image gets one (the default engine with nativeWhenFaster: false; the
+// spec's small modules would otherwise run as V8: 'register-small-data').
+// Inherited by every child process; a test of the default policy removes it.
+process.env['WASM_COW_NATIVE_WHEN_FASTER'] = '0';
 const child = fileURLToPath(new URL('./register-child.js', import.meta.url));
 const linux = process.platform === 'linux';
 
@@ -839,3 +844,42 @@ test('lazy: a synchronous instantiation that comes while the background preparat
   assert.equal(out.before.preparations, 1, 'the synchronous instantiation made while it was pending had the rewrite compiled');
   assert.equal(out.after.preparedInstantiations, out.before.preparedInstantiations + 1, 'the next synchronous instantiation maps the image');
 });
+
+/**
+ * A module with too little data for an image in a new memory to beat V8's
+ * copy (one page of data, a 2-page memory): under the default policy the
+ * hook's one-shot instantiations would each run as V8 does, so it compiles
+ * no rewrite and leaves them to V8 ('register-small-data'), with native
+ * results.
+ */
+for (const mode of ['eager', 'lazy'] as const) {
+  test(`${mode}: a module with too little data for a new memory's image to win is left to V8 ('register-small-data'), no rewrite compiled`, { skip: !linux && 'native backend only' }, () => {
+    const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+      // (memory (export "mem") 2) (data (i32.const 8) "\\2a\\2b")
+      const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,65,8,11,2,42,43]);
+      const reads = [];
+      for (let i = 0; i < 40; i++) {
+        const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer);
+        reads.push(b[8] * 256 + b[9]);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      await reg.madeHook.settled();
+      const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer);
+      reads.push(b[8] * 256 + b[9]);
+      console.log(JSON.stringify({ reads, hook: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
+    const env: NodeJS.ProcessEnv = { ...process.env, WASM_COW_REGISTER: mode };
+    delete env['WASM_COW_NATIVE_WHEN_FASTER'];
+    const out = JSON.parse(execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env })) as {
+      reads: number[];
+      hook: RegisterStats;
+      engine: Stats;
+    };
+    assert.deepEqual(out.reads, new Array(41).fill(42 * 256 + 43));
+    assert.equal(out.hook.preparations, 0, 'no rewrite compiled');
+    assert.equal(out.hook.preparedInstantiations, 0);
+    // Eager decides at the first instantiation; lazy once its native ones have cost what a compile does.
+    const small = out.engine.fallbacks['register-small-data'] ?? 0;
+    assert.ok(mode === 'eager' ? small === 41 : small >= 1, JSON.stringify(out.engine.fallbacks));
+    assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-small-data']);
+  });
+}

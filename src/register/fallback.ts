@@ -9,6 +9,12 @@ export const Fallback = {
   unparsed: 'register-unparsed',
   /** The module has nothing to map (no memory it defines or data it can image): nothing to gain. */
   noImage: 'register-no-image',
+  /**
+   * The module's data is too small for an image in a new memory to beat
+   * V8's copy (PreparedModule.newMemory 'adaptive'), and the hook's
+   * instances are never pooled: nothing to gain.
+   */
+  smallData: 'register-small-data',
   /** V8 rejected the rewrite of a module it compiled. */
   rewriteRejected: 'register-rewrite-rejected',
   /** The engine failed before V8 was called (e.g. a memory could not be made): V8 did it instead. */

@@ -870,6 +870,11 @@ export class RegisterHook {
       if (plan.parsed === null) return this.#unusable(s, Fallback.unparsed);
       if (plan.rewritten === null) return this.#unusable(s, Fallback.noImage);
       s.definesMemories = plan.rewritten.memoryModule !== null;
+      // Too little data for an image in a new memory to beat V8's copy: the
+      // hook's instantiations are one-shots (the program holds its
+      // instances, nothing comes back to a pool), each of which would run
+      // as V8 would (PreparedModule.newMemory 'adaptive'): no compile.
+      if (plan.fresh !== null && !plan.fresh.wins && lib.core.options.nativeWhenFaster) return this.#unusable(s, Fallback.smallData);
       if (!s.definesMemories && !s.syncAsked) {
         s.status = 'imported';
         return;
