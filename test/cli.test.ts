@@ -80,6 +80,17 @@ test('stubImports: an imported tag gets a WebAssembly.Tag of its parameters, and
   assert.equal(r.status, 0, r.stderr);
 });
 
+test('bench: a module importing a tag JavaScript cannot make (a v128 parameter) exits 3, not 1', () => {
+  const bytes = new Uint8Array(TAG_MODULE);
+  bytes.set([0x01, 0x05, 0x01, 0x60, 0x01, 0x7b, 0x00], 8); // type 0: (func (param v128))
+  const module = new Uint8Array([...bytes.subarray(0, 15), ...bytes.subarray(16)]); // the type section is one byte shorter
+  assert.ok(WebAssembly.validate(module));
+  assert.equal(stubImports(module)['env']!['tag'], undefined, 'left absent');
+  const r = run('bench', file(module), '--n', '5');
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stderr, /cannot be instantiated with stub imports/);
+});
+
 test('bench: a module importing mutable and i64 globals benches with exit 0', () => {
   const r = run('bench', file(GLOBALS_MODULE), '--json', '--n', '5');
   assert.equal(r.status, 0, r.stderr);
