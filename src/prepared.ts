@@ -688,6 +688,13 @@ export class PreparedModule {
    */
   instantiateUnpooledSync(imports: Imports | undefined, construct: (module: WebAssembly.Module, imports: Imports | undefined) => WebAssembly.Instance): WebAssembly.Instance {
     this.#checkUsable();
+    if (this.#choice !== null) {
+      // As instantiateUnpooled(): a memory made for one instance is never reused: V8 does better.
+      const instance = construct(this.#nativeModule(), imports);
+      this.#core.counters.instantiations++;
+      this.#core.counters.nativeInstantiations['small-data']++;
+      return instance;
+    }
     const attempt = this.#resolve(imports, true);
     const slots = this.#core.fresh(attempt.requests, ++this.#oneShots > 1);
     const instance = construct(attempt.module, this.#importObject(imports, slots, attempt.pinned));

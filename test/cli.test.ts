@@ -57,6 +57,40 @@ test('stubImports: globals, tables and memories of the declared types', () => {
   assert.equal((env['sp'] as WebAssembly.Global).value, 16, 'the start function ran on the stub global');
 });
 
+/**
+ * Imports a tag of type (i32, i64) (as Emscripten's C++ exceptions, `env.__cpp_exception`, and
+ * `env.__c_longjmp` in @duckdb/duckdb-wasm's duckdb-eh.wasm) and defines a memory with data.
+ * Hand-assembled: the test helpers' builder has no tag imports.
+ */
+const TAG_MODULE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x06, 0x01, 0x60, 0x02, 0x7f, 0x7e, 0x00, // type 0: (func (param i32 i64))
+  0x02, 0x0c, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x03, 0x74, 0x61, 0x67, 0x04, 0x00, 0x00, // import env.tag: tag of type 0
+  0x05, 0x03, 0x01, 0x00, 0x01, // memory 0: 1 page
+  0x0b, 0x09, 0x01, 0x00, 0x41, 0x10, 0x0b, 0x03, 0x01, 0x02, 0x03, // data at 16: 1 2 3
+]);
+
+test('stubImports: an imported tag gets a WebAssembly.Tag of its parameters, and bench runs on it', () => {
+  const imports = stubImports(TAG_MODULE);
+  const tag = imports['env']!['tag'];
+  const Tag = (WebAssembly as unknown as { Tag: abstract new (...args: never[]) => object }).Tag;
+  assert.ok(tag instanceof Tag, 'a WebAssembly.Tag');
+  new WebAssembly.Instance(new WebAssembly.Module(TAG_MODULE), imports); // V8 links it: the parameters match
+  const r = run('bench', file(TAG_MODULE), '--json', '--n', '5');
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('bench: a module importing a tag JavaScript cannot make (a v128 parameter) exits 3, not 1', () => {
+  const bytes = new Uint8Array(TAG_MODULE);
+  bytes.set([0x01, 0x05, 0x01, 0x60, 0x01, 0x7b, 0x00], 8); // type 0: (func (param v128))
+  const module = new Uint8Array([...bytes.subarray(0, 15), ...bytes.subarray(16)]); // the type section is one byte shorter
+  assert.ok(WebAssembly.validate(module));
+  assert.equal(stubImports(module)['env']!['tag'], undefined, 'left absent');
+  const r = run('bench', file(module), '--n', '5');
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stderr, /cannot be instantiated with stub imports/);
+});
+
 test('bench: a module importing mutable and i64 globals benches with exit 0', () => {
   const r = run('bench', file(GLOBALS_MODULE), '--json', '--n', '5');
   assert.equal(r.status, 0, r.stderr);

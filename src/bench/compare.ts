@@ -23,7 +23,8 @@ import type { PreparedModule } from '../prepared.js';
 import type { BackendKind } from '../backend/backend.js';
 import { measureInterleaved, type Timing } from './measure.js';
 import type { EngineStats } from '../stats.js';
-import { type ImportEntry, parseModule } from '../binary/reader.js';
+import { type ImportEntry, type ParsedModule, parseModule } from '../binary/reader.js';
+import { ByteCursor, CursorError } from '../binary/cursor.js';
 import { unexposedInstance } from '../lease.js';
 
 /**
@@ -112,21 +113,87 @@ function stubMemory(type: ImportEntry['memory']): WebAssembly.Memory {
   return new WebAssembly.Memory(descriptor);
 }
 
+/** WebAssembly.Tag (exception handling), which TypeScript's DOM lib does not declare. */
+type TagConstructor = new (type: { parameters: WebAssembly.ValueType[] }) => WebAssembly.ImportValue;
+
+// No v128: JavaScript cannot make a Tag with a v128 parameter (V8 throws a TypeError).
+const TAG_PARAM_TYPES: Readonly<Record<number, WebAssembly.ValueType>> = GLOBAL_TYPES;
+
+/**
+ * The parameter types of each imported tag, in import order (null for one
+ * whose type cannot be read or made from JavaScript): from the type section
+ * and the tag imports' type indices.
+ */
+function tagImportParameters(bytes: Uint8Array, parsed: ParsedModule): (WebAssembly.ValueType[] | null)[] {
+  const types: (WebAssembly.ValueType[] | null)[] = [];
+  const out: (WebAssembly.ValueType[] | null)[] = [];
+  try {
+    for (const sec of parsed.sections) {
+      const c = new ByteCursor(bytes, sec.contentStart, sec.end);
+      if (sec.id === 1) {
+        for (let n = c.u32(); n > 0; n--) {
+          if (c.u8() !== 0x60) return out; // GC types: not read here
+          let params: WebAssembly.ValueType[] | null = [];
+          for (let k = c.u32(); k > 0; k--) {
+            const t = TAG_PARAM_TYPES[c.valType()];
+            if (t === undefined) params = null;
+            else params?.push(t);
+          }
+          for (let k = c.u32(); k > 0; k--) c.valType();
+          types.push(params);
+        }
+      } else if (sec.id === 2) {
+        for (let n = c.u32(); n > 0; n--) {
+          c.name();
+          c.name();
+          const kind = c.u8();
+          if (kind === 0) c.u32();
+          else if (kind === 1) {
+            c.valType();
+            c.limits();
+          } else if (kind === 2) c.limits();
+          else if (kind === 3) {
+            c.valType();
+            c.u8();
+          } else if (kind === 4) {
+            c.u8();
+            out.push(types[c.u32()] ?? null);
+          } else return out;
+        }
+        return out;
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof CursorError)) throw e;
+  }
+  return out;
+}
+
 /**
  * The module's imports with their types from the binary (null where it
  * cannot be read: WebAssembly.Module.imports gives names and kinds only).
  */
-function importTypes(bytes: Uint8Array, module: WebAssembly.Module): { d: WebAssembly.ModuleImportDescriptor; entry: ImportEntry | null }[] {
+function importTypes(
+  bytes: Uint8Array,
+  module: WebAssembly.Module,
+): { d: WebAssembly.ModuleImportDescriptor; entry: ImportEntry | null; tagParameters: WebAssembly.ValueType[] | null }[] {
   const list = WebAssembly.Module.imports(module);
   let parsed: readonly ImportEntry[] = [];
+  let tags: (WebAssembly.ValueType[] | null)[] = [];
   try {
-    parsed = parseModule(bytes).imports;
+    const read = parseModule(bytes);
+    parsed = read.imports;
+    tags = tagImportParameters(bytes, read);
   } catch {
     parsed = [];
   }
+  let tag = 0;
   return list.map((d, i) => {
     const entry = parsed[i];
-    return { d, entry: entry && entry.module === d.module && entry.name === d.name && entry.kind === d.kind ? entry : null };
+    const matches = entry !== undefined && entry.module === d.module && entry.name === d.name && entry.kind === d.kind;
+    const tagParameters = (d.kind as string) === 'tag' && matches ? (tags[tag] ?? null) : null;
+    if (entry?.kind === 'tag') tag++;
+    return { d, entry: matches ? entry : null, tagParameters };
   });
 }
 
@@ -134,7 +201,8 @@ function importTypes(bytes: Uint8Array, module: WebAssembly.Module): { d: WebAss
  * Stub imports for a module, from its import types: functions that return
  * 0; globals as WebAssembly.Global of the declared value type and
  * mutability, holding zero (0n for i64, null for references); tables and
- * memories of the declared element type and limits. Enough to instantiate
+ * memories of the declared element type and limits; tags as
+ * WebAssembly.Tag of the declared parameter types. Enough to instantiate
  * most modules; a module whose start function needs real imports will trap.
  */
 export function stubImports(
@@ -155,11 +223,20 @@ export function stubImportsFactory(
 ): () => WebAssembly.Imports {
   const shared: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   const memories: { module: string; name: string; type: ImportEntry['memory'] }[] = [];
-  for (const { d, entry } of importTypes(bytes, module)) {
+  const Tag = (WebAssembly as unknown as { Tag?: TagConstructor }).Tag;
+  for (const { d, entry, tagParameters } of importTypes(bytes, module)) {
     const ns = (shared[d.module] ??= {});
     if (d.kind === 'function') ns[d.name] = () => 0;
     else if (d.kind === 'global') ns[d.name] = stubGlobal(entry?.global);
     else if (d.kind === 'table') ns[d.name] = stubTable(entry?.table);
+    // A tag whose type cannot be read or made stays absent: V8 says why it does not link.
+    else if ((d.kind as string) === 'tag' && tagParameters !== null && Tag !== undefined) {
+      try {
+        ns[d.name] = new Tag({ parameters: tagParameters });
+      } catch {
+        // left absent
+      }
+    }
     else if (d.kind === 'memory') memories.push({ module: d.module, name: d.name, type: entry?.memory });
   }
   if (memories.length === 0) return () => shared;
