@@ -92,7 +92,7 @@ function readBody(r: Reader, parsed: ParsedModule): StartAnalysis {
     ...parsed.memories,
   ];
   while (r.pos < r.end) {
-    if (program.length > MAX_OPS) return opaque('too long');
+    if (program.length > MAX_OPS) return opaque(`it has more than ${MAX_OPS} instructions, more than the engine evaluates`);
     const op = r.u8();
     switch (op) {
       case 0x01: // nop
