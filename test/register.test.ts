@@ -733,6 +733,26 @@ test('without process.getBuiltinModule (Node before 20.16) the library cannot lo
 });
 
 /**
+ * Script source: `reg` (the hook's registration), `mod`, a module importing
+ * its memory ("m" "mem", 64 pages) with N = 2 MiB of 7s at offset 0 (its
+ * bytes compiled twice: the lazy policy keeps bytes from their second
+ * sight), `read(mem)` (its first and last data byte and the one after) and
+ * an empty `reads`.
+ */
+const IMPORTED_MEMORY_MODULE = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+  const leb = (n) => { const out = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n); return out; };
+  const N = 2 * 1024 * 1024;
+  const head = [0,97,115,109,1,0,0,0, 2,10,1, 1,109, 3,109,101,109, 2,0,64];
+  const seg = [1, 0, 65,0,11, ...leb(N)];
+  const bytes = new Uint8Array(head.length + 1 + leb(seg.length + N).length + seg.length + N);
+  bytes.set([...head, 11, ...leb(seg.length + N), ...seg]);
+  bytes.fill(7, bytes.length - N);
+  new WebAssembly.Module(bytes);
+  const mod = new WebAssembly.Module(bytes);
+  const read = (mem) => { const b = new Uint8Array(mem.buffer); return [b[0], b[N - 1], b[N]]; };
+  const reads = [];`;
+
+/**
  * A module that imports its memory and has 2 MiB of data at offset 0: its
  * only image is for the imported memory, which only a synchronous
  * instantiation can take. Instantiated asynchronously (as pglite is), the
@@ -742,18 +762,7 @@ test('without process.getBuiltinModule (Node before 20.16) the library cannot lo
  */
 for (const mode of ['eager', 'lazy'] as const) {
   test(`${mode}: a module whose only image is for an imported memory is not compiled again while it is only instantiated asynchronously; the first synchronous instantiation has it compiled`, { skip: !linux && 'native backend only' }, () => {
-    const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
-      const leb = (n) => { const out = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n); return out; };
-      const N = 2 * 1024 * 1024;
-      const head = [0,97,115,109,1,0,0,0, 2,10,1, 1,109, 3,109,101,109, 2,0,64];
-      const seg = [1, 0, 65,0,11, ...leb(N)];
-      const bytes = new Uint8Array(head.length + 1 + leb(seg.length + N).length + seg.length + N);
-      bytes.set([...head, 11, ...leb(seg.length + N), ...seg]);
-      bytes.fill(7, bytes.length - N);
-      new WebAssembly.Module(bytes); // a first sight (the lazy policy keeps the bytes from the second)
-      const mod = new WebAssembly.Module(bytes);
-      const read = (mem) => { const b = new Uint8Array(mem.buffer); return [b[0], b[N - 1], b[N]]; };
-      const reads = [];
+    const script = `${IMPORTED_MEMORY_MODULE}
       for (let i = 0; i < 4; i++) {
         const mem = new WebAssembly.Memory({ initial: 64 });
         await WebAssembly.instantiate(mod, { m: { mem } });
@@ -799,18 +808,7 @@ const N_MAPPED = 2 * 1024 * 1024;
  * instantiation maps the image (as it did before the 'imported' stop).
  */
 test('lazy: a synchronous instantiation that comes while the background preparation of an imported-memory module is pending has the rewrite compiled', { skip: !linux && 'native backend only' }, () => {
-  const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
-    const leb = (n) => { const out = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n); return out; };
-    const N = 2 * 1024 * 1024;
-    const head = [0,97,115,109,1,0,0,0, 2,10,1, 1,109, 3,109,101,109, 2,0,64];
-    const seg = [1, 0, 65,0,11, ...leb(N)];
-    const bytes = new Uint8Array(head.length + 1 + leb(seg.length + N).length + seg.length + N);
-    bytes.set([...head, 11, ...leb(seg.length + N), ...seg]);
-    bytes.fill(7, bytes.length - N);
-    new WebAssembly.Module(bytes); // a first sight (the lazy policy keeps the bytes from the second)
-    const mod = new WebAssembly.Module(bytes);
-    const read = (mem) => { const b = new Uint8Array(mem.buffer); return [b[0], b[N - 1], b[N]]; };
-    const reads = [];
+  const script = `${IMPORTED_MEMORY_MODULE}
     let asked = false;
     for (let i = 0; i < 500 && !asked; i++) {
       const mem = new WebAssembly.Memory({ initial: 64 });
