@@ -44,29 +44,41 @@ export function codeShare(b: Uint8Array): number {
 }
 
 /**
- * Whether the module defines a memory (a memory section with at least one
- * entry), from the same walk of the section headers; true for bytes that
- * are not a well-formed sequence of sections (the reader then says what it
- * can). A module that defines none can have images only for memories it
- * imports.
+ * What the section headers say of a module's memories and data: whether it
+ * defines a memory (a memory section with at least one entry) and whether
+ * it has data segments (a data section with at least one), from the same
+ * walk as codeShare(); null for bytes that are not a well-formed sequence
+ * of sections (the reader then says what it can). A module that defines no
+ * memory can have images only for memories it imports; one with no data
+ * segment has nothing to map at all.
  */
-export function definesMemory(b: Uint8Array): boolean {
+export function memoryShape(b: Uint8Array): { readonly definesMemory: boolean; readonly hasData: boolean } | null {
   const n = b.length;
-  if (n < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) return true;
+  if (n < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) return null;
   let at = 8;
+  let definesMemory = false;
+  let hasData = false;
   while (at < n) {
     const id = b[at++]!;
     let size = 0;
     for (let shift = 0; ; shift += 7) {
-      if (at >= n || shift > 28) return true;
+      if (at >= n || shift > 28) return null;
       const x = b[at++]!;
       size += (x & 0x7f) * 2 ** shift;
       if ((x & 0x80) === 0) break;
     }
-    if (size > n - at) return true;
-    // The section's first byte starts its entry count (a LEB128: zero is the single byte 0).
-    if (id === 5) return size === 0 || b[at] !== 0;
+    if (size > n - at) return null;
+    // A section's first byte starts its entry count (a LEB128: zero is the
+    // single byte 0; a padded zero, 0x80 0x00, reads as not zero: the
+    // answer that costs nothing but a plan).
+    if (id === 5 || id === 11) {
+      if (size === 0) return null;
+      if (b[at] !== 0) {
+        if (id === 5) definesMemory = true;
+        else hasData = true;
+      }
+    }
     at += size;
   }
-  return false;
+  return { definesMemory, hasData };
 }

@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { CODE_SHARE, DROP_IN_LIMITS, DropInCache, codeShare, prepareInBackground, sampledHash } from '../src/dropin.js';
-import { definesMemory } from '../src/code-share.js';
+import { memoryShape } from '../src/code-share.js';
 import { dropInSettled, getDefaultEngine, instantiate, type PreparedModule } from '../src/index.js';
 import { digest, fns, memoryOf } from './helpers/env.js';
 import { buildModule, stdFuncs } from './helpers/wasm.js';
@@ -424,12 +424,16 @@ test('prepareInBackground: no rewrite is compiled for a module whose only images
   }
 });
 
-test('definesMemory: from the section headers; true where they cannot be walked', () => {
+test('memoryShape: from the section headers; null where they cannot be walked', () => {
   const header = [0, 97, 115, 109, 1, 0, 0, 0];
-  assert.equal(definesMemory(SMALL), true, 'a memory section with one memory');
-  assert.equal(definesMemory(importedMemoryModule()), false, 'its memory imported, none defined');
-  assert.equal(definesMemory(new Uint8Array([...header, 5, 1, 0])), false, 'a memory section of zero memories');
-  assert.equal(definesMemory(new Uint8Array(header)), false, 'no sections');
-  assert.equal(definesMemory(new Uint8Array([...header, 5, 9, 1])), true, 'a section longer than the bytes: left to the reader');
-  assert.equal(definesMemory(new Uint8Array([1, 2, 3])), true, 'not a module: left to the reader');
+  assert.deepEqual(memoryShape(SMALL), { definesMemory: true, hasData: true });
+  assert.deepEqual(memoryShape(importedMemoryModule()), { definesMemory: false, hasData: true }, 'its memory imported');
+  assert.deepEqual(memoryShape(new Uint8Array([...header, 5, 1, 0])), { definesMemory: false, hasData: false }, 'a memory section of zero memories');
+  assert.deepEqual(memoryShape(new Uint8Array([...header, 5, 3, 1, 0, 1])), { definesMemory: true, hasData: false }, 'a memory, no data');
+  assert.deepEqual(memoryShape(new Uint8Array([...header, 5, 2, 0x80, 0])), { definesMemory: true, hasData: false }, 'a padded zero count reads as a memory (planned, never missed)');
+  assert.deepEqual(memoryShape(new Uint8Array([...header, 0, 3, 1, 97, 0, 11, 1, 0])), { definesMemory: false, hasData: false }, 'a custom section, a data section of zero segments');
+  assert.deepEqual(memoryShape(new Uint8Array(header)), { definesMemory: false, hasData: false }, 'no sections');
+  assert.equal(memoryShape(new Uint8Array([...header, 5, 9, 1])), null, 'a section longer than the bytes: left to the reader');
+  assert.equal(memoryShape(new Uint8Array([...header, 5, 0])), null, 'an empty memory section: left to the reader');
+  assert.equal(memoryShape(new Uint8Array([1, 2, 3])), null, 'not a module: left to the reader');
 });

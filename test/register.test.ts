@@ -881,3 +881,21 @@ for (const mode of ['eager', 'lazy'] as const) {
     assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-small-data']);
   });
 }
+
+test('eager: a module with no memory of its own and no data is left to V8 as register-no-image, without planning it (the library not loaded)', { skip: !linux && 'native backend only' }, () => {
+  const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+    // (func (export "f") (result i32) i32.const 42)
+    const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 1,5,1,0x60,0,1,0x7f, 3,2,1,0, 7,5,1,1,102,0,0, 10,6,1,4,0,65,42,11]);
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push((await WebAssembly.instantiate(bytes)).instance.exports.f());
+    got.push(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.f());
+    const addon = globalThis[Symbol.for('wasm-cow.binding')] !== undefined;
+    console.log(JSON.stringify({ got, addon, hook: reg.madeHook.stats(), fallbacks: reg.engine.stats().fallbacks }));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, WASM_COW_REGISTER: 'eager' } }),
+  ) as { got: number[]; addon: boolean; hook: RegisterStats; fallbacks: Record<string, number> };
+  assert.deepEqual(out.got, [42, 42, 42, 42]);
+  assert.equal(out.addon, false, 'not planned: nothing loaded');
+  assert.equal(out.hook.preparations, 0);
+  assert.deepEqual(out.fallbacks, { 'register-no-image': 4 });
+});

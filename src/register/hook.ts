@@ -73,7 +73,7 @@
  */
 import { afterCompile, laterTurn } from '../later-turn.js';
 import { bufferView } from '../buffer-source.js';
-import { CODE_SHARE, codeShare, definesMemory } from '../code-share.js';
+import { CODE_SHARE, codeShare, memoryShape } from '../code-share.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
 import type { Imports, PreparedModule, planModule } from '../prepared.js';
@@ -164,8 +164,8 @@ interface ContentState {
    *    turn, with V8's asynchronous compile: instantiations meanwhile are
    *    V8's). -> 'ready' (entry.prepared set), 'unusable' (with `reason`),
    *    or 'imported'.
-   *  - 'imported': the module defines no memory (section headers: not
-   *    planned, the library not loaded), or its plan has images only for
+   *  - 'imported': the module defines no memory and has data (section
+   *    headers: not planned, the library not loaded), or its plan has images only for
    *    memories it imports, which only a synchronous instantiation can take
    *    (conditional images), and none came yet (`syncAsked`): stopped before
    *    the plan, or before the compile, so that a module only ever
@@ -855,13 +855,18 @@ export class RegisterHook {
    */
   #prepare(entry: ContentEntry, s: ContentState, compile: (bytes: Uint8Array<ArrayBuffer>) => WebAssembly.Module | null): void {
     s.status = 'preparing';
-    if (!s.syncAsked && !definesMemory(entry.bytes)) {
-      // Images only for memories it imports, if any: not even planned (nor
-      // the library loaded) until a synchronous instantiation asks
-      // (planning pglite's 7,555 segments takes about 25 ms cold).
+    const shape = memoryShape(entry.bytes);
+    if (shape !== null && !shape.definesMemory) {
+      // Nothing of its own to map: not even planned (nor the library
+      // loaded) for nothing, nor until a synchronous instantiation asks for
+      // images in memories it imports (planning pglite's 7,555 segments
+      // takes about 25 ms cold).
       s.definesMemories = false;
-      s.status = 'imported';
-      return;
+      if (!shape.hasData) return this.#unusable(s, Fallback.noImage);
+      if (!s.syncAsked) {
+        s.status = 'imported';
+        return;
+      }
     }
     this.#depth++;
     try {
