@@ -883,3 +883,52 @@ for (const mode of ['eager', 'lazy'] as const) {
     assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-small-data']);
   });
 }
+
+/**
+ * A module with no memory at all (it neither defines nor imports one):
+ * nothing to map whatever the API, so every instantiation, asynchronous or
+ * synchronous, falls back as 'register-no-image' (as before the
+ * imported-memory stop), never as 'register-imported-memory-async', which
+ * says the module's memories are imported. And the library is still not
+ * loaded by its asynchronous instantiations.
+ */
+for (const mode of ['eager', 'lazy'] as const) {
+  test(`${mode}: a module with no memory at all falls back as 'register-no-image', asynchronously too`, { skip: !linux && 'native backend only' }, () => {
+    const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+      // (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+      const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 1,7,1,96,2,127,127,1,127, 3,2,1,0, 7,7,1,3,97,100,100,0,0, 10,9,1,7,0,32,0,32,1,106,11]);
+      new WebAssembly.Module(bytes); // a first sight (the lazy policy keeps the bytes from the second)
+      const mod = new WebAssembly.Module(bytes);
+      const sums = [];
+      // Lazy: until the hook decided (its native instantiations, counted in its stats, have cost a compile),
+      // then 5 more, which fall back (at most 3000).
+      let after = 0;
+      for (let i = 0; i < 3000 && after < 5; i++) {
+        const native = reg.madeHook.stats().nativeInstantiations;
+        sums.push((await WebAssembly.instantiate(mod)).exports.add(i, 1) - i);
+        if (reg.madeHook.stats().nativeInstantiations === native) after++;
+        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+      }
+      await reg.madeHook.settled();
+      const addonAfterAsync = globalThis[Symbol.for('wasm-cow.binding')] !== undefined;
+      for (let i = 0; i < 3; i++) {
+        sums.push(new WebAssembly.Instance(mod).exports.add(i, 2));
+        await reg.madeHook.settled();
+      }
+      console.log(JSON.stringify({ sums, addonAfterAsync, hook: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, WASM_COW_REGISTER: mode },
+      }),
+    ) as { sums: number[]; addonAfterAsync: boolean; hook: RegisterStats; engine: Stats };
+    assert.deepEqual(out.sums, [...new Array(out.sums.length - 3).fill(1), 2, 3, 4]);
+    assert.equal(out.addonAfterAsync, false, 'not planned: the library and its addon not loaded');
+    assert.equal(out.hook.preparations, 0);
+    assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-no-image'], JSON.stringify(out.engine.fallbacks));
+    // eager: every instantiation; lazy: those after its native ones cost what a compile does (5 asynchronous, then 3).
+    const counted = out.engine.fallbacks['register-no-image']!;
+    assert.ok(mode === 'eager' ? counted === out.sums.length && counted === 8 : counted === 8, JSON.stringify(out.engine.fallbacks));
+  });
+}
