@@ -932,3 +932,44 @@ for (const mode of ['eager', 'lazy'] as const) {
     assert.ok(mode === 'eager' ? counted === out.sums.length && counted === 8 : counted === 8, JSON.stringify(out.engine.fallbacks));
   });
 }
+
+/**
+ * The same with the data placed at an imported global's value (a
+ * conditional image, checked at each instantiation, in the memory the
+ * module defines): too little data for an image in a new memory to beat
+ * V8's copy either, so under the default policy it is left to V8 too
+ * ('register-small-data', no rewrite compiled), with native results. (It
+ * was imaged: about twice native's time per instantiation, see
+ * notes/s8-rev16.)
+ */
+for (const mode of ['eager', 'lazy'] as const) {
+  test(`${mode}: a module with too little data at a global's offset is left to V8 ('register-small-data'), no rewrite compiled`, { skip: !linux && 'native backend only' }, () => {
+    const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+      // (import "env" "g" (global i32)) (memory (export "mem") 2) (data (global.get 0) "\\2a\\2b")
+      const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 2,10,1,3,101,110,118,1,103,3,127,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,35,0,11,2,42,43]);
+      const env = { g: new WebAssembly.Global({ value: 'i32' }, 8) };
+      const reads = [];
+      for (let i = 0; i < 40; i++) {
+        const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes), { env }).exports.mem.buffer);
+        reads.push(b[8] * 256 + b[9]);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      await reg.madeHook.settled();
+      const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes), { env }).exports.mem.buffer);
+      reads.push(b[8] * 256 + b[9]);
+      console.log(JSON.stringify({ reads, hook: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
+    const env: NodeJS.ProcessEnv = { ...process.env, WASM_COW_REGISTER: mode };
+    delete env['WASM_COW_NATIVE_WHEN_FASTER'];
+    const out = JSON.parse(execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env })) as {
+      reads: number[];
+      hook: RegisterStats;
+      engine: Stats;
+    };
+    assert.deepEqual(out.reads, new Array(41).fill(42 * 256 + 43));
+    assert.equal(out.hook.preparations, 0, 'no rewrite compiled');
+    assert.equal(out.hook.preparedInstantiations, 0);
+    const small = out.engine.fallbacks['register-small-data'] ?? 0;
+    assert.ok(mode === 'eager' ? small === 41 : small >= 1, JSON.stringify(out.engine.fallbacks));
+    assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-small-data']);
+  });
+}
