@@ -159,8 +159,10 @@ export async function prepareInBackground(
   // Only where new memories with the image beat V8's copy (newMemory.mode
   // 'image', which the cache asks for): not for images only for memories
   // the module imports (the drop-in instantiates asynchronously, which never
-  // takes those: see conditional.ts), nor for too little data. No compile.
+  // takes those: see conditional.ts), nor for too little data, nor for
+  // images resolved per instantiation (conditional: never 'image'). No compile.
   if (plan.rewritten === null || plan.fresh === null || (!plan.fresh.wins && core.options.nativeWhenFaster)) return null;
+  if (plan.plans.some((p) => p.condition !== null && p.excluded === null)) return null;
   let module: WebAssembly.Module;
   try {
     module = await wasm.compile(plan.rewritten.bytes);

@@ -73,7 +73,10 @@ export interface ModulePlan {
   /**
    * The cost model's estimate for an instantiation in a new memory (see
    * PreparedModule.newMemory), for a rewrite that moves the memories the
-   * module defines and resolves no image per instantiation; else null.
+   * module defines and has no image for a memory it imports; else null.
+   * Also for images of defined memories resolved per instantiation (data
+   * at a global's offset: conditional), for which PreparedModule.newMemory
+   * is null: what a new memory saves and adds is the same.
    */
   readonly fresh: FreshPlan | null;
 }
@@ -83,7 +86,7 @@ export type FreshPlan = FreshEstimate & { readonly dataPages: number; readonly s
 
 /** The estimate of ModulePlan.fresh, from the memory plans (null where there is none: see there). */
 function freshPlan(core: EngineCore, plans: readonly MemoryPlan[], rewritten: RewriteResult | null): FreshPlan | null {
-  if (rewritten === null || rewritten.memoryModule === null || plans.some((p) => p.condition !== null && p.excluded === null)) return null;
+  if (rewritten === null || rewritten.memoryModule === null || plans.some((p) => p.imported && p.condition !== null && p.excluded === null)) return null;
   // What V8 would copy into the memories we supply (imaged segments; an
   // excluded memory's segments are copied by V8 either way).
   const imaged: MemoryPlan[] = [];

@@ -165,8 +165,10 @@ interface ContentState {
    *    V8's). -> 'ready' (entry.prepared set), 'unusable' (with `reason`),
    *    or 'imported'.
    *  - 'imported': the module defines no memory and has data (section
-   *    headers: not planned, the library not loaded), or its plan has images only for
-   *    memories it imports, which only a synchronous instantiation can take
+   *    headers: not planned, the library not loaded; one with no data, and
+   *    so one with no memory at all, is 'unusable', 'register-no-image'), or
+   *    its plan has images only for memories it imports, which only a
+   *    synchronous instantiation can take
    *    (conditional images), and none came yet (`syncAsked`): stopped before
    *    the plan, or before the compile, so that a module only ever
    *    instantiated asynchronously (pglite) never plans nor compiles a
