@@ -845,41 +845,60 @@ test('lazy: a synchronous instantiation that comes while the background preparat
 
 /**
  * A module with too little data for an image in a new memory to beat V8's
- * copy (one page of data, a 2-page memory): under the default policy the
- * hook's one-shot instantiations would each run as V8 does, so it compiles
- * no rewrite and leaves them to V8 ('register-small-data'), with native
- * results.
+ * copy (two bytes in a 2-page memory), at a constant offset or at an
+ * imported global's value (a conditional image, checked at each
+ * instantiation, in the memory the module defines): under the default
+ * policy the hook's one-shot instantiations would each run as V8 does (the
+ * second was imaged, about twice native's time per instantiation: see
+ * notes/s8-rev16), so it compiles no rewrite and leaves them to V8
+ * ('register-small-data'), with native results.
  */
-for (const mode of ['eager', 'lazy'] as const) {
-  test(`${mode}: a module with too little data for a new memory's image to win is left to V8 ('register-small-data'), no rewrite compiled`, { skip: !linux && 'native backend only' }, () => {
-    const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
-      // (memory (export "mem") 2) (data (i32.const 8) "\\2a\\2b")
-      const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,65,8,11,2,42,43]);
-      const reads = [];
-      for (let i = 0; i < 40; i++) {
-        const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer);
+const SMALL_DATA = [
+  {
+    where: 'at a constant offset',
+    // (memory (export "mem") 2) (data (i32.const 8) "\\2a\\2b")
+    bytes: '[0,97,115,109,1,0,0,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,65,8,11,2,42,43]',
+    imports: '{}',
+  },
+  {
+    where: "at a global's offset",
+    // (import "env" "g" (global i32)) (memory (export "mem") 2) (data (global.get 0) "\\2a\\2b")
+    bytes: '[0,97,115,109,1,0,0,0, 2,10,1,3,101,110,118,1,103,3,127,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,35,0,11,2,42,43]',
+    imports: "{ env: { g: new WebAssembly.Global({ value: 'i32' }, 8) } }",
+  },
+];
+for (const { where, bytes, imports } of SMALL_DATA) {
+  for (const mode of ['eager', 'lazy'] as const) {
+    test(`${mode}: a module with too little data ${where} is left to V8 ('register-small-data'), no rewrite compiled`, { skip: !linux && 'native backend only' }, () => {
+      const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
+        const bytes = new Uint8Array(${bytes});
+        const imports = ${imports};
+        const reads = [];
+        for (let i = 0; i < 40; i++) {
+          const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes), imports).exports.mem.buffer);
+          reads.push(b[8] * 256 + b[9]);
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        await reg.madeHook.settled();
+        const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes), imports).exports.mem.buffer);
         reads.push(b[8] * 256 + b[9]);
-        await new Promise((r) => setTimeout(r, 1));
-      }
-      await reg.madeHook.settled();
-      const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.mem.buffer);
-      reads.push(b[8] * 256 + b[9]);
-      console.log(JSON.stringify({ reads, hook: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
-    const env: NodeJS.ProcessEnv = { ...process.env, WASM_COW_REGISTER: mode };
-    delete env['WASM_COW_NATIVE_WHEN_FASTER'];
-    const out = JSON.parse(execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env })) as {
-      reads: number[];
-      hook: RegisterStats;
-      engine: Stats;
-    };
-    assert.deepEqual(out.reads, new Array(41).fill(42 * 256 + 43));
-    assert.equal(out.hook.preparations, 0, 'no rewrite compiled');
-    assert.equal(out.hook.preparedInstantiations, 0);
-    // Eager decides at the first instantiation; lazy once its native ones have cost what a compile does.
-    const small = out.engine.fallbacks['register-small-data'] ?? 0;
-    assert.ok(mode === 'eager' ? small === 41 : small >= 1, JSON.stringify(out.engine.fallbacks));
-    assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-small-data']);
-  });
+        console.log(JSON.stringify({ reads, hook: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
+      const env: NodeJS.ProcessEnv = { ...process.env, WASM_COW_REGISTER: mode };
+      delete env['WASM_COW_NATIVE_WHEN_FASTER'];
+      const out = JSON.parse(execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env })) as {
+        reads: number[];
+        hook: RegisterStats;
+        engine: Stats;
+      };
+      assert.deepEqual(out.reads, new Array(41).fill(42 * 256 + 43));
+      assert.equal(out.hook.preparations, 0, 'no rewrite compiled');
+      assert.equal(out.hook.preparedInstantiations, 0);
+      // Eager decides at the first instantiation; lazy once its native ones have cost what a compile does.
+      const small = out.engine.fallbacks['register-small-data'] ?? 0;
+      assert.ok(mode === 'eager' ? small === 41 : small >= 1, JSON.stringify(out.engine.fallbacks));
+      assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-small-data']);
+    });
+  }
 }
 
 /**
@@ -931,43 +950,3 @@ for (const mode of ['eager', 'lazy'] as const) {
   });
 }
 
-/**
- * The same with the data placed at an imported global's value (a
- * conditional image, checked at each instantiation, in the memory the
- * module defines): too little data for an image in a new memory to beat
- * V8's copy either, so under the default policy it is left to V8 too
- * ('register-small-data', no rewrite compiled), with native results. (It
- * was imaged: about twice native's time per instantiation, see
- * notes/s8-rev16.)
- */
-for (const mode of ['eager', 'lazy'] as const) {
-  test(`${mode}: a module with too little data at a global's offset is left to V8 ('register-small-data'), no rewrite compiled`, { skip: !linux && 'native backend only' }, () => {
-    const script = `const reg = globalThis[Symbol.for('wasm-cow.register')];
-      // (import "env" "g" (global i32)) (memory (export "mem") 2) (data (global.get 0) "\\2a\\2b")
-      const bytes = new Uint8Array([0,97,115,109,1,0,0,0, 2,10,1,3,101,110,118,1,103,3,127,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,35,0,11,2,42,43]);
-      const env = { g: new WebAssembly.Global({ value: 'i32' }, 8) };
-      const reads = [];
-      for (let i = 0; i < 40; i++) {
-        const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes), { env }).exports.mem.buffer);
-        reads.push(b[8] * 256 + b[9]);
-        await new Promise((r) => setTimeout(r, 1));
-      }
-      await reg.madeHook.settled();
-      const b = new Uint8Array(new WebAssembly.Instance(new WebAssembly.Module(bytes), { env }).exports.mem.buffer);
-      reads.push(b[8] * 256 + b[9]);
-      console.log(JSON.stringify({ reads, hook: reg.madeHook.stats(), engine: reg.engine.stats() }));`;
-    const env: NodeJS.ProcessEnv = { ...process.env, WASM_COW_REGISTER: mode };
-    delete env['WASM_COW_NATIVE_WHEN_FASTER'];
-    const out = JSON.parse(execFileSync(process.execPath, ['--import', 'wasm-cow/register', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env })) as {
-      reads: number[];
-      hook: RegisterStats;
-      engine: Stats;
-    };
-    assert.deepEqual(out.reads, new Array(41).fill(42 * 256 + 43));
-    assert.equal(out.hook.preparations, 0, 'no rewrite compiled');
-    assert.equal(out.hook.preparedInstantiations, 0);
-    const small = out.engine.fallbacks['register-small-data'] ?? 0;
-    assert.ok(mode === 'eager' ? small === 41 : small >= 1, JSON.stringify(out.engine.fallbacks));
-    assert.deepEqual(Object.keys(out.engine.fallbacks), ['register-small-data']);
-  });
-}
