@@ -856,13 +856,13 @@ test('lazy: a synchronous instantiation that comes while the background preparat
 const SMALL_DATA = [
   {
     where: 'at a constant offset',
-    // (memory (export "mem") 2) (data (i32.const 8) "\\2a\\2b")
+    // (memory (export "mem") 2) (data (i32.const 8) "\2a\2b")
     bytes: '[0,97,115,109,1,0,0,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,65,8,11,2,42,43]',
     imports: '{}',
   },
   {
     where: "at a global's offset",
-    // (import "env" "g" (global i32)) (memory (export "mem") 2) (data (global.get 0) "\\2a\\2b")
+    // (import "env" "g" (global i32)) (memory (export "mem") 2) (data (global.get 0) "\2a\2b")
     bytes: '[0,97,115,109,1,0,0,0, 2,10,1,3,101,110,118,1,103,3,127,0, 5,3,1,0,2, 7,7,1,3,109,101,109,2,0, 11,8,1,0,35,0,11,2,42,43]',
     imports: "{ env: { g: new WebAssembly.Global({ value: 'i32' }, 8) } }",
   },
