@@ -17,6 +17,9 @@
  *    parses JavaScript.
  *  - @ffmpeg/core: Emscripten, WebAssembly.instantiate(bytes), three runs;
  *    encodes a lavfi sine to WAV.
+ *  - sql.js: Emscripten, WebAssembly.instantiate(bytes), three runs; too
+ *    little data for an image in a new memory to beat V8's copy, so left to
+ *    V8 ('register-small-data') under the default policy.
  *
  * The CommonJS apps (swc, esbuild's Go glue, ffmpeg) run under `node
  * --require wasm-cow/register` as well (the CommonJS entry, with
@@ -116,4 +119,14 @@ test('@ffmpeg/core encodes a sine to WAV under the hook (--import and --require)
     assert.deepEqual(eager.engine.fallbacks, {});
     assert.equal(lazy!.register.preparedInstantiations + lazy!.register.nativeInstantiations, 3);
   }, /run 2: ret 0, 88278 bytes/, true, BOTH);
+});
+
+test('sql.js (too little data for an image in a new memory to win) queries under the hook exactly as natively, left to V8 without a compile (--import and --require)', { skip: !linux && 'native backend only' }, () => {
+  same('sqljs.cjs', ['3'], (eager, lazy) => {
+    // The default policy: each of the hook's one-shot instantiations would run as V8 does ('adaptive').
+    assert.equal(eager.register.preparations, 0, 'eager: no rewrite compiled');
+    assert.equal(eager.register.preparedInstantiations, 0);
+    assert.deepEqual(eager.engine.fallbacks, { 'register-small-data': 3 });
+    assert.equal(lazy!.register.preparations, 0, 'lazy: none either');
+  }, /run 2: \[\[7,168,"value 9,value 30/, true, BOTH);
 });
