@@ -49,10 +49,11 @@ with stub imports made from the module's import types: functions return 0;
 globals are WebAssembly.Global objects of the declared type and mutability
 holding zero; tables and memories have the declared limits (each
 instantiation gets new imported memories, as Emscripten glue makes one per
-instance); tags are WebAssembly.Tag objects of the declared parameters. N caps the iterations per variant (default 2000; each variant
-also stops after about 1 s, or, while others of similar cost have not, at
-most after 2 s). A module whose start function needs real
-imports cannot be benchmarked this way: wasm-cow says so and exits with 3.`,
+instance); tags are WebAssembly.Tag objects of the declared parameters.
+N caps the iterations per variant (default 2000; each variant also stops
+after about 1 s, or, while others of similar cost have not, at most after
+2 s). A module whose start function needs real imports cannot be
+benchmarked this way: wasm-cow says so and exits with 3.`,
   demo: `wasm-cow demo [--json]
 
 Generates example modules with 0 B, 1 MiB, 16 MiB and 64 MiB of data and

@@ -56,7 +56,7 @@
 import type { ParsedModule } from './binary/reader.js';
 import { rewriteModule } from './binary/rewriter.js';
 import type { EngineCore } from './core.js';
-import { type PlacedSegment, resolveSegments, rewritableMemories, roundDown, roundUp, WASM_PAGE, type MemoryPlan } from './image/analyze.js';
+import { type PlacedSegment, movesMemories, resolveSegments, roundDown, roundUp, WASM_PAGE, type MemoryPlan } from './image/analyze.js';
 import { flattenImage, isZero } from './image/flatten.js';
 import type { MemoryImage } from './image/image.js';
 import { evaluateStart, type Fill, type StartAnalysis } from './image/start.js';
@@ -455,7 +455,7 @@ export class ConditionalImages {
       const convert = new Set<number>();
       for (const p of this.#allPlans) if (!p.excluded && p.condition === null) for (const i of p.segmentIndices) convert.add(i);
       // As planModule decides it (a shared or memory64 defined memory is left as it is).
-      const importMemories = this.#parsed.memories.length > 0 && rewritableMemories(this.#parsed) === null;
+      const importMemories = movesMemories(this.#parsed);
       // Nothing else rewritten: the fallback is the original (already
       // compiled where the caller gave it, as the register hook does).
       this.#fallback =

@@ -46,7 +46,7 @@ import { bufferView } from './buffer-source.js';
 import { CODE_SHARE, codeShare } from './code-share.js';
 import { coreOf, type Engine } from './engine.js';
 import { EngineClosedError } from './errors.js';
-import { type Imports, PreparedModule, planModule } from './prepared.js';
+import { type Imports, newMemoryWins, PreparedModule, planModule } from './prepared.js';
 import { wasm } from './wasm-api.js';
 
 export { CODE_SHARE, codeShare } from './code-share.js';
@@ -161,8 +161,7 @@ export async function prepareInBackground(
   // the module imports (the drop-in instantiates asynchronously, which never
   // takes those: see conditional.ts), nor for too little data, nor for
   // images resolved per instantiation (conditional: never 'image'). No compile.
-  if (plan.rewritten === null || plan.fresh === null || (!plan.fresh.wins && core.options.nativeWhenFaster)) return null;
-  if (plan.plans.some((p) => p.condition !== null && p.excluded === null)) return null;
+  if (plan.rewritten === null || !newMemoryWins(core, plan) || plan.plans.some((p) => p.condition !== null && p.excluded === null)) return null;
   let module: WebAssembly.Module;
   try {
     module = await wasm.compile(plan.rewritten.bytes);

@@ -8,7 +8,7 @@ import type { EngineCore } from './core.js';
 import { InvalidArgumentError, WasmFormatError } from './errors.js';
 import { type Attempt, ConditionalImages, type ImportReader } from './conditional.js';
 import { dataValues, NOT_READ, pinImports } from './pin.js';
-import { analyzeMemories, coveredPages, type ExclusionCode, type MemoryCondition, type MemoryPlan, rewritableMemories } from './image/analyze.js';
+import { analyzeMemories, coveredPages, type ExclusionCode, type MemoryCondition, type MemoryPlan, movesMemories } from './image/analyze.js';
 import { flattenPlan } from './image/flatten.js';
 import { IndexSet } from './binary/data-table.js';
 import type { MemoryImage } from './image/image.js';
@@ -83,6 +83,18 @@ export interface ModulePlan {
 
 /** @internal A new memory's estimate (src/policy.ts) and the work it counts. */
 export type FreshPlan = FreshEstimate & { readonly dataPages: number; readonly segments: number; readonly memoryPages: number };
+
+/**
+ * Whether an instantiation in a new memory, made for it alone, beats V8's
+ * copy under the engine's policy: the estimate says so, or nativeWhenFaster
+ * is off (the mechanism, whatever it costs). False where there is no
+ * estimate (no memory the engine makes). The one decision behind
+ * PreparedModule.newMemory's 'image' / 'adaptive', the drop-in's
+ * preparations and the register hook's 'register-small-data'.
+ */
+export function newMemoryWins(core: EngineCore, plan: ModulePlan): boolean {
+  return plan.fresh !== null && (plan.fresh.wins || !core.options.nativeWhenFaster);
+}
 
 /** The estimate of ModulePlan.fresh, from the memory plans (null where there is none: see there). */
 function freshPlan(core: EngineCore, plans: readonly MemoryPlan[], rewritten: RewriteResult | null): FreshPlan | null {
@@ -159,7 +171,7 @@ export function planModule(core: EngineCore, input: Uint8Array<ArrayBuffer>, pri
     mapImported: core.backend.classifyPages !== undefined && core.backend.mapImageRange !== undefined,
     opaqueStart: start.kind === 'opaque' ? start.why : null,
   }).map((p) => (core.options.nativeWhenFaster ? (smallImportedData(p, core.backend.pageSize) ?? p) : p));
-  const importMemories = parsed.memories.length > 0 && rewritableMemories(parsed) === null;
+  const importMemories = movesMemories(parsed);
   const convert = new IndexSet(parsed.dataTable.length);
   for (const p of plans) if (!p.excluded) convert.addAll(p.segmentIndices);
   const hiddenOf = (extra: readonly { readonly name: string }[]) => (extra.length > 0 ? new Set(extra.map((e) => e.name)) : null);
@@ -364,7 +376,7 @@ export class PreparedModule {
     }
     if (memoryModule !== null && this.#conditional === null && plan.fresh !== null) {
       this.#fresh = plan.fresh;
-      if (!this.#fresh.wins && core.options.nativeWhenFaster) {
+      if (!newMemoryWins(core, plan)) {
         this.#choice = new FreshChoice();
         this.#original = hints.original ?? null;
         if (this.#original === null) this.#input = input;
@@ -665,6 +677,17 @@ export class PreparedModule {
     return new Lease<T>(this.#core, instance, NO_POOLED_MEMORY, this.#exposure, this.#hidden);
   }
 
+  /**
+   * A one-shot instance of the original, made as V8 would make it: with
+   * #choice, a memory made for one instance is never reused, and V8 does
+   * better (PreparedModule.newMemory 'adaptive').
+   */
+  #countedAsV8(instance: WebAssembly.Instance): WebAssembly.Instance {
+    this.#core.counters.instantiations++;
+    this.#core.counters.nativeInstantiations['small-data']++;
+    return instance;
+  }
+
   /** The original module, compiled at first need (it validated at prepare). */
   #nativeModule(): WebAssembly.Module {
     if (this.#original === null) {
@@ -691,13 +714,7 @@ export class PreparedModule {
    */
   instantiateUnpooledSync(imports: Imports | undefined, construct: (module: WebAssembly.Module, imports: Imports | undefined) => WebAssembly.Instance): WebAssembly.Instance {
     this.#checkUsable();
-    if (this.#choice !== null) {
-      // As instantiateUnpooled(): a memory made for one instance is never reused: V8 does better.
-      const instance = construct(this.#nativeModule(), imports);
-      this.#core.counters.instantiations++;
-      this.#core.counters.nativeInstantiations['small-data']++;
-      return instance;
-    }
+    if (this.#choice !== null) return this.#countedAsV8(construct(this.#nativeModule(), imports));
     const attempt = this.#resolve(imports, true);
     const slots = this.#core.fresh(attempt.requests, ++this.#oneShots > 1);
     const instance = construct(attempt.module, this.#importObject(imports, slots, attempt.pinned));
@@ -717,13 +734,7 @@ export class PreparedModule {
     instantiate: (module: WebAssembly.Module, imports: Imports | undefined) => Promise<WebAssembly.Instance> = wasm.instantiate,
   ): Promise<WebAssembly.Instance> {
     this.#checkUsable();
-    if (this.#choice !== null) {
-      // A memory made for one instance is never reused: V8 does better.
-      const instance = await instantiate(this.#nativeModule(), imports);
-      this.#core.counters.instantiations++;
-      this.#core.counters.nativeInstantiations['small-data']++;
-      return instance;
-    }
+    if (this.#choice !== null) return this.#countedAsV8(await instantiate(this.#nativeModule(), imports));
     // Asynchronous: imported memories are left to V8 (attempt.deferred is empty).
     const attempt = this.#resolve(imports, false);
     const slots = this.#core.fresh(attempt.requests, ++this.#oneShots > 1);

@@ -23,8 +23,8 @@ import type { PreparedModule } from '../prepared.js';
 import type { BackendKind } from '../backend/backend.js';
 import { measureInterleaved, type Timing } from './measure.js';
 import type { EngineStats } from '../stats.js';
-import { type ImportEntry, type ParsedModule, parseModule } from '../binary/reader.js';
-import { ByteCursor, CursorError } from '../binary/cursor.js';
+import { type ImportEntry, parseModule } from '../binary/reader.js';
+import { type FuncTypeInfo, readModuleInfo } from '../reuse/module-info.js';
 import { unexposedInstance } from '../lease.js';
 
 /**
@@ -119,54 +119,12 @@ type TagConstructor = new (type: { parameters: WebAssembly.ValueType[] }) => Web
 // No v128: JavaScript cannot make a Tag with a v128 parameter (V8 throws a TypeError).
 const TAG_PARAM_TYPES: Readonly<Record<number, WebAssembly.ValueType>> = GLOBAL_TYPES;
 
-/**
- * The parameter types of each imported tag, in import order (null for one
- * whose type cannot be read or made from JavaScript): from the type section
- * and the tag imports' type indices.
- */
-function tagImportParameters(bytes: Uint8Array, parsed: ParsedModule): (WebAssembly.ValueType[] | null)[] {
-  const types: (WebAssembly.ValueType[] | null)[] = [];
-  const out: (WebAssembly.ValueType[] | null)[] = [];
-  try {
-    for (const sec of parsed.sections) {
-      const c = new ByteCursor(bytes, sec.contentStart, sec.end);
-      if (sec.id === 1) {
-        for (let n = c.u32(); n > 0; n--) {
-          if (c.u8() !== 0x60) return out; // GC types: not read here
-          let params: WebAssembly.ValueType[] | null = [];
-          for (let k = c.u32(); k > 0; k--) {
-            const t = TAG_PARAM_TYPES[c.valType()];
-            if (t === undefined) params = null;
-            else params?.push(t);
-          }
-          for (let k = c.u32(); k > 0; k--) c.valType();
-          types.push(params);
-        }
-      } else if (sec.id === 2) {
-        for (let n = c.u32(); n > 0; n--) {
-          c.name();
-          c.name();
-          const kind = c.u8();
-          if (kind === 0) c.u32();
-          else if (kind === 1) {
-            c.valType();
-            c.limits();
-          } else if (kind === 2) c.limits();
-          else if (kind === 3) {
-            c.valType();
-            c.u8();
-          } else if (kind === 4) {
-            c.u8();
-            out.push(types[c.u32()] ?? null);
-          } else return out;
-        }
-        return out;
-      }
-    }
-  } catch (e) {
-    if (!(e instanceof CursorError)) throw e;
-  }
-  return out;
+/** A tag import's parameters as JavaScript names them, or null where its type is unknown or one JavaScript cannot make. */
+function tagParameters(entry: ImportEntry, types: readonly FuncTypeInfo[] | null): WebAssembly.ValueType[] | null {
+  const type = entry.tag === undefined ? undefined : types?.[entry.tag.typeIndex];
+  if (type === undefined) return null;
+  const params = type.paramTypes.map((t) => TAG_PARAM_TYPES[t]);
+  return params.every((t) => t !== undefined) ? (params as WebAssembly.ValueType[]) : null;
 }
 
 /**
@@ -179,21 +137,18 @@ function importTypes(
 ): { d: WebAssembly.ModuleImportDescriptor; entry: ImportEntry | null; tagParameters: WebAssembly.ValueType[] | null }[] {
   const list = WebAssembly.Module.imports(module);
   let parsed: readonly ImportEntry[] = [];
-  let tags: (WebAssembly.ValueType[] | null)[] = [];
+  let types: readonly FuncTypeInfo[] | null = null;
   try {
     const read = parseModule(bytes);
     parsed = read.imports;
-    tags = tagImportParameters(bytes, read);
+    if (parsed.some((i) => i.kind === 'tag')) types = readModuleInfo(bytes, read)?.types ?? null;
   } catch {
     parsed = [];
   }
-  let tag = 0;
   return list.map((d, i) => {
-    const entry = parsed[i];
-    const matches = entry !== undefined && entry.module === d.module && entry.name === d.name && entry.kind === d.kind;
-    const tagParameters = (d.kind as string) === 'tag' && matches ? (tags[tag] ?? null) : null;
-    if (entry?.kind === 'tag') tag++;
-    return { d, entry: matches ? entry : null, tagParameters };
+    const e = parsed[i];
+    const entry = e !== undefined && e.module === d.module && e.name === d.name && e.kind === d.kind ? e : null;
+    return { d, entry, tagParameters: entry?.kind === 'tag' ? tagParameters(entry, types) : null };
   });
 }
 

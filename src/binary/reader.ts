@@ -85,6 +85,8 @@ export interface ImportEntry {
   readonly global?: { readonly valType: number; readonly mutable: boolean };
   /** Set for table imports: element type byte (0x70 funcref, 0x6f externref, ...) and limits. */
   readonly table?: { readonly elemType: number; readonly min: number; readonly max: number | null };
+  /** Set for tag imports: the index of its function type (its parameters). */
+  readonly tag?: { readonly typeIndex: number };
 }
 
 export interface ExportEntry {
@@ -538,8 +540,7 @@ function readImports(s: Cursor, out: ImportEntry[]): void {
       }
       case 4:
         s.u8();
-        s.u32();
-        out.push({ module, name, kind: 'tag' });
+        out.push({ module, name, kind: 'tag', tag: { typeIndex: s.u32() } });
         break;
       default:
         s.fail(`unknown import kind ${kindByte}`, kindAt);

@@ -164,6 +164,11 @@ export function rewritableMemories(parsed: ParsedModule): Exclusion | null {
   return null;
 }
 
+/** Whether the rewrite imports the module's defined memories (it defines some, and all can become imports). */
+export function movesMemories(parsed: ParsedModule): boolean {
+  return parsed.memories.length > 0 && rewritableMemories(parsed) === null;
+}
+
 export function analyzeMemories(parsed: ParsedModule, options: AnalyzeOptions): MemoryPlan[] {
   const plans: MemoryPlan[] = [];
   const table = parsed.dataTable;

@@ -76,7 +76,7 @@ import { bufferView } from '../buffer-source.js';
 import { CODE_SHARE, codeShare, memoryShape } from '../code-share.js';
 import type { EngineCore } from '../core.js';
 import type { FallbackReason } from '../stats.js';
-import type { Imports, PreparedModule, planModule } from '../prepared.js';
+import type { Imports, PreparedModule, newMemoryWins, planModule } from '../prepared.js';
 import { type ContentCache, type ContentEntry, fingerprint } from './cache.js';
 import { Fallback } from './fallback.js';
 import type { Natives, Router } from './install.js';
@@ -93,6 +93,7 @@ export type PreparePolicy = 'lazy' | 'eager';
 export interface Library {
   readonly core: EngineCore;
   readonly planModule: typeof planModule;
+  readonly newMemoryWins: typeof newMemoryWins;
   readonly PreparedModule: typeof PreparedModule;
 }
 
@@ -164,18 +165,19 @@ interface ContentState {
    *    turn, with V8's asynchronous compile: instantiations meanwhile are
    *    V8's). -> 'ready' (entry.prepared set), 'unusable' (with `reason`),
    *    or 'imported'.
-   *  - 'imported': the module defines no memory and has data (section
-   *    headers: not planned, the library not loaded; one with no data, and
-   *    so one with no memory at all, is 'unusable', 'register-no-image'), or
-   *    its plan has images only for memories it imports, which only a
-   *    synchronous instantiation can take
-   *    (conditional images), and none came yet (`syncAsked`): stopped before
-   *    the plan, or before the compile, so that a module only ever
-   *    instantiated asynchronously (pglite) never plans nor compiles a
-   *    rewrite. A plan made is not kept (it holds the parsed module). Asynchronous instantiations fall back
-   *    ('register-imported-memory-async'). -> 'preparing' at the first
-   *    synchronous instantiation, which plans again (eager: within it;
-   *    lazy: in the background, from it, that one being V8's).
+   *  - 'imported': no synchronous instantiation came yet (`syncAsked`),
+   *    which alone can take images into memories the module imports, and
+   *    the module has no others: it defines no memory and has data (section
+   *    headers: stopped before the plan, the library not loaded; with no
+   *    data, and so with no memory at all, it is 'unusable',
+   *    'register-no-image'), or its plan has images only for imported
+   *    memories (stopped before the compile; the plan is not kept: it holds
+   *    the parsed module). So a module only ever instantiated
+   *    asynchronously (pglite) never plans nor compiles a rewrite; its
+   *    instantiations fall back ('register-imported-memory-async').
+   *    -> 'preparing' at the first synchronous instantiation, which plans
+   *    (again) and compiles (eager: within it; lazy: in the background,
+   *    from it, that one being V8's).
    *  - 'ready': instantiations go through entry.prepared (asynchronous ones
    *    of a content that defines no memory fall back, as for 'imported').
    *  - 'unusable': every instantiation falls back with `reason`.
@@ -881,7 +883,7 @@ export class RegisterHook {
       // hook's instantiations are one-shots (the program holds its
       // instances, nothing comes back to a pool), each of which would run
       // as V8 would (PreparedModule.newMemory 'adaptive'): no compile.
-      if (plan.fresh !== null && !plan.fresh.wins && lib.core.options.nativeWhenFaster) return this.#unusable(s, Fallback.smallData);
+      if (plan.fresh !== null && !lib.newMemoryWins(lib.core, plan)) return this.#unusable(s, Fallback.smallData);
       if (!s.definesMemories && !s.syncAsked) {
         s.status = 'imported';
         return;

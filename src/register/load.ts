@@ -5,10 +5,10 @@
  */
 import { coreOf, type Engine } from '../engine.js';
 import { getDefaultEngine } from '../index.js';
-import { PreparedModule, planModule } from '../prepared.js';
+import { newMemoryWins, PreparedModule, planModule } from '../prepared.js';
 import type { Library } from './hook.js';
 
 export function loadLibrary(): { engine: Engine; library: Library } {
   const engine = getDefaultEngine();
-  return { engine, library: { core: coreOf(engine), planModule, PreparedModule } };
+  return { engine, library: { core: coreOf(engine), planModule, newMemoryWins, PreparedModule } };
 }

@@ -11,6 +11,8 @@ import type { ParsedModule } from '../binary/reader.js';
 export interface FuncTypeInfo {
   readonly params: number;
   readonly results: number;
+  /** The parameters' value type bytes (0x7f i32, ... ; a reference type's first byte). */
+  readonly paramTypes: readonly number[];
 }
 
 export interface GlobalInfo {
@@ -115,11 +117,11 @@ function read(bytes: Uint8Array, parsed: ParsedModule): ModuleInfo {
       case 1:
         for (let n = c.u32(); n > 0; n--) {
           if (c.u8() !== 0x60) throw new Bad(); // GC types: not eligible
-          let params = 0;
-          for (let k = c.u32(); k > 0; k--, params++) c.valType();
+          const paramTypes: number[] = [];
+          for (let k = c.u32(); k > 0; k--) paramTypes.push(c.valType());
           let results = 0;
           for (let k = c.u32(); k > 0; k--, results++) c.valType();
-          types.push({ params, results });
+          types.push({ params: paramTypes.length, results, paramTypes });
         }
         break;
       case 2:
